@@ -1,0 +1,150 @@
+// mae/block.hpp — the pre-norm transformer block of timm 0.3.2, as MAE pretrains it
+// (no dropout, no drop path, no layer scale):
+//
+//   x_mid = x_in  + proj(attention(qkv(norm1(x_in))))
+//   x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
+#ifndef MAE_BLOCK_HPP
+#define MAE_BLOCK_HPP
+
+#include "attention.hpp"
+#include "common.hpp"
+#include "layernorm.hpp"
+#include "linear.hpp"
+#include "mlp.hpp"
+
+#include <string>
+#include <vector>
+
+namespace mae {
+
+template <class S>
+struct BlockParams {
+  LayerNormParams<S> norm1;
+  AttentionParams<S> attn;
+  LayerNormParams<S> norm2;
+  MlpParams<S> mlp;
+};
+
+struct BlockShape {
+  Index dim;     // D
+  Index heads;   // H
+  Index hidden;  // MLP width
+};
+
+// Calls f(name, shape, pointer&) for every tensor, with the state-dict names of timm.
+template <class S, class F>
+inline void visit_block(BlockParams<S>& b, const std::string& prefix, const BlockShape& s, F&& f) {
+  const std::int64_t D = s.dim, Hd = s.hidden;
+  f(prefix + "norm1.weight", {D}, b.norm1.weight);
+  f(prefix + "norm1.bias", {D}, b.norm1.bias);
+  f(prefix + "attn.qkv.weight", {3 * D, D}, b.attn.qkv.weight);
+  f(prefix + "attn.qkv.bias", {3 * D}, b.attn.qkv.bias);
+  f(prefix + "attn.proj.weight", {D, D}, b.attn.proj.weight);
+  f(prefix + "attn.proj.bias", {D}, b.attn.proj.bias);
+  f(prefix + "norm2.weight", {D}, b.norm2.weight);
+  f(prefix + "norm2.bias", {D}, b.norm2.bias);
+  f(prefix + "mlp.fc1.weight", {Hd, D}, b.mlp.fc1.weight);
+  f(prefix + "mlp.fc1.bias", {Hd}, b.mlp.fc1.bias);
+  f(prefix + "mlp.fc2.weight", {D, Hd}, b.mlp.fc2.weight);
+  f(prefix + "mlp.fc2.bias", {D}, b.mlp.fc2.bias);
+}
+
+// What forward keeps for backward (x_in is the caller's: the previous block's output).
+template <class S>
+struct BlockCache {
+  std::vector<S> ln1, ln1_mean, ln1_rstd;  // (N*T, D), (N*T), (N*T)
+  std::vector<S> qkv;                      // (N*T, 3D)
+  std::vector<S> att;                      // (N, H, T, T)
+  std::vector<S> ctx;                      // (N*T, D)
+  std::vector<S> x_mid;                    // (N*T, D)
+  std::vector<S> ln2, ln2_mean, ln2_rstd;  // (N*T, D), (N*T), (N*T)
+  std::vector<S> fc1;                      // (N*T, hidden), before GELU
+  std::vector<S> act;                      // (N*T, hidden), after GELU
+
+  void reserve(Index N, Index T, const BlockShape& s) {
+    const Index R = N * T;
+    ensure(ln1, R * s.dim), ensure(ln1_mean, R), ensure(ln1_rstd, R);
+    ensure(qkv, R * 3 * s.dim), ensure(att, N * s.heads * T * T), ensure(ctx, R * s.dim);
+    ensure(x_mid, R * s.dim), ensure(ln2, R * s.dim), ensure(ln2_mean, R), ensure(ln2_rstd, R);
+    ensure(fc1, R * s.hidden), ensure(act, R * s.hidden);
+  }
+};
+
+// Gradient scratch shared by all blocks of the same shape (reused block after block).
+template <class S>
+struct BlockScratch {
+  std::vector<S> dln, dx_mid, dctx, dqkv, datt, dact, dfc1;
+  void reserve(Index N, Index T, const BlockShape& s) {
+    const Index R = N * T;
+    ensure(dln, R * s.dim), ensure(dx_mid, R * s.dim), ensure(dctx, R * s.dim);
+    ensure(dqkv, R * 3 * s.dim), ensure(datt, N * s.heads * T * T);
+    ensure(dact, R * s.hidden), ensure(dfc1, R * s.hidden);
+  }
+};
+
+// x_out (N, T, D) from x_in (N, T, D)
+template <class S>
+inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const BlockParams<S>& p, Index N, Index T,
+                          const BlockShape& s) {
+  const Index R = N * T, D = s.dim, Hd = s.hidden;
+  c.reserve(N, T, s);
+  // --- attention branch: x_mid = x_in + proj(attn(qkv(norm1(x_in))))
+  layernorm_forward(c.ln1.data(), c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
+  linear_forward(c.qkv.data(), c.ln1.data(), p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D);  // (R, 3D)
+  attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads);               // (R, D)
+  linear_forward(c.x_mid.data(), c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D);  // (R, D)
+  S* x_mid = c.x_mid.data();
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < R * D; ++i) x_mid[i] += x_in[i];
+  // --- MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
+  layernorm_forward(c.ln2.data(), c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
+  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd);  // (R, hidden)
+  gelu_forward(c.act.data(), c.fc1.data(), R * Hd);
+  linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D);  // (R, D)
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < R * D; ++i) x_out[i] += x_mid[i];
+}
+
+// dx_in (N, T, D) += gradient of <x_out, dx_out>; parameter gradients g +=.
+template <class S>
+inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, const S* dx_out, const S* x_in,
+                           const BlockCache<S>& c, const BlockParams<S>& p, Index N, Index T,
+                           const BlockShape& s) {
+  const Index R = N * T, D = s.dim, Hd = s.hidden;
+  w.reserve(N, T, s);
+  S* dx_mid = w.dx_mid.data();
+  // forward: x_out = x_mid + fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
+  std::copy(dx_out, dx_out + R * D, dx_mid);
+  zero(w.dact.data(), R * Hd);
+  linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, dx_out, c.act.data(), p.mlp.fc2.weight, R, Hd, D);
+  // forward: act = gelu(fc1)
+  zero(w.dfc1.data(), R * Hd);
+  gelu_backward(w.dfc1.data(), c.fc1.data(), w.dact.data(), R * Hd);
+  // forward: fc1 = ln2 W1^T + b1
+  zero(w.dln.data(), R * D);
+  linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R,
+                  D, Hd);
+  // forward: ln2 = norm2(x_mid)
+  layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
+                     c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
+  // forward: x_mid = x_in + proj(ctx)   =>   dx_in += dx_mid + (through the attention branch)
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < R * D; ++i) dx_in[i] += dx_mid[i];
+  zero(w.dctx.data(), R * D);
+  linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias, dx_mid, c.ctx.data(), p.attn.proj.weight, R,
+                  D, D);
+  // forward: ctx = attention(qkv)
+  zero(w.dqkv.data(), R * 3 * D);
+  attention_backward(w.dqkv.data(), w.datt.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads);
+  // forward: qkv = ln1 Wqkv^T + bqkv
+  zero(w.dln.data(), R * D);
+  linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(),
+                  p.attn.qkv.weight, R, D, 3 * D);
+  // forward: ln1 = norm1(x_in)
+  layernorm_backward(dx_in, g.norm1.weight, g.norm1.bias, w.dln.data(), x_in, p.norm1.weight, c.ln1_mean.data(),
+                     c.ln1_rstd.data(), R, D);
+}
+
+}  // namespace mae
+
+#endif  // MAE_BLOCK_HPP

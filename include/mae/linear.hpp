@@ -1,0 +1,72 @@
+// mae/linear.hpp — the fully connected layer, y = x W^T + b (PyTorch nn.Linear).
+//
+// Contract (every layer in this library): forward assigns its outputs and its cache;
+// backward ACCUMULATES (+=) into the gradients of its inputs and parameters and never
+// modifies the forward cache, so it can run twice. Whoever owns a gradient zeroes it.
+#ifndef MAE_LINEAR_HPP
+#define MAE_LINEAR_HPP
+
+#include "common.hpp"
+
+namespace mae {
+
+template <class S>
+struct LinearParams {
+  S* weight = nullptr;  // (out, in), PyTorch layout
+  S* bias = nullptr;    // (out)
+};
+
+// out (rows, out_dim) = inp (rows, in_dim) * weight^T + bias
+template <class S>
+inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
+                           Index out_dim) {
+  const ConstMatMap<S> W(weight, out_dim, in_dim);
+  const Index chunks = num_chunks(rows, kRowChunk);
+#pragma omp parallel for schedule(static)
+  for (Index c = 0; c < chunks; ++c) {
+    const Index r0 = c * kRowChunk, nr = std::min(kRowChunk, rows - r0);
+    const ConstMatMap<S> X(inp + r0 * in_dim, nr, in_dim);
+    MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
+    Y.noalias() = X * W.transpose();
+    if (bias) Y.rowwise() += ConstRowVecMap<S>(bias, out_dim);
+  }
+}
+
+// Gradients of linear_forward. dinp may be null (no gradient wanted for the input).
+template <class S>
+inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
+                            Index rows, Index in_dim, Index out_dim) {
+  const ConstMatMap<S> W(weight, out_dim, in_dim);
+  const ConstMatMap<S> dY(dout, rows, out_dim);
+  const ConstMatMap<S> X(inp, rows, in_dim);
+  if (dinp) {
+    // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks)
+    const Index chunks = num_chunks(rows, kRowChunk);
+#pragma omp parallel for schedule(static)
+    for (Index c = 0; c < chunks; ++c) {
+      const Index r0 = c * kRowChunk, nr = std::min(kRowChunk, rows - r0);
+      MatMap<S> dX(dinp + r0 * in_dim, nr, in_dim);
+      dX.noalias() += dY.middleRows(r0, nr) * W;
+    }
+  }
+  // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
+  // (threads own chunks of output channels, each summing over every row)
+  const Index chunks = num_chunks(out_dim, kChannelChunk);
+#pragma omp parallel for schedule(static)
+  for (Index c = 0; c < chunks; ++c) {
+    const Index o0 = c * kChannelChunk, no = std::min(kChannelChunk, out_dim - o0);
+    MatMap<S> dW(dweight + o0 * in_dim, no, in_dim);
+    dW.noalias() += dY.middleCols(o0, no).transpose() * X;
+    if (dbias) {
+      for (Index o = o0; o < o0 + no; ++o) {
+        S acc = 0;
+        for (Index r = 0; r < rows; ++r) acc += dout[r * out_dim + o];
+        dbias[o] += acc;
+      }
+    }
+  }
+}
+
+}  // namespace mae
+
+#endif  // MAE_LINEAR_HPP

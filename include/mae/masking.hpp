@@ -1,0 +1,70 @@
+// mae/masking.hpp — per-sample random masking by argsort of noise (models_mae.py).
+//
+//   ids_shuffle = argsort(noise, axis 1)  (ascending: small noise = keep)
+//   ids_restore = argsort(ids_shuffle)
+//   ids_keep    = ids_shuffle[:, :K]       visible tokens in ascending-noise order
+//   mask        = 1 everywhere, 0 for the kept; in spatial order (0 keep, 1 removed)
+#ifndef MAE_MASKING_HPP
+#define MAE_MASKING_HPP
+
+#include "common.hpp"
+
+#include <cstdint>
+#include <numeric>
+
+namespace mae {
+
+// K = int(L * (1 - mask_ratio)), truncated as Python's int() (L=196, .75 -> 49)
+inline Index num_visible(Index L, double mask_ratio) {
+  if (!(mask_ratio >= 0.0 && mask_ratio < 1.0))
+    throw Error("mask ratio " + std::to_string(mask_ratio) + " is outside [0, 1)");
+  const Index K = static_cast<Index>(static_cast<double>(L) * (1.0 - mask_ratio));
+  if (K >= L) throw Error("mask ratio " + std::to_string(mask_ratio) + " masks no patch of " + std::to_string(L) +
+                          ": the loss (mean over removed patches) would be undefined");
+  return K;
+}
+
+// ids_shuffle, ids_restore (N, L), mask (N, L) from noise (N, L)
+template <class S>
+inline void random_masking_ids(std::int64_t* ids_shuffle, std::int64_t* ids_restore, S* mask, const S* noise,
+                               Index N, Index L, Index K) {
+#pragma omp parallel for schedule(static)
+  for (Index n = 0; n < N; ++n) {
+    std::int64_t* sh = ids_shuffle + n * L;
+    const S* nz = noise + n * L;
+    std::iota(sh, sh + L, std::int64_t{0});
+    std::stable_sort(sh, sh + L, [nz](std::int64_t a, std::int64_t b) { return nz[a] < nz[b]; });
+    for (Index k = 0; k < L; ++k) ids_restore[n * L + sh[k]] = k;
+    for (Index l = 0; l < L; ++l) mask[n * L + l] = ids_restore[n * L + l] < K ? S(0) : S(1);
+  }
+}
+
+// Image n's kept tokens: out[n * out_T + k] = x[n, ids_shuffle[n, k]] for k < K, rows of D.
+// (out_T >= K lets the caller leave room, e.g. for the cls token in front.)
+template <class S>
+inline void gather_tokens(S* out, Index out_T, const S* x, const std::int64_t* ids_shuffle, Index N, Index L,
+                          Index K, Index D) {
+#pragma omp parallel for schedule(static)
+  for (Index nk = 0; nk < N * K; ++nk) {
+    const Index n = nk / K, k = nk % K;
+    const S* src = x + (n * L + ids_shuffle[n * L + k]) * D;
+    std::copy(src, src + D, out + (n * out_T + k) * D);
+  }
+}
+
+// dx (N, L, D) += the scatter of dout: the gradient of gather_tokens
+template <class S>
+inline void gather_tokens_backward(S* dx, const S* dout, Index out_T, const std::int64_t* ids_shuffle, Index N,
+                                   Index L, Index K, Index D) {
+#pragma omp parallel for schedule(static)
+  for (Index nk = 0; nk < N * K; ++nk) {
+    const Index n = nk / K, k = nk % K;
+    S* dst = dx + (n * L + ids_shuffle[n * L + k]) * D;
+    const S* src = dout + (n * out_T + k) * D;
+    for (Index d = 0; d < D; ++d) dst[d] += src[d];
+  }
+}
+
+}  // namespace mae
+
+#endif  // MAE_MASKING_HPP

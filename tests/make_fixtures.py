@@ -1,0 +1,282 @@
+#!/usr/bin/python3
+"""Write the PyTorch reference fixtures for the parity tests (tests/fixtures/*.safetensors).
+
+The model below is the official MAE (facebookresearch/mae models_mae.py) with the timm 0.3.2
+Block written out, so that nothing but Debian's python3-torch and python3-numpy is needed:
+    apt-get install -y python3-torch python3-numpy
+    /usr/bin/python3 tests/make_fixtures.py            # rewrites tests/fixtures/
+Each fixture holds the weights (official state-dict names), the input images and masking
+noise, the outputs (loss, pred, mask), and the gradient of the loss for every trainable
+parameter ("grad.<name>"). Its metadata names the configuration.
+"""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------- util/pos_embed.py
+def get_1d_sincos_pos_embed_from_grid(embed_dim, pos):
+    omega = np.arange(embed_dim // 2, dtype=np.float64)
+    omega /= embed_dim / 2.
+    omega = 1. / 10000 ** omega
+    pos = pos.reshape(-1)
+    out = np.einsum('m,d->md', pos, omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def get_2d_sincos_pos_embed(embed_dim, grid_size, cls_token=False):
+    grid_h = np.arange(grid_size, dtype=np.float32)
+    grid_w = np.arange(grid_size, dtype=np.float32)
+    grid = np.meshgrid(grid_w, grid_h)  # here w goes first
+    grid = np.stack(grid, axis=0).reshape([2, 1, grid_size, grid_size])
+    emb_h = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[0])
+    emb_w = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[1])
+    pos_embed = np.concatenate([emb_h, emb_w], axis=1)
+    if cls_token:
+        pos_embed = np.concatenate([np.zeros([1, embed_dim]), pos_embed], axis=0)
+    return pos_embed
+
+
+# ---------------------------------------------------------------- timm 0.3.2 Block
+class Attention(nn.Module):
+    def __init__(self, dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q @ k.transpose(-2, -1)) * self.scale
+        attn = attn.softmax(dim=-1)
+        x = (attn @ v).transpose(1, 2).reshape(B, N, C)
+        return self.proj(x)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, num_heads, mlp_ratio):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        x = x + self.mlp(self.norm2(x))
+        return x
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, img_size, patch_size, in_chans, embed_dim):
+        super().__init__()
+        self.num_patches = (img_size // patch_size) ** 2
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+# ---------------------------------------------------------------- models_mae.py
+class MaskedAutoencoderViT(nn.Module):
+    def __init__(self, img_size, patch_size, in_chans, embed_dim, depth, num_heads, decoder_embed_dim,
+                 decoder_depth, decoder_num_heads, mlp_ratio=4., norm_pix_loss=False):
+        super().__init__()
+        self.patch_size, self.in_chans = patch_size, in_chans
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        L = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, L + 1, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, L + 1, decoder_embed_dim), requires_grad=False)
+        self.decoder_blocks = nn.ModuleList([Block(decoder_embed_dim, decoder_num_heads, mlp_ratio)
+                                             for _ in range(decoder_depth)])
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size ** 2 * in_chans, bias=True)
+        self.norm_pix_loss = norm_pix_loss
+        self.initialize_weights()
+
+    def initialize_weights(self):
+        G = int(self.patch_embed.num_patches ** .5)
+        self.pos_embed.data.copy_(torch.from_numpy(
+            get_2d_sincos_pos_embed(self.pos_embed.shape[-1], G, cls_token=True)).float().unsqueeze(0))
+        self.decoder_pos_embed.data.copy_(torch.from_numpy(
+            get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], G, cls_token=True)).float().unsqueeze(0))
+        w = self.patch_embed.proj.weight.data
+        torch.nn.init.xavier_uniform_(w.view([w.shape[0], -1]))
+        torch.nn.init.normal_(self.cls_token, std=.02)
+        torch.nn.init.normal_(self.mask_token, std=.02)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, m):
+        if isinstance(m, nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.bias, 0)
+            nn.init.constant_(m.weight, 1.0)
+
+    def patchify(self, imgs):
+        p, c = self.patch_size, self.in_chans
+        h = w = imgs.shape[2] // p
+        x = imgs.reshape(shape=(imgs.shape[0], c, h, p, w, p))
+        x = torch.einsum('nchpwq->nhwpqc', x)
+        return x.reshape(shape=(imgs.shape[0], h * w, p ** 2 * c))
+
+    def random_masking(self, x, mask_ratio, noise):
+        N, L, D = x.shape
+        len_keep = int(L * (1 - mask_ratio))
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :len_keep]
+        x_masked = torch.gather(x, dim=1, index=ids_keep.unsqueeze(-1).repeat(1, 1, D))
+        mask = torch.ones([N, L], device=x.device)
+        mask[:, :len_keep] = 0
+        mask = torch.gather(mask, dim=1, index=ids_restore)
+        return x_masked, mask, ids_restore
+
+    def forward_encoder(self, x, mask_ratio, noise):
+        x = self.patch_embed(x)
+        x = x + self.pos_embed[:, 1:, :]
+        x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
+        cls_token = self.cls_token + self.pos_embed[:, :1, :]
+        x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x), mask, ids_restore
+
+    def forward_decoder(self, x, ids_restore):
+        x = self.decoder_embed(x)
+        mask_tokens = self.mask_token.repeat(x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], 1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        x_ = torch.gather(x_, dim=1, index=ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], x_], dim=1)
+        x = x + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        x = self.decoder_norm(x)
+        x = self.decoder_pred(x)
+        return x[:, 1:, :]
+
+    def forward_loss(self, imgs, pred, mask):
+        target = self.patchify(imgs)
+        if self.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.e-6) ** .5
+        loss = (pred - target) ** 2
+        loss = loss.mean(dim=-1)
+        return (loss * mask).sum() / mask.sum()
+
+    def forward(self, imgs, mask_ratio=0.75, noise=None):
+        latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
+        pred = self.forward_decoder(latent, ids_restore)
+        loss = self.forward_loss(imgs, pred, mask)
+        return loss, pred, mask
+
+
+# ---------------------------------------------------------------- safetensors, written out
+def save_safetensors(path, tensors, metadata):
+    header, blobs, offset = {"__metadata__": metadata}, [], 0
+    for name, t in tensors.items():
+        a = np.ascontiguousarray(t.detach().cpu().numpy())
+        dtype = {np.dtype('float32'): 'F32', np.dtype('float64'): 'F64', np.dtype('int64'): 'I64'}[a.dtype]
+        b = a.astype(a.dtype.newbyteorder('<')).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' ' * ((8 - (8 + len(h)) % 8) % 8)
+    tmp = path + '.tmp'
+    with open(tmp, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+def load_safetensors(path):
+    """-> ({name: tensor}, metadata) from a safetensors file (F32/F64/I64)."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    n = struct.unpack('<Q', data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for name, e in header.items():
+        dt = {'F32': np.float32, 'F64': np.float64, 'I64': np.int64}[e['dtype']]
+        b, en = e['data_offsets']
+        a = np.frombuffer(data[8 + n + b:8 + n + en], dtype=np.dtype(dt).newbyteorder('<'))
+        out[name] = torch.from_numpy(a.astype(dt).reshape(e['shape']).copy())
+    return out, meta
+
+
+# name, (img, patch, chans, D, depth, heads, D', ddepth, dheads), batch, mask ratio, norm_pix, seed
+FIXTURES = [
+    ("tiny_gray", (8, 2, 1, 16, 2, 2, 16, 1, 2), 3, 0.75, False, 1),
+    ("small_rgb_normpix", (12, 4, 3, 24, 2, 3, 16, 2, 2), 2, 0.6, True, 2),
+    ("gray28_normpix", (28, 7, 1, 32, 2, 4, 16, 1, 2), 2, 0.75, True, 3),
+    ("rgb16_ratio50", (16, 4, 3, 64, 2, 4, 32, 1, 2), 4, 0.5, False, 4),
+]
+
+
+def config_name(c, mlp_ratio=4):
+    img, p, ch, D, depth, h, Dd, ddepth, dh = c
+    return f"img{img}_patch{p}_chans{ch}_enc{D}d{depth}h{h}_dec{Dd}d{ddepth}h{dh}_mlp{mlp_ratio}"
+
+
+def make(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
+    torch.manual_seed(seed)
+    img, p, ch, D, depth, h, Dd, ddepth, dh = cfg
+    model = MaskedAutoencoderViT(img, p, ch, D, depth, h, Dd, ddepth, dh, 4., norm_pix)
+    L = (img // p) ** 2
+    imgs = torch.randn(batch, ch, img, img)
+    noise = torch.rand(batch, L)
+    loss, pred, mask = model(imgs, mask_ratio, noise)
+    loss.backward()
+    tensors = dict(model.state_dict())
+    tensors["input.imgs"] = imgs
+    tensors["input.noise"] = noise
+    tensors["output.loss"] = loss.detach().reshape(1)
+    tensors["output.pred"] = pred
+    tensors["output.mask"] = mask
+    for n, prm in model.named_parameters():
+        if prm.requires_grad:
+            tensors["grad." + n] = prm.grad
+    meta = {"mae.config": config_name(cfg), "mask_ratio": repr(mask_ratio), "norm_pix_loss": "1" if norm_pix else "0",
+            "torch": torch.__version__}
+    save_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, meta)
+    print(f"{name}: loss {loss.item():.6f}, {sum(t.numel() for t in tensors.values())} values")
+
+
+if __name__ == "__main__":
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+    os.makedirs(outdir, exist_ok=True)
+    for f in FIXTURES:
+        make(*f, outdir)

@@ -1,0 +1,226 @@
+// Gradient checks of every layer, in double, against central differences.
+#include "test_util.hpp"
+
+using mae::Index;
+using mae_test::grad_check;
+using mae_test::GradTarget;
+using mae_test::random_vector;
+using V = std::vector<double>;
+
+TEST_CASE("linear: gradient check of input, weight and bias") {
+  const Index rows = 70, in = 5, out = 37;  // more than one row chunk and one channel chunk
+  V x = random_vector(rows * in, 1), w = random_vector(out * in, 2), b = random_vector(out, 3);
+  V dx(x.size()), dw(w.size()), db(b.size()), y(rows * out);
+  auto fwd = [&] {
+    mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out);
+    return y;
+  };
+  auto bwd = [&](const V& G) { mae::linear_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), rows, in, out); };
+  auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), rows * in}, {"w", w.data(), dw.data(), out * in},
+                                   {"b", b.data(), db.data(), out}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+}
+
+TEST_CASE("the gradient check catches a gradient that is off by 0.1%") {
+  const Index rows = 4, in = 3, out = 2;
+  V x = random_vector(rows * in, 1), w = random_vector(out * in, 2), b = random_vector(out, 3);
+  V dx(x.size()), dw(w.size()), db(b.size()), y(rows * out);
+  auto fwd = [&] {
+    mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out);
+    return y;
+  };
+  auto bwd = [&](const V& G) {
+    V dwt(w.size(), 0.0);
+    mae::linear_backward(dx.data(), dwt.data(), db.data(), G.data(), x.data(), w.data(), rows, in, out);
+    for (std::size_t i = 0; i < w.size(); ++i) dw[i] += 1.001 * dwt[i];  // the planted error
+  };
+  auto rep = grad_check(fwd, bwd, {{"w", w.data(), dw.data(), out * in}});
+  INFO(rep.str());
+  CHECK_FALSE(rep.ok);
+}
+
+TEST_CASE("the gradient check catches a backward that assigns instead of accumulating") {
+  const Index n = 10;
+  V x = random_vector(n, 1), dx(n), y(n);
+  auto fwd = [&] {
+    mae::gelu_forward(y.data(), x.data(), n);
+    return y;
+  };
+  auto bwd = [&](const V& G) {
+    std::fill(dx.begin(), dx.end(), 0.0);  // the planted error: overwrites the prefill
+    mae::gelu_backward(dx.data(), x.data(), G.data(), n);
+  };
+  CHECK_FALSE(grad_check(fwd, bwd, {{"x", x.data(), dx.data(), n}}).ok);
+}
+
+TEST_CASE("layernorm: gradient check of input, weight and bias") {
+  const Index rows = 6, C = 40;  // more than one channel chunk
+  V x = random_vector(rows * C, 4), w = random_vector(C, 5), b = random_vector(C, 6);
+  V dx(x.size()), dw(C), db(C), y(x.size()), mean(rows), rstd(rows);
+  auto fwd = [&] {
+    mae::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), rows, C);
+    return y;
+  };
+  auto bwd = [&](const V& G) {
+    mae::layernorm_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), mean.data(), rstd.data(), rows, C);
+  };
+  auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), rows * C}, {"w", w.data(), dw.data(), C}, {"b", b.data(), db.data(), C}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+}
+
+TEST_CASE("layernorm: forward matches the definition (biased variance, eps 1e-6)") {
+  const Index C = 4;
+  V x{1, 2, 3, 10}, w{1, 1, 1, 1}, b{0, 0, 0, 0}, y(4), mean(1), rstd(1);
+  mae::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 1, C);
+  // mean 4, biased variance (9 + 4 + 1 + 36) / 4 = 12.5
+  CHECK(mean[0] == doctest::Approx(4.0).epsilon(1e-15));
+  CHECK(rstd[0] == doctest::Approx(1.0 / std::sqrt(12.5 + 1e-6)).epsilon(1e-14));
+  CHECK(y[3] == doctest::Approx(6.0 / std::sqrt(12.5 + 1e-6)).epsilon(1e-14));
+}
+
+TEST_CASE("gelu: exact erf form and its gradient") {
+  V x{-3.0, -0.5, 0.0, 0.7, 2.0}, y(5);
+  mae::gelu_forward(y.data(), x.data(), 5);
+  CHECK(y[1] == doctest::Approx(-0.5 * 0.5 * (1 + std::erf(-0.5 / std::sqrt(2.0)))).epsilon(1e-15));
+  // the tanh approximation differs from the exact form by ~1e-4 at x = 2: exact is 1.9544997
+  CHECK(y[4] == doctest::Approx(1.9544997361036416).epsilon(1e-12));
+  const Index n = 50;
+  V a = random_vector(n, 7, 2.0), da(n), out(n);
+  auto rep = grad_check([&] { mae::gelu_forward(out.data(), a.data(), n); return out; },
+                        [&](const V& G) { mae::gelu_backward(da.data(), a.data(), G.data(), n); },
+                        {{"x", a.data(), da.data(), n}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+}
+
+TEST_CASE("attention core: gradient check of q, k and v") {
+  const Index N = 2, T = 5, D = 12, H = 3;
+  V qkv = random_vector(N * T * 3 * D, 8), dqkv(qkv.size()), ctx(N * T * D), att(N * H * T * T), datt(att.size());
+  auto fwd = [&] {
+    mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+    return ctx;
+  };
+  auto bwd = [&](const V& G) { mae::attention_backward(dqkv.data(), datt.data(), G.data(), qkv.data(), att.data(), N, T, D, H); };
+  auto rep = grad_check(fwd, bwd, {{"qkv", qkv.data(), dqkv.data(), N * T * 3 * D}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+  // softmax over keys: every row of every head sums to 1
+  for (Index r = 0; r < N * H * T; ++r) {
+    double s = 0;
+    for (Index j = 0; j < T; ++j) s += att[r * T + j];
+    CHECK(s == doctest::Approx(1.0).epsilon(1e-12));
+  }
+}
+
+// Binds a BlockParams<double> into a TensorStore for the checks below.
+struct BlockFixture {
+  mae::BlockShape s;
+  mae::TensorStore<double> params, grads;
+  mae::BlockParams<double> p, g;
+  explicit BlockFixture(mae::BlockShape shape) : s(shape) {
+    params.build([&](auto&& f) { mae::visit_block(p, "", s, f); });
+    grads.build([&](auto&& f) { mae::visit_block(g, "", s, f); });
+    V init = random_vector(params.size(), 9, 0.3);
+    std::copy(init.begin(), init.end(), params.data());
+  }
+};
+
+TEST_CASE("transformer block: gradient check of input and all twelve parameters") {
+  const Index N = 2, T = 4;
+  BlockFixture bf({8, 2, 16});
+  V x = random_vector(N * T * 8, 10), dx(x.size()), y(x.size());
+  mae::BlockCache<double> cache;
+  mae::BlockScratch<double> scratch;
+  auto fwd = [&] {
+    mae::block_forward(y.data(), cache, x.data(), bf.p, N, T, bf.s);
+    return y;
+  };
+  auto bwd = [&](const V& G) { mae::block_backward(dx.data(), bf.g, scratch, G.data(), x.data(), cache, bf.p, N, T, bf.s); };
+  std::vector<GradTarget> targets{{"x", x.data(), dx.data(), N * T * 8}};
+  for (const auto& t : bf.params.tensors())
+    targets.push_back({t.name, bf.params.data() + t.offset, bf.grads.data() + t.offset, t.size});
+  CHECK(targets.size() == 13);
+  auto rep = grad_check(fwd, bwd, targets);
+  INFO(rep.str());
+  CHECK(rep.ok);
+}
+
+TEST_CASE("patch embedding: gradient check of images, conv weight and bias") {
+  const mae::PatchShape s{2, 3, 2};  // C = 2, p = 3, G = 2: 6x6 images
+  const Index N = 2, D = 5, K = 2 * 3 * 3, L = 4;
+  V img = random_vector(N * 2 * 6 * 6, 11), dimg(img.size()), w = random_vector(D * K, 12), dw(w.size()),
+    b = random_vector(D, 13), db(D), out(N * L * D), cols(N * L * K), dcols(cols.size());
+  mae::PatchEmbedParams<double> pw{w.data(), b.data()}, pg{dw.data(), db.data()};
+  auto fwd = [&] {
+    mae::patch_embed_forward(out.data(), cols.data(), img.data(), pw, N, s, D);
+    return out;
+  };
+  auto bwd = [&](const V& G) { mae::patch_embed_backward(dimg.data(), pg, dcols.data(), G.data(), cols.data(), pw, N, s, D); };
+  auto rep = grad_check(fwd, bwd, {{"imgs", img.data(), dimg.data(), static_cast<Index>(img.size())},
+                                   {"weight", w.data(), dw.data(), D * K}, {"bias", b.data(), db.data(), D}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+}
+
+TEST_CASE("patch embedding equals a stride-p convolution with a (D, C, p, p) weight") {
+  const mae::PatchShape s{3, 2, 2};  // C = 3, p = 2, G = 2: 4x4 images
+  const Index D = 4, W = 4;
+  V img = random_vector(3 * W * W, 14), w = random_vector(D * 12, 15), b = random_vector(D, 16), out(4 * D), cols(4 * 12);
+  mae::patch_embed_forward(out.data(), cols.data(), img.data(), mae::PatchEmbedParams<double>{w.data(), b.data()}, 1, s, D);
+  for (Index r = 0; r < 2; ++r)
+    for (Index c = 0; c < 2; ++c)
+      for (Index o = 0; o < D; ++o) {
+        double acc = b[o];  // conv: sum over ch, i, j of w[o, ch, i, j] * img[ch, r*p + i, c*p + j]
+        for (Index ch = 0; ch < 3; ++ch)
+          for (Index i = 0; i < 2; ++i)
+            for (Index j = 0; j < 2; ++j) acc += w[((o * 3 + ch) * 2 + i) * 2 + j] * img[(ch * W + r * 2 + i) * W + c * 2 + j];
+        CHECK(out[(r * 2 + c) * D + o] == doctest::Approx(acc).epsilon(1e-13));
+      }
+}
+
+TEST_CASE("masked MSE loss: value and gradient, with and without norm_pix") {
+  const Index rows = 6, P = 5;
+  V pred = random_vector(rows * P, 17), target = random_vector(rows * P, 18), dpred(pred.size()), lnl(rows);
+  V mask{0, 1, 1, 0, 1, 0};
+  double expected = 0;
+  for (Index r = 0; r < rows; ++r) {
+    double e = 0;
+    for (Index j = 0; j < P; ++j) e += (pred[r * P + j] - target[r * P + j]) * (pred[r * P + j] - target[r * P + j]);
+    expected += mask[r] * e / P;
+  }
+  expected /= 3.0;  // three removed patches
+  CHECK(mae::masked_mse_forward(lnl.data(), pred.data(), target.data(), mask.data(), rows, P) == doctest::Approx(expected).epsilon(1e-14));
+  auto fwd = [&] { return V{mae::masked_mse_forward(lnl.data(), pred.data(), target.data(), mask.data(), rows, P)}; };
+  auto bwd = [&](const V& G) { mae::masked_mse_backward(dpred.data(), pred.data(), target.data(), mask.data(), rows, P, G[0]); };
+  auto rep = grad_check(fwd, bwd, {{"pred", pred.data(), dpred.data(), rows * P}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+  // norm_pix: per patch, mean 0 and UNBIASED variance ~1 (var / (var + 1e-6))
+  V t = random_vector(2 * P, 19, 4.0);
+  mae::normalize_patches(t.data(), 2, P);
+  for (Index r = 0; r < 2; ++r) {
+    double m = 0, v = 0;
+    for (Index j = 0; j < P; ++j) m += t[r * P + j];
+    m /= P;
+    for (Index j = 0; j < P; ++j) v += (t[r * P + j] - m) * (t[r * P + j] - m);
+    CHECK(std::abs(m) < 1e-12);
+    CHECK(v / (P - 1) == doctest::Approx(1.0).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("token gather (masking): gradient check") {
+  const Index N = 2, L = 5, K = 2, D = 3, T = 3;
+  std::vector<std::int64_t> sh{4, 1, 0, 2, 3, 2, 0, 4, 1, 3};
+  V x = random_vector(N * L * D, 20), dx(x.size()), out(N * T * D, 0.0);
+  auto fwd = [&] {
+    mae::gather_tokens(out.data() + D, T, x.data(), sh.data(), N, L, K, D);
+    return out;
+  };
+  auto bwd = [&](const V& G) { mae::gather_tokens_backward(dx.data(), G.data() + D, T, sh.data(), N, L, K, D); };
+  auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), N * L * D}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+  CHECK(out[D + 0] == x[4 * D + 0]);  // image 0, first kept token = patch 4
+}

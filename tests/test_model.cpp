@@ -1,0 +1,221 @@
+// The whole model: gradient check in double, presets, initialization, input checks,
+// determinism across thread counts, position tables, patchify and masking.
+#include "test_util.hpp"
+
+#include <cstring>
+
+using mae::Index;
+using mae_test::grad_check;
+using mae_test::GradTarget;
+using mae_test::random_vector;
+using V = std::vector<double>;
+
+namespace {
+// Tiny, every part present: 8x8 grayscale, patch 2 (L = 16), 2 encoder blocks, 1 decoder block.
+using TinyD = mae::Config<8, 2, 1, 8, 2, 2, 8, 1, 2, 4, double>;
+using TinyRgbD = mae::Config<6, 3, 3, 8, 1, 2, 4, 1, 1, 2, double>;
+
+template <class Cfg>
+void model_grad_check(bool norm_pix, double ratio) {
+  using M = mae::MaskedAutoencoder<Cfg>;
+  M model(typename M::Options{norm_pix, 3});
+  const Index N = 2, L = Cfg::num_patches, HW = Cfg::img_size;
+  // moderate weights so that every path carries gradient
+  V init = random_vector(model.parameters().size(), 21, 0.2);
+  std::copy(init.begin(), init.end(), model.parameters().data());
+  V img = random_vector(N * Cfg::in_chans * HW * HW, 22), noise(N * L);
+  mae::Rng r(23);
+  for (auto& v : noise) v = r.uniform();
+  const auto batch = mae::images(img.data(), N, Cfg::in_chans, HW, HW);
+  auto fwd = [&] { return V{model.forward(batch, ratio, noise.data())}; };
+  auto bwd = [&](const V& G) { model.backward(G[0]); };
+  std::vector<GradTarget> targets;
+  for (const auto& t : model.parameters().tensors())
+    targets.push_back({t.name, model.parameters().data() + t.offset, model.gradients().data() + t.offset, t.size});
+  auto rep = grad_check(fwd, bwd, targets);
+  INFO(rep.str());
+  CHECK(rep.ok);
+  CHECK(rep.checked == Cfg::num_parameters());
+}
+}  // namespace
+
+TEST_CASE("whole model: gradient check of every parameter (pixel loss, ratio 0.75)") { model_grad_check<TinyD>(false, 0.75); }
+TEST_CASE("whole model: gradient check of every parameter (norm_pix, ratio 0.5, RGB)") { model_grad_check<TinyRgbD>(true, 0.5); }
+
+TEST_CASE("presets: parameter counts match the reference table") {
+  CHECK(mae::presets::vit_base_patch16_dec512d8b<>::num_parameters() == 111655680);
+  CHECK(mae::presets::vit_large_patch16_dec512d8b<>::num_parameters() == 329239296);
+  CHECK(mae::presets::vit_huge_patch14_dec512d8b<>::num_parameters() == 656613964);
+  // the visitor (what is allocated and saved) agrees with the formula, without allocating
+  auto count = [](auto* model_type) {
+    using M = std::remove_pointer_t<decltype(model_type)>;
+    typename M::Params p;
+    std::int64_t n = 0;
+    M::visit(p, [&](const std::string&, const mae::Shape& s, float*&) { n += mae::shape_numel(s); });
+    return n;
+  };
+  CHECK(count(static_cast<mae::mae_vit_base_patch16_dec512d8b*>(nullptr)) == 111655680);
+  CHECK(count(static_cast<mae::mae_vit_large_patch16_dec512d8b*>(nullptr)) == 329239296);
+  CHECK(count(static_cast<mae::mae_vit_huge_patch14_dec512d8b*>(nullptr)) == 656613964);
+  mae::mae_vit_tiny_28x28_gray toy;
+  CHECK(toy.parameters().size() == mae::presets::vit_tiny_28x28_gray<>::num_parameters());
+  CHECK(toy.parameters().find("blocks.5.attn.qkv.weight").shape == mae::Shape{576, 192});
+  CHECK(toy.parameters().find("patch_embed.proj.weight").shape == mae::Shape{192, 1, 4, 4});
+  CHECK(toy.parameters().find("decoder_pred.weight").shape == mae::Shape{16, 128});
+}
+
+TEST_CASE("initialization follows the reference and depends only on the seed") {
+  mae::mae_vit_tiny_28x28_gray a(mae::mae_vit_tiny_28x28_gray::Options{false, 5});
+  mae::mae_vit_tiny_28x28_gray b(mae::mae_vit_tiny_28x28_gray::Options{false, 5});
+  mae::mae_vit_tiny_28x28_gray c(mae::mae_vit_tiny_28x28_gray::Options{false, 6});
+  const auto& P = a.parameters();
+  CHECK(std::memcmp(P.data(), b.parameters().data(), sizeof(float) * P.size()) == 0);
+  CHECK(std::memcmp(P.data(), c.parameters().data(), sizeof(float) * P.size()) != 0);
+  auto stats = [&](const std::string& name) {
+    const auto& t = P.find(name);
+    const float* x = P.ptr(name);
+    double mx = 0, s2 = 0, s1 = 0;
+    for (Index i = 0; i < t.size; ++i) mx = std::max(mx, std::abs(double(x[i]))), s1 += x[i], s2 += double(x[i]) * x[i];
+    return std::array<double, 3>{mx, s1 / t.size, std::sqrt(s2 / t.size)};
+  };
+  // xavier_uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out)), std a / sqrt(3)
+  const double a_qkv = std::sqrt(6.0 / (192 + 576));
+  auto q = stats("blocks.0.attn.qkv.weight");
+  CHECK(q[0] <= a_qkv);
+  CHECK(q[0] > 0.99 * a_qkv);
+  CHECK(q[2] == doctest::Approx(a_qkv / std::sqrt(3.0)).epsilon(0.02));
+  const double a_pe = std::sqrt(6.0 / (16 + 192));  // patch_embed on its (D, C*p*p) view
+  CHECK(stats("patch_embed.proj.weight")[0] <= a_pe);
+  CHECK(stats("patch_embed.proj.weight")[2] == doctest::Approx(a_pe / std::sqrt(3.0)).epsilon(0.03));
+  auto pb = stats("patch_embed.proj.bias");  // conv default U(-1/sqrt(16), 1/sqrt(16)), not zero
+  CHECK(pb[0] <= 0.25);
+  CHECK(pb[0] > 0.2);
+  CHECK(stats("cls_token")[2] == doctest::Approx(0.02).epsilon(0.2));
+  CHECK(stats("mask_token")[2] == doctest::Approx(0.02).epsilon(0.25));
+  CHECK(stats("blocks.0.attn.qkv.bias")[0] == 0.0);
+  CHECK(stats("decoder_pred.bias")[0] == 0.0);
+  auto ln = stats("blocks.3.norm2.weight");
+  CHECK(ln[1] == 1.0);
+  CHECK(ln[2] == 1.0);
+  CHECK(stats("norm.bias")[0] == 0.0);
+}
+
+TEST_CASE("wrong input shapes are rejected with a message") {
+  mae::mae_vit_tiny_28x28_gray m;
+  std::vector<float> img(3 * 32 * 32, 0.5f);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 3, 32, 32)),
+                       doctest::Contains("images are 3x32x32 (CxHxW) but this model"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 32)), doctest::Contains("takes 1x28x28"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images<float>(nullptr, 1, 1, 28, 28)), doctest::Contains("empty image batch"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.features(mae::images(img.data(), 2, 1, 27, 27)), doctest::Contains("features"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 28), 1.0), doctest::Contains("outside [0, 1)"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 28), 0.0), doctest::Contains("masks no patch"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.backward(), doctest::Contains("needs a forward"), mae::Error);
+}
+
+TEST_CASE("results are bitwise identical with 1 and 2 threads") {
+  if (mae::max_threads() < 1) return;
+  using M = mae::mae_vit_tiny_28x28_gray;
+  const Index N = 16;
+  std::vector<float> img(N * 28 * 28);
+  mae::Rng r(31);
+  for (auto& v : img) v = static_cast<float>(r.normal());
+  struct Result {
+    float loss;
+    std::vector<float> pred, grads, feats;
+  };
+  auto run = [&](int threads) {
+    mae::set_num_threads(threads);
+    M m(M::Options{true, 7});
+    Result res;
+    res.loss = m.forward(mae::images(img.data(), N, 1, 28, 28), 0.75);
+    m.backward();
+    res.pred.assign(m.pred().data(), m.pred().data() + m.pred().size());
+    res.grads.assign(m.gradients().data(), m.gradients().data() + m.gradients().size());
+    auto f = m.features(mae::images(img.data(), 4, 1, 28, 28));
+    res.feats.assign(f.data(), f.data() + f.size());
+    return res;
+  };
+  const int before = mae::max_threads();
+  const Result one = run(1), two = run(2);
+  mae::set_num_threads(before);
+#ifdef _OPENMP
+  MESSAGE("compared 1 thread against 2 threads");
+#else
+  MESSAGE("built without OpenMP: both runs are serial");
+#endif
+  CHECK(std::memcmp(&one.loss, &two.loss, sizeof(float)) == 0);
+  CHECK(std::memcmp(one.pred.data(), two.pred.data(), sizeof(float) * one.pred.size()) == 0);
+  CHECK(std::memcmp(one.grads.data(), two.grads.data(), sizeof(float) * one.grads.size()) == 0);
+  CHECK(std::memcmp(one.feats.data(), two.feats.data(), sizeof(float) * one.feats.size()) == 0);
+}
+
+TEST_CASE("features: unmasked encoder output, cls first, one image independent of the others") {
+  using M = mae::MaskedAutoencoder<TinyD>;
+  M m;
+  V img = random_vector(2 * 64, 41);
+  auto f = m.features(mae::images(img.data(), 2, 1, 8, 8));
+  REQUIRE(f.rows() == 2 * 17);
+  REQUIRE(f.cols() == 8);
+  // a LayerNorm output with weight 1 and bias 0 (the initialization): mean 0 per token
+  for (Index t = 0; t < f.rows(); ++t) CHECK(std::abs(f.row(t).mean()) < 1e-12);
+  const V second(f.data() + 17 * 8, f.data() + 34 * 8);
+  const V img1(img.begin() + 64, img.end());
+  auto f1 = m.features(mae::images(img1.data(), 1, 1, 8, 8));  // reuses the buffers of f
+  double worst = 0;
+  for (Index i = 0; i < 17 * 8; ++i) worst = std::max(worst, std::abs(second[i] - f1.data()[i]));
+  CHECK(worst < 1e-12);
+}
+
+TEST_CASE("2-D sin-cos table: column first, blocks, cls row zero") {
+  const Index D = 8, G = 3;
+  V t((1 + G * G) * D);
+  mae::sincos_pos_embed_2d(t.data(), D, G);
+  for (Index d = 0; d < D; ++d) CHECK(t[d] == 0.0);
+  // token 1 + r*G + c with r = 2, c = 1; omega = {1, 1/100}
+  const double* row = t.data() + (1 + 2 * G + 1) * D;
+  const double expect[8] = {std::sin(1.0), std::sin(0.01), std::cos(1.0), std::cos(0.01),
+                            std::sin(2.0), std::sin(0.02), std::cos(2.0), std::cos(0.02)};
+  for (Index d = 0; d < D; ++d) CHECK(row[d] == doctest::Approx(expect[d]).epsilon(1e-15));
+  CHECK_THROWS_AS(mae::sincos_pos_embed_2d(t.data(), 6, 1), mae::Error);
+}
+
+TEST_CASE("patchify: (i, j, channel) order, and unpatchify is its inverse") {
+  const mae::PatchShape s{3, 2, 2};  // C = 3, p = 2, G = 2, 4x4
+  V img = random_vector(2 * 3 * 16, 42), x(2 * 4 * 12), back(img.size());
+  mae::patchify(x.data(), img.data(), 2, s);
+  // target[n, r*G + c, (i*p + j)*C + ch] = imgs[n, ch, r*p + i, c*p + j]
+  const Index n = 1, r = 1, c = 0, i = 1, j = 0, ch = 2;
+  CHECK(x[(n * 4 + r * 2 + c) * 12 + (i * 2 + j) * 3 + ch] == img[((n * 3 + ch) * 4 + r * 2 + i) * 4 + c * 2 + j]);
+  mae::unpatchify(back.data(), x.data(), 2, s);
+  CHECK(back == img);
+}
+
+TEST_CASE("random masking: ids, mask and the number kept") {
+  CHECK(mae::num_visible(196, 0.75) == 49);
+  CHECK(mae::num_visible(256, 0.75) == 64);
+  CHECK(mae::num_visible(49, 0.75) == 12);
+  CHECK(mae::num_visible(9, 0.6) == 3);  // 9 * 0.4 = 3.6000000000000005 -> 3
+  CHECK_THROWS_AS(mae::num_visible(16, -0.1), mae::Error);
+  const Index L = 5, K = 2;
+  V noise{0.9, 0.1, 0.5, 0.3, 0.7};
+  std::vector<std::int64_t> sh(L), rs(L);
+  V mask(L);
+  mae::random_masking_ids(sh.data(), rs.data(), mask.data(), noise.data(), 1, L, K);
+  CHECK(sh == std::vector<std::int64_t>{1, 3, 2, 4, 0});  // ascending noise
+  CHECK(rs == std::vector<std::int64_t>{4, 0, 2, 1, 3});
+  CHECK(mask == V{1, 0, 1, 0, 1});  // patches 1 and 3 kept
+}
+
+TEST_CASE("the default masking noise comes from the model's seed") {
+  using M = mae::MaskedAutoencoder<TinyD>;
+  V img = random_vector(64, 43);
+  M a(M::Options{false, 1}), b(M::Options{false, 1});
+  a.forward(mae::images(img.data(), 1, 1, 8, 8));
+  b.forward(mae::images(img.data(), 1, 1, 8, 8));
+  CHECK(a.mask() == b.mask());
+  CHECK(a.mask().sum() == 12.0);  // L = 16, K = 4
+  V first(a.mask().data(), a.mask().data() + 16);
+  a.forward(mae::images(img.data(), 1, 1, 8, 8));  // the generator moves on
+  CHECK(V(a.mask().data(), a.mask().data() + 16) != first);
+}

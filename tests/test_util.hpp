@@ -1,0 +1,127 @@
+// Shared test helpers: the finite-difference gradient check and tensor comparison.
+#ifndef MAE_TESTS_TEST_UTIL_HPP
+#define MAE_TESTS_TEST_UTIL_HPP
+
+#include <mae/mae.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace mae_test {
+
+using mae::Index;
+
+// One tensor to check: its values (perturbed in place) and the gradient buffer the
+// backward accumulates into.
+struct GradTarget {
+  std::string name;
+  double* x;
+  double* grad;
+  Index n;
+};
+
+struct GradReport {
+  bool ok = true;
+  std::string worst_name;
+  Index worst_index = -1;
+  double worst_excess = -1;  // max of |a - num| - (atol + rtol |num|); <= 0 passes
+  double worst_abs = 0, analytic = 0, numeric = 0;
+  Index checked = 0;
+  std::string str() const {
+    std::ostringstream os;
+    os << (ok ? "ok" : "FAILED") << ": " << checked << " elements; worst " << worst_name << "[" << worst_index
+       << "] analytic " << analytic << " numeric " << numeric << " |diff| " << worst_abs;
+    return os.str();
+  }
+};
+
+inline std::vector<double> random_vector(Index n, std::uint64_t seed, double scale = 1.0) {
+  mae::Rng r(seed);
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = scale * r.normal();
+  return v;
+}
+
+// Checks d<f(x), G>/dx for every element of every target by central differences (double,
+// one fixed step h), with a random upstream gradient G.
+//   forward():  recomputes the outputs from the current targets and returns them;
+//   backward(G): accumulates (+=) the analytic gradients into the targets' grad buffers.
+// Gradient buffers are pre-filled with random garbage, which is subtracted afterwards: a
+// backward that assigns instead of accumulating, or never writes, fails.
+inline GradReport grad_check(const std::function<std::vector<double>()>& forward,
+                             const std::function<void(const std::vector<double>&)>& backward,
+                             const std::vector<GradTarget>& targets, double atol = 1e-6, double rtol = 1e-5,
+                             double h = 1e-5) {
+  const std::vector<double> out = forward();
+  const std::vector<double> G = random_vector(static_cast<Index>(out.size()), 12345);
+  std::vector<std::vector<double>> prefill;
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    prefill.push_back(random_vector(targets[t].n, 777 + t, 3.0));
+    std::copy(prefill.back().begin(), prefill.back().end(), targets[t].grad);
+  }
+  backward(G);
+  auto dot = [&G](const std::vector<double>& o) {
+    double s = 0;
+    for (std::size_t i = 0; i < o.size(); ++i) s += o[i] * G[i];
+    return s;
+  };
+  GradReport rep;
+  for (std::size_t t = 0; t < targets.size(); ++t) {
+    const GradTarget& tg = targets[t];
+    for (Index i = 0; i < tg.n; ++i) {
+      const double analytic = tg.grad[i] - prefill[t][i];
+      const double x0 = tg.x[i];
+      tg.x[i] = x0 + h;
+      const double fp = dot(forward());
+      tg.x[i] = x0 - h;
+      const double fm = dot(forward());
+      tg.x[i] = x0;
+      const double numeric = (fp - fm) / (2 * h);
+      const double diff = std::abs(analytic - numeric);
+      const double excess = diff - (atol + rtol * std::abs(numeric));
+      ++rep.checked;
+      if (excess > rep.worst_excess) {
+        rep.worst_excess = excess;
+        rep.worst_name = tg.name, rep.worst_index = i, rep.worst_abs = diff;
+        rep.analytic = analytic, rep.numeric = numeric;
+      }
+      if (excess > 0) rep.ok = false;
+    }
+  }
+  forward();  // leave the caches consistent with the unperturbed inputs
+  return rep;
+}
+
+// Element-wise comparison |a - b| <= atol + rtol |b| (b is the reference).
+struct CompareReport {
+  Index n = 0, bad = 0;
+  double max_abs = 0, max_rel = 0;
+  std::string str() const {
+    std::ostringstream os;
+    os << n << " values, worst abs " << max_abs << ", worst rel " << max_rel << ", " << bad << " outside tolerance";
+    return os.str();
+  }
+};
+
+template <class A, class B>
+inline CompareReport compare(const A* a, const B* b, Index n, double atol, double rtol) {
+  CompareReport r;
+  r.n = n;
+  for (Index i = 0; i < n; ++i) {
+    const double x = static_cast<double>(a[i]), y = static_cast<double>(b[i]);
+    const double d = std::abs(x - y);
+    if (!(d <= atol + rtol * std::abs(y))) ++r.bad;  // NaN counts as bad
+    r.max_abs = std::max(r.max_abs, d);
+    if (std::abs(y) > 1e-3) r.max_rel = std::max(r.max_rel, d / std::abs(y));
+  }
+  return r;
+}
+
+}  // namespace mae_test
+
+#endif  // MAE_TESTS_TEST_UTIL_HPP
