@@ -9,14 +9,15 @@ Each fixture holds the weights (official state-dict names), the input images and
 noise, the outputs (loss, pred, mask), and the gradient of the loss for every trainable
 parameter ("grad.<name>"). Its metadata names the configuration.
 """
-import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from mae_safetensors import load_safetensors, save_safetensors  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -198,43 +199,6 @@ class MaskedAutoencoderViT(nn.Module):
         pred = self.forward_decoder(latent, ids_restore)
         loss = self.forward_loss(imgs, pred, mask)
         return loss, pred, mask
-
-
-# ---------------------------------------------------------------- safetensors, written out
-def save_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        a = np.ascontiguousarray(t.detach().cpu().numpy())
-        dtype = {np.dtype('float32'): 'F32', np.dtype('float64'): 'F64', np.dtype('int64'): 'I64'}[a.dtype]
-        b = a.astype(a.dtype.newbyteorder('<')).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * ((8 - (8 + len(h)) % 8) % 8)
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
-def load_safetensors(path):
-    """-> ({name: tensor}, metadata) from a safetensors file (F32/F64/I64)."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    n = struct.unpack('<Q', data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, e in header.items():
-        dt = {'F32': np.float32, 'F64': np.float64, 'I64': np.int64}[e['dtype']]
-        b, en = e['data_offsets']
-        a = np.frombuffer(data[8 + n + b:8 + n + en], dtype=np.dtype(dt).newbyteorder('<'))
-        out[name] = torch.from_numpy(a.astype(dt).reshape(e['shape']).copy())
-    return out, meta
 
 
 # name, (img, patch, chans, D, depth, heads, D', ddepth, dheads), batch, mask ratio, norm_pix, seed

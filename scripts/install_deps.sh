@@ -1,0 +1,18 @@
+#!/bin/bash
+# Installs what building, testing and running mae needs, from Debian's packages (as root).
+set -euo pipefail
+PKGS=(build-essential cmake ninja-build libeigen3-dev nlohmann-json3-dev doctest-dev libbenchmark-dev)
+if [ "${1:-}" = "--with-torch" ]; then
+  PKGS+=(python3-torch python3-numpy)  # only for the PyTorch interchange test and the fixture script
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,18 @@
+#!/bin/bash
+# Builds and runs every test: the optimized suite (with 1 and 2 OpenMP threads), the
+# static_assert cases, the install + find_package check, then the suite again under
+# AddressSanitizer and UBSan.   usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh --with-torch
+JOBS=$(nproc)
+
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build/release -j "$JOBS"
+(cd build/release && ctest --output-on-failure -j "$JOBS")
+
+cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DMAE_SANITIZE=ON \
+      -DMAE_BUILD_EXAMPLES=OFF -DMAE_BUILD_BENCHMARKS=OFF
+cmake --build build/sanitize -j "$JOBS" --target mae_tests
+(cd build/sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+   ctest --output-on-failure -R '^unit_2_threads$')
