@@ -1,8 +1,11 @@
 #!/bin/bash
-# Installs what is missing, builds, and runs the demo.   usage: bash scripts/demo.sh
+# Installs what is missing, builds, and pretrains the toy MAE on Fashion-MNIST (about 8
+# minutes on 2 cores). Writes runs/fashion_mnist/: checkpoint, log.csv, loss.png and
+# reconstruction.png (original | masked | reconstruction | reconstruction + visible patches).
+#   usage: bash scripts/demo.sh [options of pretrain_fashion_mnist, see --help]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build build/release -j "$(nproc)" --target train_synthetic
-./build/release/examples/train_synthetic "$@"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
+cmake --build build/release -j "$(nproc)" --target pretrain_fashion_mnist
+./build/release/examples/pretrain_fashion_mnist "$@"

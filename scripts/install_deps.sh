@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs what building, testing and running mae needs, from Debian's packages (as root).
 set -euo pipefail
-PKGS=(build-essential cmake ninja-build libeigen3-dev nlohmann-json3-dev doctest-dev libbenchmark-dev)
+PKGS=(build-essential cmake ninja-build pkg-config libeigen3-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
+      zlib1g-dev libstb-dev libcli11-dev gnuplot-nox dataset-fashion-mnist)
 if [ "${1:-}" = "--with-torch" ]; then
   PKGS+=(python3-torch python3-numpy)  # only for the PyTorch interchange test and the fixture script
 fi

@@ -239,8 +239,80 @@ def make(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
     print(f"{name}: loss {loss.item():.6f}, {sum(t.numel() for t in tensors.values())} values")
 
 
+# ---------------------------------------------------------------- util/lr_sched.py
+def adjust_learning_rate(optimizer, epoch, lr, min_lr, warmup_epochs, epochs):
+    import math
+    if epoch < warmup_epochs:
+        lr = lr * epoch / warmup_epochs
+    else:
+        lr = min_lr + (lr - min_lr) * 0.5 * (1. + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))
+    for param_group in optimizer.param_groups:
+        param_group["lr"] = lr
+    return lr
+
+
+def param_groups_weight_decay(model, weight_decay):
+    """timm's optim_factory.add_weight_decay, as main_pretrain.py uses it."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if len(param.shape) == 1 or name.endswith(".bias"):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{'params': no_decay, 'weight_decay': 0.}, {'params': decay, 'weight_decay': weight_decay}]
+
+
+def make_adamw(name, cfg, batch, mask_ratio, norm_pix, seed, outdir, iters_per_epoch=5, epochs=2, accum=2,
+               lr=2e-3, min_lr=1e-4, warmup_epochs=1, weight_decay=0.05):
+    """engine_pretrain.py's loop: lr set at the start of each accumulation window, loss / accum,
+    AdamW(betas=(0.9, 0.95)) step every accum micro-batches (a window may span epochs)."""
+    torch.manual_seed(seed)
+    img, p, ch, D, depth, h, Dd, ddepth, dh = cfg
+    model = MaskedAutoencoderViT(img, p, ch, D, depth, h, Dd, ddepth, dh, 4., norm_pix)
+    L = (img // p) ** 2
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(param_groups_weight_decay(model, weight_decay), lr=lr, betas=(0.9, 0.95))
+    losses, lrs = [], []
+    for epoch in range(epochs):
+        for it in range(iters_per_epoch):
+            k = epoch * iters_per_epoch + it
+            if it % accum == 0:
+                adjust_learning_rate(opt, it / iters_per_epoch + epoch, lr, min_lr, warmup_epochs, epochs)
+            imgs = torch.randn(batch, ch, img, img)
+            noise = torch.rand(batch, L)
+            tensors[f"input.imgs.{k}"] = imgs
+            tensors[f"input.noise.{k}"] = noise
+            loss, _, _ = model(imgs, mask_ratio, noise)
+            losses.append(loss.item())
+            lrs.append(opt.param_groups[0]["lr"])
+            (loss / accum).backward()
+            if (it + 1) % accum == 0:
+                opt.step()
+                opt.zero_grad()
+    tensors["output.losses"] = torch.tensor(losses, dtype=torch.float64)
+    tensors["output.lrs"] = torch.tensor(lrs, dtype=torch.float64)
+    for n, prm in model.named_parameters():
+        tensors["final." + n] = prm.detach().clone()
+        st = opt.state[prm]
+        if st:
+            tensors["final.exp_avg." + n] = st["exp_avg"]
+            tensors["final.exp_avg_sq." + n] = st["exp_avg_sq"]
+    meta = {"mae.config": config_name(cfg), "mask_ratio": repr(mask_ratio), "norm_pix_loss": "1" if norm_pix else "0",
+            "iters_per_epoch": str(iters_per_epoch), "epochs": str(epochs), "accum_iter": str(accum), "lr": repr(lr),
+            "min_lr": repr(min_lr), "warmup_epochs": repr(warmup_epochs), "weight_decay": repr(weight_decay),
+            "torch": torch.__version__}
+    save_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, meta)
+    print(f"{name}: losses {[round(x, 4) for x in losses]}")
+
+
 if __name__ == "__main__":
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
     os.makedirs(outdir, exist_ok=True)
     for f in FIXTURES:
         make(*f, outdir)
+    # AdamW + schedule + accumulation: 2 epochs of 5 micro-batches, a step every 2 (one window
+    # spans the epoch boundary), warmup 1 epoch then cosine.
+    make_adamw("adamw_tiny_gray", (8, 2, 1, 16, 2, 2, 16, 1, 2), 3, 0.75, False, 11, outdir)
+    make_adamw("adamw_small_rgb_normpix", (12, 4, 3, 24, 2, 3, 16, 2, 2), 2, 0.6, True, 12, outdir)

@@ -12,17 +12,21 @@ constexpr double kAtol = 1e-5, kRtol = 1e-4;
 
 std::string fixture(const std::string& name) { return std::string(MAE_FIXTURE_DIR) + "/" + name + ".safetensors"; }
 
-// Compares `ours` with the fixture tensor `name`, reporting the worst error.
+// Compares `ours` with the fixture tensor `name`; the worst errors go into `table`.
 template <class S>
 void expect_close(const mae::safetensors::File& f, const std::string& name, const S* ours, Index n,
-                  const mae::Shape& shape) {
+                  const mae::Shape& shape, std::string& table) {
   mae::Shape s;
   const std::vector<float> ref = f.read<float>(name, &s);
   INFO(name);
   REQUIRE(s == shape);
   REQUIRE(static_cast<Index>(ref.size()) == n);
   const auto r = mae_test::compare(ours, ref.data(), n, kAtol, kRtol);
-  MESSAGE(name << ": " << r.str());
+  char line[200];
+  std::snprintf(line, sizeof line, "\n  %-40s %8lld values  worst abs %.2e  worst rel %.2e%s", name.c_str(),
+                static_cast<long long>(n), r.max_abs, r.max_rel, r.bad ? "  OUTSIDE TOLERANCE" : "");
+  table += line;
+  INFO(r.str());
   CHECK(r.bad == 0);
 }
 
@@ -35,22 +39,24 @@ void check_fixture(const std::string& fixture_name) {
   const bool norm_pix = f.metadata().at("norm_pix_loss") == "1";
   constexpr Index L = Cfg::num_patches, P = Cfg::patch_dim, D = Cfg::embed_dim, Dd = Cfg::decoder_embed_dim;
   M model(typename M::Options{norm_pix, 0});
+  std::string table = fixture_name + " (" + Cfg::name() + "):";
   // our fixed position tables equal PyTorch's before anything is loaded
-  expect_close(f, "pos_embed", model.pos_embed(), (1 + L) * D, {1, 1 + L, D});
-  expect_close(f, "decoder_pos_embed", model.decoder_pos_embed(), (1 + L) * Dd, {1, 1 + L, Dd});
+  expect_close(f, "pos_embed", model.pos_embed(), (1 + L) * D, {1, 1 + L, D}, table);
+  expect_close(f, "decoder_pos_embed", model.decoder_pos_embed(), (1 + L) * Dd, {1, 1 + L, Dd}, table);
   model.load(f, /*strict=*/false);  // the fixture also holds inputs, outputs and gradients
   mae::Shape ishape;
   const std::vector<float> imgs = f.read<float>("input.imgs", &ishape);
   const std::vector<float> noise = f.read<float>("input.noise");
   const Index N = ishape[0];
   const float loss = model.forward(mae::images(imgs.data(), N, ishape[1], ishape[2], ishape[3]), ratio, noise.data());
-  expect_close(f, "output.loss", &loss, 1, {1});
-  expect_close(f, "output.pred", model.pred().data(), N * L * P, {N, L, P});
-  expect_close(f, "output.mask", model.mask().data(), N * L, {N, L});
+  expect_close(f, "output.loss", &loss, 1, {1}, table);
+  expect_close(f, "output.pred", model.pred().data(), N * L * P, {N, L, P}, table);
+  expect_close(f, "output.mask", model.mask().data(), N * L, {N, L}, table);
   model.zero_grad();
   model.backward();
   for (const auto& t : model.gradients().tensors())
-    expect_close(f, "grad." + t.name, model.gradients().data() + t.offset, t.size, t.shape);
+    expect_close(f, "grad." + t.name, model.gradients().data() + t.offset, t.size, t.shape, table);
+  MESSAGE(table);
 }
 }  // namespace
 

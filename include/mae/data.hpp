@@ -1,0 +1,386 @@
+// mae/data.hpp — datasets, augmentation and batches for pretraining.
+//
+// A dataset hands out images as float (C, H, W) in [0, 1]. Fashion-MNIST is read from the
+// gzip IDX files of Debian's dataset-fashion-mnist package (zlib); image folders are in
+// mae/image_folder.hpp (stb_image). The loader reproduces the reference augmentation:
+// RandomResizedCrop(scale 0.2-1.0, ratio 3/4-4/3, bicubic) + horizontal flip, then
+// normalization by the dataset's mean and std. All randomness is derived from
+// (seed, epoch, position), so a batch is the same whatever the thread count, and resuming in
+// the middle of a run needs no data-loader state.
+//
+// Needs zlib: link ZLIB::ZLIB (the mae::data CMake target does).
+#ifndef MAE_DATA_HPP
+#define MAE_DATA_HPP
+
+#include "common.hpp"
+#include "rng.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mae {
+
+// Images of one size, (C, H, W) floats in [0, 1], with optional labels.
+class ImageDataset {
+ public:
+  virtual ~ImageDataset() = default;
+  virtual Index size() const = 0;
+  virtual Index channels() const = 0;
+  virtual Index height(Index i) const = 0;
+  virtual Index width(Index i) const = 0;
+  virtual void load(Index i, float* out) const = 0;  // (C, height(i), width(i))
+  virtual int label(Index) const { return -1; }
+  virtual std::string name() const = 0;
+};
+
+// Reads a whole gzip file with zlib; errors name the file.
+inline std::vector<unsigned char> read_gzip(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error(path + ": no such file");
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw Error(path + ": cannot open");
+  std::vector<unsigned char> out;
+  unsigned char buf[1 << 16];
+  for (;;) {
+    const int n = gzread(f, buf, sizeof(buf));
+    if (n < 0) {
+      int errnum = 0;
+      const std::string msg = gzerror(f, &errnum);
+      gzclose(f);
+      throw Error(path + ": corrupt gzip data (" + msg + ")");
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf, buf + n);
+  }
+  int errnum = 0;
+  const char* msg = gzerror(f, &errnum);
+  if (errnum != Z_OK && errnum != Z_STREAM_END) {
+    const std::string m = msg;
+    gzclose(f);
+    throw Error(path + ": corrupt gzip data (" + m + ")");
+  }
+  if (gzclose(f) != Z_OK) throw Error(path + ": truncated or corrupt gzip file");
+  return out;
+}
+
+// The IDX format of (Fashion-)MNIST: big-endian magic 0x00000803 (images) or 0x00000801
+// (labels), then the dimensions, then unsigned bytes.
+struct IdxFile {
+  std::vector<std::uint32_t> dims;
+  std::vector<unsigned char> data;
+};
+
+inline IdxFile read_idx(const std::string& path, int expected_ndim) {
+  std::vector<unsigned char> raw = read_gzip(path);
+  auto be32 = [&](std::size_t at) {
+    return (std::uint32_t(raw[at]) << 24) | (std::uint32_t(raw[at + 1]) << 16) | (std::uint32_t(raw[at + 2]) << 8) |
+           std::uint32_t(raw[at + 3]);
+  };
+  if (raw.size() < 4) throw Error(path + ": truncated IDX file (" + std::to_string(raw.size()) + " bytes)");
+  const std::uint32_t magic = be32(0);
+  if (magic != 0x800u + static_cast<std::uint32_t>(expected_ndim)) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "0x%08x", magic);
+    throw Error(path + ": wrong magic number " + hex + " (expected an unsigned-byte IDX file with " +
+                std::to_string(expected_ndim) + " dimensions)");
+  }
+  const std::size_t header = 4 + 4 * static_cast<std::size_t>(expected_ndim);
+  if (raw.size() < header) throw Error(path + ": truncated IDX header");
+  IdxFile idx;
+  std::size_t count = 1;
+  for (int d = 0; d < expected_ndim; ++d) {
+    idx.dims.push_back(be32(4 + 4 * static_cast<std::size_t>(d)));
+    count *= idx.dims.back();
+  }
+  if (raw.size() != header + count)
+    throw Error(path + ": truncated or corrupt IDX file: " + std::to_string(raw.size() - header) +
+                " data bytes, the header promises " + std::to_string(count));
+  idx.data.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
+  return idx;
+}
+
+// Fashion-MNIST (or MNIST) from the IDX files: 28x28 grayscale, labels 0-9.
+class FashionMnist : public ImageDataset {
+ public:
+  static constexpr const char* kDefaultDir = "/usr/share/datasets/fashion-mnist";
+
+  // split: "train" (60000 images) or "t10k" (10000 images)
+  explicit FashionMnist(const std::string& dir = kDefaultDir, const std::string& split = "train") : split_(split) {
+    if (split != "train" && split != "t10k") throw Error("Fashion-MNIST split must be 'train' or 't10k', not '" + split + "'");
+    if (!std::filesystem::is_directory(dir))
+      throw Error("Fashion-MNIST not found: '" + dir +
+                  "' is not a directory. Install Debian's package (apt-get install dataset-fashion-mnist) or give "
+                  "the directory holding " + split + "-images-idx3-ubyte.gz");
+    const std::string ip = dir + "/" + split + "-images-idx3-ubyte.gz", lp = dir + "/" + split + "-labels-idx1-ubyte.gz";
+    IdxFile images = read_idx(ip, 3), labels = read_idx(lp, 1);
+    if (images.dims[1] == 0 || images.dims[2] == 0) throw Error(ip + ": empty images");
+    if (labels.dims[0] != images.dims[0])
+      throw Error(lp + ": " + std::to_string(labels.dims[0]) + " labels for " + std::to_string(images.dims[0]) + " images");
+    for (unsigned char l : labels.data)
+      if (l > 9) throw Error(lp + ": label " + std::to_string(l) + " is outside 0-9");
+    n_ = images.dims[0], h_ = images.dims[1], w_ = images.dims[2];
+    pixels_ = std::move(images.data);
+    labels_ = std::move(labels.data);
+  }
+
+  Index size() const override { return n_; }
+  Index channels() const override { return 1; }
+  Index height(Index) const override { return h_; }
+  Index width(Index) const override { return w_; }
+  void load(Index i, float* out) const override {
+    const unsigned char* src = pixels_.data() + i * h_ * w_;
+    for (Index k = 0; k < h_ * w_; ++k) out[k] = static_cast<float>(src[k]) / 255.0f;
+  }
+  int label(Index i) const override { return labels_[static_cast<std::size_t>(i)]; }
+  std::string name() const override { return "fashion-mnist/" + split_; }
+
+  // Keep only the first n images (quick runs).
+  void truncate(Index n) {
+    if (n < n_) n_ = n, pixels_.resize(static_cast<std::size_t>(n * h_ * w_)), labels_.resize(static_cast<std::size_t>(n));
+  }
+
+ private:
+  std::string split_;
+  Index n_ = 0, h_ = 0, w_ = 0;
+  std::vector<unsigned char> pixels_, labels_;
+};
+
+// Per-channel mean and std of a dataset (over at most max_images, evenly spaced).
+inline void dataset_mean_std(const ImageDataset& ds, std::vector<double>& mean, std::vector<double>& stddev,
+                             Index max_images = 10000) {
+  const Index C = ds.channels(), n = std::min(ds.size(), max_images);
+  if (n == 0) throw Error(ds.name() + ": empty dataset");
+  std::vector<double> s(C, 0.0), s2(C, 0.0);
+  double count = 0;
+  std::vector<float> buf;
+  for (Index k = 0; k < n; ++k) {
+    const Index i = k * ds.size() / n, HW = ds.height(i) * ds.width(i);
+    buf.resize(static_cast<std::size_t>(C * HW));
+    ds.load(i, buf.data());
+    for (Index c = 0; c < C; ++c)
+      for (Index j = 0; j < HW; ++j) s[c] += buf[c * HW + j], s2[c] += double(buf[c * HW + j]) * buf[c * HW + j];
+    count += static_cast<double>(HW);
+  }
+  mean.resize(C), stddev.resize(C);
+  for (Index c = 0; c < C; ++c) {
+    mean[c] = s[c] / count;
+    stddev[c] = std::sqrt(std::max(s2[c] / count - mean[c] * mean[c], 1e-12));
+  }
+}
+
+// --- resampling ----------------------------------------------------------------------------
+// Bicubic (a = -0.5, as PIL) separable resampling of the box (y0, x0, bh, bw) of src (C, H, W)
+// into dst (C, oh, ow); when shrinking, the kernel is widened (antialiasing, as PIL).
+inline double bicubic_kernel(double x) {
+  const double a = -0.5;
+  x = std::abs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+namespace detail {
+struct Taps {
+  std::vector<Index> first, count;
+  std::vector<double> weights;  // count.size() rows of `stride` weights
+  Index stride = 0;
+};
+inline Taps resample_taps(Index in_size, double box0, double box_len, Index out_size) {
+  Taps t;
+  const double scale = box_len / static_cast<double>(out_size);
+  const double fscale = std::max(scale, 1.0), support = 2.0 * fscale;
+  t.stride = static_cast<Index>(std::ceil(support)) * 2 + 1;
+  t.first.resize(out_size), t.count.resize(out_size), t.weights.assign(static_cast<std::size_t>(out_size * t.stride), 0.0);
+  for (Index o = 0; o < out_size; ++o) {
+    const double center = box0 + (static_cast<double>(o) + 0.5) * scale;
+    const Index lo = std::max<Index>(0, static_cast<Index>(std::floor(center - support + 0.5)));
+    const Index hi = std::min<Index>(in_size, static_cast<Index>(std::floor(center + support + 0.5)));
+    double total = 0;
+    Index n = 0;
+    for (Index k = lo; k < hi && n < t.stride; ++k, ++n) {
+      const double w = bicubic_kernel((static_cast<double>(k) - center + 0.5) / fscale);
+      t.weights[static_cast<std::size_t>(o * t.stride + n)] = w;
+      total += w;
+    }
+    if (total != 0)
+      for (Index k = 0; k < n; ++k) t.weights[static_cast<std::size_t>(o * t.stride + k)] /= total;
+    t.first[o] = lo, t.count[o] = n;
+  }
+  return t;
+}
+}  // namespace detail
+
+inline void resize_bicubic(float* dst, Index oh, Index ow, const float* src, Index C, Index H, Index W, double y0,
+                           double x0, double bh, double bw) {
+  const detail::Taps ty = detail::resample_taps(H, y0, bh, oh), tx = detail::resample_taps(W, x0, bw, ow);
+  std::vector<double> tmp(static_cast<std::size_t>(H * ow));
+  for (Index c = 0; c < C; ++c) {
+    const float* s = src + c * H * W;
+    for (Index y = 0; y < H; ++y)  // horizontal pass: (H, W) -> (H, ow)
+      for (Index o = 0; o < ow; ++o) {
+        double acc = 0;
+        for (Index k = 0; k < tx.count[o]; ++k) acc += tx.weights[o * tx.stride + k] * s[y * W + tx.first[o] + k];
+        tmp[static_cast<std::size_t>(y * ow + o)] = acc;
+      }
+    for (Index o = 0; o < oh; ++o)  // vertical pass: (H, ow) -> (oh, ow)
+      for (Index x = 0; x < ow; ++x) {
+        double acc = 0;
+        for (Index k = 0; k < ty.count[o]; ++k) acc += ty.weights[o * ty.stride + k] * tmp[(ty.first[o] + k) * ow + x];
+        dst[(c * oh + o) * ow + x] = static_cast<float>(std::clamp(acc, 0.0, 1.0));  // PIL clips to the pixel range
+      }
+  }
+}
+
+// --- augmentation --------------------------------------------------------------------------
+struct AugmentOptions {
+  bool random_resized_crop = true;
+  double scale_min = 0.2, scale_max = 1.0;
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  bool horizontal_flip = true;
+};
+
+// torchvision's RandomResizedCrop.get_params: (top, left, height, width) of the crop.
+inline std::array<Index, 4> random_resized_crop_box(Index H, Index W, Rng& rng, const AugmentOptions& o) {
+  const double area = static_cast<double>(H * W);
+  const double log_r0 = std::log(o.ratio_min), log_r1 = std::log(o.ratio_max);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target = area * rng.uniform(o.scale_min, o.scale_max);
+    const double ratio = std::exp(rng.uniform(log_r0, log_r1));
+    const Index w = static_cast<Index>(std::lround(std::sqrt(target * ratio)));
+    const Index h = static_cast<Index>(std::lround(std::sqrt(target / ratio)));
+    if (w > 0 && h > 0 && w <= W && h <= H) {
+      const Index top = static_cast<Index>(rng.uniform() * static_cast<double>(H - h + 1));
+      const Index left = static_cast<Index>(rng.uniform() * static_cast<double>(W - w + 1));
+      return {top, left, h, w};
+    }
+  }
+  // fallback: central crop with the ratio clamped into range
+  const double in_ratio = static_cast<double>(W) / static_cast<double>(H);
+  Index w = W, h = H;
+  if (in_ratio < o.ratio_min) h = static_cast<Index>(std::lround(static_cast<double>(W) / o.ratio_min));
+  else if (in_ratio > o.ratio_max) w = static_cast<Index>(std::lround(static_cast<double>(H) * o.ratio_max));
+  return {(H - h) / 2, (W - w) / 2, h, w};
+}
+
+// splitmix64: decorrelated seeds from (seed, a, b)
+inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0) {
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(seed) ^ a) ^ b);
+}
+
+// Batches of augmented, normalized images (N, C, S, S) for epoch e, drop_last as the
+// reference's pretraining loader. Position k of epoch e is sample perm_e[k].
+class BatchLoader {
+ public:
+  BatchLoader(const ImageDataset& ds, Index image_size, Index batch, std::uint64_t seed, AugmentOptions aug = {},
+              std::vector<double> mean = {}, std::vector<double> stddev = {})
+      : ds_(ds), S_(image_size), batch_(batch), seed_(seed), aug_(aug), mean_(std::move(mean)), stddev_(std::move(stddev)) {
+    if (batch <= 0) throw Error("batch size must be positive");
+    if (ds.size() < batch)
+      throw Error(ds.name() + ": " + std::to_string(ds.size()) + " images, fewer than one batch of " + std::to_string(batch));
+    if (mean_.empty()) dataset_mean_std(ds, mean_, stddev_);
+    if (static_cast<Index>(mean_.size()) != ds.channels() || static_cast<Index>(stddev_.size()) != ds.channels())
+      throw Error("normalization needs one mean and one std per channel");
+  }
+
+  Index batches_per_epoch() const { return ds_.size() / batch_; }
+  Index batch_size() const { return batch_; }
+  Index channels() const { return ds_.channels(); }
+  const std::vector<double>& mean() const { return mean_; }
+  const std::vector<double>& stddev() const { return stddev_; }
+
+  // The order of epoch e (Fisher-Yates with a generator seeded by (seed, e)).
+  std::vector<Index> permutation(Index epoch) const {
+    std::vector<Index> p(static_cast<std::size_t>(ds_.size()));
+    for (Index i = 0; i < ds_.size(); ++i) p[i] = i;
+    Rng r(mix_seed(seed_, 0x5eed, static_cast<std::uint64_t>(epoch)));
+    for (Index i = ds_.size() - 1; i > 0; --i) std::swap(p[i], p[static_cast<Index>(r.next_u64() % std::uint64_t(i + 1))]);
+    return p;
+  }
+
+  // Batch b of epoch e into out (N, C, S, S); labels (N) if given.
+  void batch(Index epoch, Index b, float* out, int* labels = nullptr) {
+    if (epoch != cached_epoch_) perm_ = permutation(epoch), cached_epoch_ = epoch;
+    const Index C = ds_.channels(), S = S_;
+    std::exception_ptr error;
+#pragma omp parallel for schedule(static)
+    for (Index k = 0; k < batch_; ++k) {
+      try {
+        const Index pos = b * batch_ + k, idx = perm_[pos];
+        Rng r(mix_seed(seed_, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(pos)));
+        augment(idx, r, out + k * C * S * S);
+        if (labels) labels[k] = ds_.label(idx);
+      } catch (...) {
+#pragma omp critical
+        error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  }
+
+  // One image, augmented with r, normalized: (C, S, S).
+  void augment(Index idx, Rng& r, float* dst) const {
+    const Index C = ds_.channels(), H = ds_.height(idx), W = ds_.width(idx), S = S_;
+    std::vector<float> src(static_cast<std::size_t>(C * H * W));
+    ds_.load(idx, src.data());
+    std::array<Index, 4> box{0, 0, H, W};
+    if (aug_.random_resized_crop) box = random_resized_crop_box(H, W, r, aug_);
+    if (!aug_.random_resized_crop && H == S && W == S) {
+      std::copy(src.begin(), src.end(), dst);
+    } else {
+      resize_bicubic(dst, S, S, src.data(), C, H, W, static_cast<double>(box[0]), static_cast<double>(box[1]),
+                     static_cast<double>(box[2]), static_cast<double>(box[3]));
+    }
+    if (aug_.horizontal_flip && r.uniform() < 0.5)
+      for (Index c = 0; c < C; ++c)
+        for (Index y = 0; y < S; ++y) std::reverse(dst + (c * S + y) * S, dst + (c * S + y + 1) * S);
+    normalize(dst);
+  }
+
+  // Without augmentation (evaluation and figures): resized to S x S, normalized.
+  void plain(Index idx, float* dst) const {
+    AugmentOptions none;
+    none.random_resized_crop = false, none.horizontal_flip = false;
+    BatchLoader copy(*this);
+    copy.aug_ = none;
+    Rng r(0);
+    copy.augment(idx, r, dst);
+  }
+
+  void normalize(float* img) const {
+    const Index C = ds_.channels(), SS = S_ * S_;
+    for (Index c = 0; c < C; ++c)
+      for (Index j = 0; j < SS; ++j)
+        img[c * SS + j] = static_cast<float>((img[c * SS + j] - mean_[c]) / stddev_[c]);
+  }
+  void denormalize(float* img) const {
+    const Index C = ds_.channels(), SS = S_ * S_;
+    for (Index c = 0; c < C; ++c)
+      for (Index j = 0; j < SS; ++j) img[c * SS + j] = static_cast<float>(img[c * SS + j] * stddev_[c] + mean_[c]);
+  }
+
+ private:
+  const ImageDataset& ds_;
+  Index S_, batch_;
+  std::uint64_t seed_;
+  AugmentOptions aug_;
+  std::vector<double> mean_, stddev_;
+  std::vector<Index> perm_;
+  Index cached_epoch_ = -1;
+};
+
+}  // namespace mae
+
+#endif  // MAE_DATA_HPP

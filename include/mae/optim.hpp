@@ -1,0 +1,108 @@
+// mae/optim.hpp — AdamW and the learning-rate schedule of the MAE pretraining recipe.
+//
+// AdamW as torch.optim.AdamW (decoupled weight decay), with the parameter groups of
+// timm's add_weight_decay: no decay for 1-D tensors and biases (TensorInfo::weight_decay).
+// The schedule is util/lr_sched.py: per-iteration linear warmup, then half-cycle cosine.
+#ifndef MAE_OPTIM_HPP
+#define MAE_OPTIM_HPP
+
+#include "common.hpp"
+#include "params.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace mae {
+
+struct AdamWOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.95;  // the MAE recipe (PyTorch's default is 0.999)
+  double eps = 1e-8;
+  double weight_decay = 0.05;
+};
+
+template <class S>
+class AdamW {
+ public:
+  AdamW() = default;
+  AdamW(const TensorStore<S>& params, AdamWOptions opt) { reset(params, opt); }
+
+  void reset(const TensorStore<S>& params, AdamWOptions opt) {
+    opt_ = opt;
+    step_ = 0;
+    m_.assign(static_cast<std::size_t>(params.size()), S(0));
+    v_.assign(static_cast<std::size_t>(params.size()), S(0));
+    decay_.clear();
+    for (const auto& t : params.tensors()) decay_.push_back({t.offset, t.size, t.weight_decay()});
+  }
+
+  // One update of every parameter with learning rate lr (torch.optim.AdamW.step):
+  //   p *= 1 - lr * wd                      (decayed tensors only)
+  //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+  //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+  void step(TensorStore<S>& params, const TensorStore<S>& grads, double lr) {
+    if (params.size() != static_cast<Index>(m_.size()) || grads.size() != params.size())
+      throw Error("AdamW: parameter layout differs from the one the optimizer was built for");
+    ++step_;
+    const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(step_));
+    const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(step_));
+    const S b1 = static_cast<S>(opt_.beta1), b2 = static_cast<S>(opt_.beta2);
+    const S one_b1 = static_cast<S>(1.0 - opt_.beta1), one_b2 = static_cast<S>(1.0 - opt_.beta2);
+    const S step_size = static_cast<S>(lr / bc1), bc2_sqrt = static_cast<S>(std::sqrt(bc2));
+    const S eps = static_cast<S>(opt_.eps), decay = static_cast<S>(1.0 - lr * opt_.weight_decay);
+    S* p = params.data();
+    const S* g = grads.data();
+    S* m = m_.data();
+    S* v = v_.data();
+    for (const auto& t : decay_) {
+      const S keep = t.decay ? decay : S(1);
+#pragma omp parallel for schedule(static)
+      for (Index i = t.offset; i < t.offset + t.size; ++i) {
+        if (t.decay) p[i] *= keep;
+        m[i] = m[i] * b1 + one_b1 * g[i];
+        v[i] = v[i] * b2 + one_b2 * g[i] * g[i];
+        p[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+      }
+    }
+  }
+
+  std::int64_t steps() const { return step_; }
+  void set_steps(std::int64_t s) { step_ = s; }
+  std::vector<S>& exp_avg() { return m_; }
+  std::vector<S>& exp_avg_sq() { return v_; }
+  const std::vector<S>& exp_avg() const { return m_; }
+  const std::vector<S>& exp_avg_sq() const { return v_; }
+  const AdamWOptions& options() const { return opt_; }
+
+ private:
+  struct Group {
+    Index offset, size;
+    bool decay;
+  };
+  AdamWOptions opt_;
+  std::int64_t step_ = 0;
+  std::vector<S> m_, v_;
+  std::vector<Group> decay_;
+};
+
+struct LrSchedule {
+  double base_lr = 1.5e-4 * 256 / 256;  // blr * effective batch / 256
+  double min_lr = 0.0;
+  double warmup_epochs = 40;
+  double epochs = 400;
+
+  // lr = blr * effective_batch / 256 (main_pretrain.py), with blr 1.5e-4 by default
+  static double scaled(double blr, Index effective_batch) { return blr * static_cast<double>(effective_batch) / 256.0; }
+
+  // util/lr_sched.py at fractional epoch e = epoch + step / steps_per_epoch
+  double at(double e) const {
+    if (e < warmup_epochs) return base_lr * e / warmup_epochs;
+    const double pi = 3.14159265358979323846;
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + std::cos(pi * (e - warmup_epochs) / (epochs - warmup_epochs)));
+  }
+};
+
+}  // namespace mae
+
+#endif  // MAE_OPTIM_HPP

@@ -1,0 +1,299 @@
+// mae/train.hpp — the pretraining loop of main_pretrain.py / engine_pretrain.py, reusable:
+// AdamW + per-iteration warmup/cosine schedule, gradient accumulation, a progress bar or
+// periodic lines, a CSV log, atomic checkpoints with everything needed for a bit-exact
+// resume, and a stop with a clear message on a non-finite loss.
+#ifndef MAE_TRAIN_HPP
+#define MAE_TRAIN_HPP
+
+#include "common.hpp"
+#include "data.hpp"
+#include "optim.hpp"
+#include "safetensors.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace mae {
+
+struct TrainOptions {
+  int epochs = 10;
+  Index batch_size = 64;      // images per micro-batch
+  int accum_iter = 1;         // micro-batches per optimizer step
+  double blr = 1.5e-4;        // base lr: lr = blr * batch_size * accum_iter / 256
+  double lr = 0;              // absolute lr; 0 = from blr
+  double min_lr = 0;
+  double warmup_epochs = 1;
+  double weight_decay = 0.05;
+  double mask_ratio = 0.75;
+  std::uint64_t seed = 0;     // data order, augmentation (masking noise: the model's generator)
+  std::string out_dir;        // checkpoint.safetensors and log.csv go here; empty: none
+  bool progress = true;       // a bar on a terminal, plain lines otherwise
+  double log_interval_s = 15;  // plain-line interval when not on a terminal
+  Index max_steps = -1;       // stop after this many micro-batches in all (an interruption)
+
+  double effective_lr() const {
+    return lr > 0 ? lr : LrSchedule::scaled(blr, batch_size * static_cast<Index>(accum_iter));
+  }
+  // What determines the trajectory: a resume must agree on these.
+  nlohmann::json trajectory_json() const {
+    return {{"batch_size", batch_size}, {"accum_iter", accum_iter}, {"seed", seed}, {"mask_ratio", mask_ratio}};
+  }
+  nlohmann::json to_json() const {
+    nlohmann::json j = trajectory_json();
+    j.update({{"epochs", epochs}, {"blr", blr}, {"lr", effective_lr()}, {"min_lr", min_lr},
+              {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay}});
+    return j;
+  }
+};
+
+// One line per micro-batch in the CSV log.
+struct StepRecord {
+  Index step;
+  int epoch;
+  double loss, lr, images_per_s;
+};
+
+template <class Model>
+class Trainer {
+ public:
+  using S = typename Model::Scalar;
+
+  Trainer(Model& model, BatchLoader& loader, TrainOptions opt)
+      : model_(model), loader_(loader), opt_(std::move(opt)) {
+    if (opt_.epochs <= 0) throw Error("epochs must be positive");
+    if (opt_.accum_iter <= 0) throw Error("accum_iter must be positive");
+    if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
+    if (loader_.channels() != Model::C)
+      throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
+                  std::to_string(Model::C));
+    num_visible(Model::L, opt_.mask_ratio);  // validates the ratio now, not at the first step
+    AdamWOptions ao;
+    ao.weight_decay = opt_.weight_decay;
+    optim_.reset(model_.parameters(), ao);
+    schedule_.base_lr = opt_.effective_lr();
+    schedule_.min_lr = opt_.min_lr;
+    schedule_.warmup_epochs = opt_.warmup_epochs;
+    schedule_.epochs = opt_.epochs;
+    model_.zero_grad();
+    if (!opt_.out_dir.empty()) std::filesystem::create_directories(opt_.out_dir);
+  }
+
+  std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/checkpoint.safetensors"; }
+  std::string log_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/log.csv"; }
+  Index steps_done() const { return step_; }
+  Index steps_per_epoch() const { return loader_.batches_per_epoch(); }
+  Index total_steps() const { return steps_per_epoch() * opt_.epochs; }
+  const std::vector<StepRecord>& history() const { return history_; }
+  AdamW<S>& optimizer() { return optim_; }
+  const TrainOptions& options() const { return opt_; }
+
+  // Runs until the last epoch ends (or max_steps). on_epoch_end(epoch) is called after the
+  // epoch's checkpoint is written. Returns true if training finished all epochs.
+  bool run(const std::function<void(int)>& on_epoch_end = {}) {
+    const Index iters = steps_per_epoch(), N = opt_.batch_size, C = Model::C, Sz = Model::Config::img_size;
+    std::vector<float> fbatch(static_cast<std::size_t>(N * C * Sz * Sz));
+    std::vector<S> batch(fbatch.size());
+    open_log();
+    const auto t_start = std::chrono::steady_clock::now();
+    auto t_last = t_start;
+    Index images_this_run = 0;
+    while (step_ < total_steps()) {
+      if (opt_.max_steps >= 0 && step_ >= opt_.max_steps) {
+        save_checkpoint();
+        return false;
+      }
+      const int epoch = static_cast<int>(step_ / iters);
+      const Index k = step_ % iters;
+      // engine_pretrain.py: the lr is set at the start of each accumulation window
+      if (k % opt_.accum_iter == 0) lr_ = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
+      loader_.batch(epoch, k, fbatch.data());
+      std::copy(fbatch.begin(), fbatch.end(), batch.begin());
+      const S loss = model_.forward(images(batch.data(), N, C, Sz, Sz), opt_.mask_ratio);
+      if (!std::isfinite(static_cast<double>(loss))) {
+        finish_line();
+        throw Error("non-finite loss (" + std::to_string(static_cast<double>(loss)) + ") at step " +
+                    std::to_string(step_) + " (epoch " + std::to_string(epoch) + "): training stopped" +
+                    (opt_.out_dir.empty() ? std::string(".")
+                                          : "; the last checkpoint '" + checkpoint_path() + "' is intact."));
+      }
+      model_.backward(static_cast<S>(1.0 / opt_.accum_iter));  // loss /= accum_iter; loss.backward()
+      ++pending_micro_;
+      if ((k + 1) % opt_.accum_iter == 0) {
+        optim_.step(model_.parameters(), model_.gradients(), lr_);
+        model_.zero_grad();
+        pending_micro_ = 0;
+      }
+      ++step_;
+      images_this_run += N;
+      const auto now = std::chrono::steady_clock::now();
+      const double elapsed = std::chrono::duration<double>(now - t_start).count();
+      const double ips = elapsed > 0 ? static_cast<double>(images_this_run) / elapsed : 0.0;
+      StepRecord rec{step_, epoch, static_cast<double>(loss), lr_, ips};
+      history_.push_back(rec);
+      write_log(rec);
+      const double eta = ips > 0 ? static_cast<double>((total_steps() - step_) * N) / ips : 0.0;
+      report(rec, k + 1, iters, eta, std::chrono::duration<double>(now - t_last).count(), t_last, now);
+      if (k + 1 == iters) {  // end of an epoch
+        finish_line();
+        save_checkpoint();
+        if (on_epoch_end) on_epoch_end(epoch);
+      }
+    }
+    return true;
+  }
+
+  // --- checkpoints -------------------------------------------------------------------------
+  void save_checkpoint() const {
+    if (!opt_.out_dir.empty()) save_checkpoint(checkpoint_path());
+  }
+  void save_checkpoint(const std::string& path) const {
+    std::vector<safetensors::TensorOut> t = model_.state_dict();
+    const auto& params = model_.parameters();
+    for (const auto& info : params.tensors()) {
+      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg." + info.name, info.shape,
+                                                optim_.exp_avg().data() + info.offset));
+      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg_sq." + info.name, info.shape,
+                                                optim_.exp_avg_sq().data() + info.offset));
+    }
+    if (pending_micro_ > 0)  // inside an accumulation window: the partial gradient is state too
+      for (const auto& info : params.tensors())
+        t.push_back(safetensors::TensorOut::of<S>("optimizer.pending_grad." + info.name, info.shape,
+                                                  model_.gradients().data() + info.offset));
+    auto meta = model_.metadata();
+    char lr[32];
+    std::snprintf(lr, sizeof lr, "%a", lr_);  // hex float: exact
+    meta["mae.step"] = std::to_string(step_);
+    meta["mae.optimizer_steps"] = std::to_string(optim_.steps());
+    meta["mae.pending_micro_batches"] = std::to_string(pending_micro_);
+    meta["mae.lr"] = lr;
+    meta["mae.rng"] = model_.rng().state();
+    meta["mae.train"] = opt_.to_json().dump();
+    meta["mae.normalize_mean"] = nlohmann::json(loader_.mean()).dump();
+    meta["mae.normalize_std"] = nlohmann::json(loader_.stddev()).dump();
+    safetensors::save(path, t, meta);
+  }
+
+  // Continue from a checkpoint of this trainer: weights, AdamW moments, step, lr, the model's
+  // random generator. Refuses a checkpoint of another model configuration or trajectory.
+  void resume(const std::string& path) {
+    const safetensors::File f(path);
+    const auto& meta = f.metadata();
+    const auto cfg = meta.find("mae.config");
+    if (cfg != meta.end() && cfg->second != Model::Config::name())
+      f.fail("checkpoint is for another configuration (" + cfg->second + "); this model is " + Model::Config::name());
+    for (const char* key : {"mae.step", "mae.optimizer_steps", "mae.pending_micro_batches", "mae.lr", "mae.rng", "mae.train"})
+      if (!meta.count(key)) f.fail(std::string("not a training checkpoint (no '") + key + "' in its metadata)");
+    nlohmann::json train;
+    try {
+      train = nlohmann::json::parse(meta.at("mae.train"));
+    } catch (const nlohmann::json::exception& e) {
+      f.fail(std::string("corrupt training metadata: ") + e.what());
+    }
+    const nlohmann::json ours = opt_.trajectory_json();
+    for (const auto& [key, value] : ours.items())
+      if (!train.contains(key) || train[key] != value)
+        f.fail("checkpoint was trained with " + key + " = " + (train.contains(key) ? train[key].dump() : "?") +
+               ", this run has " + value.dump() + ": resuming would not continue the same run");
+    const auto& params = model_.parameters();
+    std::vector<S> m(static_cast<std::size_t>(params.size())), v(m.size()), g(m.size(), S(0));
+    const Index step = std::stoll(meta.at("mae.step"));
+    const Index pending_micro = std::stoll(meta.at("mae.pending_micro_batches"));
+    const bool pending = pending_micro > 0;
+    for (const auto& info : params.tensors()) {
+      f.read("optimizer.exp_avg." + info.name, info.shape, m.data() + info.offset);
+      f.read("optimizer.exp_avg_sq." + info.name, info.shape, v.data() + info.offset);
+      if (pending) f.read("optimizer.pending_grad." + info.name, info.shape, g.data() + info.offset);
+    }
+    Rng probe;
+    probe.set_state(meta.at("mae.rng"));
+    model_.load(f, /*strict=*/false);  // checks the configuration; changes nothing if it throws
+    // nothing below can fail
+    optim_.exp_avg() = std::move(m);
+    optim_.exp_avg_sq() = std::move(v);
+    optim_.set_steps(std::stoll(meta.at("mae.optimizer_steps")));
+    std::copy(g.begin(), g.end(), model_.gradients().data());
+    model_.rng() = probe;
+    step_ = step;
+    pending_micro_ = pending_micro;
+    lr_ = std::strtod(meta.at("mae.lr").c_str(), nullptr);
+    resumed_ = true;
+  }
+
+ private:
+  void open_log() {
+    if (opt_.out_dir.empty()) return;
+    const bool append = resumed_ && std::filesystem::exists(log_path());
+    log_.open(log_path(), append ? std::ios::app : std::ios::trunc);
+    if (!log_) throw Error(log_path() + ": cannot write the log");
+    if (!append) log_ << "step,epoch,loss,lr,images_per_s\n";
+  }
+  void write_log(const StepRecord& r) {
+    if (!log_.is_open()) return;
+    char line[160];
+    std::snprintf(line, sizeof line, "%lld,%d,%.6f,%.6e,%.1f\n", static_cast<long long>(r.step), r.epoch, r.loss, r.lr,
+                  r.images_per_s);
+    log_ << line << std::flush;
+  }
+
+  static std::string hms(double s) {
+    const long t = static_cast<long>(s + 0.5);
+    char b[32];
+    if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else std::snprintf(b, sizeof b, "%02ld:%02ld", t / 60, t % 60);
+    return b;
+  }
+
+  template <class TP>
+  void report(const StepRecord& r, Index k, Index iters, double eta, double since_last, TP& t_last, TP now) {
+    if (!opt_.progress) return;
+    if (tty_) {
+      if (since_last < 0.1 && k != iters) return;  // at most 10 redraws a second
+      t_last = now;
+      const int width = 24, filled = static_cast<int>(width * k / iters);
+      std::string bar(static_cast<std::size_t>(filled), '=');
+      if (filled < width) bar += '>' + std::string(static_cast<std::size_t>(width - filled - 1), ' ');
+      std::printf("\repoch %d/%d [%s] %lld/%lld  loss %.4f  lr %.2e  %.0f img/s  ETA %s   ", r.epoch + 1, opt_.epochs,
+                  bar.c_str(), static_cast<long long>(k), static_cast<long long>(iters), r.loss, r.lr, r.images_per_s,
+                  hms(eta).c_str());
+      std::fflush(stdout);
+      line_open_ = true;
+    } else if (since_last >= opt_.log_interval_s || k == iters || r.step == 1) {
+      t_last = now;
+      std::printf("epoch %d/%d step %lld/%lld  loss %.4f  lr %.2e  %.0f img/s  ETA %s\n", r.epoch + 1, opt_.epochs,
+                  static_cast<long long>(k), static_cast<long long>(iters), r.loss, r.lr, r.images_per_s,
+                  hms(eta).c_str());
+      std::fflush(stdout);
+    }
+  }
+  void finish_line() {
+    if (line_open_) std::printf("\n"), line_open_ = false;
+  }
+
+  Model& model_;
+  BatchLoader& loader_;
+  TrainOptions opt_;
+  AdamW<S> optim_;
+  LrSchedule schedule_;
+  Index step_ = 0;
+  Index pending_micro_ = 0;  // micro-batches accumulated since the last optimizer step
+  double lr_ = 0;
+  bool resumed_ = false;
+  bool tty_ = ::isatty(STDOUT_FILENO) != 0;
+  bool line_open_ = false;
+  std::ofstream log_;
+  std::vector<StepRecord> history_;
+};
+
+}  // namespace mae
+
+#endif  // MAE_TRAIN_HPP

@@ -1,0 +1,222 @@
+// Data: Fashion-MNIST IDX/gzip reading and its errors, image folders, augmentation,
+// figures.
+#include "test_util.hpp"
+
+#include <mae/figures.hpp>
+#include <mae/image_folder.hpp>
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+using mae::Index;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path scratch_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("mae_data_tests_" + std::to_string(::getpid())) / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+void write_gz(const fs::path& p, const std::string& bytes) {
+  gzFile f = gzopen(p.string().c_str(), "wb");
+  REQUIRE(f != nullptr);
+  REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
+  gzclose(f);
+}
+std::string be32(std::uint32_t v) {
+  return std::string{char(v >> 24), char((v >> 16) & 255), char((v >> 8) & 255), char(v & 255)};
+}
+// A small Fashion-MNIST-like directory: n images of 4x4 with pixel value 16*i, labels i % 10.
+fs::path make_idx_dir(const std::string& name, Index n = 3) {
+  const fs::path d = scratch_dir(name);
+  std::string img = be32(0x803) + be32(static_cast<std::uint32_t>(n)) + be32(4) + be32(4), lab = be32(0x801) + be32(static_cast<std::uint32_t>(n));
+  for (Index i = 0; i < n; ++i) img += std::string(16, char(16 * i)), lab += char(i % 10);
+  for (const char* split : {"train", "t10k"}) {
+    write_gz(d / (std::string(split) + "-images-idx3-ubyte.gz"), img);
+    write_gz(d / (std::string(split) + "-labels-idx1-ubyte.gz"), lab);
+  }
+  return d;
+}
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+void spit(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+}  // namespace
+
+TEST_CASE("Fashion-MNIST IDX files are read through zlib") {
+  const fs::path d = make_idx_dir("idx_ok");
+  mae::FashionMnist ds(d.string(), "train");
+  CHECK(ds.size() == 3);
+  CHECK(ds.height(0) == 4);
+  float px[16];
+  ds.load(2, px);
+  CHECK(px[5] == doctest::Approx(32.0 / 255.0));
+  CHECK(ds.label(2) == 2);
+}
+
+TEST_CASE("bad Fashion-MNIST input is rejected with a message naming the file") {
+  SUBCASE("missing directory names the Debian package") {
+    CHECK_THROWS_WITH_AS(mae::FashionMnist("/nonexistent/fmnist"),
+                         doctest::Contains("'/nonexistent/fmnist' is not a directory. Install Debian's package (apt-get install dataset-fashion-mnist)"),
+                         mae::Error);
+  }
+  SUBCASE("missing file") {
+    const fs::path d = make_idx_dir("idx_missing");
+    fs::remove(d / "train-labels-idx1-ubyte.gz");
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("train-labels-idx1-ubyte.gz: no such file"), mae::Error);
+  }
+  SUBCASE("truncated gzip") {
+    const fs::path d = make_idx_dir("idx_trunc", 200);
+    const fs::path f = d / "train-images-idx3-ubyte.gz";
+    const std::string b = slurp(f);
+    spit(f, b.substr(0, b.size() / 2));
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("train-images-idx3-ubyte.gz"), mae::Error);
+  }
+  SUBCASE("corrupt gzip") {
+    const fs::path d = make_idx_dir("idx_corrupt", 200);
+    const fs::path f = d / "train-images-idx3-ubyte.gz";
+    std::string b = slurp(f);
+    for (std::size_t i = 20; i < 40; ++i) b[i] = static_cast<char>(b[i] ^ 0x5a);
+    spit(f, b);
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("train-images-idx3-ubyte.gz"), mae::Error);
+  }
+  SUBCASE("wrong magic number") {
+    const fs::path d = make_idx_dir("idx_magic");
+    write_gz(d / "train-images-idx3-ubyte.gz", be32(0x801) + be32(3) + std::string(3, '\0'));
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("wrong magic number 0x00000801"), mae::Error);
+  }
+  SUBCASE("fewer bytes than the header promises") {
+    const fs::path d = make_idx_dir("idx_short");
+    write_gz(d / "train-images-idx3-ubyte.gz", be32(0x803) + be32(3) + be32(4) + be32(4) + std::string(40, '\0'));
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("the header promises 48"), mae::Error);
+  }
+  SUBCASE("labels and images disagree") {
+    const fs::path d = make_idx_dir("idx_labels");
+    write_gz(d / "train-labels-idx1-ubyte.gz", be32(0x801) + be32(2) + std::string(2, '\1'));
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("2 labels for 3 images"), mae::Error);
+  }
+}
+
+TEST_CASE("the real Fashion-MNIST, when Debian's package is installed") {
+  if (!fs::exists(std::string(mae::FashionMnist::kDefaultDir) + "/t10k-images-idx3-ubyte.gz")) {
+    MESSAGE("dataset-fashion-mnist is not installed: skipped");
+    return;
+  }
+  mae::FashionMnist test(mae::FashionMnist::kDefaultDir, "t10k");
+  CHECK(test.size() == 10000);
+  std::vector<double> mean, sd;
+  mae::dataset_mean_std(test, mean, sd);
+  CHECK(mean[0] == doctest::Approx(0.286).epsilon(0.02));  // the known statistics of Fashion-MNIST
+  CHECK(sd[0] == doctest::Approx(0.353).epsilon(0.02));
+}
+
+TEST_CASE("image folder: PNG and JPEG files, converted, labelled by subdirectory; bad files named") {
+  const fs::path d = scratch_dir("folder");
+  fs::create_directories(d / "cats"), fs::create_directories(d / "dogs");
+  std::vector<unsigned char> rgb(20 * 10 * 3);
+  for (std::size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<unsigned char>(i % 3 == 0 ? 255 : 0);  // red
+  REQUIRE(stbi_write_png((d / "cats" / "a.png").string().c_str(), 20, 10, 3, rgb.data(), 60));
+  REQUIRE(stbi_write_jpg((d / "dogs" / "b.jpg").string().c_str(), 20, 10, 3, rgb.data(), 95));
+  spit(d / "notes.txt", "not an image");
+  mae::ImageFolder f(d.string(), 3);
+  REQUIRE(f.size() == 2);
+  CHECK(f.label(0) == 0);
+  CHECK(f.label(1) == 1);
+  CHECK(f.height(0) == 10);
+  CHECK(f.width(0) == 20);
+  std::vector<float> px(3 * 10 * 20);
+  f.load(0, px.data());
+  CHECK(px[0] == 1.0f);          // red channel
+  CHECK(px[200] == 0.0f);        // green channel
+  mae::ImageFolder gray(d.string(), 1);  // converted to one channel
+  gray.load(0, px.data());
+  CHECK(px[0] == doctest::Approx(0.3).epsilon(0.1));  // stb's luma of pure red
+  mae::ImageFolder small(d.string(), 3, /*max_side=*/5);  // shrunk: shorter side 5
+  CHECK(small.height(0) == 5);
+  CHECK(small.width(0) == 10);
+  spit(d / "dogs" / "broken.png", std::string("\x89PNG\r\n\x1a\n", 8) + "garbage");
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(d.string(), 3), doctest::Contains("broken.png: unreadable image"), mae::Error);
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(scratch_dir("empty").string(), 3), doctest::Contains("holds no"), mae::Error);
+}
+
+TEST_CASE("bicubic resize: identity on the same grid, constants stay constant") {
+  std::vector<float> src(2 * 6 * 7), dst(src.size());
+  mae::Rng r(1);
+  for (auto& v : src) v = static_cast<float>(r.uniform());
+  mae::resize_bicubic(dst.data(), 6, 7, src.data(), 2, 6, 7, 0, 0, 6, 7);
+  for (std::size_t i = 0; i < src.size(); ++i) CHECK(dst[i] == doctest::Approx(src[i]).epsilon(1e-6));
+  std::vector<float> c(5 * 9, 0.25f), out(16 * 16);
+  mae::resize_bicubic(out.data(), 16, 16, c.data(), 1, 5, 9, 1, 2, 3, 4);  // upsample a box
+  for (float v : out) CHECK(v == doctest::Approx(0.25f).epsilon(1e-6));
+  mae::resize_bicubic(out.data(), 2, 2, c.data(), 1, 5, 9, 0, 0, 5, 9);  // downsample (antialiased)
+  for (int i = 0; i < 4; ++i) CHECK(out[i] == doctest::Approx(0.25f).epsilon(1e-6));
+}
+
+TEST_CASE("augmentation: crops inside the image, seeded, the same for any thread count") {
+  mae::Rng r(3);
+  mae::AugmentOptions o;
+  double area_min = 1, area_max = 0;
+  for (int i = 0; i < 2000; ++i) {
+    const auto b = mae::random_resized_crop_box(28, 28, r, o);
+    REQUIRE(b[0] >= 0);
+    REQUIRE(b[1] >= 0);
+    REQUIRE(b[0] + b[2] <= 28);
+    REQUIRE(b[1] + b[3] <= 28);
+    const double a = double(b[2] * b[3]) / (28 * 28);
+    area_min = std::min(area_min, a), area_max = std::max(area_max, a);
+  }
+  CHECK(area_min < 0.25);  // scale 0.2 - 1.0
+  CHECK(area_min > 0.15);
+  CHECK(area_max > 0.9);
+  const fs::path d = make_idx_dir("aug", 40);
+  mae::FashionMnist ds(d.string());
+  auto batch = [&](int threads) {
+    mae::set_num_threads(threads);
+    mae::BatchLoader l(ds, 8, 10, 99);
+    std::vector<float> out(10 * 64);
+    l.batch(2, 1, out.data());
+    return out;
+  };
+  const int before = mae::max_threads();
+  const auto a = batch(1), b = batch(2), c = batch(2);
+  mae::set_num_threads(before);
+  CHECK(a == b);
+  CHECK(b == c);
+  mae::BatchLoader l(ds, 8, 10, 99);
+  CHECK(l.batches_per_epoch() == 4);
+  auto p0 = l.permutation(0), p1 = l.permutation(1);
+  CHECK(p0 != p1);
+  std::sort(p0.begin(), p0.end());
+  for (Index i = 0; i < 40; ++i) CHECK(p0[i] == i);
+  CHECK_THROWS_WITH_AS(mae::BatchLoader(ds, 8, 41, 1), doctest::Contains("fewer than one batch"), mae::Error);
+}
+
+TEST_CASE("figures: norm_pix predictions map back to pixels; the grid is a PNG of the right size") {
+  const Index P = 6;
+  std::vector<float> raw{0.1f, 0.5f, 0.9f, 0.2f, 0.3f, 0.7f}, t = raw;
+  mae::normalize_patches(t.data(), 1, P);
+  mae::unnormalize_patches(t.data(), raw.data(), 1, P);
+  for (Index j = 0; j < P; ++j) CHECK(t[j] == doctest::Approx(raw[j]).epsilon(1e-5));
+  using M = mae::MaskedAutoencoder<mae::Config<8, 2, 1, 16, 1, 2, 16, 1, 2>>;
+  M m(M::Options{true, 1});
+  const fs::path d = make_idx_dir("fig", 4);
+  mae::FashionMnist ds(d.string());
+  mae::BatchLoader l(ds, 8, 2, 1);
+  std::vector<float> imgs(3 * 64);
+  for (Index i = 0; i < 3; ++i) l.plain(i, imgs.data() + i * 64);
+  const std::string png = (scratch_dir("figpng") / "grid.png").string();
+  const std::string rng_before = m.rng().state();
+  mae::save_reconstruction_grid(png, m, l, imgs, 3, 0.75, 5, 2);
+  CHECK(m.rng().state() == rng_before);  // the figure does not disturb training randomness
+  int w = 0, h = 0, n = 0;
+  REQUIRE(stbi_info(png.c_str(), &w, &h, &n));
+  CHECK(w == 4 * 16 + 5 * 2);
+  CHECK(h == 3 * 16 + 4 * 2);
+}
