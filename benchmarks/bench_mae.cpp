@@ -1,0 +1,210 @@
+// Google Benchmark suite: the CPU's peak (a large GEMM and a pure FMA loop), every layer's
+// forward and backward, and forward / backward / full training step (with AdamW) of whole
+// models. Counters: images/s and GFLOP/s from the analytic count in flops.hpp; real time
+// (OpenMP threads do the work).
+//
+//   ./build/release/benchmarks/bench_mae                       # everything
+//   ./build/release/benchmarks/bench_mae --benchmark_filter=step
+#include "flops.hpp"
+
+#include <mae/mae.hpp>
+#include <mae/optim.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <sys/resource.h>
+
+#include <immintrin.h>
+
+#include <vector>
+
+namespace {
+using mae::Index;
+
+// --- peak probes ----------------------------------------------------------------------------
+void BM_peak_gemm(benchmark::State& st) {
+  const Index n = st.range(0);
+  Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
+  for (auto _ : st) {
+    c.noalias() = a * b;  // Eigen threads a large product itself (OpenMP)
+    benchmark::DoNotOptimize(c.data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_peak_gemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Independent FMA chains on every thread: the arithmetic peak.
+void BM_peak_fma(benchmark::State& st) {
+  const long iters = 1 << 22;
+  for (auto _ : st) {
+    float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+#if defined(__AVX512F__)
+      __m512 acc[12];
+      for (auto& a : acc) a = _mm512_set1_ps(1.0f);
+      const __m512 m = _mm512_set1_ps(0.999999f), x = _mm512_set1_ps(1e-7f);
+      for (long i = 0; i < iters; ++i)
+        for (auto& a : acc) a = _mm512_fmadd_ps(a, m, x);
+      for (auto& a : acc) sink += _mm512_reduce_add_ps(a);
+#elif defined(__AVX2__)
+      __m256 acc[12];
+      for (auto& a : acc) a = _mm256_set1_ps(1.0f);
+      const __m256 m = _mm256_set1_ps(0.999999f), x = _mm256_set1_ps(1e-7f);
+      for (long i = 0; i < iters; ++i)
+        for (auto& a : acc) a = _mm256_fmadd_ps(a, m, x);
+      float t[8];
+      for (auto& a : acc) _mm256_storeu_ps(t, a), sink += t[0];
+#endif
+    }
+    benchmark::DoNotOptimize(sink);
+  }
+#if defined(__AVX512F__)
+  const double lanes = 16;
+#else
+  const double lanes = 8;
+#endif
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * lanes * 12 * iters * mae::max_threads(),
+                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_peak_fma)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// --- layers (the toy 28x28 preset's encoder shapes: batch 64, 13 tokens, width 192) --------
+constexpr Index kRows = 64 * 13, kD = 192, kHidden = 768, kHeads = 3, kN = 64, kT = 13;
+
+std::vector<float> randv(Index n, std::uint64_t seed) {
+  mae::Rng r(seed);
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = static_cast<float>(r.normal() * 0.1);
+  return v;
+}
+void set_flops(benchmark::State& st, double flops) {
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
+void BM_linear_forward(benchmark::State& st) {
+  auto x = randv(kRows * kD, 1), w = randv(kHidden * kD, 2), b = randv(kHidden, 3), y = randv(kRows * kHidden, 4);
+  for (auto _ : st) mae::linear_forward(y.data(), x.data(), w.data(), b.data(), kRows, kD, kHidden);
+  set_flops(st, 2.0 * kRows * kD * kHidden);
+}
+void BM_linear_backward(benchmark::State& st) {
+  auto x = randv(kRows * kD, 1), w = randv(kHidden * kD, 2), dy = randv(kRows * kHidden, 4), dx = x, dw = w, db = randv(kHidden, 5);
+  for (auto _ : st) mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), kRows, kD, kHidden);
+  set_flops(st, 4.0 * kRows * kD * kHidden);
+}
+void BM_layernorm_forward(benchmark::State& st) {
+  auto x = randv(kRows * kD, 1), w = randv(kD, 2), b = randv(kD, 3), y = x, m = randv(kRows, 4), r = m;
+  for (auto _ : st) mae::layernorm_forward(y.data(), m.data(), r.data(), x.data(), w.data(), b.data(), kRows, kD);
+}
+void BM_layernorm_backward(benchmark::State& st) {
+  auto x = randv(kRows * kD, 1), w = randv(kD, 2), b = randv(kD, 3), y = x, m = randv(kRows, 4), r = m, dx = x, dw = w, db = b;
+  mae::layernorm_forward(y.data(), m.data(), r.data(), x.data(), w.data(), b.data(), kRows, kD);
+  for (auto _ : st)
+    mae::layernorm_backward(dx.data(), dw.data(), db.data(), y.data(), x.data(), w.data(), m.data(), r.data(), kRows, kD);
+}
+void BM_attention_forward(benchmark::State& st) {
+  auto qkv = randv(kRows * 3 * kD, 1), ctx = randv(kRows * kD, 2), att = randv(kN * kHeads * kT * kT, 3);
+  for (auto _ : st) mae::attention_forward(ctx.data(), att.data(), qkv.data(), kN, kT, kD, kHeads);
+  set_flops(st, 4.0 * kN * kT * kT * kD);
+}
+void BM_attention_backward(benchmark::State& st) {
+  auto qkv = randv(kRows * 3 * kD, 1), ctx = randv(kRows * kD, 2), att = randv(kN * kHeads * kT * kT, 3), datt = att,
+       dqkv = qkv;
+  mae::attention_forward(ctx.data(), att.data(), qkv.data(), kN, kT, kD, kHeads);
+  for (auto _ : st) mae::attention_backward(dqkv.data(), datt.data(), ctx.data(), qkv.data(), att.data(), kN, kT, kD, kHeads);
+  set_flops(st, 8.0 * kN * kT * kT * kD);
+}
+void BM_mlp_gelu_forward(benchmark::State& st) {
+  auto x = randv(kRows * kHidden, 1), y = x;
+  for (auto _ : st) mae::gelu_forward(y.data(), x.data(), kRows * kHidden);
+}
+void BM_mlp_gelu_backward(benchmark::State& st) {
+  auto x = randv(kRows * kHidden, 1), dy = x, dx = x;
+  for (auto _ : st) mae::gelu_backward(dx.data(), x.data(), dy.data(), kRows * kHidden);
+}
+struct BlockBench {
+  mae::BlockShape s{kD, kHeads, kHidden};
+  mae::TensorStore<float> p, g;
+  mae::BlockParams<float> bp, bg;
+  mae::BlockCache<float> cache;
+  mae::BlockScratch<float> scratch;
+  std::vector<float> x = randv(kRows * kD, 1), y = x, dx = x, dy = randv(kRows * kD, 2);
+  BlockBench() {
+    p.build([&](auto&& f) { mae::visit_block(bp, "", s, f); });
+    g.build([&](auto&& f) { mae::visit_block(bg, "", s, f); });
+    auto init = randv(p.size(), 3);
+    std::copy(init.begin(), init.end(), p.data());
+  }
+};
+void BM_block_forward(benchmark::State& st) {
+  BlockBench b;
+  for (auto _ : st) mae::block_forward(b.y.data(), b.cache, b.x.data(), b.bp, kN, kT, b.s);
+  set_flops(st, kN * mae_bench::block_flops(kT, kD, 4));
+}
+void BM_block_backward(benchmark::State& st) {
+  BlockBench b;
+  mae::block_forward(b.y.data(), b.cache, b.x.data(), b.bp, kN, kT, b.s);
+  for (auto _ : st) mae::block_backward(b.dx.data(), b.bg, b.scratch, b.dy.data(), b.x.data(), b.cache, b.bp, kN, kT, b.s);
+  set_flops(st, 2 * kN * mae_bench::block_flops(kT, kD, 4));
+}
+BENCHMARK(BM_linear_forward)->UseRealTime();
+BENCHMARK(BM_linear_backward)->UseRealTime();
+BENCHMARK(BM_layernorm_forward)->UseRealTime();
+BENCHMARK(BM_layernorm_backward)->UseRealTime();
+BENCHMARK(BM_attention_forward)->UseRealTime();
+BENCHMARK(BM_attention_backward)->UseRealTime();
+BENCHMARK(BM_mlp_gelu_forward)->UseRealTime();
+BENCHMARK(BM_mlp_gelu_backward)->UseRealTime();
+BENCHMARK(BM_block_forward)->UseRealTime();
+BENCHMARK(BM_block_backward)->UseRealTime();
+
+// --- whole models ---------------------------------------------------------------------------
+enum Phase { kForward, kBackward, kStep };
+
+template <class Cfg>
+void BM_model(benchmark::State& st) {
+  using M = mae::MaskedAutoencoder<Cfg>;
+  const Index N = st.range(0);
+  const auto phase = static_cast<Phase>(st.range(1));
+  M model(typename M::Options{false, 0});
+  mae::AdamW<float> opt(model.parameters(), mae::AdamWOptions{});
+  const Index S = Cfg::img_size;
+  auto imgs = randv(N * Cfg::in_chans * S * S, 7);
+  const auto batch = mae::images(imgs.data(), N, Cfg::in_chans, S, S);
+  model.forward(batch, 0.75);
+  model.backward();  // warm: every buffer allocated
+  for (auto _ : st) {
+    if (phase == kForward) {
+      benchmark::DoNotOptimize(model.forward(batch, 0.75));
+    } else if (phase == kBackward) {
+      model.backward();
+    } else {
+      benchmark::DoNotOptimize(model.forward(batch, 0.75));
+      model.zero_grad();
+      model.backward();
+      opt.step(model.parameters(), model.gradients(), 1e-4);
+    }
+  }
+  const double f = mae_bench::forward_flops_per_image<Cfg>() * (phase == kForward ? 1 : phase == kBackward ? 2 : 3);
+  set_flops(st, f * static_cast<double>(N));
+  st.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  st.counters["maxrss_MiB"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+#define MAE_MODEL_BENCH(NAME, CFG, BATCH)                                                              \
+  BENCHMARK_TEMPLATE(BM_model, CFG)->Name("forward/" NAME)->Args({BATCH, kForward})->UseRealTime()->Unit(benchmark::kMillisecond); \
+  BENCHMARK_TEMPLATE(BM_model, CFG)->Name("backward/" NAME)->Args({BATCH, kBackward})->UseRealTime()->Unit(benchmark::kMillisecond); \
+  BENCHMARK_TEMPLATE(BM_model, CFG)->Name("step/" NAME)->Args({BATCH, kStep})->UseRealTime()->Unit(benchmark::kMillisecond)
+
+MAE_MODEL_BENCH("tiny_28x28_gray/batch:64", mae::presets::vit_tiny_28x28_gray<float>, 64);
+MAE_MODEL_BENCH("tiny_32x32_rgb/batch:32", mae::presets::vit_tiny_32x32_rgb<float>, 32);
+MAE_MODEL_BENCH("tiny_patch16_224/batch:8", mae::presets::vit_tiny_patch16_224<float>, 8);
+MAE_MODEL_BENCH("vit_base_patch16_dec512d8b/batch:2", mae::presets::vit_base_patch16_dec512d8b<float>, 2);
+
+}  // namespace
+
+BENCHMARK_MAIN();
