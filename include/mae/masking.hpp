@@ -33,7 +33,9 @@ inline void random_masking_ids(std::int64_t* ids_shuffle, std::int64_t* ids_rest
     std::int64_t* sh = ids_shuffle + n * L;
     const S* nz = noise + n * L;
     std::iota(sh, sh + L, std::int64_t{0});
-    std::stable_sort(sh, sh + L, [nz](std::int64_t a, std::int64_t b) { return nz[a] < nz[b]; });
+    // ascending noise, ties by index (a strict total order: the same result as a stable sort,
+    // without its temporary buffer)
+    std::sort(sh, sh + L, [nz](std::int64_t a, std::int64_t b) { return nz[a] < nz[b] || (nz[a] == nz[b] && a < b); });
     for (Index k = 0; k < L; ++k) ids_restore[n * L + sh[k]] = k;
     for (Index l = 0; l < L; ++l) mask[n * L + l] = ids_restore[n * L + l] < K ? S(0) : S(1);
   }
