@@ -4,7 +4,9 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config libeigen3-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
       zlib1g-dev libstb-dev libcli11-dev gnuplot-nox dataset-fashion-mnist)
 if [ "${1:-}" = "--with-torch" ]; then
-  PKGS+=(python3-torch python3-numpy)  # only for the PyTorch interchange test and the fixture script
+  # only for the PyTorch interchange test, the fixture script and the benchmarks; Debian's
+  # OpenBLAS so that PyTorch does not fall back to the reference BLAS (libblas3)
+  PKGS+=(python3-torch python3-numpy libopenblas0-pthread)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -17,12 +17,9 @@ using mae::Index;
 namespace fs = std::filesystem;
 
 namespace {
-fs::path scratch_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("mae_data_tests_" + std::to_string(::getpid())) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using mae_test::scratch_dir;
+using mae_test::slurp;
+using mae_test::spit;
 void write_gz(const fs::path& p, const std::string& bytes) {
   gzFile f = gzopen(p.string().c_str(), "wb");
   REQUIRE(f != nullptr);
@@ -43,11 +40,6 @@ fs::path make_idx_dir(const std::string& name, Index n = 3) {
   }
   return d;
 }
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-void spit(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 }  // namespace
 
 TEST_CASE("Fashion-MNIST IDX files are read through zlib") {

@@ -18,17 +18,12 @@ using Tiny = mae::Config<8, 4, 1, 8, 1, 2, 8, 1, 2>;
 using Other = mae::Config<8, 4, 1, 12, 1, 2, 8, 1, 2>;  // another width
 using M = mae::MaskedAutoencoder<Tiny>;
 
+using mae_test::slurp;
+using mae_test::spit;
 fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("mae_tests_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  static const fs::path dir = mae_test::scratch_dir("safetensors");
   return dir / name;
 }
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-void spit(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
 // Splits a safetensors file into (header JSON, data) and joins them back.
 std::pair<nlohmann::json, std::string> split(const std::string& bytes) {

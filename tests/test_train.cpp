@@ -12,16 +12,8 @@ using mae::Index;
 namespace fs = std::filesystem;
 
 namespace {
-fs::path scratch_dir(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("mae_train_tests_" + std::to_string(::getpid())) / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using mae_test::scratch_dir;
+using mae_test::slurp;
 
 template <class Cfg>
 void check_adamw_fixture(const std::string& name) {

@@ -6,8 +6,13 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -121,6 +126,19 @@ inline CompareReport compare(const A* a, const B* b, Index n, double atol, doubl
   }
   return r;
 }
+
+// A fresh scratch directory for one test: <tmp>/mae_tests_<pid>/<name>.
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  const auto d = std::filesystem::temp_directory_path() / ("mae_tests_" + std::to_string(::getpid())) / name;
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+inline void spit(const std::filesystem::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
 }  // namespace mae_test
 
