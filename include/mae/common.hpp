@@ -42,11 +42,17 @@ struct Error : std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error("mae: " + what) {}
 };
 
-// Rows per work chunk in row-parallel products; output channels per chunk in weight-gradient
-// products. Fixed numbers (not "rows / threads") so that results do not depend on threads.
-inline constexpr Index kRowChunk = 64;
-inline constexpr Index kChannelChunk = 32;
+// Work chunks: rows per chunk in row-parallel products, output channels per chunk in
+// weight-gradient products. A chunk's size depends only on the problem size (never on the
+// thread count), so results do not depend on threads. chunk_size splits n into an even number
+// of chunks of at most about `target` items: even, so that two threads get equal shares.
+inline constexpr Index kRowChunk = 128;
+inline constexpr Index kChannelChunk = 64;
 
+inline Index chunk_size(Index n, Index target) {
+  const Index chunks = 2 * std::max<Index>(1, (n + 2 * target - 1) / (2 * target));
+  return std::max<Index>(1, (n + chunks - 1) / chunks);
+}
 inline Index num_chunks(Index n, Index chunk) { return (n + chunk - 1) / chunk; }
 
 // out[0..n) = 0

@@ -64,10 +64,10 @@ inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, con
   }
   // => dweight += sum over rows of dy * norm,  dbias += sum over rows of dy
   // (threads own chunks of channels, each summing over every row in order)
-  const Index chunks = num_chunks(C, kChannelChunk);
+  const Index cc = chunk_size(C, kChannelChunk), chunks = num_chunks(C, cc);
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < chunks; ++c) {
-    const Index i0 = c * kChannelChunk, ni = std::min(kChannelChunk, C - i0);
+    const Index i0 = c * cc, ni = std::min(cc, C - i0);
     for (Index r = 0; r < rows; ++r) {
       const S m = mean[r], s = rstd[r];
       const S* x = inp + r * C;

@@ -21,10 +21,10 @@ template <class S>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
                            Index out_dim) {
   const ConstMatMap<S> W(weight, out_dim, in_dim);
-  const Index chunks = num_chunks(rows, kRowChunk);
+  const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < chunks; ++c) {
-    const Index r0 = c * kRowChunk, nr = std::min(kRowChunk, rows - r0);
+    const Index r0 = c * rc, nr = std::min(rc, rows - r0);
     const ConstMatMap<S> X(inp + r0 * in_dim, nr, in_dim);
     MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
     Y.noalias() = X * W.transpose();
@@ -41,29 +41,27 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
   const ConstMatMap<S> X(inp, rows, in_dim);
   if (dinp) {
     // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks)
-    const Index chunks = num_chunks(rows, kRowChunk);
+    const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel for schedule(static)
     for (Index c = 0; c < chunks; ++c) {
-      const Index r0 = c * kRowChunk, nr = std::min(kRowChunk, rows - r0);
+      const Index r0 = c * rc, nr = std::min(rc, rows - r0);
       MatMap<S> dX(dinp + r0 * in_dim, nr, in_dim);
       dX.noalias() += dY.middleRows(r0, nr) * W;
     }
   }
   // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
   // (threads own chunks of output channels, each summing over every row)
-  const Index chunks = num_chunks(out_dim, kChannelChunk);
+  const Index oc = chunk_size(out_dim, kChannelChunk), chunks = num_chunks(out_dim, oc);
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < chunks; ++c) {
-    const Index o0 = c * kChannelChunk, no = std::min(kChannelChunk, out_dim - o0);
+    const Index o0 = c * oc, no = std::min(oc, out_dim - o0);
     MatMap<S> dW(dweight + o0 * in_dim, no, in_dim);
     dW.noalias() += dY.middleCols(o0, no).transpose() * X;
-    if (dbias) {
-      for (Index o = o0; o < o0 + no; ++o) {
-        S acc = 0;
-        for (Index r = 0; r < rows; ++r) acc += dout[r * out_dim + o];
-        dbias[o] += acc;
+    if (dbias)  // row by row: contiguous (vectorized) reads of each row's chunk of channels
+      for (Index r = 0; r < rows; ++r) {
+        const S* d = dout + r * out_dim;
+        for (Index o = o0; o < o0 + no; ++o) dbias[o] += d[o];
       }
-    }
   }
 }
 
