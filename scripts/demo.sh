@@ -1,5 +1,5 @@
 #!/bin/bash
-# Installs what is missing, builds, and pretrains the toy MAE on Fashion-MNIST (about 8
+# Installs what is missing, builds, and pretrains the toy MAE on Fashion-MNIST (about 5
 # minutes on 2 cores). Writes runs/fashion_mnist/: checkpoint, log.csv, loss.png and
 # reconstruction.png (original | masked | reconstruction | reconstruction + visible patches).
 #   usage: bash scripts/demo.sh [options of pretrain_fashion_mnist, see --help]
