@@ -331,32 +331,14 @@ class BatchLoader {
   }
 
   // One image, augmented with r, normalized: (C, S, S).
-  void augment(Index idx, Rng& r, float* dst) const {
-    const Index C = ds_.channels(), H = ds_.height(idx), W = ds_.width(idx), S = S_;
-    std::vector<float> src(static_cast<std::size_t>(C * H * W));
-    ds_.load(idx, src.data());
-    std::array<Index, 4> box{0, 0, H, W};
-    if (aug_.random_resized_crop) box = random_resized_crop_box(H, W, r, aug_);
-    if (!aug_.random_resized_crop && H == S && W == S) {
-      std::copy(src.begin(), src.end(), dst);
-    } else {
-      resize_bicubic(dst, S, S, src.data(), C, H, W, static_cast<double>(box[0]), static_cast<double>(box[1]),
-                     static_cast<double>(box[2]), static_cast<double>(box[3]));
-    }
-    if (aug_.horizontal_flip && r.uniform() < 0.5)
-      for (Index c = 0; c < C; ++c)
-        for (Index y = 0; y < S; ++y) std::reverse(dst + (c * S + y) * S, dst + (c * S + y + 1) * S);
-    normalize(dst);
-  }
+  void augment(Index idx, Rng& r, float* dst) const { augment(idx, r, dst, aug_); }
 
   // Without augmentation (evaluation and figures): resized to S x S, normalized.
   void plain(Index idx, float* dst) const {
     AugmentOptions none;
     none.random_resized_crop = false, none.horizontal_flip = false;
-    BatchLoader copy(*this);
-    copy.aug_ = none;
-    Rng r(0);
-    copy.augment(idx, r, dst);
+    Rng unused(0);
+    augment(idx, unused, dst, none);
   }
 
   void normalize(float* img) const {
@@ -372,6 +354,24 @@ class BatchLoader {
   }
 
  private:
+  void augment(Index idx, Rng& r, float* dst, const AugmentOptions& aug) const {
+    const Index C = ds_.channels(), H = ds_.height(idx), W = ds_.width(idx), S = S_;
+    std::vector<float> src(static_cast<std::size_t>(C * H * W));
+    ds_.load(idx, src.data());
+    std::array<Index, 4> box{0, 0, H, W};
+    if (aug.random_resized_crop) box = random_resized_crop_box(H, W, r, aug);
+    if (!aug.random_resized_crop && H == S && W == S) {
+      std::copy(src.begin(), src.end(), dst);
+    } else {
+      resize_bicubic(dst, S, S, src.data(), C, H, W, static_cast<double>(box[0]), static_cast<double>(box[1]),
+                     static_cast<double>(box[2]), static_cast<double>(box[3]));
+    }
+    if (aug.horizontal_flip && r.uniform() < 0.5)
+      for (Index c = 0; c < C; ++c)
+        for (Index y = 0; y < S; ++y) std::reverse(dst + (c * S + y) * S, dst + (c * S + y + 1) * S);
+    normalize(dst);
+  }
+
   const ImageDataset& ds_;
   Index S_, batch_;
   std::uint64_t seed_;

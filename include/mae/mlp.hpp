@@ -23,14 +23,12 @@ struct MlpParams {
 // Eigen map would compute an unaligned head with scalar code), so results are reproducible.
 inline constexpr Index kBlock16 = 16;
 
-template <class S, class F>
+template <class F>
 inline void for_each_block16(Index n, F&& f) {
-  using B = Eigen::Array<S, kBlock16, 1>;
   const Index blocks = n / kBlock16;
 #pragma omp parallel for schedule(static)
   for (Index b = 0; b < blocks; ++b) f(b * kBlock16, kBlock16);
   if (n % kBlock16) f(blocks * kBlock16, n % kBlock16);
-  (void)sizeof(B);
 }
 
 // Loads m <= 16 values into a block (zero padded) and stores a block back.
@@ -49,7 +47,7 @@ inline void store16(S* p, const Eigen::Array<S, kBlock16, 1>& b, Index m) {
 template <class S>
 inline void gelu_forward(S* out, const S* inp, Index n) {
   const S inv_sqrt2 = static_cast<S>(0.70710678118654752440);
-  for_each_block16<S>(n, [&](Index i, Index m) {
+  for_each_block16(n, [&](Index i, Index m) {
     const Eigen::Array<S, kBlock16, 1> x = load16(inp + i, m);
     store16<S>(out + i, S(0.5) * x * (S(1) + (x * inv_sqrt2).erf()), m);
   });
@@ -61,7 +59,7 @@ inline void gelu_backward(S* dinp, const S* inp, const S* dout, Index n) {
   // => dx += dout * (0.5 (1 + erf(x/sqrt2)) + x * exp(-x^2/2) / sqrt(2 pi))
   const S inv_sqrt2 = static_cast<S>(0.70710678118654752440);
   const S inv_sqrt2pi = static_cast<S>(0.39894228040143267794);
-  for_each_block16<S>(n, [&](Index i, Index m) {
+  for_each_block16(n, [&](Index i, Index m) {
     const Eigen::Array<S, kBlock16, 1> x = load16(inp + i, m), dy = load16(dout + i, m), dx = load16(dinp + i, m);
     store16<S>(dinp + i, dx + dy * (S(0.5) * (S(1) + (x * inv_sqrt2).erf()) + x * (S(-0.5) * x.square()).exp() * inv_sqrt2pi), m);
   });

@@ -170,7 +170,6 @@ class MaskedAutoencoder {
     const Index N = imgs.n, K = num_visible(L, mask_ratio);
     Workspace& ws = train_;
     ws.reserve(N, K);
-    imgs_ = imgs.data;
     // --- masking noise and ids
     if (noise) {
       std::copy(noise, noise + N * L, ws.noise.begin());
@@ -443,7 +442,6 @@ class MaskedAutoencoder {
   Params w_, g_;
   std::vector<S> pos_embed_, decoder_pos_embed_;
   Workspace train_, infer_;
-  const S* imgs_ = nullptr;
   bool has_forward_ = false;
 };
 
