@@ -102,6 +102,9 @@ class RandomImages : public mae::ImageDataset {
 using Tiny = mae::Config<8, 2, 1, 16, 2, 2, 16, 1, 2>;
 using TinyModel = mae::MaskedAutoencoder<Tiny>;
 
+// Trains `steps` micro-batches of a fresh tiny model, leaving dir/checkpoint.safetensors.
+void write_tiny_checkpoint(TinyModel& m, const mae::ImageDataset& data, const fs::path& dir, Index steps);
+
 mae::TrainOptions tiny_options(const fs::path& dir) {
   mae::TrainOptions o;
   o.epochs = 3;
@@ -113,6 +116,13 @@ mae::TrainOptions tiny_options(const fs::path& dir) {
   o.out_dir = dir.string();
   o.progress = false;
   return o;
+}
+void write_tiny_checkpoint(TinyModel& m, const mae::ImageDataset& data, const fs::path& dir, Index steps) {
+  mae::BatchLoader l(data, 8, 4, 1);
+  auto o = tiny_options(dir);
+  o.max_steps = steps;
+  mae::Trainer<TinyModel> t(m, l, o);
+  t.run();
 }
 }  // namespace
 
@@ -201,18 +211,12 @@ TEST_CASE("a non-finite loss stops training with a message; the checkpoint is in
   RandomImages data(8, 1, 8, 8, 6);
   const fs::path d = scratch_dir("nan");
   TinyModel m;
-  mae::BatchLoader l(data, 8, 4, 1);
-  auto o = tiny_options(d);
-  o.max_steps = 2;
-  {
-    mae::Trainer<TinyModel> t(m, l, o);
-    t.run();
-  }
+  write_tiny_checkpoint(m, data, d, 2);
   const std::string before = slurp(d / "checkpoint.safetensors");
   REQUIRE(!before.empty());
   m.parameters().ptr("decoder_pred.bias")[0] = std::numeric_limits<float>::quiet_NaN();
-  o.max_steps = -1;
-  mae::Trainer<TinyModel> t(m, l, o);
+  mae::BatchLoader l(data, 8, 4, 1);
+  mae::Trainer<TinyModel> t(m, l, tiny_options(d));
   CHECK_THROWS_WITH_AS(t.run(), doctest::Contains("non-finite loss (nan) at step 0"), mae::Error);
   CHECK(slurp(d / "checkpoint.safetensors") == before);
 }
@@ -222,11 +226,7 @@ TEST_CASE("resume refuses a checkpoint of another configuration or another run")
   const fs::path d = scratch_dir("refuse");
   {
     TinyModel m;
-    mae::BatchLoader l(data, 8, 4, 1);
-    auto o = tiny_options(d);
-    o.max_steps = 1;
-    mae::Trainer<TinyModel> t(m, l, o);
-    t.run();
+    write_tiny_checkpoint(m, data, d, 1);
   }
   const std::string ckpt = (d / "checkpoint.safetensors").string();
   using Other = mae::MaskedAutoencoder<mae::Config<8, 2, 1, 24, 2, 2, 16, 1, 2>>;

@@ -296,14 +296,20 @@ class MaskedAutoencoder {
   }
   void save(const std::string& path) const { safetensors::save(path, state_dict(), metadata()); }
 
+  // Refuses a file whose metadata names another configuration (files without it, such as
+  // ones converted from PyTorch, are checked tensor by tensor on load).
+  static void check_configuration(const safetensors::File& f) {
+    auto it = f.metadata().find("mae.config");
+    if (it != f.metadata().end() && it->second != Cfg::name())
+      f.fail("checkpoint is for another configuration (" + it->second + "); this model is " + Cfg::name());
+  }
+
   // Load weights saved here or converted from PyTorch. Everything is checked before anything
   // is changed: a bad file leaves the model as it was. With strict, a tensor the model does
   // not have is an error; otherwise extra tensors (e.g. optimizer state) are ignored.
   void load(const std::string& path, bool strict = true) { load(safetensors::File(path), strict); }
   void load(const safetensors::File& f, bool strict = true) {
-    auto it = f.metadata().find("mae.config");
-    if (it != f.metadata().end() && it->second != Cfg::name())
-      f.fail("checkpoint is for another configuration (" + it->second + "); this model is " + Cfg::name());
+    check_configuration(f);
     std::vector<S> staged(static_cast<std::size_t>(params_.size()));
     std::vector<S> pos(pos_embed_.size()), dpos(decoder_pos_embed_.size());
     auto read = [&](const std::string& name, const Shape& shape, S* dst) {

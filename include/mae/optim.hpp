@@ -87,7 +87,7 @@ class AdamW {
 };
 
 struct LrSchedule {
-  double base_lr = 1.5e-4 * 256 / 256;  // blr * effective batch / 256
+  double base_lr = 1.5e-4;  // blr * effective batch / 256 (scaled() computes it)
   double min_lr = 0.0;
   double warmup_epochs = 40;
   double epochs = 400;

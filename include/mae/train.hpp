@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <unistd.h>
@@ -102,7 +103,8 @@ class Trainer {
   bool run(const std::function<void(int)>& on_epoch_end = {}) {
     const Index iters = steps_per_epoch(), N = opt_.batch_size, C = Model::C, Sz = Model::Config::img_size;
     std::vector<float> fbatch(static_cast<std::size_t>(N * C * Sz * Sz));
-    std::vector<S> batch(fbatch.size());
+    std::vector<S> sbatch;  // only for double models: the loader writes float
+    if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
     open_log();
     const auto t_start = std::chrono::steady_clock::now();
     auto t_last = t_start;
@@ -117,8 +119,12 @@ class Trainer {
       // engine_pretrain.py: the lr is set at the start of each accumulation window
       if (k % opt_.accum_iter == 0) lr_ = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
       loader_.batch(epoch, k, fbatch.data());
-      std::copy(fbatch.begin(), fbatch.end(), batch.begin());
-      const S loss = model_.forward(images(batch.data(), N, C, Sz, Sz), opt_.mask_ratio);
+      const S* batch = fbatch.data();
+      if constexpr (!std::is_same_v<S, float>) {
+        std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
+        batch = sbatch.data();
+      }
+      const S loss = model_.forward(images(batch, N, C, Sz, Sz), opt_.mask_ratio);
       if (!std::isfinite(static_cast<double>(loss))) {
         finish_line();
         throw Error("non-finite loss (" + std::to_string(static_cast<double>(loss)) + ") at step " +
@@ -188,9 +194,7 @@ class Trainer {
   void resume(const std::string& path) {
     const safetensors::File f(path);
     const auto& meta = f.metadata();
-    const auto cfg = meta.find("mae.config");
-    if (cfg != meta.end() && cfg->second != Model::Config::name())
-      f.fail("checkpoint is for another configuration (" + cfg->second + "); this model is " + Model::Config::name());
+    Model::check_configuration(f);  // before the optimizer tensors, whose shapes would also differ
     for (const char* key : {"mae.step", "mae.optimizer_steps", "mae.pending_micro_batches", "mae.lr", "mae.rng", "mae.train"})
       if (!meta.count(key)) f.fail(std::string("not a training checkpoint (no '") + key + "' in its metadata)");
     nlohmann::json train;
