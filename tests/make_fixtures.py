@@ -307,6 +307,216 @@ def make_adamw(name, cfg, batch, mask_ratio, norm_pix, seed, outdir, iters_per_e
     print(f"{name}: losses {[round(x, 4) for x in losses]}")
 
 
+# ---------------------------------------------------------------- models_vit.py + timm 0.3.2
+class DropPath(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0. or not self.training:
+            return x
+        keep = 1 - self.p
+        r = (keep + torch.rand((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype)).floor_()
+        return x.div(keep) * r
+
+
+class VitBlock(Block):
+    def __init__(self, dim, num_heads, mlp_ratio, drop_path):
+        super().__init__(dim, num_heads, mlp_ratio)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
+
+
+class VisionTransformer(nn.Module):
+    """models_vit.VisionTransformer (timm's, with global_pool + fc_norm)."""
+
+    def __init__(self, img_size, patch_size, in_chans, embed_dim, depth, num_heads, num_classes, global_pool,
+                 drop_path_rate=0., mlp_ratio=4.):
+        super().__init__()
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        L = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, L + 1, embed_dim))
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        self.blocks = nn.ModuleList([VitBlock(embed_dim, num_heads, mlp_ratio, dpr[i]) for i in range(depth)])
+        self.global_pool = global_pool
+        if global_pool:
+            self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        else:
+            self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, x):
+        B = x.shape[0]
+        x = self.patch_embed(x)
+        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        x = x + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        if self.global_pool:
+            x = self.fc_norm(x[:, 1:, :].mean(dim=1))
+        else:
+            x = self.norm(x)[:, 0]
+        return self.head(x)
+
+
+def label_smoothing_ce(x, target, smoothing):
+    """timm's LabelSmoothingCrossEntropy."""
+    logprobs = torch.nn.functional.log_softmax(x, dim=-1)
+    nll = -logprobs.gather(dim=-1, index=target.unsqueeze(1)).squeeze(1)
+    smooth = -logprobs.mean(dim=-1)
+    return ((1. - smoothing) * nll + smoothing * smooth).mean()
+
+
+def get_layer_id_for_vit(name, num_layers):
+    if name in ['cls_token', 'pos_embed']:
+        return 0
+    elif name.startswith('patch_embed'):
+        return 0
+    elif name.startswith('blocks'):
+        return int(name.split('.')[1]) + 1
+    return num_layers
+
+
+def param_groups_lrd(model, weight_decay, no_weight_decay_list, layer_decay):
+    """util/lr_decay.py"""
+    groups = {}
+    num_layers = len(model.blocks) + 1
+    layer_scales = [layer_decay ** (num_layers - i) for i in range(num_layers + 1)]
+    for n, p in model.named_parameters():
+        if p.ndim == 1 or n in no_weight_decay_list:
+            g_decay, this_decay = "no_decay", 0.
+        else:
+            g_decay, this_decay = "decay", weight_decay
+        layer_id = get_layer_id_for_vit(n, num_layers)
+        name = "layer_%d_%s" % (layer_id, g_decay)
+        if name not in groups:
+            groups[name] = {"lr_scale": layer_scales[layer_id], "weight_decay": this_decay, "params": []}
+        groups[name]["params"].append(p)
+    return list(groups.values())
+
+
+def make_classifier(name, cfg, classes, global_pool, smoothing, batch, seed, outdir, steps=3, lr=1e-3, min_lr=1e-5,
+                    warmup_epochs=1, epochs=2, layer_decay=0.75, weight_decay=0.05):
+    """One forward/backward (logits, loss, every gradient), then main_finetune.py's optimizer:
+    AdamW (default betas) over param_groups_lrd, lr = schedule * lr_scale per group, for
+    `steps` steps of an epoch of `steps` iterations. Drop path 0 (its draws are RNG-specific)."""
+    torch.manual_seed(seed)
+    img, p, ch, D, depth, h = cfg
+    model = VisionTransformer(img, p, ch, D, depth, h, classes, global_pool)
+    with torch.no_grad():  # every parameter away from its special init value
+        for prm in model.parameters():
+            prm.add_(0.2 * torch.randn_like(prm))
+    tensors = {"init." + k: v.clone() for k, v in model.state_dict().items()}
+    imgs = torch.randn(batch, ch, img, img)
+    labels = torch.randint(0, classes, (batch,))
+    logits = model(imgs)
+    loss = label_smoothing_ce(logits, labels, smoothing)
+    loss.backward()
+    tensors["input.imgs"] = imgs
+    tensors["input.labels"] = labels.to(torch.float64)
+    tensors["output.logits"] = logits.detach()
+    tensors["output.loss"] = loss.detach().reshape(1)
+    for n, prm in model.named_parameters():
+        tensors["grad." + n] = prm.grad.clone()
+    model.zero_grad()
+    opt = torch.optim.AdamW(param_groups_lrd(model, weight_decay, ["pos_embed", "cls_token"], layer_decay), lr=lr)
+    losses = []
+    for it in range(steps):
+        base = adjust_learning_rate(opt, it / steps, lr, min_lr, warmup_epochs, epochs)
+        for g in opt.param_groups:
+            g["lr"] = base * g["lr_scale"]
+        x = torch.randn(batch, ch, img, img)
+        y = torch.randint(0, classes, (batch,))
+        tensors[f"step.imgs.{it}"] = x
+        tensors[f"step.labels.{it}"] = y.to(torch.float64)
+        opt.zero_grad()
+        step_loss = label_smoothing_ce(model(x), y, smoothing)
+        losses.append(step_loss.item())
+        step_loss.backward()
+        opt.step()
+    tensors["output.step_losses"] = torch.tensor(losses, dtype=torch.float64)
+    for n, prm in model.named_parameters():
+        tensors["final." + n] = prm.detach().clone()
+    meta = {"mae.config": config_name(cfg + (D, 1, h)), "classes": str(classes), "global_pool": "1" if global_pool else "0",
+            "smoothing": repr(smoothing), "steps": str(steps), "lr": repr(lr), "min_lr": repr(min_lr),
+            "warmup_epochs": repr(warmup_epochs), "epochs": repr(epochs), "layer_decay": repr(layer_decay),
+            "weight_decay": repr(weight_decay), "torch": torch.__version__}
+    save_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, meta)
+    print(f"{name}: loss {loss.item():.6f}, step losses {[round(x, 4) for x in losses]}")
+
+
+class LARS(torch.optim.Optimizer):
+    """util/lars.py"""
+
+    def __init__(self, params, lr=0, weight_decay=0, momentum=0.9, trust_coefficient=0.001):
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self):
+        for g in self.param_groups:
+            for p in g['params']:
+                dp = p.grad
+                if dp is None:
+                    continue
+                if p.ndim > 1:
+                    dp = dp.add(p, alpha=g['weight_decay'])
+                    param_norm = torch.norm(p)
+                    update_norm = torch.norm(dp)
+                    one = torch.ones_like(param_norm)
+                    q = torch.where(param_norm > 0.,
+                                    torch.where(update_norm > 0, (g['trust_coefficient'] * param_norm / update_norm), one),
+                                    one)
+                    dp = dp.mul(q)
+                param_state = self.state[p]
+                if 'mu' not in param_state:
+                    param_state['mu'] = torch.zeros_like(p)
+                mu = param_state['mu']
+                mu.mul_(g['momentum']).add_(dp)
+                p.add_(mu, alpha=-g['lr'])
+
+
+def make_linear_probe(name, features, classes, batch, steps, seed, outdir, lr=2.0, weight_decay=0.0):
+    """main_linprobe.py's head: BatchNorm1d(affine=False, eps=1e-6) + Linear, LARS, CrossEntropyLoss."""
+    torch.manual_seed(seed)
+    head = nn.Sequential(nn.BatchNorm1d(features, affine=False, eps=1e-6), nn.Linear(features, classes))
+    with torch.no_grad():
+        head[1].weight.normal_(0, 0.01)
+        head[1].bias.zero_()
+    tensors = {"init.head.1.weight": head[1].weight.detach().clone(), "init.head.1.bias": head[1].bias.detach().clone()}
+    opt = LARS(head.parameters(), lr=lr, weight_decay=weight_decay)
+    crit = nn.CrossEntropyLoss()
+    losses = []
+    for it in range(steps):
+        x = 3 + 2 * torch.randn(batch, features)
+        y = torch.randint(0, classes, (batch,))
+        tensors[f"step.x.{it}"] = x
+        tensors[f"step.labels.{it}"] = y.to(torch.float64)
+        opt.zero_grad()
+        loss = crit(head(x), y)
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    head.eval()
+    xe = torch.randn(batch, features)
+    tensors["eval.x"] = xe
+    tensors["eval.logits"] = head(xe).detach()
+    tensors["output.step_losses"] = torch.tensor(losses, dtype=torch.float64)
+    tensors["final.head.0.running_mean"] = head[0].running_mean.clone()
+    tensors["final.head.0.running_var"] = head[0].running_var.clone()
+    tensors["final.head.1.weight"] = head[1].weight.detach().clone()
+    tensors["final.head.1.bias"] = head[1].bias.detach().clone()
+    meta = {"lr": repr(lr), "weight_decay": repr(weight_decay), "steps": str(steps), "torch": torch.__version__}
+    save_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, meta)
+    print(f"{name}: step losses {[round(x, 4) for x in losses]}")
+
+
 if __name__ == "__main__":
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
     os.makedirs(outdir, exist_ok=True)
@@ -316,3 +526,8 @@ if __name__ == "__main__":
     # spans the epoch boundary), warmup 1 epoch then cosine.
     make_adamw("adamw_tiny_gray", (8, 2, 1, 16, 2, 2, 16, 1, 2), 3, 0.75, False, 11, outdir)
     make_adamw("adamw_small_rgb_normpix", (12, 4, 3, 24, 2, 3, 16, 2, 2), 2, 0.6, True, 12, outdir)
+    # Downstream: the classifier of models_vit.py (both heads) with a few fine-tuning steps
+    # (layer-wise lr decay), and the linear probe's BatchNorm + Linear head with LARS.
+    make_classifier("classifier_gray_gap", (8, 2, 1, 16, 3, 2), 5, True, 0.1, 4, 13, outdir)
+    make_classifier("classifier_rgb_cls", (12, 4, 3, 24, 2, 3), 3, False, 0.0, 3, 14, outdir)
+    make_linear_probe("linear_probe_lars", 12, 4, 32, 4, 15, outdir)

@@ -1,8 +1,10 @@
-// mae/block.hpp — the pre-norm transformer block of timm 0.3.2, as MAE pretrains it
-// (no dropout, no drop path, no layer scale):
+// mae/block.hpp — the pre-norm transformer block of timm 0.3.2 (no dropout, no layer scale):
 //
-//   x_mid = x_in  + proj(attention(qkv(norm1(x_in))))
-//   x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
+//   x_mid = x_in  + keep_attn[n] * proj(attention(qkv(norm1(x_in))))
+//   x_out = x_mid + keep_mlp[n]  * fc2(gelu(fc1(norm2(x_mid))))
+//
+// keep_attn / keep_mlp (N) are drop path (stochastic depth) per sample: 0 or 1/(1 - rate).
+// Pretraining passes none (all ones); fine-tuning draws them (classifier.hpp).
 #ifndef MAE_BLOCK_HPP
 #define MAE_BLOCK_HPP
 
@@ -73,19 +75,39 @@ struct BlockCache {
 // Gradient scratch shared by all blocks of the same shape (reused block after block).
 template <class S>
 struct BlockScratch {
-  std::vector<S> dln, dx_mid, dctx, dqkv, datt, dact, dfc1;
-  void reserve(Index N, Index T, const BlockShape& s) {
+  std::vector<S> dln, dx_mid, dctx, dqkv, datt, dact, dfc1, dbranch;
+  void reserve(Index N, Index T, const BlockShape& s, bool drop_path = false) {
     const Index R = N * T;
     ensure(dln, R * s.dim), ensure(dx_mid, R * s.dim), ensure(dctx, R * s.dim);
+    if (drop_path) ensure(dbranch, R * s.dim);
     ensure(dqkv, R * 3 * s.dim), ensure(datt, N * s.heads * T * T);
     ensure(dact, R * s.hidden), ensure(dfc1, R * s.hidden);
   }
 };
 
+// y (N, T, D) = x (N, T, D) + keep[n] * branch (N, T, D), in place on branch; no keep: keep = 1
+template <class S>
+inline void add_residual(S* branch, const S* x, const S* keep, Index N, Index T, Index D) {
+  const Index TD = T * D;
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < N * TD; ++i) branch[i] = x[i] + (keep ? keep[i / TD] * branch[i] : branch[i]);
+}
+
+// dbranch (N, T, D) = keep[n] * dy: the gradient into a branch scaled by its drop-path keep
+template <class S>
+inline const S* scale_residual_grad(std::vector<S>& dbranch, const S* dy, const S* keep, Index N, Index T, Index D) {
+  if (!keep) return dy;
+  const Index TD = T * D;
+  S* out = dbranch.data();
+#pragma omp parallel for schedule(static)
+  for (Index i = 0; i < N * TD; ++i) out[i] = keep[i / TD] * dy[i];
+  return out;
+}
+
 // x_out (N, T, D) from x_in (N, T, D)
 template <class S>
 inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const BlockParams<S>& p, Index N, Index T,
-                          const BlockShape& s) {
+                          const BlockShape& s, const S* keep_attn = nullptr, const S* keep_mlp = nullptr) {
   const Index R = N * T, D = s.dim, Hd = s.hidden;
   c.reserve(N, T, s);
   // --- attention branch: x_mid = x_in + proj(attn(qkv(norm1(x_in))))
@@ -94,29 +116,28 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads);               // (R, D)
   linear_forward(c.x_mid.data(), c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D);  // (R, D)
   S* x_mid = c.x_mid.data();
-#pragma omp parallel for schedule(static)
-  for (Index i = 0; i < R * D; ++i) x_mid[i] += x_in[i];
+  add_residual(x_mid, x_in, keep_attn, N, T, D);
   // --- MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
   layernorm_forward(c.ln2.data(), c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
   linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd);  // (R, hidden)
   gelu_forward(c.act.data(), c.fc1.data(), R * Hd);
   linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D);  // (R, D)
-#pragma omp parallel for schedule(static)
-  for (Index i = 0; i < R * D; ++i) x_out[i] += x_mid[i];
+  add_residual(x_out, x_mid, keep_mlp, N, T, D);
 }
 
 // dx_in (N, T, D) += gradient of <x_out, dx_out>; parameter gradients g +=.
 template <class S>
 inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, const S* dx_out, const S* x_in,
                            const BlockCache<S>& c, const BlockParams<S>& p, Index N, Index T,
-                           const BlockShape& s) {
+                           const BlockShape& s, const S* keep_attn = nullptr, const S* keep_mlp = nullptr) {
   const Index R = N * T, D = s.dim, Hd = s.hidden;
-  w.reserve(N, T, s);
+  w.reserve(N, T, s, keep_attn || keep_mlp);
   S* dx_mid = w.dx_mid.data();
-  // forward: x_out = x_mid + fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
+  // forward: x_out = x_mid + keep_mlp * fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
   std::copy(dx_out, dx_out + R * D, dx_mid);
   zero(w.dact.data(), R * Hd);
-  linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, dx_out, c.act.data(), p.mlp.fc2.weight, R, Hd, D);
+  linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D),
+                  c.act.data(), p.mlp.fc2.weight, R, Hd, D);
   // forward: act = gelu(fc1)
   zero(w.dfc1.data(), R * Hd);
   gelu_backward(w.dfc1.data(), c.fc1.data(), w.dact.data(), R * Hd);
@@ -127,12 +148,12 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   // forward: ln2 = norm2(x_mid)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
                      c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
-  // forward: x_mid = x_in + proj(ctx)   =>   dx_in += dx_mid + (through the attention branch)
+  // forward: x_mid = x_in + keep_attn * proj(ctx)   =>   dx_in += dx_mid + (through the attention branch)
 #pragma omp parallel for schedule(static)
   for (Index i = 0; i < R * D; ++i) dx_in[i] += dx_mid[i];
   zero(w.dctx.data(), R * D);
-  linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias, dx_mid, c.ctx.data(), p.attn.proj.weight, R,
-                  D, D);
+  linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias,
+                  scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D);
   // forward: ctx = attention(qkv)
   zero(w.dqkv.data(), R * 3 * D);
   attention_backward(w.dqkv.data(), w.datt.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads);

@@ -1,7 +1,9 @@
 // mae/optim.hpp — AdamW and the learning-rate schedule of the MAE pretraining recipe.
 //
 // AdamW as torch.optim.AdamW (decoupled weight decay), with the parameter groups of
-// timm's add_weight_decay: no decay for 1-D tensors and biases (TensorInfo::weight_decay).
+// timm's add_weight_decay: no decay for 1-D tensors and biases (TensorInfo::weight_decay),
+// or any grouping given per tensor (fine-tuning's layer-wise lr decay, classifier.hpp).
+// LARS as util/lars.py (the linear probe's optimizer).
 // The schedule is util/lr_sched.py: per-iteration linear warmup, then half-cycle cosine.
 #ifndef MAE_OPTIM_HPP
 #define MAE_OPTIM_HPP
@@ -11,9 +13,17 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace mae {
+
+// How one tensor is optimized: with weight decay or not, and its lr multiplier.
+struct ParamGroup {
+  bool weight_decay = true;
+  double lr_scale = 1.0;
+};
+using ParamGrouping = std::function<ParamGroup(const TensorInfo&)>;
 
 struct AdamWOptions {
   double beta1 = 0.9;
@@ -26,18 +36,24 @@ template <class S>
 class AdamW {
  public:
   AdamW() = default;
-  AdamW(const TensorStore<S>& params, AdamWOptions opt) { reset(params, opt); }
+  AdamW(const TensorStore<S>& params, AdamWOptions opt, const ParamGrouping& grouping = {}) {
+    reset(params, opt, grouping);
+  }
 
-  void reset(const TensorStore<S>& params, AdamWOptions opt) {
+  // grouping: per tensor; by default the pretraining groups (TensorInfo::weight_decay, lr x1).
+  void reset(const TensorStore<S>& params, AdamWOptions opt, const ParamGrouping& grouping = {}) {
     opt_ = opt;
     step_ = 0;
     m_.assign(static_cast<std::size_t>(params.size()), S(0));
     v_.assign(static_cast<std::size_t>(params.size()), S(0));
-    decay_.clear();
-    for (const auto& t : params.tensors()) decay_.push_back({t.offset, t.size, t.weight_decay()});
+    groups_.clear();
+    for (const auto& t : params.tensors()) {
+      const ParamGroup g = grouping ? grouping(t) : ParamGroup{t.weight_decay(), 1.0};
+      groups_.push_back({t.offset, t.size, g.weight_decay, g.lr_scale});
+    }
   }
 
-  // One update of every parameter with learning rate lr (torch.optim.AdamW.step):
+  // One update of every parameter with learning rate lr * lr_scale (torch.optim.AdamW.step):
   //   p *= 1 - lr * wd                      (decayed tensors only)
   //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
   //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
@@ -49,14 +65,14 @@ class AdamW {
     const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(step_));
     const S b1 = static_cast<S>(opt_.beta1), b2 = static_cast<S>(opt_.beta2);
     const S one_b1 = static_cast<S>(1.0 - opt_.beta1), one_b2 = static_cast<S>(1.0 - opt_.beta2);
-    const S step_size = static_cast<S>(lr / bc1), bc2_sqrt = static_cast<S>(std::sqrt(bc2));
-    const S eps = static_cast<S>(opt_.eps), decay = static_cast<S>(1.0 - lr * opt_.weight_decay);
+    const S bc2_sqrt = static_cast<S>(std::sqrt(bc2)), eps = static_cast<S>(opt_.eps);
     S* p = params.data();
     const S* g = grads.data();
     S* m = m_.data();
     S* v = v_.data();
-    for (const auto& t : decay_) {
-      const S keep = t.decay ? decay : S(1);
+    for (const auto& t : groups_) {
+      const double lr_t = lr * t.lr_scale;
+      const S step_size = static_cast<S>(lr_t / bc1), keep = static_cast<S>(1.0 - lr_t * opt_.weight_decay);
 #pragma omp parallel for schedule(static)
       for (Index i = t.offset; i < t.offset + t.size; ++i) {
         if (t.decay) p[i] *= keep;
@@ -79,11 +95,60 @@ class AdamW {
   struct Group {
     Index offset, size;
     bool decay;
+    double lr_scale;
   };
   AdamWOptions opt_;
   std::int64_t step_ = 0;
   std::vector<S> m_, v_;
-  std::vector<Group> decay_;
+  std::vector<Group> groups_;
+};
+
+// LARS (util/lars.py), SGD with momentum whose update of each matrix (ndim > 1) is scaled by
+// the trust ratio trust * |p| / |g + wd p|; vectors (biases) get plain momentum SGD:
+//   d = g (+ wd p);  d *= q (matrices);  mu = momentum mu + d;  p -= lr mu
+struct LarsOptions {
+  double weight_decay = 0;
+  double momentum = 0.9;
+  double trust_coefficient = 0.001;
+};
+
+template <class S>
+class Lars {
+ public:
+  Lars() = default;
+  Lars(const TensorStore<S>& params, LarsOptions opt) : opt_(opt), mu_(static_cast<std::size_t>(params.size()), S(0)) {}
+
+  void step(TensorStore<S>& params, const TensorStore<S>& grads, double lr) {
+    if (params.size() != static_cast<Index>(mu_.size()) || grads.size() != params.size())
+      throw Error("LARS: parameter layout differs from the one the optimizer was built for");
+    for (const auto& t : params.tensors()) {
+      S* p = params.data() + t.offset;
+      const S* g = grads.data() + t.offset;
+      S* mu = mu_.data() + t.offset;
+      const bool matrix = t.shape.size() > 1;
+      const double wd = matrix ? opt_.weight_decay : 0.0;
+      double q = 1.0;
+      if (matrix) {
+        double pn = 0, dn = 0;
+        for (Index i = 0; i < t.size; ++i) {
+          const double d = static_cast<double>(g[i]) + wd * static_cast<double>(p[i]);
+          pn += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+          dn += d * d;
+        }
+        pn = std::sqrt(pn), dn = std::sqrt(dn);
+        if (pn > 0 && dn > 0) q = opt_.trust_coefficient * pn / dn;
+      }
+      for (Index i = 0; i < t.size; ++i) {
+        const double d = (static_cast<double>(g[i]) + wd * static_cast<double>(p[i])) * q;
+        mu[i] = static_cast<S>(opt_.momentum * static_cast<double>(mu[i]) + d);
+        p[i] = static_cast<S>(static_cast<double>(p[i]) - lr * static_cast<double>(mu[i]));
+      }
+    }
+  }
+
+ private:
+  LarsOptions opt_;
+  std::vector<S> mu_;
 };
 
 struct LrSchedule {

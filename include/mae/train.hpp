@@ -8,6 +8,7 @@
 #include "common.hpp"
 #include "data.hpp"
 #include "optim.hpp"
+#include "progress.hpp"
 #include "safetensors.hpp"
 
 #include <nlohmann/json.hpp>
@@ -107,7 +108,6 @@ class Trainer {
     if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
     open_log();
     const auto t_start = std::chrono::steady_clock::now();
-    auto t_last = t_start;
     Index images_this_run = 0;
     while (step_ < total_steps()) {
       if (opt_.max_steps >= 0 && step_ >= opt_.max_steps) {
@@ -126,7 +126,7 @@ class Trainer {
       }
       const S loss = model_.forward(images(batch, N, C, Sz, Sz), opt_.mask_ratio);
       if (!std::isfinite(static_cast<double>(loss))) {
-        finish_line();
+        progress_.finish_line();
         throw Error("non-finite loss (" + std::to_string(static_cast<double>(loss)) + ") at step " +
                     std::to_string(step_) + " (epoch " + std::to_string(epoch) + "): training stopped" +
                     (opt_.out_dir.empty() ? std::string(".")
@@ -148,9 +148,9 @@ class Trainer {
       history_.push_back(rec);
       write_log(rec);
       const double eta = ips > 0 ? static_cast<double>((total_steps() - step_) * N) / ips : 0.0;
-      report(rec, k + 1, iters, eta, std::chrono::duration<double>(now - t_last).count(), t_last, now);
+      progress_.update(epoch + 1, opt_.epochs, k + 1, iters, rec.loss, rec.lr, rec.images_per_s, eta);
       if (k + 1 == iters) {  // end of an epoch
-        finish_line();
+        progress_.finish_line();
         save_checkpoint();
         if (on_epoch_end) on_epoch_end(epoch);
       }
@@ -249,40 +249,6 @@ class Trainer {
     log_ << line << std::flush;
   }
 
-  static std::string hms(double s) {
-    const long t = static_cast<long>(s + 0.5);
-    char b[32];
-    if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-    else std::snprintf(b, sizeof b, "%02ld:%02ld", t / 60, t % 60);
-    return b;
-  }
-
-  template <class TP>
-  void report(const StepRecord& r, Index k, Index iters, double eta, double since_last, TP& t_last, TP now) {
-    if (!opt_.progress) return;
-    if (tty_) {
-      if (since_last < 0.1 && k != iters) return;  // at most 10 redraws a second
-      t_last = now;
-      const int width = 24, filled = static_cast<int>(width * k / iters);
-      std::string bar(static_cast<std::size_t>(filled), '=');
-      if (filled < width) bar += '>' + std::string(static_cast<std::size_t>(width - filled - 1), ' ');
-      std::printf("\repoch %d/%d [%s] %lld/%lld  loss %.4f  lr %.2e  %.0f img/s  ETA %s   ", r.epoch + 1, opt_.epochs,
-                  bar.c_str(), static_cast<long long>(k), static_cast<long long>(iters), r.loss, r.lr, r.images_per_s,
-                  hms(eta).c_str());
-      std::fflush(stdout);
-      line_open_ = true;
-    } else if (since_last >= opt_.log_interval_s || k == iters || r.step == 1) {
-      t_last = now;
-      std::printf("epoch %d/%d step %lld/%lld  loss %.4f  lr %.2e  %.0f img/s  ETA %s\n", r.epoch + 1, opt_.epochs,
-                  static_cast<long long>(k), static_cast<long long>(iters), r.loss, r.lr, r.images_per_s,
-                  hms(eta).c_str());
-      std::fflush(stdout);
-    }
-  }
-  void finish_line() {
-    if (line_open_) std::printf("\n"), line_open_ = false;
-  }
-
   Model& model_;
   BatchLoader& loader_;
   TrainOptions opt_;
@@ -292,8 +258,7 @@ class Trainer {
   Index pending_micro_ = 0;  // micro-batches accumulated since the last optimizer step
   double lr_ = 0;
   bool resumed_ = false;
-  bool tty_ = ::isatty(STDOUT_FILENO) != 0;
-  bool line_open_ = false;
+  Progress progress_{opt_.progress, opt_.log_interval_s};
   std::ofstream log_;
   std::vector<StepRecord> history_;
 };

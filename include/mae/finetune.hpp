@@ -1,0 +1,202 @@
+// mae/finetune.hpp — end-to-end fine-tuning of a VisionTransformer (main_finetune.py /
+// engine_finetune.py): AdamW (0.9, 0.999) with layer-wise lr decay, per-iteration warmup +
+// half-cycle cosine, label smoothing and drop path (in the model's Options), the
+// augmented batches of the pretraining loader, a test-set evaluation after every epoch,
+// log.csv (per step) and eval.csv (per epoch), and an atomic checkpoint after every epoch.
+// Not here: mixup/cutmix, RandAugment and random erasing of the reference's recipe.
+#ifndef MAE_FINETUNE_HPP
+#define MAE_FINETUNE_HPP
+
+#include "classifier.hpp"
+#include "common.hpp"
+#include "cross_entropy.hpp"
+#include "data.hpp"
+#include "optim.hpp"
+#include "progress.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mae {
+
+struct FinetuneOptions {
+  int epochs = 10;
+  Index batch_size = 64;
+  double blr = 1e-3;          // lr = blr * batch_size / 256
+  double lr = 0;              // absolute lr; 0 = from blr
+  double min_lr = 1e-6;
+  double warmup_epochs = 1;
+  double weight_decay = 0.05;
+  double layer_decay = 0.75;  // lr scale layer_decay^(depth + 1 - layer_id)
+  std::uint64_t seed = 0;     // data order and augmentation
+  std::string out_dir;        // classifier.safetensors, log.csv, eval.csv; empty: none
+  bool progress = true;
+  double log_interval_s = 15;
+  Index max_steps = -1;       // stop after this many steps (smoke runs)
+
+  double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, batch_size); }
+  nlohmann::json to_json() const {
+    return {{"epochs", epochs}, {"batch_size", batch_size}, {"blr", blr}, {"lr", effective_lr()},
+            {"min_lr", min_lr}, {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay},
+            {"layer_decay", layer_decay}, {"seed", seed}};
+  }
+};
+
+struct EvalResult {
+  double accuracy = 0;  // top-1
+  double loss = 0;      // mean cross-entropy without smoothing
+  Index count = 0;
+};
+
+// Top-1 accuracy of `model` (evaluation mode) on `count` images; image(i, dst) writes image
+// i normalized as (C, H, W) floats.
+template <class Vit, class ImageFn>
+EvalResult evaluate_classifier(Vit& model, Index count, const int* labels, ImageFn&& image, Index batch = 256) {
+  using S = typename Vit::Scalar;
+  constexpr Index C = Vit::C, HW = Vit::Config::img_size;
+  const Index K = model.num_classes();
+  std::vector<float> imgs(static_cast<std::size_t>(batch * C * HW * HW));
+  std::vector<S> simgs(imgs.size()), probs(static_cast<std::size_t>(batch * K));
+  std::vector<int> pred(static_cast<std::size_t>(batch));
+  EvalResult r;
+  r.count = count;
+  Index correct = 0;
+  for (Index s = 0; s < count; s += batch) {
+    const Index B = std::min(batch, count - s);
+#pragma omp parallel for schedule(static)
+    for (Index i = 0; i < B; ++i) image(s + i, imgs.data() + i * C * HW * HW);
+    std::copy(imgs.begin(), imgs.begin() + B * C * HW * HW, simgs.begin());
+    model.forward(images(simgs.data(), B, C, HW, HW), nullptr, /*training=*/false);
+    model.predictions(pred.data());
+    for (Index i = 0; i < B; ++i) correct += pred[i] == labels[s + i];
+    r.loss += static_cast<double>(cross_entropy_forward(probs.data(), model.logits().data(), labels + s, B, K, 0.0)) * B;
+  }
+  r.accuracy = static_cast<double>(correct) / static_cast<double>(count);
+  r.loss /= static_cast<double>(count);
+  return r;
+}
+
+struct FinetuneRecord {
+  Index step;
+  int epoch;
+  double loss, lr, images_per_s;
+};
+
+template <class Vit>
+class Finetuner {
+ public:
+  using S = typename Vit::Scalar;
+
+  // evaluate(): the test-set result after each epoch (may be empty).
+  Finetuner(Vit& model, BatchLoader& loader, FinetuneOptions opt, std::function<EvalResult()> evaluate = {})
+      : model_(model), loader_(loader), opt_(std::move(opt)), evaluate_(std::move(evaluate)) {
+    if (opt_.epochs <= 0) throw Error("epochs must be positive");
+    if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
+    if (loader_.channels() != Vit::C)
+      throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
+                  std::to_string(Vit::C));
+    AdamWOptions ao;
+    ao.beta2 = 0.999;  // main_finetune.py: torch.optim.AdamW's default betas
+    ao.weight_decay = opt_.weight_decay;
+    const double ld = opt_.layer_decay;
+    optim_.reset(model_.parameters(), ao, [ld](const TensorInfo& t) { return Vit::param_group(t, ld); });
+    schedule_ = LrSchedule{opt_.effective_lr(), opt_.min_lr, opt_.warmup_epochs, static_cast<double>(opt_.epochs)};
+    if (!opt_.out_dir.empty()) std::filesystem::create_directories(opt_.out_dir);
+  }
+
+  std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/classifier.safetensors"; }
+  Index steps_per_epoch() const { return loader_.batches_per_epoch(); }
+  const std::vector<FinetuneRecord>& history() const { return history_; }
+  const std::vector<EvalResult>& evaluations() const { return evals_; }
+  AdamW<S>& optimizer() { return optim_; }
+
+  // Returns true when all epochs ran (false: stopped by max_steps).
+  bool run(const std::function<void(int, const EvalResult&)>& on_epoch_end = {}) {
+    const Index iters = steps_per_epoch(), N = opt_.batch_size, C = Vit::C, Sz = Vit::Config::img_size;
+    std::vector<float> fbatch(static_cast<std::size_t>(N * C * Sz * Sz));
+    std::vector<S> sbatch(fbatch.size());
+    std::vector<int> labels(static_cast<std::size_t>(N));
+    open_logs();
+    const auto t_start = std::chrono::steady_clock::now();
+    const Index total = iters * opt_.epochs;
+    for (Index step = 0; step < total; ++step) {
+      if (opt_.max_steps >= 0 && step >= opt_.max_steps) return false;
+      const int epoch = static_cast<int>(step / iters);
+      const Index k = step % iters;
+      const double lr = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
+      loader_.batch(epoch, k, fbatch.data(), labels.data());
+      std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
+      model_.zero_grad();
+      const S loss = model_.forward(images(sbatch.data(), N, C, Sz, Sz), labels.data(), /*training=*/true);
+      if (!std::isfinite(static_cast<double>(loss))) {
+        progress_.finish_line();
+        throw Error("non-finite loss (" + std::to_string(static_cast<double>(loss)) + ") at step " +
+                    std::to_string(step) + " (epoch " + std::to_string(epoch) + "): fine-tuning stopped" +
+                    (opt_.out_dir.empty() ? std::string(".")
+                                          : "; the last checkpoint '" + checkpoint_path() + "' is intact."));
+      }
+      model_.backward();
+      optim_.step(model_.parameters(), model_.gradients(), lr);
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      const double ips = elapsed > 0 ? static_cast<double>((step + 1) * N) / elapsed : 0.0;
+      FinetuneRecord rec{step + 1, epoch, static_cast<double>(loss), lr, ips};
+      history_.push_back(rec);
+      if (log_.is_open()) {
+        char line[160];
+        std::snprintf(line, sizeof line, "%lld,%d,%.6f,%.6e,%.1f\n", static_cast<long long>(rec.step), epoch, rec.loss,
+                      lr, ips);
+        log_ << line << std::flush;
+      }
+      const double eta = ips > 0 ? static_cast<double>((total - step - 1) * N) / ips : 0.0;
+      progress_.update(epoch + 1, opt_.epochs, k + 1, iters, rec.loss, lr, ips, eta);
+      if (k + 1 == iters) {  // end of an epoch
+        progress_.finish_line();
+        EvalResult ev;
+        if (evaluate_) ev = evaluate_();
+        evals_.push_back(ev);
+        if (eval_log_.is_open())
+          eval_log_ << epoch + 1 << ',' << rec.step << ',' << ev.accuracy << ',' << ev.loss << ','
+                    << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() << std::endl;
+        if (!opt_.out_dir.empty())
+          model_.save(checkpoint_path(), {{"mae.finetune", opt_.to_json().dump()},
+                                          {"mae.epoch", std::to_string(epoch + 1)},
+                                          {"mae.test_accuracy", std::to_string(ev.accuracy)}});
+        if (on_epoch_end) on_epoch_end(epoch, ev);
+      }
+    }
+    return true;
+  }
+
+ private:
+  void open_logs() {
+    if (opt_.out_dir.empty()) return;
+    log_.open(opt_.out_dir + "/log.csv", std::ios::trunc);
+    eval_log_.open(opt_.out_dir + "/eval.csv", std::ios::trunc);
+    if (!log_ || !eval_log_) throw Error(opt_.out_dir + ": cannot write the logs");
+    log_ << "step,epoch,loss,lr,images_per_s\n";
+    eval_log_ << "epoch,step,test_accuracy,test_loss,seconds\n";
+  }
+
+  Vit& model_;
+  BatchLoader& loader_;
+  FinetuneOptions opt_;
+  std::function<EvalResult()> evaluate_;
+  AdamW<S> optim_;
+  LrSchedule schedule_;
+  Progress progress_{opt_.progress, opt_.log_interval_s};
+  std::ofstream log_, eval_log_;
+  std::vector<FinetuneRecord> history_;
+  std::vector<EvalResult> evals_;
+};
+
+}  // namespace mae
+
+#endif  // MAE_FINETUNE_HPP
