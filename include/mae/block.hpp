@@ -51,6 +51,17 @@ inline void visit_block(BlockParams<S>& b, const std::string& prefix, const Bloc
   f(prefix + "mlp.fc2.bias", {D}, b.mlp.fc2.bias);
 }
 
+// The reference initialization: every Linear xavier (qkv as one (3D, D) Linear), LayerNorms 1/0.
+template <class S>
+inline void init_block(BlockParams<S>& b, const BlockShape& s, Rng& r) {
+  init_layernorm(b.norm1, s.dim);
+  init_linear(b.attn.qkv, 3 * s.dim, s.dim, r);
+  init_linear(b.attn.proj, s.dim, s.dim, r);
+  init_layernorm(b.norm2, s.dim);
+  init_linear(b.mlp.fc1, s.hidden, s.dim, r);
+  init_linear(b.mlp.fc2, s.dim, s.hidden, r);
+}
+
 // What forward keeps for backward (x_in is the caller's: the previous block's output).
 template <class S>
 struct BlockCache {

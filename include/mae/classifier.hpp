@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mae {
@@ -109,32 +110,11 @@ class VisionTransformer {
   // N(0, 0.02)), with the fine-tuning head of main_finetune.py: weight N(0, 2e-5), bias 0.
   void initialize(std::uint64_t seed) {
     Rng r(seed);
-    auto xavier = [&r](S* w, Index fan_out, Index fan_in) {
-      const double a = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
-      for (Index i = 0; i < fan_out * fan_in; ++i) w[i] = static_cast<S>(r.uniform(-a, a));
-    };
-    auto linear = [&](LinearParams<S>& l, Index out, Index in) {
-      xavier(l.weight, out, in);
-      zero(l.bias, out);
-    };
-    auto layernorm = [](LayerNormParams<S>& n) {
-      std::fill(n.weight, n.weight + D, S(1));
-      zero(n.bias, D);
-    };
     sincos_pos_embed_2d(w_.pos_embed, D, G);
-    xavier(w_.patch_embed.weight, D, C * p * p);
-    const double bb = 1.0 / std::sqrt(static_cast<double>(C * p * p));
-    for (Index i = 0; i < D; ++i) w_.patch_embed.bias[i] = static_cast<S>(r.uniform(-bb, bb));
+    init_patch_embed(w_.patch_embed, patch_shape, D, r);
     for (Index i = 0; i < D; ++i) w_.cls_token[i] = static_cast<S>(0.02 * r.normal());
-    for (auto& b : w_.blocks) {
-      layernorm(b.norm1);
-      linear(b.attn.qkv, 3 * D, D);
-      linear(b.attn.proj, D, D);
-      layernorm(b.norm2);
-      linear(b.mlp.fc1, block_shape.hidden, D);
-      linear(b.mlp.fc2, D, block_shape.hidden);
-    }
-    layernorm(w_.norm);
+    for (auto& b : w_.blocks) init_block(b, block_shape, r);
+    init_layernorm(w_.norm, D);
     reset_head(2e-5, seed);
   }
 
@@ -261,6 +241,30 @@ class VisionTransformer {
       std::copy(dcur + (n * T + 1) * D, dcur + (n + 1) * T * D, dxp + n * L * D);
     // forward: x_patch = patch_embed(imgs)
     patch_embed_backward<S>(nullptr, g.patch_embed, nullptr, dxp, ws.cols.data(), w_.patch_embed, N, patch_shape, D);
+  }
+
+  // Evaluation-mode forwards over `count` images in batches of `batch`: image(i, dst) writes
+  // image i, normalized, as (C, H, W) floats (called in parallel); after each forward,
+  // done(first, B) reads its results (logits(), features(), ...).
+  template <class ImageFn, class Done>
+  void for_each_batch(Index count, Index batch, ImageFn&& image, Done&& done) {
+    constexpr Index HW = Cfg::img_size, CHW = C * HW * HW;
+    std::vector<float> imgs(static_cast<std::size_t>(batch * CHW));
+    std::vector<S> converted;  // only for double models: images come as float
+    for (Index s = 0; s < count; s += batch) {
+      const Index B = std::min(batch, count - s);
+#pragma omp parallel for schedule(static)
+      for (Index i = 0; i < B; ++i) image(s + i, imgs.data() + i * CHW);
+      const S* x = nullptr;
+      if constexpr (std::is_same_v<S, float>) {
+        x = imgs.data();
+      } else {
+        converted.assign(imgs.begin(), imgs.begin() + B * CHW);
+        x = converted.data();
+      }
+      forward(images(x, B, C, HW, HW), nullptr, /*training=*/false);
+      done(s, B);
+    }
   }
 
   // Results of the last forward.

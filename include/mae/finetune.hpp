@@ -23,6 +23,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mae {
@@ -61,24 +62,17 @@ struct EvalResult {
 template <class Vit, class ImageFn>
 EvalResult evaluate_classifier(Vit& model, Index count, const int* labels, ImageFn&& image, Index batch = 256) {
   using S = typename Vit::Scalar;
-  constexpr Index C = Vit::C, HW = Vit::Config::img_size;
   const Index K = model.num_classes();
-  std::vector<float> imgs(static_cast<std::size_t>(batch * C * HW * HW));
-  std::vector<S> simgs(imgs.size()), probs(static_cast<std::size_t>(batch * K));
+  std::vector<S> probs(static_cast<std::size_t>(batch * K));
   std::vector<int> pred(static_cast<std::size_t>(batch));
   EvalResult r;
   r.count = count;
   Index correct = 0;
-  for (Index s = 0; s < count; s += batch) {
-    const Index B = std::min(batch, count - s);
-#pragma omp parallel for schedule(static)
-    for (Index i = 0; i < B; ++i) image(s + i, imgs.data() + i * C * HW * HW);
-    std::copy(imgs.begin(), imgs.begin() + B * C * HW * HW, simgs.begin());
-    model.forward(images(simgs.data(), B, C, HW, HW), nullptr, /*training=*/false);
+  model.for_each_batch(count, batch, image, [&](Index s, Index B) {
     model.predictions(pred.data());
     for (Index i = 0; i < B; ++i) correct += pred[i] == labels[s + i];
     r.loss += static_cast<double>(cross_entropy_forward(probs.data(), model.logits().data(), labels + s, B, K, 0.0)) * B;
-  }
+  });
   r.accuracy = static_cast<double>(correct) / static_cast<double>(count);
   r.loss /= static_cast<double>(count);
   return r;
@@ -122,7 +116,8 @@ class Finetuner {
   bool run(const std::function<void(int, const EvalResult&)>& on_epoch_end = {}) {
     const Index iters = steps_per_epoch(), N = opt_.batch_size, C = Vit::C, Sz = Vit::Config::img_size;
     std::vector<float> fbatch(static_cast<std::size_t>(N * C * Sz * Sz));
-    std::vector<S> sbatch(fbatch.size());
+    std::vector<S> sbatch;  // only for double models: the loader writes float
+    if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
     std::vector<int> labels(static_cast<std::size_t>(N));
     open_logs();
     const auto t_start = std::chrono::steady_clock::now();
@@ -133,9 +128,13 @@ class Finetuner {
       const Index k = step % iters;
       const double lr = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
       loader_.batch(epoch, k, fbatch.data(), labels.data());
-      std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
+      const S* batch = fbatch.data();
+      if constexpr (!std::is_same_v<S, float>) {
+        std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
+        batch = sbatch.data();
+      }
       model_.zero_grad();
-      const S loss = model_.forward(images(sbatch.data(), N, C, Sz, Sz), labels.data(), /*training=*/true);
+      const S loss = model_.forward(images(batch, N, C, Sz, Sz), labels.data(), /*training=*/true);
       if (!std::isfinite(static_cast<double>(loss))) {
         progress_.finish_line();
         throw Error("non-finite loss (" + std::to_string(static_cast<double>(loss)) + ") at step " +

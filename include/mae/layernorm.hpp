@@ -4,6 +4,7 @@
 
 #include "common.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mae {
@@ -18,6 +19,13 @@ struct LayerNormParams {
 
 // out (rows, C) = (inp - mean) * rstd * weight + bias; caches mean (rows), rstd (rows).
 // The variance is the biased one (divide by C), as torch.nn.LayerNorm.
+// weight 1, bias 0
+template <class S>
+inline void init_layernorm(LayerNormParams<S>& n, Index dim) {
+  std::fill(n.weight, n.weight + dim, S(1));
+  zero(n.bias, dim);
+}
+
 template <class S>
 inline void layernorm_forward(S* out, S* mean, S* rstd, const S* inp, const S* weight, const S* bias, Index rows,
                               Index C, double eps = kLayerNormEps) {

@@ -7,6 +7,9 @@
 #define MAE_LINEAR_HPP
 
 #include "common.hpp"
+#include "rng.hpp"
+
+#include <cmath>
 
 namespace mae {
 
@@ -15,6 +18,20 @@ struct LinearParams {
   S* weight = nullptr;  // (out, in), PyTorch layout
   S* bias = nullptr;    // (out)
 };
+
+// xavier_uniform_ on an (out, in) weight: U(-a, a), a = sqrt(6 / (in + out)).
+template <class S>
+inline void xavier_uniform(S* w, Index fan_out, Index fan_in, Rng& r) {
+  const double a = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
+  for (Index i = 0; i < fan_out * fan_in; ++i) w[i] = static_cast<S>(r.uniform(-a, a));
+}
+
+// The reference's Linear initialization (_init_weights): xavier weight, zero bias.
+template <class S>
+inline void init_linear(LinearParams<S>& l, Index out_dim, Index in_dim, Rng& r) {
+  xavier_uniform(l.weight, out_dim, in_dim, r);
+  zero(l.bias, out_dim);
+}
 
 // out (rows, out_dim) = inp (rows, in_dim) * weight^T + bias
 template <class S>

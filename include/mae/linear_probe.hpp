@@ -155,24 +155,15 @@ class LinearProbe {
 template <class Vit, class ImageFn, class FeatureFn>
 std::vector<float> encode_dataset(Vit& model, Index count, Index batch, ImageFn&& image, FeatureFn&& feature,
                                   const std::function<void(Index, Index)>& progress = {}) {
-  using S = typename Vit::Scalar;
-  constexpr Index C = Vit::C, HW = Vit::Config::img_size;
-  std::vector<float> imgs(static_cast<std::size_t>(batch * C * HW * HW));
-  std::vector<S> simgs(imgs.size());
   std::vector<float> out;
   Index F = -1;
-  for (Index s = 0; s < count; s += batch) {
-    const Index B = std::min(batch, count - s);
-#pragma omp parallel for schedule(static)
-    for (Index i = 0; i < B; ++i) image(s + i, imgs.data() + i * C * HW * HW);
-    std::copy(imgs.begin(), imgs.begin() + B * C * HW * HW, simgs.begin());
-    model.forward(images(simgs.data(), B, C, HW, HW), nullptr, /*training=*/false);
+  model.for_each_batch(count, batch, image, [&](Index s, Index B) {
     const auto f = feature(model);  // (B, F)
     if (F < 0) F = f.cols(), out.resize(static_cast<std::size_t>(count * F));
     for (Index i = 0; i < B; ++i)
       for (Index j = 0; j < F; ++j) out[(s + i) * F + j] = static_cast<float>(f(i, j));
     if (progress) progress(s + B, count);
-  }
+  });
   return out;
 }
 

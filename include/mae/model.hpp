@@ -124,39 +124,15 @@ class MaskedAutoencoder {
   // The reference initialization (initialize_weights in models_mae.py), from a seed.
   void initialize(std::uint64_t seed) {
     Rng r(seed);
-    auto xavier = [&r](S* w, Index fan_out, Index fan_in) {
-      const double a = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
-      for (Index i = 0; i < fan_out * fan_in; ++i) w[i] = static_cast<S>(r.uniform(-a, a));
-    };
-    auto linear = [&](LinearParams<S>& l, Index out, Index in) {
-      xavier(l.weight, out, in);
-      zero(l.bias, out);
-    };
-    auto layernorm = [](LayerNormParams<S>& n, Index dim) {
-      std::fill(n.weight, n.weight + dim, S(1));
-      zero(n.bias, dim);
-    };
-    auto block = [&](BlockParams<S>& b, const BlockShape& s) {
-      layernorm(b.norm1, s.dim);
-      linear(b.attn.qkv, 3 * s.dim, s.dim);  // fan_out = 3D: the fused qkv as one Linear
-      linear(b.attn.proj, s.dim, s.dim);
-      layernorm(b.norm2, s.dim);
-      linear(b.mlp.fc1, s.hidden, s.dim);
-      linear(b.mlp.fc2, s.dim, s.hidden);
-    };
-    // patch_embed: xavier on the (D, C*p*p) view; the bias keeps Conv2d's default
-    // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (the official code never zeroes it)
-    xavier(w_.patch_embed.weight, D, C * p * p);
-    const double bb = 1.0 / std::sqrt(static_cast<double>(C * p * p));
-    for (Index i = 0; i < D; ++i) w_.patch_embed.bias[i] = static_cast<S>(r.uniform(-bb, bb));
+    init_patch_embed(w_.patch_embed, patch_shape, D, r);
     for (Index i = 0; i < D; ++i) w_.cls_token[i] = static_cast<S>(0.02 * r.normal());
     for (Index i = 0; i < Dd; ++i) w_.mask_token[i] = static_cast<S>(0.02 * r.normal());
-    for (auto& b : w_.blocks) block(b, encoder_block);
-    layernorm(w_.norm, D);
-    linear(w_.decoder_embed, Dd, D);
-    for (auto& b : w_.decoder_blocks) block(b, decoder_block);
-    layernorm(w_.decoder_norm, Dd);
-    linear(w_.decoder_pred, P, Dd);
+    for (auto& b : w_.blocks) init_block(b, encoder_block, r);
+    init_layernorm(w_.norm, D);
+    init_linear(w_.decoder_embed, Dd, D, r);
+    for (auto& b : w_.decoder_blocks) init_block(b, decoder_block, r);
+    init_layernorm(w_.decoder_norm, Dd);
+    init_linear(w_.decoder_pred, P, Dd, r);
   }
 
   void zero_grad() { grads_.set_zero(); }

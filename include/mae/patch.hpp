@@ -75,6 +75,16 @@ struct PatchEmbedParams {
   S* bias = nullptr;    // (D)
 };
 
+// xavier on the (D, C*p*p) view of the weight; the bias keeps Conv2d's default
+// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (the official code never zeroes it)
+template <class S>
+inline void init_patch_embed(PatchEmbedParams<S>& w, const PatchShape& s, Index D, Rng& r) {
+  const Index K = s.channels * s.patch * s.patch;
+  xavier_uniform(w.weight, D, K, r);
+  const double b = 1.0 / std::sqrt(static_cast<double>(K));
+  for (Index i = 0; i < D; ++i) w.bias[i] = static_cast<S>(r.uniform(-b, b));
+}
+
 // out (N, L, D) = Conv2d(imgs); cols (N, L, C*p*p) is the cache for backward
 template <class S>
 inline void patch_embed_forward(S* out, S* cols, const S* imgs, const PatchEmbedParams<S>& w, Index N,
