@@ -1,6 +1,8 @@
 // Gradient checks of every layer, in double, against central differences.
 #include "test_util.hpp"
 
+#include <limits>
+
 using mae::Index;
 using mae_test::grad_check;
 using mae_test::GradTarget;
@@ -223,4 +225,78 @@ TEST_CASE("token gather (masking): gradient check") {
   INFO(rep.str());
   CHECK(rep.ok);
   CHECK(out[D + 0] == x[4 * D + 0]);  // image 0, first kept token = patch 4
+}
+
+// random_vector in float (the fast paths below are float code)
+std::vector<float> random_floats(Index n, std::uint64_t seed) {
+  const V d = random_vector(n, seed);
+  return std::vector<float>(d.begin(), d.end());
+}
+
+TEST_CASE("sum16 (the vectorized reduction) equals the plain sum, for every length around its blocks") {
+  for (Index n : {0, 1, 7, 15, 16, 17, 31, 33, 192, 1000}) {
+    const std::vector<float> x = random_floats(n, 40 + n);
+    double exact = 0, abs_sum = 0;
+    for (float v : x) exact += v, abs_sum += std::abs(v);
+    const float s = mae::sum16<float>(n, [&](Index i) { return x[static_cast<std::size_t>(i)]; });
+    INFO("n = " << n);
+    CHECK(std::abs(s - exact) <= 4e-7 * abs_sum * std::max<double>(1, std::log2(std::max<Index>(n, 1))));
+    // the order is fixed by n alone: a copy at another address sums to the same bits
+    std::vector<float> shifted(x.size() + 3);
+    std::copy(x.begin(), x.end(), shifted.begin() + 3);
+    CHECK(mae::sum16<float>(n, [&](Index i) { return shifted[static_cast<std::size_t>(i) + 3]; }) == s);
+  }
+}
+
+TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linear, gelu, attention, block)") {
+  using F = std::vector<float>;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto fresh = [](std::size_t n, float fill) { return F(n, fill); };
+  {  // linear
+    const Index rows = 70, in = 24, out = 40;
+    F x = random_floats(rows * in, 1), w = random_floats(out * in, 2),
+      dy = random_floats(rows * out, 3);
+    F dx0 = fresh(x.size(), 0), dx1 = fresh(x.size(), nan), dw(w.size()), db(out);
+    mae::linear_backward(dx0.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out);
+    mae::linear_backward(dx1.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
+                         mae::Grad::overwrite);
+    CHECK(dx0 == dx1);
+  }
+  {  // gelu
+    const Index n = 1000;
+    F x = random_floats(n, 4), dy = random_floats(n, 5);
+    F dx0 = fresh(n, 0), dx1 = fresh(n, nan);
+    mae::gelu_backward(dx0.data(), x.data(), dy.data(), n);
+    mae::gelu_backward(dx1.data(), x.data(), dy.data(), n, mae::Grad::overwrite);
+    CHECK(dx0 == dx1);
+  }
+  {  // attention core
+    const Index N = 3, T = 19, D = 32, H = 2;
+    F qkv = random_floats(N * T * 3 * D, 6), dctx = random_floats(N * T * D, 7);
+    F ctx(N * T * D), att(N * H * T * T), datt(att.size());
+    mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+    F d0 = fresh(qkv.size(), 0), d1 = fresh(qkv.size(), nan);
+    mae::attention_backward(d0.data(), datt.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H);
+    mae::attention_backward(d1.data(), datt.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H,
+                            mae::Grad::overwrite);
+    CHECK(d0 == d1);
+  }
+  {  // transformer block
+    const Index N = 2, T = 5;
+    const mae::BlockShape s{16, 2, 32};
+    mae::TensorStore<float> params, grads;
+    mae::BlockParams<float> p, g;
+    params.build([&](auto&& f) { mae::visit_block(p, "", s, f); });
+    grads.build([&](auto&& f) { mae::visit_block(g, "", s, f); });
+    F init = random_floats(params.size(), 8);
+    std::copy(init.begin(), init.end(), params.data());
+    F x = random_floats(N * T * 16, 9), dy = random_floats(x.size(), 10), y(x.size());
+    mae::BlockCache<float> cache;
+    mae::BlockScratch<float> scratch;
+    mae::block_forward(y.data(), cache, x.data(), p, N, T, s);
+    F d0 = fresh(x.size(), 0), d1 = fresh(x.size(), nan);
+    mae::block_backward(d0.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s);
+    mae::block_backward(d1.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s, mae::Grad::overwrite);
+    CHECK(d0 == d1);
+  }
 }

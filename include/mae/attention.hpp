@@ -35,26 +35,25 @@ inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, In
     MatMap<S> a(att + nh * T * T, T, T);                                            // (T, T)
     StridedMap<S> o(ctx + n * T * D + h * hd, T, hd, Eigen::OuterStride<>(D));      // (T, hd)
     a.noalias() = (q * k.transpose()) * scale;
-    for (Index i = 0; i < T; ++i) {  // softmax over keys
+    for (Index i = 0; i < T; ++i) {  // softmax over keys: exp(s - max) / sum
       S* row = a.data() + i * T;
-      S mx = row[0];
-      for (Index j = 1; j < T; ++j) mx = std::max(mx, row[j]);
-      S sum = 0;
-      for (Index j = 0; j < T; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
+      const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
+      for (Index j = 0; j < T; j += kBlock16) {
+        const Index m = std::min(kBlock16, T - j);
+        store16<S>(row + j, (load16(row + j, m) - mx).exp(), m);
       }
-      const S inv = S(1) / sum;
+      const S inv = S(1) / sum16<S>(T, [&](Index j) { return row[j]; });
       for (Index j = 0; j < T; ++j) row[j] *= inv;
     }
     o.noalias() = a * v;
   }
 }
 
-// Gradient of attention_forward: dqkv (N, T, 3D) +=. datt (N, H, T, T) is scratch.
+// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::overwrite). datt
+// (N, H, T, T) is scratch.
 template <class S>
 inline void attention_backward(S* dqkv, S* datt, const S* dctx, const S* qkv, const S* att, Index N, Index T,
-                               Index D, Index H) {
+                               Index D, Index H, Grad mode = Grad::accumulate) {
   const Index hd = D / H;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel for schedule(static)
@@ -73,18 +72,25 @@ inline void attention_backward(S* dqkv, S* datt, const S* dctx, const S* qkv, co
     const ConstStridedMap<S> dout(dctx + n * T * D + h * hd, T, hd, Eigen::OuterStride<>(D));
     // forward: o = a v   =>   da = do v^T,  dv += a^T do
     da.noalias() = dout * v.transpose();
-    dv.noalias() += a.transpose() * dout;
+    if (mode == Grad::overwrite)
+      dv.noalias() = a.transpose() * dout;
+    else
+      dv.noalias() += a.transpose() * dout;
     // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)
     for (Index i = 0; i < T; ++i) {
       const S* ar = a.data() + i * T;
       S* dr = da.data() + i * T;
-      S dot = 0;
-      for (Index j = 0; j < T; ++j) dot += dr[j] * ar[j];
+      const S dot = sum16<S>(T, [&](Index j) { return dr[j] * ar[j]; });
       for (Index j = 0; j < T; ++j) dr[j] = ar[j] * (dr[j] - dot);
     }
     // forward: s = q k^T * scale   =>   dq += ds k * scale,  dk += ds^T q * scale
-    dq.noalias() += (da * k) * scale;
-    dk.noalias() += (da.transpose() * q) * scale;
+    if (mode == Grad::overwrite) {
+      dq.noalias() = (da * k) * scale;
+      dk.noalias() = (da.transpose() * q) * scale;
+    } else {
+      dq.noalias() += (da * k) * scale;
+      dk.noalias() += (da.transpose() * q) * scale;
+    }
   }
 }
 

@@ -136,42 +136,43 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   add_residual(x_out, x_mid, keep_mlp, N, T, D);
 }
 
-// dx_in (N, T, D) += gradient of <x_out, dx_out>; parameter gradients g +=.
+// dx_in (N, T, D) += gradient of <x_out, dx_out> (= with Grad::overwrite); parameter gradients g +=.
 template <class S>
 inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, const S* dx_out, const S* x_in,
                            const BlockCache<S>& c, const BlockParams<S>& p, Index N, Index T,
-                           const BlockShape& s, const S* keep_attn = nullptr, const S* keep_mlp = nullptr) {
+                           const BlockShape& s, Grad dx_mode = Grad::accumulate, const S* keep_attn = nullptr,
+                           const S* keep_mlp = nullptr) {
   const Index R = N * T, D = s.dim, Hd = s.hidden;
   w.reserve(N, T, s, keep_attn || keep_mlp);
   S* dx_mid = w.dx_mid.data();
   // forward: x_out = x_mid + keep_mlp * fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
-  std::copy(dx_out, dx_out + R * D, dx_mid);
-  zero(w.dact.data(), R * Hd);
+  copy(dx_mid, dx_out, R * D);
   linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D),
-                  c.act.data(), p.mlp.fc2.weight, R, Hd, D);
+                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, Grad::overwrite);
   // forward: act = gelu(fc1)
-  zero(w.dfc1.data(), R * Hd);
-  gelu_backward(w.dfc1.data(), c.fc1.data(), w.dact.data(), R * Hd);
+  gelu_backward(w.dfc1.data(), c.fc1.data(), w.dact.data(), R * Hd, Grad::overwrite);
   // forward: fc1 = ln2 W1^T + b1
-  zero(w.dln.data(), R * D);
   linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R,
-                  D, Hd);
+                  D, Hd, Grad::overwrite);
   // forward: ln2 = norm2(x_mid)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
                      c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
   // forward: x_mid = x_in + keep_attn * proj(ctx)   =>   dx_in += dx_mid + (through the attention branch)
+  if (dx_mode == Grad::overwrite) {
+    copy(dx_in, dx_mid, R * D);
+  } else {
 #pragma omp parallel for schedule(static)
-  for (Index i = 0; i < R * D; ++i) dx_in[i] += dx_mid[i];
-  zero(w.dctx.data(), R * D);
+    for (Index i = 0; i < R * D; ++i) dx_in[i] += dx_mid[i];
+  }
   linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias,
-                  scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D);
+                  scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
+                  Grad::overwrite);
   // forward: ctx = attention(qkv)
-  zero(w.dqkv.data(), R * 3 * D);
-  attention_backward(w.dqkv.data(), w.datt.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads);
+  attention_backward(w.dqkv.data(), w.datt.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads,
+                     Grad::overwrite);
   // forward: qkv = ln1 Wqkv^T + bqkv
-  zero(w.dln.data(), R * D);
   linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(),
-                  p.attn.qkv.weight, R, D, 3 * D);
+                  p.attn.qkv.weight, R, D, 3 * D, Grad::overwrite);
   // forward: ln1 = norm1(x_in)
   layernorm_backward(dx_in, g.norm1.weight, g.norm1.bias, w.dln.data(), x_in, p.norm1.weight, c.ln1_mean.data(),
                      c.ln1_rstd.data(), R, D);

@@ -222,9 +222,8 @@ class VisionTransformer {
     }
     // forward: x[b+1] = blocks[b](x[b])
     for (Index b = kDepth - 1; b >= 0; --b) {
-      zero(dprev, N * T * D);
       block_backward(dprev, g.blocks[b], ws.scratch, dcur, ws.x[b].data(), ws.cache[b], w_.blocks[b], N, T,
-                     block_shape, keep_attn(ws, b), keep_mlp(ws, b));
+                     block_shape, Grad::overwrite, keep_attn(ws, b), keep_mlp(ws, b));
       std::swap(dcur, dprev);
     }
     // forward: x0[n, t] = (t == 0 ? cls_token : x_patch[n, t-1]) + pos_embed[t]

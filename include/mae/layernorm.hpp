@@ -33,12 +33,8 @@ inline void layernorm_forward(S* out, S* mean, S* rstd, const S* inp, const S* w
   for (Index r = 0; r < rows; ++r) {
     const S* x = inp + r * C;
     S* y = out + r * C;
-    S m = 0;
-    for (Index i = 0; i < C; ++i) m += x[i];
-    m /= static_cast<S>(C);
-    S v = 0;
-    for (Index i = 0; i < C; ++i) v += (x[i] - m) * (x[i] - m);
-    v /= static_cast<S>(C);
+    const S m = sum16<S>(C, [&](Index i) { return x[i]; }) / static_cast<S>(C);
+    const S v = sum16<S>(C, [&](Index i) { return (x[i] - m) * (x[i] - m); }) / static_cast<S>(C);
     const S s = S(1) / std::sqrt(v + static_cast<S>(eps));
     for (Index i = 0; i < C; ++i) y[i] = (x[i] - m) * s * weight[i] + bias[i];
     mean[r] = m;
@@ -57,14 +53,8 @@ inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, con
     const S* dy = dout + r * C;
     S* dx = dinp + r * C;
     const S m = mean[r], s = rstd[r];
-    S dnorm_mean = 0, dnorm_norm_mean = 0;
-    for (Index i = 0; i < C; ++i) {
-      const S dnorm = dy[i] * weight[i];
-      dnorm_mean += dnorm;
-      dnorm_norm_mean += dnorm * (x[i] - m) * s;
-    }
-    dnorm_mean /= static_cast<S>(C);
-    dnorm_norm_mean /= static_cast<S>(C);
+    const S dnorm_mean = sum16<S>(C, [&](Index i) { return dy[i] * weight[i]; }) / static_cast<S>(C);
+    const S dnorm_norm_mean = sum16<S>(C, [&](Index i) { return dy[i] * weight[i] * (x[i] - m) * s; }) / static_cast<S>(C);
     for (Index i = 0; i < C; ++i) {
       const S norm = (x[i] - m) * s;
       dx[i] += (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean) * s;

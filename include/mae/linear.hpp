@@ -3,6 +3,8 @@
 // Contract (every layer in this library): forward assigns its outputs and its cache;
 // backward ACCUMULATES (+=) into the gradients of its inputs and parameters and never
 // modifies the forward cache, so it can run twice. Whoever owns a gradient zeroes it.
+// Where a layer's input gradient is often a fresh scratch buffer, its backward also takes
+// Grad::overwrite (assign instead of add), which saves zeroing that buffer first.
 #ifndef MAE_LINEAR_HPP
 #define MAE_LINEAR_HPP
 
@@ -52,18 +54,21 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
 // Gradients of linear_forward. dinp may be null (no gradient wanted for the input).
 template <class S>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
-                            Index rows, Index in_dim, Index out_dim) {
+                            Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate) {
   const ConstMatMap<S> W(weight, out_dim, in_dim);
   const ConstMatMap<S> dY(dout, rows, out_dim);
   const ConstMatMap<S> X(inp, rows, in_dim);
   if (dinp) {
-    // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks)
+    // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks; = with Grad::overwrite)
     const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel for schedule(static)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
       MatMap<S> dX(dinp + r0 * in_dim, nr, in_dim);
-      dX.noalias() += dY.middleRows(r0, nr) * W;
+      if (dinp_mode == Grad::overwrite)
+        dX.noalias() = dY.middleRows(r0, nr) * W;
+      else
+        dX.noalias() += dY.middleRows(r0, nr) * W;
     }
   }
   // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY

@@ -178,9 +178,8 @@ class MaskedAutoencoder {
     for (Index n = 0; n < N; ++n)  // forward: pred = pred_full[:, 1:]
       std::copy(ws.d_pred.data() + n * L * P, ws.d_pred.data() + (n + 1) * L * P, ws.d_pred_full.data() + (n * Td + 1) * P);
     // forward: pred_full = decoder_pred(dec_normed)
-    zero(ws.d_dec_normed.data(), N * Td * Dd);
     linear_backward(ws.d_dec_normed.data(), g.decoder_pred.weight, g.decoder_pred.bias, ws.d_pred_full.data(),
-                    ws.dec_normed.data(), w_.decoder_pred.weight, N * Td, Dd, P);
+                    ws.dec_normed.data(), w_.decoder_pred.weight, N * Td, Dd, P, Grad::overwrite);
     // forward: dec_normed = decoder_norm(dec_x[depth])
     S* dcur = ws.d_dec_a.data();
     S* dprev = ws.d_dec_b.data();
@@ -190,9 +189,8 @@ class MaskedAutoencoder {
                        ws.dec_norm_rstd.data(), N * Td, Dd);
     // forward: dec_x[b+1] = decoder_blocks[b](dec_x[b])
     for (Index b = kDecoderDepth - 1; b >= 0; --b) {
-      zero(dprev, N * Td * Dd);
       block_backward(dprev, g.decoder_blocks[b], ws.dec_scratch, dcur, ws.dec_x[b].data(), ws.dec_cache[b],
-                     w_.decoder_blocks[b], N, Td, decoder_block);
+                     w_.decoder_blocks[b], N, Td, decoder_block, Grad::overwrite);
       std::swap(dcur, dprev);
     }
     // forward: dec_x[0] = [emb_cls, unshuffle(emb_vis, mask_token)] + decoder_pos_embed
@@ -208,9 +206,8 @@ class MaskedAutoencoder {
       }
     }
     // forward: emb = decoder_embed(latent)
-    zero(ws.d_latent.data(), N * T * D);
     linear_backward(ws.d_latent.data(), g.decoder_embed.weight, g.decoder_embed.bias, ws.d_emb.data(),
-                    ws.latent.data(), w_.decoder_embed.weight, N * T, D, Dd);
+                    ws.latent.data(), w_.decoder_embed.weight, N * T, D, Dd, Grad::overwrite);
     // forward: latent = norm(enc_x[depth])
     dcur = ws.d_enc_a.data();
     dprev = ws.d_enc_b.data();
@@ -219,9 +216,8 @@ class MaskedAutoencoder {
                        ws.norm_mean.data(), ws.norm_rstd.data(), N * T, D);
     // forward: enc_x[b+1] = blocks[b](enc_x[b])
     for (Index b = kDepth - 1; b >= 0; --b) {
-      zero(dprev, N * T * D);
       block_backward(dprev, g.blocks[b], ws.enc_scratch, dcur, ws.enc_x[b].data(), ws.enc_cache[b], w_.blocks[b], N,
-                     T, encoder_block);
+                     T, encoder_block, Grad::overwrite);
       std::swap(dcur, dprev);
     }
     // forward: enc_x[0] = [cls_token + pos_embed[0], x_patch[ids_keep]]

@@ -70,15 +70,23 @@ class AdamW {
     const S* g = grads.data();
     S* m = m_.data();
     S* v = v_.data();
+    // One parallel region; each group's blocks of 16 are split between the threads without a
+    // barrier between groups (every value is updated independently of the others).
+#pragma omp parallel
     for (const auto& t : groups_) {
       const double lr_t = lr * t.lr_scale;
-      const S step_size = static_cast<S>(lr_t / bc1), keep = static_cast<S>(1.0 - lr_t * opt_.weight_decay);
-#pragma omp parallel for schedule(static)
-      for (Index i = t.offset; i < t.offset + t.size; ++i) {
-        if (t.decay) p[i] *= keep;
-        m[i] = m[i] * b1 + one_b1 * g[i];
-        v[i] = v[i] * b2 + one_b2 * g[i] * g[i];
-        p[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+      const S step_size = static_cast<S>(lr_t / bc1);
+      const S keep = t.decay ? static_cast<S>(1.0 - lr_t * opt_.weight_decay) : S(1);
+      const Index blocks = (t.size + kBlock16 - 1) / kBlock16;
+#pragma omp for schedule(static) nowait
+      for (Index b = 0; b < blocks; ++b) {
+        const Index i = t.offset + b * kBlock16, n = std::min(kBlock16, t.offset + t.size - i);
+        const Block16<S> gi = load16(g + i, n);
+        const Block16<S> mi = load16(m + i, n) * b1 + one_b1 * gi;
+        const Block16<S> vi = load16(v + i, n) * b2 + one_b2 * gi * gi;
+        store16(m + i, mi, n);
+        store16(v + i, vi, n);
+        store16<S>(p + i, load16(p + i, n) * keep - step_size * (mi / (vi.sqrt() / bc2_sqrt + eps)), n);
       }
     }
   }
