@@ -104,17 +104,20 @@ void BM_layernorm_backward(benchmark::State& st) {
   for (auto _ : st)
     mae::layernorm_backward(dx.data(), dw.data(), db.data(), y.data(), x.data(), w.data(), m.data(), r.data(), kRows, kD);
 }
+// Attention core at (N, T, D, H): the toy encoder, the decoders of the 32x32, 224 and base models.
 void BM_attention_forward(benchmark::State& st) {
-  auto qkv = randv(kRows * 3 * kD, 1), ctx = randv(kRows * kD, 2), att = randv(kN * kHeads * kT * kT, 3);
-  for (auto _ : st) mae::attention_forward(ctx.data(), att.data(), qkv.data(), kN, kT, kD, kHeads);
-  set_flops(st, 4.0 * kN * kT * kT * kD);
+  const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
+  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), att = randv(N * H * T * T, 3);
+  for (auto _ : st) mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+  set_flops(st, 4.0 * N * T * T * D);
 }
 void BM_attention_backward(benchmark::State& st) {
-  auto qkv = randv(kRows * 3 * kD, 1), ctx = randv(kRows * kD, 2), att = randv(kN * kHeads * kT * kT, 3), datt = att,
+  const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
+  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), att = randv(N * H * T * T, 3), datt = att,
        dqkv = qkv;
-  mae::attention_forward(ctx.data(), att.data(), qkv.data(), kN, kT, kD, kHeads);
-  for (auto _ : st) mae::attention_backward(dqkv.data(), datt.data(), ctx.data(), qkv.data(), att.data(), kN, kT, kD, kHeads);
-  set_flops(st, 8.0 * kN * kT * kT * kD);
+  mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+  for (auto _ : st) mae::attention_backward(dqkv.data(), datt.data(), ctx.data(), qkv.data(), att.data(), N, T, D, H);
+  set_flops(st, 8.0 * N * T * T * D);
 }
 void BM_mlp_gelu_forward(benchmark::State& st) {
   auto x = randv(kRows * kHidden, 1), y = x;
@@ -153,8 +156,8 @@ BENCHMARK(BM_linear_forward)->UseRealTime();
 BENCHMARK(BM_linear_backward)->UseRealTime();
 BENCHMARK(BM_layernorm_forward)->UseRealTime();
 BENCHMARK(BM_layernorm_backward)->UseRealTime();
-BENCHMARK(BM_attention_forward)->UseRealTime();
-BENCHMARK(BM_attention_backward)->UseRealTime();
+BENCHMARK(BM_attention_forward)->Args({kN, kT, kD, kHeads})->Args({32, 65, 128, 4})->Args({8, 197, 128, 4})->Args({2, 197, 512, 16})->UseRealTime();
+BENCHMARK(BM_attention_backward)->Args({kN, kT, kD, kHeads})->Args({32, 65, 128, 4})->Args({8, 197, 128, 4})->Args({2, 197, 512, 16})->UseRealTime();
 BENCHMARK(BM_mlp_gelu_forward)->UseRealTime();
 BENCHMARK(BM_mlp_gelu_backward)->UseRealTime();
 BENCHMARK(BM_block_forward)->UseRealTime();

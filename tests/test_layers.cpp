@@ -1,6 +1,7 @@
 // Gradient checks of every layer, in double, against central differences.
 #include "test_util.hpp"
 
+#include <array>
 #include <limits>
 
 using mae::Index;
@@ -298,5 +299,40 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
     mae::block_backward(d0.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s);
     mae::block_backward(d1.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s, mae::Grad::overwrite);
     CHECK(d0 == d1);
+  }
+}
+
+TEST_CASE("small_gemm (attention's products) equals the plain triple loop, for every tile edge and stride") {
+  // sizes around the 8-row tiles and 16-wide panels; A and B read through transposed strides too
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1}, {13, 13, 64}, {17, 33, 5}, {65, 32, 65}, {9, 47, 20}}) {
+    for (int transposed = 0; transposed < 2; ++transposed) {
+      const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
+      const Index a_rs = transposed ? 1 : K, a_cs = transposed ? M : 1;  // A stored (M, K) or (K, M)
+      const Index b_rs = transposed ? 1 : N, b_cs = transposed ? K : 1;  // B stored (K, N) or (N, K)
+      const Index ldc = N + 3;
+      const std::vector<float> c_init = random_floats(M * ldc, 70);
+      std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
+      for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < N; ++j) {
+          double s = 0;
+          for (Index k = 0; k < K; ++k) s += double(a[i * a_rs + k * a_cs]) * b[k * b_rs + j * b_cs];
+          c0[i * ldc + j] += static_cast<float>(0.5 * s);
+        }
+      mae::small_gemm(c1.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, mae::Grad::accumulate);
+      mae::small_gemm(c2.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, mae::Grad::overwrite);
+      INFO("M " << M << " N " << N << " K " << K << " transposed " << transposed);
+      for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < ldc; ++j) {
+          const Index at = i * ldc + j;
+          if (j >= N) {  // the padding between rows is never written
+            CHECK(c1[at] == c0[at]);
+            CHECK(c2[at] == c0[at]);
+            continue;
+          }
+          const float prod = c0[at] - c_init[at];
+          CHECK(std::abs(c1[at] - c0[at]) <= 1e-5f * (1 + std::abs(c0[at])));
+          CHECK(std::abs(c2[at] - prod) <= 1e-5f * (1 + std::abs(prod)));
+        }
+    }
   }
 }

@@ -9,6 +9,7 @@
 
 #include "common.hpp"
 #include "linear.hpp"
+#include "small_gemm.hpp"
 
 #include <cmath>
 
@@ -21,22 +22,24 @@ struct AttentionParams {
 };
 
 // The core, between the two linears: ctx (N, T, D), att (N, H, T, T) from qkv (N, T, 3D).
+// Per sample n and head h, q, k, v are (T, hd) views into qkv with row stride 3D; the products
+// are small_gemm calls (a transposed operand is just swapped strides).
 template <class S>
 inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
-  const Index hd = D / H;
+  const Index hd = D / H, ld = 3 * D;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel for schedule(static)
   for (Index nh = 0; nh < N * H; ++nh) {
     const Index n = nh / H, h = nh % H;
-    const S* base = qkv + n * T * 3 * D + h * hd;
-    const ConstStridedMap<S> q(base, T, hd, Eigen::OuterStride<>(3 * D));          // (T, hd)
-    const ConstStridedMap<S> k(base + D, T, hd, Eigen::OuterStride<>(3 * D));      // (T, hd)
-    const ConstStridedMap<S> v(base + 2 * D, T, hd, Eigen::OuterStride<>(3 * D));  // (T, hd)
-    MatMap<S> a(att + nh * T * T, T, T);                                            // (T, T)
-    StridedMap<S> o(ctx + n * T * D + h * hd, T, hd, Eigen::OuterStride<>(D));      // (T, hd)
-    a.noalias() = (q * k.transpose()) * scale;
+    const S* q = qkv + n * T * ld + h * hd;  // (T, hd), row stride 3D
+    const S* k = q + D;                      // (T, hd)
+    const S* v = q + 2 * D;                  // (T, hd)
+    S* a = att + nh * T * T;                 // (T, T)
+    S* o = ctx + n * T * D + h * hd;         // (T, hd), row stride D
+    // a = q k^T * scale
+    small_gemm(a, T, q, ld, 1, k, 1, ld, T, T, hd, scale, Grad::overwrite);
     for (Index i = 0; i < T; ++i) {  // softmax over keys: exp(s - max) / sum
-      S* row = a.data() + i * T;
+      S* row = a + i * T;
       const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
       for (Index j = 0; j < T; j += kBlock16) {
         const Index m = std::min(kBlock16, T - j);
@@ -45,7 +48,8 @@ inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, In
       const S inv = S(1) / sum16<S>(T, [&](Index j) { return row[j]; });
       for (Index j = 0; j < T; ++j) row[j] *= inv;
     }
-    o.noalias() = a * v;
+    // o = a v
+    small_gemm(o, D, a, T, 1, v, ld, 1, T, hd, T, S(1), Grad::overwrite);
   }
 }
 
@@ -54,43 +58,33 @@ inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, In
 template <class S>
 inline void attention_backward(S* dqkv, S* datt, const S* dctx, const S* qkv, const S* att, Index N, Index T,
                                Index D, Index H, Grad mode = Grad::accumulate) {
-  const Index hd = D / H;
+  const Index hd = D / H, ld = 3 * D;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel for schedule(static)
   for (Index nh = 0; nh < N * H; ++nh) {
     const Index n = nh / H, h = nh % H;
-    const S* base = qkv + n * T * 3 * D + h * hd;
-    S* dbase = dqkv + n * T * 3 * D + h * hd;
-    const ConstStridedMap<S> q(base, T, hd, Eigen::OuterStride<>(3 * D));
-    const ConstStridedMap<S> k(base + D, T, hd, Eigen::OuterStride<>(3 * D));
-    const ConstStridedMap<S> v(base + 2 * D, T, hd, Eigen::OuterStride<>(3 * D));
-    StridedMap<S> dq(dbase, T, hd, Eigen::OuterStride<>(3 * D));
-    StridedMap<S> dk(dbase + D, T, hd, Eigen::OuterStride<>(3 * D));
-    StridedMap<S> dv(dbase + 2 * D, T, hd, Eigen::OuterStride<>(3 * D));
-    const ConstMatMap<S> a(att + nh * T * T, T, T);
-    MatMap<S> da(datt + nh * T * T, T, T);
-    const ConstStridedMap<S> dout(dctx + n * T * D + h * hd, T, hd, Eigen::OuterStride<>(D));
+    const S* q = qkv + n * T * ld + h * hd;
+    const S* k = q + D;
+    const S* v = q + 2 * D;
+    S* dq = dqkv + n * T * ld + h * hd;
+    S* dk = dq + D;
+    S* dv = dq + 2 * D;
+    const S* a = att + nh * T * T;
+    S* da = datt + nh * T * T;
+    const S* dout = dctx + n * T * D + h * hd;  // (T, hd), row stride D
     // forward: o = a v   =>   da = do v^T,  dv += a^T do
-    da.noalias() = dout * v.transpose();
-    if (mode == Grad::overwrite)
-      dv.noalias() = a.transpose() * dout;
-    else
-      dv.noalias() += a.transpose() * dout;
+    small_gemm(da, T, dout, D, 1, v, 1, ld, T, T, hd, S(1), Grad::overwrite);
+    small_gemm(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), mode);
     // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)
     for (Index i = 0; i < T; ++i) {
-      const S* ar = a.data() + i * T;
-      S* dr = da.data() + i * T;
+      const S* ar = a + i * T;
+      S* dr = da + i * T;
       const S dot = sum16<S>(T, [&](Index j) { return dr[j] * ar[j]; });
       for (Index j = 0; j < T; ++j) dr[j] = ar[j] * (dr[j] - dot);
     }
     // forward: s = q k^T * scale   =>   dq += ds k * scale,  dk += ds^T q * scale
-    if (mode == Grad::overwrite) {
-      dq.noalias() = (da * k) * scale;
-      dk.noalias() = (da.transpose() * q) * scale;
-    } else {
-      dq.noalias() += (da * k) * scale;
-      dk.noalias() += (da.transpose() * q) * scale;
-    }
+    small_gemm(dq, ld, da, T, 1, k, ld, 1, T, hd, T, scale, mode);
+    small_gemm(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, mode);
   }
 }
 

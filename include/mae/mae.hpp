@@ -22,5 +22,6 @@
 #include "progress.hpp"
 #include "rng.hpp"
 #include "safetensors.hpp"
+#include "small_gemm.hpp"
 
 #endif  // MAE_MAE_HPP

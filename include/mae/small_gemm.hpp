@@ -1,0 +1,127 @@
+// mae/small_gemm.hpp — C (M, N) = or += alpha * A (M, K) B (K, N) for the small products
+// inside attention: per sample and head, (T, hd) x (hd, T) and (T, T) x (T, hd), T from about
+// ten to a few hundred, hd 32 or 64, operands often transposed views of the qkv buffer.
+//
+// Eigen's general product is built for large matrices: it packs both operands, blocks for the
+// caches and (for `=`) zeroes C first; at these sizes that overhead is most of the time. Here:
+//   1. B is copied once into panels of one SIMD packet width P (zero padded at the right edge):
+//      panel p holds columns [p P, p P + P) as K contiguous rows of P values;
+//   2. A is read in place through its strides (a transposed view costs nothing);
+//   3. a register tile of up to 8 rows x 2 panels accumulates a(i, k) * b(k, :) over k in order.
+// Each C element is the fused multiply-add chain over k = 0..K-1, whatever M, N and the tile
+// it falls in, so results are reproducible; tests/test_layers.cpp compares it with a plain loop.
+#ifndef MAE_SMALL_GEMM_HPP
+#define MAE_SMALL_GEMM_HPP
+
+#include "common.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace mae {
+
+namespace small_gemm_detail {
+
+template <class S> using Packet = typename Eigen::internal::packet_traits<S>::type;
+template <class S> inline constexpr Index kWidth = Eigen::internal::unpacket_traits<Packet<S>>::size;
+// Rows per register tile: 8 rows x 2 panels = 16 accumulators fit 32 vector registers (AVX-512).
+inline constexpr int kTileRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+
+// out = B (K, N), element (k, j) at b[k * b_rs + j * b_cs], as ceil(N / P) panels of (K, P).
+template <class S>
+inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Index N) {
+  constexpr Index P = kWidth<S>;
+  for (Index j0 = 0; j0 < N; j0 += P) {
+    const Index nj = std::min(P, N - j0);
+    for (Index k = 0; k < K; ++k, out += P) {
+      const S* src = b + k * b_rs + j0 * b_cs;
+      for (Index j = 0; j < nj; ++j) out[j] = src[j * b_cs];
+      for (Index j = nj; j < P; ++j) out[j] = S(0);
+    }
+  }
+}
+
+// C[0..MR) x [0..n_valid) (n_valid <= NP P) = or += alpha * A[0..MR) x B-panels[0..NP)
+template <class S, int MR, int NP>
+inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K, Index n_valid, S alpha,
+                 Grad mode) {
+  using Pk = Packet<S>;
+  constexpr Index P = kWidth<S>;
+  namespace ei = Eigen::internal;
+  Pk acc[MR][NP];
+  for (int r = 0; r < MR; ++r)
+    for (int p = 0; p < NP; ++p) acc[r][p] = ei::pset1<Pk>(S(0));
+  for (Index k = 0; k < K; ++k) {
+    Pk b[NP];
+    for (int p = 0; p < NP; ++p) b[p] = ei::ploadu<Pk>(bp + (p * K + k) * P);
+    for (int r = 0; r < MR; ++r) {
+      const Pk av = ei::pset1<Pk>(a[r * a_rs + k * a_cs]);
+      for (int p = 0; p < NP; ++p) acc[r][p] = ei::pmadd(av, b[p], acc[r][p]);
+    }
+  }
+  const Pk al = ei::pset1<Pk>(alpha);
+  for (int r = 0; r < MR; ++r)
+    for (int p = 0; p < NP; ++p) {
+      S* cp = c + r * ldc + p * P;
+      const Index n = std::min(P, n_valid - p * P);
+      Pk v = ei::pmul(al, acc[r][p]);
+      if (n == P) {
+        if (mode == Grad::accumulate) v = ei::padd(v, ei::ploadu<Pk>(cp));
+        ei::pstoreu(cp, v);
+      } else {
+        S tmp[P];
+        ei::pstoreu(tmp, v);
+        for (Index j = 0; j < n; ++j) cp[j] = mode == Grad::accumulate ? cp[j] + tmp[j] : tmp[j];
+      }
+    }
+}
+
+template <class S, int MR>
+inline void tile_rows(int panels, S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K,
+                      Index n_valid, S alpha, Grad mode) {
+  if (panels == 2)
+    tile<S, MR, 2>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
+  else
+    tile<S, MR, 1>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
+}
+
+}  // namespace small_gemm_detail
+
+// C (M, N; row stride ldc) = alpha A B (mode overwrite) or += alpha A B (mode accumulate), where
+// A (M, K) has element (i, k) at a[i * a_rs + k * a_cs] and B (K, N) has (k, j) at
+// b[k * b_rs + j * b_cs]. Single-threaded (call it inside a parallel loop); the panel copy of B
+// lives in a per-thread buffer that only grows, so steady-state calls allocate nothing.
+template <class S>
+inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs,
+                       Index M, Index N, Index K, S alpha, Grad mode) {
+  namespace d = small_gemm_detail;
+  constexpr Index P = d::kWidth<S>;
+  const Index panels = (N + P - 1) / P;
+  static thread_local std::vector<S> pack;
+  S* bp = ensure(pack, panels * K * P);
+  d::pack_panels(bp, b, b_rs, b_cs, K, N);
+  for (Index p0 = 0; p0 < panels; p0 += 2) {
+    const int np = static_cast<int>(std::min<Index>(2, panels - p0));
+    const S* panel = bp + p0 * K * P;
+    const Index n_valid = N - p0 * P;
+    S* cj = c + p0 * P;
+    for (Index i = 0; i < M; i += d::kTileRows) {
+      S* ci = cj + i * ldc;
+      const S* ai = a + i * a_rs;
+      switch (std::min<Index>(d::kTileRows, M - i)) {
+        case 8: d::tile_rows<S, 8>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        case 7: d::tile_rows<S, 7>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        case 6: d::tile_rows<S, 6>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        case 5: d::tile_rows<S, 5>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        case 4: d::tile_rows<S, 4>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        case 3: d::tile_rows<S, 3>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        case 2: d::tile_rows<S, 2>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        default: d::tile_rows<S, 1>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+      }
+    }
+  }
+}
+
+}  // namespace mae
+
+#endif  // MAE_SMALL_GEMM_HPP
