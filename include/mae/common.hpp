@@ -46,8 +46,8 @@ struct Error : std::runtime_error {
 // weight-gradient products. A chunk's size depends only on the problem size (never on the
 // thread count), so results do not depend on threads. chunk_size splits n into an even number
 // of chunks of at most about `target` items: even, so that two threads get equal shares.
-inline constexpr Index kRowChunk = 128;
-inline constexpr Index kChannelChunk = 64;
+inline constexpr Index kRowChunk = 256;
+inline constexpr Index kChannelChunk = 128;
 
 inline Index chunk_size(Index n, Index target) {
   const Index chunks = 2 * std::max<Index>(1, (n + 2 * target - 1) / (2 * target));

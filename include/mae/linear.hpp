@@ -46,8 +46,12 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
     const Index r0 = c * rc, nr = std::min(rc, rows - r0);
     const ConstMatMap<S> X(inp + r0 * in_dim, nr, in_dim);
     MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
-    Y.noalias() = X * W.transpose();
-    if (bias) Y.rowwise() += ConstRowVecMap<S>(bias, out_dim);
+    if (bias) {  // the bias first, then the product added to it (Eigen would zero Y first anyway)
+      Y.rowwise() = ConstRowVecMap<S>(bias, out_dim);
+      Y.noalias() += X * W.transpose();
+    } else {
+      Y.noalias() = X * W.transpose();
+    }
   }
 }
 
