@@ -59,19 +59,28 @@ inline Index num_chunks(Index n, Index chunk) { return (n + chunk - 1) / chunk; 
 // (for a fresh scratch buffer, which then needs no zeroing first).
 enum class Grad { accumulate, overwrite };
 
-// out[0..n) = 0 and out[0..n) = in[0..n); large buffers are split between the threads.
+inline bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel() != 0;
+#else
+  return false;
+#endif
+}
+
+// out[0..n) = 0 and out[0..n) = in[0..n); large buffers are split between the threads (when
+// not called from inside a parallel region already).
 inline constexpr Index kCopyChunk = Index(1) << 16;
 template <class S>
 inline void zero(S* out, Index n) {
   const Index cs = chunk_size(n, kCopyChunk), chunks = num_chunks(n, cs);
-#pragma omp parallel for schedule(static) if (chunks > 2)
+#pragma omp parallel for schedule(static) if (chunks > 2 && !in_parallel())
   for (Index c = 0; c < chunks; ++c)
     std::memset(static_cast<void*>(out + c * cs), 0, sizeof(S) * static_cast<std::size_t>(std::min(cs, n - c * cs)));
 }
 template <class S>
 inline void copy(S* out, const S* in, Index n) {
   const Index cs = chunk_size(n, kCopyChunk), chunks = num_chunks(n, cs);
-#pragma omp parallel for schedule(static) if (chunks > 2)
+#pragma omp parallel for schedule(static) if (chunks > 2 && !in_parallel())
   for (Index c = 0; c < chunks; ++c)
     std::memcpy(static_cast<void*>(out + c * cs), in + c * cs, sizeof(S) * static_cast<std::size_t>(std::min(cs, n - c * cs)));
 }

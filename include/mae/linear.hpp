@@ -9,6 +9,7 @@
 #define MAE_LINEAR_HPP
 
 #include "common.hpp"
+#include "gemm.hpp"
 #include "rng.hpp"
 
 #include <cmath>
@@ -39,19 +40,18 @@ inline void init_linear(LinearParams<S>& l, Index out_dim, Index in_dim, Rng& r)
 template <class S>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
                            Index out_dim) {
-  const ConstMatMap<S> W(weight, out_dim, in_dim);
+  const GemmOperand<S> Wt{weight, in_dim, true};  // W^T (in, out)
   const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < chunks; ++c) {
     const Index r0 = c * rc, nr = std::min(rc, rows - r0);
-    const ConstMatMap<S> X(inp + r0 * in_dim, nr, in_dim);
-    MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
-    if (bias) {  // the bias first, then the product added to it (Eigen would zero Y first anyway)
-      Y.rowwise() = ConstRowVecMap<S>(bias, out_dim);
-      Y.noalias() += X * W.transpose();
-    } else {
-      Y.noalias() = X * W.transpose();
-    }
+    S* y = out + r0 * out_dim;
+    // Y = b (each row), then Y += X W^T
+    if (bias)
+      for (Index r = 0; r < nr; ++r) std::copy(bias, bias + out_dim, y + r * out_dim);
+    else
+      zero(y, nr * out_dim);
+    gemm(y, out_dim, GemmOperand<S>{inp + r0 * in_dim, in_dim}, Wt, nr, out_dim, in_dim);
   }
 }
 
@@ -59,20 +59,16 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
 template <class S>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
                             Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate) {
-  const ConstMatMap<S> W(weight, out_dim, in_dim);
-  const ConstMatMap<S> dY(dout, rows, out_dim);
-  const ConstMatMap<S> X(inp, rows, in_dim);
   if (dinp) {
     // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks; = with Grad::overwrite)
     const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel for schedule(static)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
-      MatMap<S> dX(dinp + r0 * in_dim, nr, in_dim);
-      if (dinp_mode == Grad::overwrite)
-        dX.noalias() = dY.middleRows(r0, nr) * W;
-      else
-        dX.noalias() += dY.middleRows(r0, nr) * W;
+      S* dx = dinp + r0 * in_dim;
+      if (dinp_mode == Grad::overwrite) zero(dx, nr * in_dim);
+      gemm(dx, in_dim, GemmOperand<S>{dout + r0 * out_dim, out_dim}, GemmOperand<S>{weight, in_dim}, nr, in_dim,
+           out_dim);
     }
   }
   // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
@@ -81,8 +77,8 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < chunks; ++c) {
     const Index o0 = c * oc, no = std::min(oc, out_dim - o0);
-    MatMap<S> dW(dweight + o0 * in_dim, no, in_dim);
-    dW.noalias() += dY.middleCols(o0, no).transpose() * X;
+    gemm(dweight + o0 * in_dim, in_dim, GemmOperand<S>{dout + o0, out_dim, true}, GemmOperand<S>{inp, in_dim}, no,
+         in_dim, rows);
     if (dbias)  // row by row: contiguous (vectorized) reads of each row's chunk of channels
       for (Index r = 0; r < rows; ++r) {
         const S* d = dout + r * out_dim;

@@ -7,6 +7,7 @@
 #include "classifier.hpp"
 #include "common.hpp"
 #include "config.hpp"
+#include "gemm.hpp"
 #include "cross_entropy.hpp"
 #include "layernorm.hpp"
 #include "linear.hpp"
