@@ -125,15 +125,24 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   layernorm_forward(c.ln1.data(), c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
   linear_forward(c.qkv.data(), c.ln1.data(), p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D);  // (R, 3D)
   attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads);               // (R, D)
-  linear_forward(c.x_mid.data(), c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D);  // (R, D)
   S* x_mid = c.x_mid.data();
-  add_residual(x_mid, x_in, keep_attn, N, T, D);
+  if (keep_attn) {  // drop path scales the branch before the residual add
+    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D);  // (R, D)
+    add_residual(x_mid, x_in, keep_attn, N, T, D);
+  } else {  // the residual add fused into the product: x_mid = x_in + b + ctx Wproj^T
+    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, x_in);
+  }
   // --- MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
   layernorm_forward(c.ln2.data(), c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
-  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd);  // (R, hidden)
-  gelu_forward(c.act.data(), c.fc1.data(), R * Hd);
-  linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D);  // (R, D)
-  add_residual(x_out, x_mid, keep_mlp, N, T, D);
+  // fc1 (R, hidden), and act = gelu(fc1) on each chunk of rows as soon as it is computed
+  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, nullptr,
+                 [&](Index r0, Index nr) { gelu_forward(c.act.data() + r0 * Hd, c.fc1.data() + r0 * Hd, nr * Hd); });
+  if (keep_mlp) {
+    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D);  // (R, D)
+    add_residual(x_out, x_mid, keep_mlp, N, T, D);
+  } else {
+    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, x_mid);
+  }
 }
 
 // dx_in (N, T, D) += gradient of <x_out, dx_out> (= with Grad::overwrite); parameter gradients g +=.
@@ -147,10 +156,13 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   S* dx_mid = w.dx_mid.data();
   // forward: x_out = x_mid + keep_mlp * fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
   copy(dx_mid, dx_out, R * D);
+  // forward: x_out = ... fc2(act)  =>  dact = dbranch W2;  and (on each chunk of rows of dact
+  // as soon as it is computed) forward: act = gelu(fc1)  =>  dfc1 = dact * gelu'(fc1)
   linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D),
-                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, Grad::overwrite);
-  // forward: act = gelu(fc1)
-  gelu_backward(w.dfc1.data(), c.fc1.data(), w.dact.data(), R * Hd, Grad::overwrite);
+                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, Grad::overwrite, [&](Index r0, Index nr) {
+                    gelu_backward(w.dfc1.data() + r0 * Hd, c.fc1.data() + r0 * Hd, w.dact.data() + r0 * Hd, nr * Hd,
+                                  Grad::overwrite);
+                  });
   // forward: fc1 = ln2 W1^T + b1
   linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R,
                   D, Hd, Grad::overwrite);

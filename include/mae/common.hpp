@@ -37,6 +37,10 @@ template <class S> using ConstStridedMap = Eigen::Map<const RowMatrix<S>, 0, Eig
 template <class S> using RowVecMap = Eigen::Map<Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 template <class S> using ConstRowVecMap = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 
+// T in a parameter list where it must not take part in deduction (so nullptr can be passed).
+template <class T> struct type_identity { using type = T; };
+template <class T> using nondeduced = typename type_identity<T>::type;
+
 // Every error the library reports: bad input shapes, bad files, bad configurations.
 struct Error : std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error("mae: " + what) {}
@@ -67,22 +71,34 @@ inline bool in_parallel() {
 #endif
 }
 
-// out[0..n) = 0 and out[0..n) = in[0..n); large buffers are split between the threads (when
-// not called from inside a parallel region already).
+// f(i) for i in [0, n), split between the threads (static schedule); in this thread alone when
+// called from inside a parallel region (say, on one chunk of a parallel loop).
+template <class F>
+inline void parallel_for(Index n, F&& f) {
+  if (n > 1 && !in_parallel()) {
+#pragma omp parallel for schedule(static)
+    for (Index i = 0; i < n; ++i) f(i);
+  } else {
+    for (Index i = 0; i < n; ++i) f(i);
+  }
+}
+
+// out[0..n) = 0 and out[0..n) = in[0..n); large buffers are split between the threads.
 inline constexpr Index kCopyChunk = Index(1) << 16;
+inline Index copy_chunk(Index n) { return n > 2 * kCopyChunk ? chunk_size(n, kCopyChunk) : std::max<Index>(n, 1); }
 template <class S>
 inline void zero(S* out, Index n) {
-  const Index cs = chunk_size(n, kCopyChunk), chunks = num_chunks(n, cs);
-#pragma omp parallel for schedule(static) if (chunks > 2 && !in_parallel())
-  for (Index c = 0; c < chunks; ++c)
+  const Index cs = copy_chunk(n);
+  parallel_for(num_chunks(n, cs), [&](Index c) {
     std::memset(static_cast<void*>(out + c * cs), 0, sizeof(S) * static_cast<std::size_t>(std::min(cs, n - c * cs)));
+  });
 }
 template <class S>
 inline void copy(S* out, const S* in, Index n) {
-  const Index cs = chunk_size(n, kCopyChunk), chunks = num_chunks(n, cs);
-#pragma omp parallel for schedule(static) if (chunks > 2 && !in_parallel())
-  for (Index c = 0; c < chunks; ++c)
+  const Index cs = copy_chunk(n);
+  parallel_for(num_chunks(n, cs), [&](Index c) {
     std::memcpy(static_cast<void*>(out + c * cs), in + c * cs, sizeof(S) * static_cast<std::size_t>(std::min(cs, n - c * cs)));
+  });
 }
 
 // Elementwise work runs on fixed blocks of 16 values, each one Eigen fixed-size array
@@ -96,8 +112,7 @@ template <class S> using Block16 = Eigen::Array<S, kBlock16, 1>;
 template <class F>
 inline void for_each_block16(Index n, F&& f) {
   const Index blocks = n / kBlock16;
-#pragma omp parallel for schedule(static)
-  for (Index b = 0; b < blocks; ++b) f(b * kBlock16, kBlock16);
+  parallel_for(blocks, [&](Index b) { f(b * kBlock16, kBlock16); });
   if (n % kBlock16) f(blocks * kBlock16, n % kBlock16);
 }
 

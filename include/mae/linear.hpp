@@ -36,29 +36,42 @@ inline void init_linear(LinearParams<S>& l, Index out_dim, Index in_dim, Rng& r)
   zero(l.bias, out_dim);
 }
 
-// out (rows, out_dim) = inp (rows, in_dim) * weight^T + bias
-template <class S>
+// Work a caller may attach to each finished chunk of rows (rows [r0, r0 + nr)), run by the
+// thread that computed it while the chunk is still in its cache: the block fuses GELU this way.
+struct NoChunkWork {
+  void operator()(Index, Index) const {}
+};
+
+// out (rows, out_dim) = inp (rows, in_dim) * weight^T + bias   (+ residual (rows, out_dim), if given)
+template <class S, class ChunkWork = NoChunkWork>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
-                           Index out_dim) {
+                           Index out_dim, const nondeduced<S>* residual = nullptr, ChunkWork after_chunk = {}) {
   const GemmOperand<S> Wt{weight, in_dim, true};  // W^T (in, out)
   const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < chunks; ++c) {
     const Index r0 = c * rc, nr = std::min(rc, rows - r0);
-    S* y = out + r0 * out_dim;
-    // Y = b (each row), then Y += X W^T
-    if (bias)
-      for (Index r = 0; r < nr; ++r) std::copy(bias, bias + out_dim, y + r * out_dim);
+    // Y = b (+ residual), then Y += X W^T
+    MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
+    if (residual && bias)
+      Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim).rowwise() + ConstRowVecMap<S>(bias, out_dim);
+    else if (residual)
+      Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim);
+    else if (bias)
+      Y.rowwise() = ConstRowVecMap<S>(bias, out_dim);
     else
-      zero(y, nr * out_dim);
-    gemm(y, out_dim, GemmOperand<S>{inp + r0 * in_dim, in_dim}, Wt, nr, out_dim, in_dim);
+      Y.setZero();
+    gemm(Y.data(), out_dim, GemmOperand<S>{inp + r0 * in_dim, in_dim}, Wt, nr, out_dim, in_dim);
+    after_chunk(r0, nr);
   }
 }
 
 // Gradients of linear_forward. dinp may be null (no gradient wanted for the input).
-template <class S>
+// after_dinp_chunk(r0, nr) runs on each finished chunk of rows of dinp (see NoChunkWork).
+template <class S, class ChunkWork = NoChunkWork>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
-                            Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate) {
+                            Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate,
+                            ChunkWork after_dinp_chunk = {}) {
   if (dinp) {
     // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks; = with Grad::overwrite)
     const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
@@ -69,6 +82,7 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
       if (dinp_mode == Grad::overwrite) zero(dx, nr * in_dim);
       gemm(dx, in_dim, GemmOperand<S>{dout + r0 * out_dim, out_dim}, GemmOperand<S>{weight, in_dim}, nr, in_dim,
            out_dim);
+      after_dinp_chunk(r0, nr);
     }
   }
   // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
