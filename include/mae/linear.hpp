@@ -72,11 +72,14 @@ template <class S, class ChunkWork = NoChunkWork>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
                             Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate,
                             ChunkWork after_dinp_chunk = {}) {
-  if (dinp) {
+  // The two parts are independent: one parallel region, no barrier between them.
+  const Index rc = chunk_size(rows, kRowChunk), row_chunks = dinp ? num_chunks(rows, rc) : 0;
+  const Index oc = chunk_size(out_dim, kChannelChunk), channel_chunks = num_chunks(out_dim, oc);
+#pragma omp parallel
+  {
     // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks; = with Grad::overwrite)
-    const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
-#pragma omp parallel for schedule(static)
-    for (Index c = 0; c < chunks; ++c) {
+#pragma omp for schedule(static) nowait
+    for (Index c = 0; c < row_chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
       S* dx = dinp + r0 * in_dim;
       if (dinp_mode == Grad::overwrite) zero(dx, nr * in_dim);
@@ -84,20 +87,19 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
            out_dim);
       after_dinp_chunk(r0, nr);
     }
-  }
-  // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
-  // (threads own chunks of output channels, each summing over every row)
-  const Index oc = chunk_size(out_dim, kChannelChunk), chunks = num_chunks(out_dim, oc);
-#pragma omp parallel for schedule(static)
-  for (Index c = 0; c < chunks; ++c) {
-    const Index o0 = c * oc, no = std::min(oc, out_dim - o0);
-    gemm(dweight + o0 * in_dim, in_dim, GemmOperand<S>{dout + o0, out_dim, true}, GemmOperand<S>{inp, in_dim}, no,
-         in_dim, rows);
-    if (dbias)  // row by row: contiguous (vectorized) reads of each row's chunk of channels
-      for (Index r = 0; r < rows; ++r) {
-        const S* d = dout + r * out_dim;
-        for (Index o = o0; o < o0 + no; ++o) dbias[o] += d[o];
-      }
+    // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
+    // (threads own chunks of output channels, each summing over every row)
+#pragma omp for schedule(static)
+    for (Index c = 0; c < channel_chunks; ++c) {
+      const Index o0 = c * oc, no = std::min(oc, out_dim - o0);
+      gemm(dweight + o0 * in_dim, in_dim, GemmOperand<S>{dout + o0, out_dim, true}, GemmOperand<S>{inp, in_dim}, no,
+           in_dim, rows);
+      if (dbias)  // row by row: contiguous (vectorized) reads of each row's chunk of channels
+        for (Index r = 0; r < rows; ++r) {
+          const S* d = dout + r * out_dim;
+          for (Index o = o0; o < o0 + no; ++o) dbias[o] += d[o];
+        }
+    }
   }
 }
 
