@@ -2,6 +2,7 @@
 //
 //   encoder:  x = patch_embed(imgs) + pos_embed[1:]          (N, L, D)
 //             x = x[ids_keep]                                 (N, K, D) random masking
+//             (computed as patch_embed of the kept patches only: the same rows, a quarter of the work)
 //             x = [cls_token + pos_embed[0], x]               (N, 1+K, D)
 //             x = norm(blocks(x))                             latent (N, 1+K, D)
 //   decoder:  y = decoder_embed(latent)                       (N, 1+K, D')
@@ -220,14 +221,15 @@ class MaskedAutoencoder {
                      T, encoder_block, Grad::overwrite);
       std::swap(dcur, dprev);
     }
-    // forward: enc_x[0] = [cls_token + pos_embed[0], x_patch[ids_keep]]
+    // forward: enc_x[0] = [cls_token + pos_embed[0], x_patch + pos_embed[1 + ids_keep]]
     for (Index n = 0; n < N; ++n)
       for (Index d = 0; d < D; ++d) g.cls_token[d] += dcur[n * T * D + d];
-    zero(ws.d_x_patch.data(), N * L * D);
-    gather_tokens_backward(ws.d_x_patch.data(), dcur + D, T, ws.ids_shuffle.data(), N, L, K, D);
-    // forward: x_patch = patch_embed(imgs) + pos_embed[1:]
-    patch_embed_backward<S>(nullptr, g.patch_embed, nullptr, ws.d_x_patch.data(), ws.cols.data(), w_.patch_embed, N,
-                            patch_shape, D);
+    S* dxp = ws.d_x_patch.data();
+#pragma omp parallel for schedule(static)
+    for (Index n = 0; n < N; ++n) std::copy(dcur + (n * T + 1) * D, dcur + (n + 1) * T * D, dxp + n * K * D);
+    // forward: x_patch = cols W^T + b, on the kept patches (the masked ones get no gradient)
+    linear_backward<S>(nullptr, g.patch_embed.weight, g.patch_embed.bias, dxp, ws.cols.data(), w_.patch_embed.weight,
+                       N * K, C * p * p, D);
   }
 
   // Results of the last forward.
@@ -310,8 +312,8 @@ class MaskedAutoencoder {
     S loss = 0;
     std::vector<S> noise, mask;                      // (N, L)
     std::vector<std::int64_t> ids_shuffle, ids_restore;  // (N, L)
-    std::vector<S> cols;                             // (N, L, C*p*p)
-    std::vector<S> x_patch;                          // (N, L, D)
+    std::vector<S> cols_all;                         // (N, L, C*p*p): every patch
+    std::vector<S> cols, x_patch;                    // (N, K, C*p*p), (N, K, D): the kept ones
     std::vector<std::vector<S>> enc_x;               // depth+1 x (N, 1+K, D)
     std::vector<BlockCache<S>> enc_cache = std::vector<BlockCache<S>>(kDepth);
     std::vector<S> latent, norm_mean, norm_rstd;     // (N, 1+K, D), (N*(1+K)) x2
@@ -330,7 +332,7 @@ class MaskedAutoencoder {
       N = n, K = k;
       const Index T = 1 + K, Td = 1 + L;
       ensure(noise, N * L), ensure(mask, N * L), ensure(ids_shuffle, N * L), ensure(ids_restore, N * L);
-      ensure(cols, N * L * C * p * p), ensure(x_patch, N * L * D);
+      ensure(cols_all, N * L * C * p * p), ensure(cols, N * K * C * p * p), ensure(x_patch, N * K * D);
       enc_x.resize(kDepth + 1);
       for (auto& x : enc_x) ensure(x, N * T * D);
       ensure(latent, N * T * D), ensure(norm_mean, N * T), ensure(norm_rstd, N * T);
@@ -345,7 +347,7 @@ class MaskedAutoencoder {
       ensure(d_pred, n * L * P), ensure(d_pred_full, n * Td * P), ensure(d_dec_normed, n * Td * Dd);
       ensure(d_dec_a, n * Td * Dd), ensure(d_dec_b, n * Td * Dd), ensure(d_emb, n * T * Dd);
       ensure(d_latent, n * T * D), ensure(d_enc_a, n * T * D), ensure(d_enc_b, n * T * D);
-      ensure(d_x_patch, n * L * D);
+      ensure(d_x_patch, n * k * D);
     }
   };
 
@@ -362,18 +364,25 @@ class MaskedAutoencoder {
   // Encoder on the K tokens ws.ids_shuffle[:, :K] (all L in order for features): ws.latent.
   void encode(Workspace& ws, const S* imgs, Index N, Index K) {
     const Index T = 1 + K;
-    // x_patch = patch_embed(imgs) + pos_embed[1:]                              (N, L, D)
-    patch_embed_forward(ws.x_patch.data(), ws.cols.data(), imgs, w_.patch_embed, N, patch_shape, D);
-    S* xp = ws.x_patch.data();
-    const S* pos = pos_embed_.data() + D;
-#pragma omp parallel for schedule(static)
-    for (Index nl = 0; nl < N * L; ++nl)
-      for (Index d = 0; d < D; ++d) xp[nl * D + d] += pos[(nl % L) * D + d];
-    // enc_x[0] = [cls_token + pos_embed[0], x_patch[ids_keep]]                 (N, 1+K, D)
+    // The reference embeds every patch, adds pos_embed[1:] and keeps the rows ids_keep; the
+    // same rows come from embedding the kept patches only:
+    // x_patch = im2col(imgs)[ids_keep] W^T + b                                  (N, K, D)
+    const Index Kp = C * p * p;
+    im2col<S, false>(ws.cols_all.data(), imgs, N, patch_shape);
+    gather_tokens(ws.cols.data(), K, ws.cols_all.data(), ws.ids_shuffle.data(), N, L, K, Kp);
+    linear_forward(ws.x_patch.data(), ws.cols.data(), w_.patch_embed.weight, w_.patch_embed.bias, N * K, Kp, D);
+    // enc_x[0] = [cls_token + pos_embed[0], x_patch + pos_embed[1 + ids_keep]]   (N, 1+K, D)
     S* x0 = ws.enc_x[0].data();
-    for (Index n = 0; n < N; ++n)
+    const S* xp = ws.x_patch.data();
+    const std::int64_t* ids = ws.ids_shuffle.data();
+#pragma omp parallel for schedule(static)
+    for (Index n = 0; n < N; ++n) {
       for (Index d = 0; d < D; ++d) x0[n * T * D + d] = w_.cls_token[d] + pos_embed_[d];
-    gather_tokens(x0 + D, T, xp, ws.ids_shuffle.data(), N, L, K, D);
+      for (Index k = 0; k < K; ++k) {
+        const S* pos = pos_embed_.data() + (1 + ids[n * L + k]) * D;
+        for (Index d = 0; d < D; ++d) x0[(n * T + 1 + k) * D + d] = xp[(n * K + k) * D + d] + pos[d];
+      }
+    }
     // blocks, then norm                                                        (N, 1+K, D)
     for (Index b = 0; b < kDepth; ++b)
       block_forward(ws.enc_x[b + 1].data(), ws.enc_cache[b], ws.enc_x[b].data(), w_.blocks[b], N, T, encoder_block);
