@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace mae {
 
@@ -45,42 +46,41 @@ inline void layernorm_forward(S* out, S* mean, S* rstd, const S* inp, const S* w
 template <class S>
 inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
                                const S* mean, const S* rstd, Index rows, Index C) {
-  const Index cc = chunk_size(C, kChannelChunk), chunks = num_chunks(C, cc);
-  // (the two parts below are independent: one parallel region, no barrier between them)
-#pragma omp parallel
-  {
-    // forward: y = norm * weight + bias, norm = (x - mean) * rstd
-    // => dx += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),  dnorm = dy * weight
-#pragma omp for schedule(static) nowait
-    for (Index r = 0; r < rows; ++r) {
+  // One pass over the rows, in fixed chunks: each chunk also sums its rows' share of dweight
+  // and dbias into its own partial sums, added up in chunk order at the end (the chunks do
+  // not depend on the thread count, so neither do the results).
+  const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
+  static thread_local std::vector<S> partial_buf;
+  S* partial = ensure(partial_buf, chunks * 2 * C);  // per chunk: dweight (C), dbias (C)
+#pragma omp parallel for schedule(static)
+  for (Index c = 0; c < chunks; ++c) {
+    S* pw = partial + c * 2 * C;
+    S* pb = pw + C;
+    std::fill(pw, pw + 2 * C, S(0));
+    for (Index r = c * rc; r < std::min(rows, (c + 1) * rc); ++r) {
       const S* x = inp + r * C;
       const S* dy = dout + r * C;
       S* dx = dinp + r * C;
       const S m = mean[r], s = rstd[r];
+      // forward: y = norm * weight + bias, norm = (x - mean) * rstd
+      // => dx += rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)),  dnorm = dy * weight
       const S dnorm_mean = sum16<S>(C, [&](Index i) { return dy[i] * weight[i]; }) / static_cast<S>(C);
       const S dnorm_norm_mean =
           sum16<S>(C, [&](Index i) { return dy[i] * weight[i] * (x[i] - m) * s; }) / static_cast<S>(C);
-      for (Index i = 0; i < C; ++i) {
-        const S norm = (x[i] - m) * s;
-        dx[i] += (dy[i] * weight[i] - dnorm_mean - norm * dnorm_norm_mean) * s;
-      }
-    }
-    // => dweight += sum over rows of dy * norm,  dbias += sum over rows of dy
-    // (threads own chunks of channels, each summing over every row in order)
-#pragma omp for schedule(static)
-    for (Index c = 0; c < chunks; ++c) {
-      const Index i0 = c * cc, ni = std::min(cc, C - i0);
-      for (Index r = 0; r < rows; ++r) {
-        const S m = mean[r], s = rstd[r];
-        const S* x = inp + r * C;
-        const S* dy = dout + r * C;
-        for (Index i = i0; i < i0 + ni; ++i) {
-          dweight[i] += dy[i] * (x[i] - m) * s;
-          dbias[i] += dy[i];
-        }
-      }
+      using Row = Eigen::Array<S, 1, Eigen::Dynamic>;
+      const Eigen::Map<const Row> xr(x, C), dyr(dy, C), wr(weight, C);
+      const auto norm = (xr - m) * s;
+      Eigen::Map<Row>(dx, C) += (dyr * wr - dnorm_mean - norm * dnorm_norm_mean) * s;
+      // => dweight += sum over rows of dy * norm,  dbias += sum over rows of dy
+      Eigen::Map<Row>(pw, C) += dyr * norm;
+      Eigen::Map<Row>(pb, C) += dyr;
     }
   }
+  for (Index c = 0; c < chunks; ++c)
+    for (Index i = 0; i < C; ++i) {
+      dweight[i] += partial[c * 2 * C + i];
+      dbias[i] += partial[c * 2 * C + C + i];
+    }
 }
 
 }  // namespace mae
