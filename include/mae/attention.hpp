@@ -21,6 +21,23 @@ struct AttentionParams {
   LinearParams<S> proj;  // (D, D), (D)
 };
 
+// row[0..T) = exp(row - max) / sum, in place. The exponentials are summed in 16 lanes on the
+// way (lane j % 16, then Eigen's fixed reduction of the 16 lanes): an order fixed by T alone.
+template <class S>
+inline void softmax_row(S* row, Index T) {
+  const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
+  Block16<S> lanes = Block16<S>::Zero();
+  for (Index j = 0; j < T; j += kBlock16) {
+    const Index m = std::min(kBlock16, T - j);
+    Block16<S> e = (load16(row + j, m) - mx).exp();
+    if (m < kBlock16) e.tail(kBlock16 - m).setZero();  // the padding of a last partial block
+    store16<S>(row + j, e, m);
+    lanes += e;
+  }
+  const S inv = S(1) / lanes.sum();
+  for (Index j = 0; j < T; ++j) row[j] *= inv;
+}
+
 // The core, between the two linears: ctx (N, T, D), att (N, H, T, T) from qkv (N, T, 3D).
 // Per sample n and head h, q, k, v are (T, hd) views into qkv with row stride 3D; the products
 // are small_gemm calls (a transposed operand is just swapped strides).
@@ -38,16 +55,7 @@ inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, In
     S* o = ctx + n * T * D + h * hd;         // (T, hd), row stride D
     // a = q k^T * scale
     small_gemm(a, T, q, ld, 1, k, 1, ld, T, T, hd, scale, Grad::overwrite);
-    for (Index i = 0; i < T; ++i) {  // softmax over keys: exp(s - max) / sum
-      S* row = a + i * T;
-      const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
-      for (Index j = 0; j < T; j += kBlock16) {
-        const Index m = std::min(kBlock16, T - j);
-        store16<S>(row + j, (load16(row + j, m) - mx).exp(), m);
-      }
-      const S inv = S(1) / sum16<S>(T, [&](Index j) { return row[j]; });
-      for (Index j = 0; j < T; ++j) row[j] *= inv;
-    }
+    for (Index i = 0; i < T; ++i) softmax_row(a + i * T, T);  // softmax over keys
     // o = a v
     small_gemm(o, D, a, T, 1, v, ld, 1, T, hd, T, S(1), Grad::overwrite);
   }
