@@ -30,7 +30,7 @@ inline void softmax_row(S* row, Index T) {
   for (Index j = 0; j < T; j += kBlock16) {
     const Index m = std::min(kBlock16, T - j);
     Block16<S> e = (load16(row + j, m) - mx).exp();
-    if (m < kBlock16) e.tail(kBlock16 - m).setZero();  // the padding of a last partial block
+    for (Index t = m; t < kBlock16; ++t) e[t] = S(0);  // the padding of a last partial block
     store16<S>(row + j, e, m);
     lanes += e;
   }
