@@ -312,8 +312,7 @@ class MaskedAutoencoder {
     S loss = 0;
     std::vector<S> noise, mask;                      // (N, L)
     std::vector<std::int64_t> ids_shuffle, ids_restore;  // (N, L)
-    std::vector<S> cols_all;                         // (N, L, C*p*p): every patch
-    std::vector<S> cols, x_patch;                    // (N, K, C*p*p), (N, K, D): the kept ones
+    std::vector<S> cols, x_patch;                    // (N, K, C*p*p), (N, K, D): the kept patches
     std::vector<std::vector<S>> enc_x;               // depth+1 x (N, 1+K, D)
     std::vector<BlockCache<S>> enc_cache = std::vector<BlockCache<S>>(kDepth);
     std::vector<S> latent, norm_mean, norm_rstd;     // (N, 1+K, D), (N*(1+K)) x2
@@ -332,7 +331,7 @@ class MaskedAutoencoder {
       N = n, K = k;
       const Index T = 1 + K, Td = 1 + L;
       ensure(noise, N * L), ensure(mask, N * L), ensure(ids_shuffle, N * L), ensure(ids_restore, N * L);
-      ensure(cols_all, N * L * C * p * p), ensure(cols, N * K * C * p * p), ensure(x_patch, N * K * D);
+      ensure(cols, N * K * C * p * p), ensure(x_patch, N * K * D);
       enc_x.resize(kDepth + 1);
       for (auto& x : enc_x) ensure(x, N * T * D);
       ensure(latent, N * T * D), ensure(norm_mean, N * T), ensure(norm_rstd, N * T);
@@ -367,10 +366,8 @@ class MaskedAutoencoder {
     // The reference embeds every patch, adds pos_embed[1:] and keeps the rows ids_keep; the
     // same rows come from embedding the kept patches only:
     // x_patch = im2col(imgs)[ids_keep] W^T + b                                  (N, K, D)
-    const Index Kp = C * p * p;
-    im2col<S, false>(ws.cols_all.data(), imgs, N, patch_shape);
-    gather_tokens(ws.cols.data(), K, ws.cols_all.data(), ws.ids_shuffle.data(), N, L, K, Kp);
-    linear_forward(ws.x_patch.data(), ws.cols.data(), w_.patch_embed.weight, w_.patch_embed.bias, N * K, Kp, D);
+    im2col<S, false>(ws.cols.data(), imgs, N, patch_shape, ws.ids_shuffle.data(), K);
+    linear_forward(ws.x_patch.data(), ws.cols.data(), w_.patch_embed.weight, w_.patch_embed.bias, N * K, C * p * p, D);
     // enc_x[0] = [cls_token + pos_embed[0], x_patch + pos_embed[1 + ids_keep]]   (N, 1+K, D)
     S* x0 = ws.enc_x[0].data();
     const S* xp = ws.x_patch.data();

@@ -13,6 +13,8 @@
 #include "common.hpp"
 #include "linear.hpp"
 
+#include <cstdint>
+
 namespace mae {
 
 struct PatchShape {
@@ -50,18 +52,21 @@ inline void unpatchify(S* imgs, const S* x, Index N, const PatchShape& s) {
 }
 
 // cols (N, L, C*p*p) from imgs, conv order (channel, i, j); with add = true, the transpose:
-// imgs += col2im(cols).
+// imgs += col2im(cols). With ids (N, L), only the first K patches of each image's row of ids,
+// in that order: cols (N, K, C*p*p), row (n, k) = patch ids[n * L + k] (the masking's ids_keep).
 template <class S, bool Add = false>
 inline void im2col(std::conditional_t<Add, const S*, S*> cols, std::conditional_t<Add, S*, const S*> imgs,
-                   Index N, const PatchShape& s) {
+                   Index N, const PatchShape& s, const std::int64_t* ids = nullptr, Index K = 0) {
   const Index C = s.channels, p = s.patch, G = s.grid, W = G * p, L = G * G, P = p * p * C;
+  const Index kept = ids ? K : L;
 #pragma omp parallel for schedule(static)
-  for (Index nl = 0; nl < N * L; ++nl) {
-    const Index n = nl / L, r = (nl % L) / G, c = nl % G;
+  for (Index nk = 0; nk < N * kept; ++nk) {
+    const Index n = nk / kept, l = ids ? static_cast<Index>(ids[n * L + nk % kept]) : nk % kept;
+    const Index r = l / G, c = l % G;
     for (Index ch = 0; ch < C; ++ch)
       for (Index i = 0; i < p; ++i)
         for (Index j = 0; j < p; ++j) {
-          const Index ci = nl * P + (ch * p + i) * p + j;
+          const Index ci = nk * P + (ch * p + i) * p + j;
           const Index ii = ((n * C + ch) * W + r * p + i) * W + c * p + j;
           if constexpr (Add) imgs[ii] += cols[ci];
           else cols[ci] = imgs[ii];
