@@ -302,6 +302,46 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
   }
 }
 
+TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in every orientation and at every edge") {
+  // sizes around the 8-row tiles, 3-packet panels, 256-step k blocks, 256-row and 10-panel blocks
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{
+           {1, 1, 1}, {8, 48, 16}, {9, 49, 257}, {17, 130, 9}, {263, 500, 520}, {300, 33, 40}, {5, 481, 3}, {64, 16, 600}}) {
+    for (int orientation = 0; orientation < 4; ++orientation) {
+      const bool at = orientation & 1, bt = orientation & 2;
+      const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
+      const mae::GemmOperand<float> A{a.data(), at ? M : K, at}, B{b.data(), bt ? K : N, bt};  // A stored (M, K) or (K, M)
+      const auto a_ik = [&](Index i, Index k) { return at ? a[k * M + i] : a[i * K + k]; };
+      const auto b_kj = [&](Index k, Index j) { return bt ? b[j * K + k] : b[k * N + j]; };
+      const Index ldc = N + 3;
+      const std::vector<float> c_init = random_floats(M * ldc, 70);
+      std::vector<float> c0 = c_init, bound(M * ldc, 0), c1 = c_init, c2 = c_init;
+      for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < N; ++j) {
+          double s = 0, s_abs = 0;
+          for (Index k = 0; k < K; ++k) s += double(a_ik(i, k)) * b_kj(k, j), s_abs += std::abs(double(a_ik(i, k)) * b_kj(k, j));
+          c0[i * ldc + j] += static_cast<float>(0.5 * s);
+          bound[i * ldc + j] = static_cast<float>(1e-6 * (s_abs + std::abs(c_init[i * ldc + j])));
+        }
+      mae::gemm(c1.data(), ldc, A, B, M, N, K, 0.5f);
+      // the same product in two chunks of rows split off the tile grid: the same bits
+      const Index split = M / 2 + 1 < M ? M / 2 + 1 : M;
+      mae::gemm(c2.data(), ldc, A, B, split, N, K, 0.5f);
+      const mae::GemmOperand<float> A2{at ? a.data() + split : a.data() + split * K, A.ld, at};
+      mae::gemm(c2.data() + split * ldc, ldc, A2, B, M - split, N, K, 0.5f);
+      INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
+      CHECK(c1 == c2);
+      for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < ldc; ++j) {
+          const Index idx = i * ldc + j;
+          if (j >= N)  // the padding between rows is never written
+            CHECK(c1[idx] == c_init[idx]);
+          else
+            CHECK(std::abs(c1[idx] - c0[idx]) <= bound[idx]);
+        }
+    }
+  }
+}
+
 TEST_CASE("small_gemm (attention's products) equals the plain triple loop, for every tile edge and stride") {
   // sizes around the 8-row tiles and 16-wide panels; A and B read through transposed strides too
   for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1}, {13, 13, 64}, {17, 33, 5}, {65, 32, 65}, {9, 47, 20}}) {
