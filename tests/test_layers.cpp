@@ -328,8 +328,15 @@ TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in e
       mae::gemm(c2.data(), ldc, A, B, split, N, K, 0.5f);
       const mae::GemmOperand<float> A2{at ? a.data() + split : a.data() + split * K, A.ld, at};
       mae::gemm(c2.data() + split * ldc, ldc, A2, B, M - split, N, K, 0.5f);
+      // and with B packed beforehand, piece by piece: the same bits
+      std::vector<float> c3 = c_init;
+      std::vector<float, Eigen::aligned_allocator<float>> packed(
+          static_cast<std::size_t>(mae::gemm_packed_size<float>(K, N)), std::numeric_limits<float>::quiet_NaN());
+      for (Index u = 0; u < mae::gemm_pack_units<float>(K, N); ++u) mae::gemm_pack_unit(packed.data(), B, K, N, u);
+      mae::gemm(c3.data(), ldc, A, mae::PackedB<float>{packed.data(), K, N}, M, 0.5f);
       INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
       CHECK(c1 == c2);
+      CHECK(c1 == c3);
       for (Index i = 0; i < M; ++i)
         for (Index j = 0; j < ldc; ++j) {
           const Index idx = i * ldc + j;

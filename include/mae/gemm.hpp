@@ -15,10 +15,14 @@
 // Panels at the right and bottom edges are zero padded; their tile runs on a copy of C's valid
 // part in a small buffer, copied back.
 //
+// A B used by many calls (the weights, for every chunk of rows) can be packed once into the
+// same panels beforehand, its pieces shared between the threads (PackedB below).
+//
 // Each element of C gets its k terms in the same order whatever M, N, the caller's chunk of C
 // or the thread: results depend on the problem only. Single-threaded: call it inside a
 // parallel loop, one chunk of C per call. The packing buffers belong to the calling thread
-// and are allocated once (a steady-state training step allocates nothing).
+// and are allocated once, or grow to the largest product (a steady-state training step
+// allocates nothing).
 // tests/test_layers.cpp compares it with a plain triple loop at every edge and orientation.
 #ifndef MAE_GEMM_HPP
 #define MAE_GEMM_HPP
@@ -115,6 +119,12 @@ inline void transpose_copy(S* out, Index ldo, const S* in, Index ldi, Index rows
     for (Index k = 0; k < cols; ++k) out[k * ldo + i] = in[i * ldi + k];
 }
 
+// n values, n known at compile time: a few vector moves instead of a call to memmove.
+template <Index n, class S>
+inline void copy_fixed(S* out, const S* in) {
+  for (Index i = 0; i < n; ++i) out[i] = in[i];
+}
+
 // Panels of A's block rows [i0, i0 + mc) x k [p0, p0 + kc): panel q holds rows
 // [q MR, q MR + MR) as kc columns of MR values (zero past the last row).
 template <class S>
@@ -123,7 +133,9 @@ inline void pack_a(S* out, GemmOperand<S> A, Index i0, Index mc, Index p0, Index
   for (Index q = 0; q * MR < mc; ++q, out += MR * kc) {
     const Index r0 = i0 + q * MR, nr = std::min(MR, i0 + mc - r0);
     if (nr < MR) std::fill(out, out + MR * kc, S(0));
-    if (A.transposed)  // A (i, k) = data[k ld + i]: each k's MR values are contiguous
+    if (A.transposed && nr == MR)  // A (i, k) = data[k ld + i]: each k's MR values are contiguous
+      for (Index k = 0; k < kc; ++k) copy_fixed<MR>(out + k * MR, A.data + (p0 + k) * A.ld + r0);
+    else if (A.transposed)
       for (Index k = 0; k < kc; ++k) std::copy_n(A.data + (p0 + k) * A.ld + r0, nr, out + k * MR);
     else  // A (i, k) = data[i ld + k]: a transpose
       transpose_copy(out, MR, A.data + r0 * A.ld + p0, A.ld, nr, kc);
@@ -141,7 +153,9 @@ inline void pack_b(S* out, GemmOperand<S> B, Index p0, Index kc, Index j0, Index
     if (ncols < w) std::fill(out, out + w * kc, S(0));
     if (B.transposed)  // B (k, j) = data[j ld + k]: a transpose
       transpose_copy(out, w, B.data + c0 * B.ld + p0, B.ld, ncols, kc);
-    else  // B (k, j) = data[k ld + j]: each k's columns are contiguous
+    else if (ncols == NR)  // B (k, j) = data[k ld + j]: each k's columns are contiguous
+      for (Index k = 0; k < kc; ++k) copy_fixed<NR>(out + k * w, B.data + (p0 + k) * B.ld + c0);
+    else
       for (Index k = 0; k < kc; ++k) std::copy_n(B.data + (p0 + k) * B.ld + c0, ncols, out + k * w);
     out += w * kc;
   }
@@ -156,17 +170,30 @@ inline void edge_tile(S* c, Index ldc, const S* ap, const S* bp, Index kc, S alp
   for (Index r = 0; r < nr; ++r) std::copy_n(t + r * W, ncols, c + r * ldc);
 }
 
+// Columns of B once packed: whole panels, the last one rounded up to whole packets.
 template <class S>
-inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, Index N, Index K, S alpha) {
+inline Index packed_width(Index N) {
+  constexpr Index P = kP<S>, NR = kNR<S>;
+  return N / NR * NR + (N % NR + P - 1) / P * P;
+}
+
+// B either packed here, block by block, or (packed != null) all packed before: for each block
+// of KC steps of k, the panels of every column, i.e. block p0 at packed + p0 packed_width(N).
+template <class S>
+inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* packed, Index M, Index N, Index K,
+                S alpha) {
   constexpr Index P = kP<S>, MR = kMR, NR = kNR<S>, KC = kKC, MC = kMC, NC = kNC<S>;
   static thread_local AlignedVector<S> abuf(static_cast<std::size_t>(MC * KC)), bbuf(static_cast<std::size_t>(NC * KC));
   S* const ap = abuf.data();
-  S* const bp = bbuf.data();
   for (Index j0 = 0; j0 < N; j0 += NC) {
     const Index nc = std::min(NC, N - j0);
     for (Index p0 = 0; p0 < K; p0 += KC) {
       const Index kc = std::min(KC, K - p0);
-      pack_b(bp, B, p0, kc, j0, nc);
+      const S* bp = bbuf.data();
+      if (packed)
+        bp = packed + p0 * packed_width<S>(N) + j0 * kc;
+      else
+        pack_b(bbuf.data(), B, p0, kc, j0, nc);
       for (Index i0 = 0; i0 < M; i0 += MC) {
         const Index mc = std::min(MC, M - i0);
         pack_a(ap, A, i0, mc, p0, kc);
@@ -200,7 +227,56 @@ inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, In
 template <class S>
 inline void gemm(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, Index N, Index K, S alpha = S(1)) {
   if (M == 0 || N == 0 || K == 0) return;
-  gemm_detail::run(c, ldc, A, B, M, N, K, alpha);
+  gemm_detail::run(c, ldc, A, B, static_cast<const S*>(nullptr), M, N, K, alpha);
+}
+
+// B (K, N) packed once for every product with it: a layer's weights, or the input its weight
+// gradient is summed over, shared by the threads that compute the chunks of C. The same panels
+// gemm packs on each call (so the same results, bit for bit), in one buffer of
+// gemm_packed_size(K, N) values (aligned for Eigen's packets, as gemm_shared_buffer's are),
+// packed in gemm_pack_units(K, N) independent pieces that the threads of a parallel loop share:
+//   for (u = 0; u < gemm_pack_units<S>(K, N); ++u) gemm_pack_unit(buf, B, K, N, u);
+//   gemm(c, ldc, A, PackedB<S>{buf, K, N}, M);
+template <class S>
+struct PackedB {
+  const S* data;
+  Index K, N;
+};
+
+template <class S>
+inline Index gemm_packed_size(Index K, Index N) {
+  return K * gemm_detail::packed_width<S>(N);
+}
+template <class S>
+inline Index gemm_pack_units(Index K, Index N) {
+  using namespace gemm_detail;
+  return (K + kKC - 1) / kKC * ((N + kNR<S> - 1) / kNR<S>);
+}
+// Piece u: one panel of one block of k.
+template <class S>
+inline void gemm_pack_unit(S* out, GemmOperand<S> B, Index K, Index N, Index u) {
+  using namespace gemm_detail;
+  const Index panels = (N + kNR<S> - 1) / kNR<S>, p0 = u / panels * kKC, j0 = u % panels * kNR<S>;
+  const Index kc = std::min(kKC, K - p0);
+  pack_b(out + p0 * packed_width<S>(N) + j0 * kc, B, p0, kc, j0, std::min(kNR<S>, N - j0));
+}
+
+// C (M, N; row stride ldc) += alpha A B, B packed as above.
+template <class S>
+inline void gemm(S* c, Index ldc, GemmOperand<S> A, const PackedB<S>& B, Index M, S alpha = S(1)) {
+  if (M == 0 || B.N == 0 || B.K == 0) return;
+  gemm_detail::run(c, ldc, A, GemmOperand<S>{nullptr, 0}, B.data, M, B.N, B.K, alpha);
+}
+
+// A buffer of at least n values belonging to the calling thread, for operands it packs for the
+// threads it then starts (slot: one per operand in use at the same time). Grow-only: it
+// allocates only for a product larger than any before it.
+template <class S>
+inline S* gemm_shared_buffer(int slot, Index n) {
+  static thread_local gemm_detail::AlignedVector<S> buf[2];
+  auto& b = buf[slot];
+  if (static_cast<Index>(b.size()) < n) b.resize(static_cast<std::size_t>(n));
+  return b.data();
 }
 
 }  // namespace mae

@@ -46,23 +46,30 @@ struct NoChunkWork {
 template <class S, class ChunkWork = NoChunkWork>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
                            Index out_dim, const nondeduced<S>* residual = nullptr, ChunkWork after_chunk = {}) {
-  const GemmOperand<S> Wt{weight, in_dim, true};  // W^T (in, out)
+  const GemmOperand<S> Wt{weight, in_dim, true};  // W^T (in, out), packed once for every chunk of rows
+  S* const packed = gemm_shared_buffer<S>(0, gemm_packed_size<S>(in_dim, out_dim));
+  const Index units = gemm_pack_units<S>(in_dim, out_dim);
   const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
-#pragma omp parallel for schedule(static)
-  for (Index c = 0; c < chunks; ++c) {
-    const Index r0 = c * rc, nr = std::min(rc, rows - r0);
-    // Y = b (+ residual), then Y += X W^T
-    MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
-    if (residual && bias)
-      Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim).rowwise() + ConstRowVecMap<S>(bias, out_dim);
-    else if (residual)
-      Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim);
-    else if (bias)
-      Y.rowwise() = ConstRowVecMap<S>(bias, out_dim);
-    else
-      Y.setZero();
-    gemm(Y.data(), out_dim, GemmOperand<S>{inp + r0 * in_dim, in_dim}, Wt, nr, out_dim, in_dim);
-    after_chunk(r0, nr);
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (Index u = 0; u < units; ++u) gemm_pack_unit(packed, Wt, in_dim, out_dim, u);
+#pragma omp for schedule(static)
+    for (Index c = 0; c < chunks; ++c) {
+      const Index r0 = c * rc, nr = std::min(rc, rows - r0);
+      // Y = b (+ residual), then Y += X W^T
+      MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
+      if (residual && bias)
+        Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim).rowwise() + ConstRowVecMap<S>(bias, out_dim);
+      else if (residual)
+        Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim);
+      else if (bias)
+        Y.rowwise() = ConstRowVecMap<S>(bias, out_dim);
+      else
+        Y.setZero();
+      gemm(Y.data(), out_dim, GemmOperand<S>{inp + r0 * in_dim, in_dim}, PackedB<S>{packed, in_dim, out_dim}, nr);
+      after_chunk(r0, nr);
+    }
   }
 }
 
@@ -72,19 +79,30 @@ template <class S, class ChunkWork = NoChunkWork>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
                             Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate,
                             ChunkWork after_dinp_chunk = {}) {
-  // The two parts are independent: one parallel region, no barrier between them.
+  // The two parts are independent: one parallel region, one barrier after the packing.
   const Index rc = chunk_size(rows, kRowChunk), row_chunks = dinp ? num_chunks(rows, rc) : 0;
   const Index oc = chunk_size(out_dim, kChannelChunk), channel_chunks = num_chunks(out_dim, oc);
+  // The B operands, packed once for all chunks: W (out, in) of dX = dY W, X (rows, in) of dW = dY^T X
+  const GemmOperand<S> W{weight, in_dim}, X{inp, in_dim};
+  S* const w_packed = dinp ? gemm_shared_buffer<S>(0, gemm_packed_size<S>(out_dim, in_dim)) : nullptr;
+  S* const x_packed = gemm_shared_buffer<S>(1, gemm_packed_size<S>(rows, in_dim));
+  const Index w_units = dinp ? gemm_pack_units<S>(out_dim, in_dim) : 0, x_units = gemm_pack_units<S>(rows, in_dim);
 #pragma omp parallel
   {
+#pragma omp for schedule(static)
+    for (Index u = 0; u < w_units + x_units; ++u) {
+      if (u < w_units)
+        gemm_pack_unit(w_packed, W, out_dim, in_dim, u);
+      else
+        gemm_pack_unit(x_packed, X, rows, in_dim, u - w_units);
+    }
     // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks; = with Grad::overwrite)
 #pragma omp for schedule(static) nowait
     for (Index c = 0; c < row_chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
       S* dx = dinp + r0 * in_dim;
       if (dinp_mode == Grad::overwrite) zero(dx, nr * in_dim);
-      gemm(dx, in_dim, GemmOperand<S>{dout + r0 * out_dim, out_dim}, GemmOperand<S>{weight, in_dim}, nr, in_dim,
-           out_dim);
+      gemm(dx, in_dim, GemmOperand<S>{dout + r0 * out_dim, out_dim}, PackedB<S>{w_packed, out_dim, in_dim}, nr);
       after_dinp_chunk(r0, nr);
     }
     // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
@@ -92,8 +110,8 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
 #pragma omp for schedule(static)
     for (Index c = 0; c < channel_chunks; ++c) {
       const Index o0 = c * oc, no = std::min(oc, out_dim - o0);
-      gemm(dweight + o0 * in_dim, in_dim, GemmOperand<S>{dout + o0, out_dim, true}, GemmOperand<S>{inp, in_dim}, no,
-           in_dim, rows);
+      gemm(dweight + o0 * in_dim, in_dim, GemmOperand<S>{dout + o0, out_dim, true}, PackedB<S>{x_packed, rows, in_dim},
+           no);
       if (dbias)  // row by row: contiguous (vectorized) reads of each row's chunk of channels
         for (Index r = 0; r < rows; ++r) {
           const S* d = dout + r * out_dim;
