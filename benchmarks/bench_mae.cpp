@@ -34,6 +34,7 @@ void BM_peak_gemm(benchmark::State& st) {
 }
 BENCHMARK(BM_peak_gemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+
 // Independent FMA chains on every thread: the arithmetic peak.
 void BM_peak_fma(benchmark::State& st) {
   const long iters = 1 << 22;
@@ -84,7 +85,31 @@ void set_flops(benchmark::State& st, double flops) {
       benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
-// Linear at (rows, in, out): the toy encoder's fc1, the 32x32 model's decoder qkv and fc2.
+// The same product with the library's own GEMM (mae/gemm.hpp), run as the linear layers run it:
+// B packed once by all threads, then chunks of 256 rows of C split between the threads.
+void BM_peak_gemm_mae(benchmark::State& st) {
+  const Index n = st.range(0), rc = 256;
+  auto a = randv(n * n, 1), b = randv(n * n, 2), c = randv(n * n, 3);
+  std::vector<float, Eigen::aligned_allocator<float>> packed(static_cast<std::size_t>(mae::gemm_packed_size<float>(n, n)));
+  const mae::GemmOperand<float> B{b.data(), n};
+  for (auto _ : st) {
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+      for (Index u = 0; u < mae::gemm_pack_units<float>(n, n); ++u) mae::gemm_pack_unit(packed.data(), B, n, n, u);
+#pragma omp for schedule(static)
+      for (Index r0 = 0; r0 < n; r0 += rc)
+        mae::gemm(c.data() + r0 * n, n, mae::GemmOperand<float>{a.data() + r0 * n, n}, mae::PackedB<float>{packed.data(), n, n},
+                  std::min(rc, n - r0));
+    }
+    benchmark::DoNotOptimize(c.data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_peak_gemm_mae)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Linear at (rows, in, out): the 32x32 encoder's qkv and fc2, the toy encoder's fc1, the 32x32 decoder's qkv and fc2.
 void BM_linear_forward(benchmark::State& st) {
   const Index rows = st.range(0), in = st.range(1), out = st.range(2);
   auto x = randv(rows * in, 1), w = randv(out * in, 2), b = randv(out, 3), y = randv(rows * out, 4);
@@ -155,8 +180,8 @@ void BM_block_backward(benchmark::State& st) {
   for (auto _ : st) mae::block_backward(b.dx.data(), b.bg, b.scratch, b.dy.data(), b.x.data(), b.cache, b.bp, kN, kT, b.s);
   set_flops(st, 2 * kN * mae_bench::block_flops(kT, kD, 4));
 }
-BENCHMARK(BM_linear_forward)->Args({kRows, kD, kHidden})->Args({2080, 128, 384})->Args({2080, 512, 128})->UseRealTime();
-BENCHMARK(BM_linear_backward)->Args({kRows, kD, kHidden})->Args({2080, 128, 384})->Args({2080, 512, 128})->UseRealTime();
+BENCHMARK(BM_linear_forward)->Args({544, 192, 576})->Args({544, 768, 192})->Args({kRows, kD, kHidden})->Args({2080, 128, 384})->Args({2080, 512, 128})->UseRealTime();
+BENCHMARK(BM_linear_backward)->Args({544, 192, 576})->Args({544, 768, 192})->Args({kRows, kD, kHidden})->Args({2080, 128, 384})->Args({2080, 512, 128})->UseRealTime();
 BENCHMARK(BM_layernorm_forward)->UseRealTime();
 BENCHMARK(BM_layernorm_backward)->UseRealTime();
 BENCHMARK(BM_attention_forward)->Args({kN, kT, kD, kHeads})->Args({32, 65, 128, 4})->Args({8, 197, 128, 4})->Args({2, 197, 512, 16})->UseRealTime();

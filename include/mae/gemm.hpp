@@ -2,7 +2,7 @@
 // row-major matrix or the transpose of one: the products of the linear layers.
 //
 // A blocked GEMM in the classic layout (Goto / BLIS), written for row-major C:
-//   for each block of NC columns, each block of KC steps of k:
+//   for each block of NC columns, each block of KC steps of k (K split evenly, KC <= 256):
 //     pack B's (KC, NC) block into panels of NR = 3 SIMD packets: kc rows of NR values;
 //     for each block of MC rows:
 //       pack A's (MC, KC) block into panels of MR rows: kc columns of MR values;
@@ -58,6 +58,13 @@ template <class S> inline constexpr Index kNR = kNV * kP<S>;
 // Cache blocks: a B panel (KC x NR: 48 KiB of floats with AVX-512) is reused from L1 by every
 // A panel of the (MC x KC: 256 KiB) block of A in L2; the (KC x NC) block of B fits L2 too.
 inline constexpr Index kKC = 256;
+// K split into blocks of equal length (at most KC; the last may be shorter): K = 544 gives
+// 3 x 182 rather than 256 + 256 + 32, whose short block would pay the tile's loads and stores
+// of C for little work. Depends on K only.
+inline Index block_k(Index K) {
+  const Index blocks = std::max<Index>(1, (K + kKC - 1) / kKC);
+  return (K + blocks - 1) / blocks;
+}
 inline constexpr Index kMC = 256;
 template <class S> inline constexpr Index kNC = 10 * kNR<S>;
 
@@ -182,8 +189,9 @@ inline Index packed_width(Index N) {
 template <class S>
 inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* packed, Index M, Index N, Index K,
                 S alpha) {
-  constexpr Index P = kP<S>, MR = kMR, NR = kNR<S>, KC = kKC, MC = kMC, NC = kNC<S>;
-  static thread_local AlignedVector<S> abuf(static_cast<std::size_t>(MC * KC)), bbuf(static_cast<std::size_t>(NC * KC));
+  constexpr Index P = kP<S>, MR = kMR, NR = kNR<S>, MC = kMC, NC = kNC<S>;
+  static thread_local AlignedVector<S> abuf(static_cast<std::size_t>(MC * kKC)), bbuf(static_cast<std::size_t>(NC * kKC));
+  const Index KC = block_k(K);
   S* const ap = abuf.data();
   for (Index j0 = 0; j0 < N; j0 += NC) {
     const Index nc = std::min(NC, N - j0);
@@ -250,14 +258,15 @@ inline Index gemm_packed_size(Index K, Index N) {
 template <class S>
 inline Index gemm_pack_units(Index K, Index N) {
   using namespace gemm_detail;
-  return (K + kKC - 1) / kKC * ((N + kNR<S> - 1) / kNR<S>);
+  const Index kb = block_k(K);
+  return (K + kb - 1) / kb * ((N + kNR<S> - 1) / kNR<S>);
 }
 // Piece u: one panel of one block of k.
 template <class S>
 inline void gemm_pack_unit(S* out, GemmOperand<S> B, Index K, Index N, Index u) {
   using namespace gemm_detail;
-  const Index panels = (N + kNR<S> - 1) / kNR<S>, p0 = u / panels * kKC, j0 = u % panels * kNR<S>;
-  const Index kc = std::min(kKC, K - p0);
+  const Index kb = block_k(K), panels = (N + kNR<S> - 1) / kNR<S>, p0 = u / panels * kb, j0 = u % panels * kNR<S>;
+  const Index kc = std::min(kb, K - p0);
   pack_b(out + p0 * packed_width<S>(N) + j0 * kc, B, p0, kc, j0, std::min(kNR<S>, N - j0));
 }
 
