@@ -249,7 +249,7 @@ TEST_CASE("sum16 (the vectorized reduction) equals the plain sum, for every leng
   }
 }
 
-TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linear, gelu, attention, block)") {
+TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linear, layernorm, gelu, attention, block)") {
   using F = std::vector<float>;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   auto fresh = [](std::size_t n, float fill) { return F(n, fill); };
@@ -262,6 +262,26 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
     mae::linear_backward(dx1.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
                          mae::Grad::overwrite);
     CHECK(dx0 == dx1);
+    // parameter gradients: assigned over NaN = added to zeros
+    F dw0 = fresh(w.size(), 0), db0 = fresh(out, 0), dw1 = fresh(w.size(), nan), db1 = fresh(out, nan);
+    mae::linear_backward(dx0.data(), dw0.data(), db0.data(), dy.data(), x.data(), w.data(), rows, in, out);
+    mae::linear_backward(dx1.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), rows, in, out,
+                         mae::Grad::accumulate, mae::NoChunkWork{}, mae::Grad::overwrite);
+    CHECK(dw0 == dw1);
+    CHECK(db0 == db1);
+  }
+  {  // layernorm's parameter gradients
+    const Index rows = 300, C = 24;
+    F x = random_floats(rows * C, 11), w = random_floats(C, 12), b = random_floats(C, 13), dy = random_floats(rows * C, 14);
+    F y(x.size()), mean(rows), rstd(rows), dx(x.size(), 0);
+    mae::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), rows, C);
+    F dw0 = fresh(C, 0), db0 = fresh(C, 0), dw1 = fresh(C, nan), db1 = fresh(C, nan);
+    mae::layernorm_backward(dx.data(), dw0.data(), db0.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(),
+                            rows, C);
+    mae::layernorm_backward(dx.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(),
+                            rows, C, mae::Grad::overwrite);
+    CHECK(dw0 == dw1);
+    CHECK(db0 == db1);
   }
   {  // gelu
     const Index n = 1000;
@@ -299,6 +319,14 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
     mae::block_backward(d0.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s);
     mae::block_backward(d1.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s, mae::Grad::overwrite);
     CHECK(d0 == d1);
+    // parameter gradients assigned over NaN = added to zeros
+    grads.set_zero();
+    mae::block_backward(d0.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s);
+    const F g0(grads.data(), grads.data() + grads.size());
+    std::fill(grads.data(), grads.data() + grads.size(), nan);
+    mae::block_backward(d1.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s, mae::Grad::accumulate, nullptr,
+                        nullptr, mae::Grad::overwrite);
+    CHECK(g0 == F(grads.data(), grads.data() + grads.size()));
   }
 }
 

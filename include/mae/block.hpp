@@ -145,12 +145,15 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   }
 }
 
-// dx_in (N, T, D) += gradient of <x_out, dx_out> (= with Grad::overwrite); parameter gradients g +=.
+// dx_in (N, T, D) += gradient of <x_out, dx_out> (= with dx_mode Grad::overwrite);
+// parameter gradients g += (= with dparam_mode Grad::overwrite).
 template <class S>
 inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, const S* dx_out, const S* x_in,
                            const BlockCache<S>& c, const BlockParams<S>& p, Index N, Index T,
-                           const BlockShape& s, Grad dx_mode = Grad::accumulate, const S* keep_attn = nullptr,
-                           const S* keep_mlp = nullptr) {
+                           const BlockShape& s, Grad dx_mode = Grad::accumulate,
+                           const nondeduced<S>* keep_attn = nullptr, const nondeduced<S>* keep_mlp = nullptr,
+                           Grad dparam_mode = Grad::accumulate) {
+  const Grad pm = dparam_mode;
   const Index R = N * T, D = s.dim, Hd = s.hidden;
   w.reserve(N, T, s, keep_attn || keep_mlp);
   S* dx_mid = w.dx_mid.data();
@@ -162,13 +165,13 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
                   c.act.data(), p.mlp.fc2.weight, R, Hd, D, Grad::overwrite, [&](Index r0, Index nr) {
                     gelu_backward(w.dfc1.data() + r0 * Hd, c.fc1.data() + r0 * Hd, w.dact.data() + r0 * Hd, nr * Hd,
                                   Grad::overwrite);
-                  });
+                  }, pm);
   // forward: fc1 = ln2 W1^T + b1
   linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R,
-                  D, Hd, Grad::overwrite);
+                  D, Hd, Grad::overwrite, NoChunkWork{}, pm);
   // forward: ln2 = norm2(x_mid)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
-                     c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
+                     c.ln2_mean.data(), c.ln2_rstd.data(), R, D, pm);
   // forward: x_mid = x_in + keep_attn * proj(ctx)   =>   dx_in += dx_mid + (through the attention branch)
   if (dx_mode == Grad::overwrite) {
     copy(dx_in, dx_mid, R * D);
@@ -178,16 +181,16 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   }
   linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias,
                   scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
-                  Grad::overwrite);
+                  Grad::overwrite, NoChunkWork{}, pm);
   // forward: ctx = attention(qkv)
   attention_backward(w.dqkv.data(), w.datt.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads,
                      Grad::overwrite);
   // forward: qkv = ln1 Wqkv^T + bqkv
   linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(),
-                  p.attn.qkv.weight, R, D, 3 * D, Grad::overwrite);
+                  p.attn.qkv.weight, R, D, 3 * D, Grad::overwrite, NoChunkWork{}, pm);
   // forward: ln1 = norm1(x_in)
   layernorm_backward(dx_in, g.norm1.weight, g.norm1.bias, w.dln.data(), x_in, p.norm1.weight, c.ln1_mean.data(),
-                     c.ln1_rstd.data(), R, D);
+                     c.ln1_rstd.data(), R, D, pm);
 }
 
 }  // namespace mae

@@ -43,9 +43,11 @@ inline void layernorm_forward(S* out, S* mean, S* rstd, const S* inp, const S* w
   }
 }
 
+// dinp +=; dweight, dbias += (= with dparam_mode Grad::overwrite)
 template <class S>
 inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
-                               const S* mean, const S* rstd, Index rows, Index C) {
+                               const S* mean, const S* rstd, Index rows, Index C,
+                               Grad dparam_mode = Grad::accumulate) {
   // One pass over the rows, in fixed chunks: each chunk also sums its rows' share of dweight
   // and dbias into its own partial sums, added up in chunk order at the end (the chunks do
   // not depend on the thread count, so neither do the results).
@@ -75,6 +77,10 @@ inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, con
       Eigen::Map<Row>(pw, C) += dyr * norm;
       Eigen::Map<Row>(pb, C) += dyr;
     }
+  }
+  if (dparam_mode == Grad::overwrite) {
+    std::fill(dweight, dweight + C, S(0));
+    std::fill(dbias, dbias + C, S(0));
   }
   for (Index c = 0; c < chunks; ++c)
     for (Index i = 0; i < C; ++i) {

@@ -75,10 +75,12 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
 
 // Gradients of linear_forward. dinp may be null (no gradient wanted for the input).
 // after_dinp_chunk(r0, nr) runs on each finished chunk of rows of dinp (see NoChunkWork).
+// dparam_mode: Grad::overwrite assigns dweight and dbias (the model's first backward after
+// zero_grad), saving a pass that zeroes every gradient in memory first.
 template <class S, class ChunkWork = NoChunkWork>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
                             Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate,
-                            ChunkWork after_dinp_chunk = {}) {
+                            ChunkWork after_dinp_chunk = {}, Grad dparam_mode = Grad::accumulate) {
   // The two parts are independent: one parallel region, one barrier after the packing.
   const Index rc = chunk_size(rows, kRowChunk), row_chunks = dinp ? num_chunks(rows, rc) : 0;
   const Index oc = chunk_size(out_dim, kChannelChunk), channel_chunks = num_chunks(out_dim, oc);
@@ -110,6 +112,10 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
 #pragma omp for schedule(static)
     for (Index c = 0; c < channel_chunks; ++c) {
       const Index o0 = c * oc, no = std::min(oc, out_dim - o0);
+      if (dparam_mode == Grad::overwrite) {  // zeroed here, while this chunk is in cache
+        zero(dweight + o0 * in_dim, no * in_dim);
+        if (dbias) std::fill(dbias + o0, dbias + o0 + no, S(0));
+      }
       gemm(dweight + o0 * in_dim, in_dim, GemmOperand<S>{dout + o0, out_dim, true}, PackedB<S>{x_packed, rows, in_dim},
            no);
       if (dbias)  // row by row: contiguous (vectorized) reads of each row's chunk of channels
