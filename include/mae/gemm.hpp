@@ -63,7 +63,7 @@ inline constexpr Index kKC = 256;
 // of C for little work. Depends on K only.
 inline Index block_k(Index K) {
   const Index blocks = std::max<Index>(1, (K + kKC - 1) / kKC);
-  return (K + blocks - 1) / blocks;
+  return std::max<Index>(1, (K + blocks - 1) / blocks);  // 1 for K = 0: callers divide by it
 }
 inline constexpr Index kMC = 256;
 template <class S> inline constexpr Index kNC = 10 * kNR<S>;
