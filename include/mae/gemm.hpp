@@ -62,8 +62,8 @@ inline constexpr Index kKC = 256;
 // 3 x 182 rather than 256 + 256 + 32, whose short block would pay the tile's loads and stores
 // of C for little work. Depends on K only.
 inline Index block_k(Index K) {
-  const Index blocks = std::max<Index>(1, (K + kKC - 1) / kKC);
-  return std::max<Index>(1, (K + blocks - 1) / blocks);  // 1 for K = 0: callers divide by it
+  const Index blocks = std::max<Index>(1, num_chunks(K, kKC));
+  return std::max<Index>(1, num_chunks(K, blocks));  // 1 for K = 0: callers divide by it
 }
 inline constexpr Index kMC = 256;
 template <class S> inline constexpr Index kNC = 10 * kNR<S>;
@@ -156,7 +156,7 @@ template <class S>
 inline void pack_b(S* out, GemmOperand<S> B, Index p0, Index kc, Index j0, Index nc) {
   constexpr Index P = kP<S>, NR = kNR<S>;
   for (Index q = 0; q * NR < nc; ++q) {
-    const Index c0 = j0 + q * NR, ncols = std::min(NR, j0 + nc - c0), w = (ncols + P - 1) / P * P;
+    const Index c0 = j0 + q * NR, ncols = std::min(NR, j0 + nc - c0), w = num_chunks(ncols, P) * P;
     if (ncols < w) std::fill(out, out + w * kc, S(0));
     if (B.transposed)  // B (k, j) = data[j ld + k]: a transpose
       transpose_copy(out, w, B.data + c0 * B.ld + p0, B.ld, ncols, kc);
@@ -168,10 +168,13 @@ inline void pack_b(S* out, GemmOperand<S> B, Index p0, Index kc, Index j0, Index
   }
 }
 
+// The tile at C's nr x ncols corner (nr <= MR, ncols <= NV packets): on C itself when whole,
+// else on a copy of C's valid part in a full-size buffer (the same arithmetic), copied back.
 template <class S, int NV>
-inline void edge_tile(S* c, Index ldc, const S* ap, const S* bp, Index kc, S alpha, Index nr, Index ncols) {
+inline void tile_at(S* c, Index ldc, const S* ap, const S* bp, Index kc, S alpha, Index nr, Index ncols) {
   constexpr Index W = NV * kP<S>;
-  alignas(64) S t[kMR * W] = {};  // C's valid part in a full tile: the same arithmetic as tile() on C
+  if (nr == kMR && ncols == W) return tile<S, NV>(c, ldc, ap, bp, kc, alpha);
+  alignas(64) S t[kMR * W] = {};
   for (Index r = 0; r < nr; ++r) std::copy_n(c + r * ldc, ncols, t + r * W);
   tile<S, NV>(t, W, ap, bp, kc, alpha);
   for (Index r = 0; r < nr; ++r) std::copy_n(t + r * W, ncols, c + r * ldc);
@@ -181,7 +184,14 @@ inline void edge_tile(S* c, Index ldc, const S* ap, const S* bp, Index kc, S alp
 template <class S>
 inline Index packed_width(Index N) {
   constexpr Index P = kP<S>, NR = kNR<S>;
-  return N / NR * NR + (N % NR + P - 1) / P * P;
+  return N / NR * NR + num_chunks(N % NR, P) * P;
+}
+
+// Where B packed beforehand (PackedB) holds the panels of k block [p0, p0 + kc) from column j0
+// (a multiple of NR): every block of k holds the panels of all N columns, in order.
+template <class S>
+inline Index packed_offset(Index N, Index p0, Index kc, Index j0) {
+  return p0 * packed_width<S>(N) + j0 * kc;
 }
 
 // B either packed here, block by block, or (packed != null) all packed before: for each block
@@ -199,29 +209,26 @@ inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* pa
       const Index kc = std::min(KC, K - p0);
       const S* bp = bbuf.data();
       if (packed)
-        bp = packed + p0 * packed_width<S>(N) + j0 * kc;
+        bp = packed + packed_offset<S>(N, p0, kc, j0);
       else
         pack_b(bbuf.data(), B, p0, kc, j0, nc);
       for (Index i0 = 0; i0 < M; i0 += MC) {
         const Index mc = std::min(MC, M - i0);
         pack_a(ap, A, i0, mc, p0, kc);
         for (Index jq = 0; jq * NR < nc; ++jq) {
-          const Index c0 = jq * NR, ncols = std::min(NR, nc - c0), nv = (ncols + P - 1) / P;
+          const Index c0 = jq * NR, ncols = std::min(NR, nc - c0), nv = num_chunks(ncols, P);
           const S* bq = bp + c0 * kc;  // the panels before this one are all NR wide
           for (Index iq = 0; iq * MR < mc; ++iq) {
             const Index r0 = iq * MR, nr = std::min(MR, mc - r0);
             const S* aq = ap + r0 * kc;
             S* cq = c + (i0 + r0) * ldc + j0 + c0;
-            if (nr == MR && ncols == nv * P) {  // a whole tile (the last panel may be narrower)
-              if (nv == 3) tile<S, 3>(cq, ldc, aq, bq, kc, alpha);
-              else if (nv == 2) tile<S, 2>(cq, ldc, aq, bq, kc, alpha);
-              else tile<S, 1>(cq, ldc, aq, bq, kc, alpha);
-            } else if (nv == 3)
-              edge_tile<S, 3>(cq, ldc, aq, bq, kc, alpha, nr, ncols);
-            else if (nv == 2)
-              edge_tile<S, 2>(cq, ldc, aq, bq, kc, alpha, nr, ncols);
+            static_assert(kNV == 3, "one case per panel width in packets");
+            if (nv == 3)
+              tile_at<S, 3>(cq, ldc, aq, bq, kc, alpha, nr, ncols);
+            else if (nv == 2)  // the last panel may be narrower
+              tile_at<S, 2>(cq, ldc, aq, bq, kc, alpha, nr, ncols);
             else
-              edge_tile<S, 1>(cq, ldc, aq, bq, kc, alpha, nr, ncols);
+              tile_at<S, 1>(cq, ldc, aq, bq, kc, alpha, nr, ncols);
           }
         }
       }
@@ -258,16 +265,15 @@ inline Index gemm_packed_size(Index K, Index N) {
 template <class S>
 inline Index gemm_pack_units(Index K, Index N) {
   using namespace gemm_detail;
-  const Index kb = block_k(K);
-  return (K + kb - 1) / kb * ((N + kNR<S> - 1) / kNR<S>);
+  return num_chunks(K, block_k(K)) * num_chunks(N, kNR<S>);
 }
 // Piece u: one panel of one block of k.
 template <class S>
 inline void gemm_pack_unit(S* out, GemmOperand<S> B, Index K, Index N, Index u) {
   using namespace gemm_detail;
-  const Index kb = block_k(K), panels = (N + kNR<S> - 1) / kNR<S>, p0 = u / panels * kb, j0 = u % panels * kNR<S>;
+  const Index kb = block_k(K), panels = num_chunks(N, kNR<S>), p0 = u / panels * kb, j0 = u % panels * kNR<S>;
   const Index kc = std::min(kb, K - p0);
-  pack_b(out + p0 * packed_width<S>(N) + j0 * kc, B, p0, kc, j0, std::min(kNR<S>, N - j0));
+  pack_b(out + packed_offset<S>(N, p0, kc, j0), B, p0, kc, j0, std::min(kNR<S>, N - j0));
 }
 
 // C (M, N; row stride ldc) += alpha A B, B packed as above.
