@@ -14,6 +14,7 @@
 #define MAE_SMALL_GEMM_HPP
 
 #include "common.hpp"
+#include "gemm.hpp"  // transpose_copy
 
 #include <algorithm>
 #include <vector>
@@ -28,15 +29,23 @@ template <class S> inline constexpr Index kWidth = Eigen::internal::unpacket_tra
 inline constexpr int kTileRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
 
 // out = B (K, N), element (k, j) at b[k * b_rs + j * b_cs], as ceil(N / P) panels of (K, P).
+// A B that is the transpose of a row-major matrix (b_rs = 1: k^T in q k^T) is copied by 8 x 8
+// register transposes rather than one strided value at a time.
 template <class S>
 inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Index N) {
   constexpr Index P = kWidth<S>;
-  for (Index j0 = 0; j0 < N; j0 += P) {
+  for (Index j0 = 0; j0 < N; j0 += P, out += K * P) {
     const Index nj = std::min(P, N - j0);
-    for (Index k = 0; k < K; ++k, out += P) {
+    if (b_rs == 1) {
+      if (nj < P) std::fill(out, out + K * P, S(0));
+      gemm_detail::transpose_copy(out, P, b + j0 * b_cs, b_cs, nj, K);
+      continue;
+    }
+    S* o = out;
+    for (Index k = 0; k < K; ++k, o += P) {
       const S* src = b + k * b_rs + j0 * b_cs;
-      for (Index j = 0; j < nj; ++j) out[j] = src[j * b_cs];
-      for (Index j = nj; j < P; ++j) out[j] = S(0);
+      for (Index j = 0; j < nj; ++j) o[j] = src[j * b_cs];
+      for (Index j = nj; j < P; ++j) o[j] = S(0);
     }
   }
 }
