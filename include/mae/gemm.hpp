@@ -222,9 +222,11 @@ inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* pa
           const S* bq = bp + c0 * kc;  // the panels before this one are all NR wide
           for (Index r0 = 0; r0 < mc; r0 += MR) {
             const Index i = i0 + r0, nr = std::min(MR, mc - r0);
-            // A (i, k) at a[i a_rs + k a_cs]
-            const S* a = nr < MR ? ap : A.transposed ? A.data + p0 * A.ld + i : A.data + i * A.ld + p0;
-            const Index a_rs = nr < MR ? 1 : A.transposed ? 1 : A.ld, a_cs = nr < MR ? MR : A.transposed ? A.ld : 1;
+            // the tile's A (r, k) at a[r a_rs + k a_cs]: in place, or the packed bottom edge
+            const bool edge = nr < MR;
+            const S* a = edge ? ap : A.data + (A.transposed ? p0 * A.ld + i : i * A.ld + p0);
+            const Index a_rs = edge || A.transposed ? 1 : A.ld;
+            const Index a_cs = edge ? MR : A.transposed ? A.ld : 1;
             S* cq = c + i * ldc + j0 + c0;
             static_assert(kNV == 3, "one case per panel width in packets");
             if (nv == 3)
