@@ -34,7 +34,6 @@ void BM_peak_gemm(benchmark::State& st) {
 }
 BENCHMARK(BM_peak_gemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-
 // Independent FMA chains on every thread: the arithmetic peak.
 void BM_peak_fma(benchmark::State& st) {
   const long iters = 1 << 22;

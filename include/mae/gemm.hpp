@@ -59,7 +59,8 @@ inline constexpr int kNV = 3;
 inline constexpr Index kMR = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
 template <class S> inline constexpr Index kNR = kNV * kP<S>;
 // Cache blocks: a B panel (KC x NR: 48 KiB of floats with AVX-512) is reused from L1 by every
-// A panel of the (MC x KC: 256 KiB) block of A in L2; the (KC x NC) block of B fits L2 too.
+// 8-row panel of a block of MC rows of A (read in place, from L2); the (KC x NC) block of B
+// fits L2 too.
 inline constexpr Index kKC = 256;
 // K split into blocks of equal length (at most KC; the last may be shorter): K = 544 gives
 // 3 x 182 rather than 256 + 256 + 32, whose short block would pay the tile's loads and stores
