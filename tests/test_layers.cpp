@@ -331,9 +331,11 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
 }
 
 TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in every orientation and at every edge") {
-  // sizes around the 8-row tiles, 3-packet panels, 256-step k blocks, 256-row and 10-panel blocks
-  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{
-           {1, 1, 1}, {8, 48, 16}, {9, 49, 257}, {17, 130, 9}, {263, 500, 520}, {300, 33, 40}, {5, 481, 3}, {64, 16, 600}}) {
+  // sizes around the tiles (8 rows x 3 packets with AVX-512, 6 x 2 with AVX2), 256-step k
+  // blocks, 256-row and 10-panel blocks
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1}, {8, 48, 16}, {9, 49, 257}, {17, 130, 9},
+                                                                  {263, 500, 520}, {300, 33, 40}, {5, 481, 3},
+                                                                  {64, 16, 600}, {7, 17, 300}, {12, 161, 31}}) {
     for (int orientation = 0; orientation < 4; ++orientation) {
       const bool at = orientation & 1, bt = orientation & 2;
       const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
@@ -378,8 +380,10 @@ TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in e
 }
 
 TEST_CASE("small_gemm (attention's products) equals the plain triple loop, for every tile edge and stride") {
-  // sizes around the 8-row tiles and 16-wide panels; A and B read through transposed strides too
-  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1}, {13, 13, 64}, {17, 33, 5}, {65, 32, 65}, {9, 47, 20}}) {
+  // sizes around the tiles (8 or 6 rows) and the 16- or 8-wide panels; A and B read through
+  // transposed strides too
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{
+           {1, 1, 1}, {13, 13, 64}, {17, 33, 5}, {65, 32, 65}, {9, 47, 20}, {7, 9, 3}, {12, 24, 17}}) {
     for (int transposed = 0; transposed < 2; ++transposed) {
       const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
       const Index a_rs = transposed ? 1 : K, a_cs = transposed ? M : 1;  // A stored (M, K) or (K, M)

@@ -25,8 +25,9 @@ namespace small_gemm_detail {
 
 template <class S> using Packet = typename Eigen::internal::packet_traits<S>::type;
 template <class S> inline constexpr Index kWidth = Eigen::internal::unpacket_traits<Packet<S>>::size;
-// Rows per register tile: 8 rows x 2 panels = 16 accumulators fit 32 vector registers (AVX-512).
-inline constexpr int kTileRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 4;
+// Rows per register tile: 8 rows x 2 panels = 16 accumulators with 32 vector registers
+// (AVX-512); 6 x 2 = 12 accumulators + 2 B packets + 1 broadcast with 16 (AVX2).
+inline constexpr int kTileRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 6;
 
 // out = B (K, N), element (k, j) at b[k * b_rs + j * b_cs], as ceil(N / P) panels of (K, P).
 // A B that is the transpose of a row-major matrix (b_rs = 1: k^T in q k^T) is copied by 8 x 8
