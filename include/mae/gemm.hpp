@@ -3,11 +3,12 @@
 //
 // A blocked GEMM in the classic layout (Goto / BLIS), written for row-major C:
 //   for each block of NC columns, each block of KC steps of k (K split evenly, KC <= 256):
-//     pack B's (KC, NC) block into panels of NR = 3 SIMD packets: kc rows of NR values;
+//     pack B's (KC, NC) block into panels of NR = 3 (AVX-512) or 2 (AVX2) SIMD packets: kc
+//     rows of NR values;
 //     for each block of MC rows:
-//       for each B panel (kept in L1), for each panel of MR rows of A: the register tile
-//         C (MR, NR) += A panel (MR, kc) B panel (kc, NR),
-//         MR x 3 accumulator packets, each step of k one broadcast of A times three loads of B.
+//       for each slab of MR rows of A (kept in L1), for each B panel (from L2): the register
+//       tile C (MR, NR) += A slab (MR, kc) B panel (kc, NR), MR x NR / P accumulator
+//       packets, each step of k one broadcast of A times NR / P loads of B.
 // A is not packed: the tile broadcasts its values from where they are (row-major or
 // transposed). Against packing A: the 32x32 RGB training step 82.5 -> 79.4 ms, the linear
 // layers' own benchmarks 5-26% faster (an A/B on 2 threads). Only a last panel of fewer than
@@ -62,9 +63,8 @@ inline constexpr bool kWideRegisterFile = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS
 inline constexpr int kNV = kWideRegisterFile ? 3 : 2;
 inline constexpr Index kMR = kWideRegisterFile ? 8 : 6;
 template <class S> inline constexpr Index kNR = kNV * kP<S>;
-// Cache blocks: a B panel (KC x NR: 48 KiB of floats with AVX-512) is reused from L1 by every
-// 8-row panel of a block of MC rows of A (read in place, from L2); the (KC x NC) block of B
-// fits L2 too.
+// Cache blocks: an MR-row slab of A (KC x MR: 8 KiB of floats with AVX-512, 6 KiB with AVX2,
+// read in place) is reused from L1 by every B panel of the (KC x NC) block of B in L2.
 inline constexpr Index kKC = 256;
 // K split into blocks of equal length (at most KC; the last may be shorter): K = 544 gives
 // 3 x 182 rather than 256 + 256 + 32, whose short block would pay the tile's loads and stores
@@ -222,16 +222,19 @@ inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* pa
         // A is read in place, but for a last panel of fewer than MR rows (packed, zero padded)
         const Index whole = mc / MR * MR;
         if (whole < mc) pack_a_edge(ap, A, i0 + whole, mc - whole, p0, kc);
-        for (Index jq = 0; jq * NR < nc; ++jq) {
-          const Index c0 = jq * NR, ncols = std::min(NR, nc - c0), nv = num_chunks(ncols, P);
-          const S* bq = bp + c0 * kc;  // the panels before this one are all NR wide
-          for (Index r0 = 0; r0 < mc; r0 += MR) {
-            const Index i = i0 + r0, nr = std::min(MR, mc - r0);
-            // the tile's A (r, k) at a[r a_rs + k a_cs]: in place, or the packed bottom edge
-            const bool edge = nr < MR;
-            const S* a = edge ? ap : A.data + (A.transposed ? p0 * A.ld + i : i * A.ld + p0);
-            const Index a_rs = edge || A.transposed ? 1 : A.ld;
-            const Index a_cs = edge ? MR : A.transposed ? A.ld : 1;
+        // each MR-row slab of A stays in L1 while the tile runs over every B panel of the block
+        // (from L2, one contiguous stream); the other order, a B panel kept in L1 against
+        // every slab of A read in place from L2, was 8-10% slower on the linear layers (Zen 3)
+        for (Index r0 = 0; r0 < mc; r0 += MR) {
+          const Index i = i0 + r0, nr = std::min(MR, mc - r0);
+          // the tile's A (r, k) at a[r a_rs + k a_cs]: in place, or the packed bottom edge
+          const bool edge = nr < MR;
+          const S* a = edge ? ap : A.data + (A.transposed ? p0 * A.ld + i : i * A.ld + p0);
+          const Index a_rs = edge || A.transposed ? 1 : A.ld;
+          const Index a_cs = edge ? MR : A.transposed ? A.ld : 1;
+          for (Index jq = 0; jq * NR < nc; ++jq) {
+            const Index c0 = jq * NR, ncols = std::min(NR, nc - c0), nv = num_chunks(ncols, P);
+            const S* bq = bp + c0 * kc;  // the panels before this one are all NR wide
             S* cq = c + i * ldc + j0 + c0;
             static_assert(kNV == 2 || kNV == 3, "one case per panel width in packets");
             if (nv == kNV)
