@@ -9,10 +9,11 @@
 //       for each slab of MR rows of A (kept in L1), for each B panel (from L2): the register
 //       tile C (MR, NR) += A slab (MR, kc) B panel (kc, NR), MR x NR / P accumulator
 //       packets, each step of k one broadcast of A times NR / P loads of B.
-// A is not packed: the tile broadcasts its values from where they are (row-major or
-// transposed). Against packing A: the 32x32 RGB training step 82.5 -> 79.4 ms, the linear
-// layers' own benchmarks 5-26% faster (an A/B on 2 threads). Only a last panel of fewer than
-// MR rows is copied, zero padded, into MR-row layout.
+// Each slab of A is packed (MR values per step of k, contiguous) just before the tiles that
+// use it; packing is paid once per NC columns of B. Against reading A in place (row-major or
+// transposed) in this order: linear backward 5-10% faster, forward unchanged (Zen 3, 2
+// threads, alternating A/B), and A's rows no longer share L1 sets when the row stride is a
+// multiple of 4 KiB (ViT-Base's fc2 input, 3072 floats; the 2048^3 probe).
 // With AVX-512 the tile is 8 x 48 floats (24 of the 32 vector registers); Eigen 3.4's own
 // kernel (48 x 4 in its column-major terms) reached 165-190 GFLOP/s per core on this model's
 // products, this one 205-250 (dev numbers, one core, same machine and run).
@@ -79,22 +80,20 @@ template <class S> inline constexpr Index kNC = 10 * kNR<S>;
 template <class S>
 using AlignedVector = std::vector<S, Eigen::aligned_allocator<S>>;
 
-// C (MR, NV packets) += alpha * A (MR, kc) * B panel (kc, NV packets), C row stride ldc; A's
-// element (r, k) at a[r * a_rs + k * a_cs]: a packed panel (1, MR) or A read in place.
+// C (MR, NV packets) += alpha * A (MR, kc) * B panel (kc, NV packets), C row stride ldc; A
+// packed, element (r, k) at a[k * MR + r].
 template <class S, int NV>
-inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index kc, S alpha) {
+inline void tile(S* c, Index ldc, const S* a, const S* bp, Index kc, S alpha) {
   using Pk = Packet<S>;
   constexpr Index P = kP<S>, MR = kMR, W = NV * P;
   Pk acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = ei::pset1<Pk>(S(0));
-  const S* ar[MR];
-  for (int r = 0; r < MR; ++r) ar[r] = a + r * a_rs;
-  for (Index k = 0; k < kc; ++k, bp += W) {
+  for (Index k = 0; k < kc; ++k, bp += W, a += MR) {
     Pk b[NV];
     for (int v = 0; v < NV; ++v) b[v] = ei::pload<Pk>(bp + v * P);
     for (int r = 0; r < MR; ++r) {
-      const Pk av = ei::pset1<Pk>(ar[r][k * a_cs]);
+      const Pk av = ei::pset1<Pk>(a[r]);
       for (int v = 0; v < NV; ++v) acc[r][v] = ei::pmadd(av, b[v], acc[r][v]);
     }
   }
@@ -143,14 +142,27 @@ inline void copy_fixed(S* out, const S* in) {
   for (Index i = 0; i < n; ++i) out[i] = in[i];
 }
 
-// The bottom edge of A: rows [i0, i0 + nr), nr < MR, k [p0, p0 + kc) as kc columns of MR
-// values, zero past row nr (the tile always computes MR rows).
+// Rows [i0, i0 + nr) of A (nr <= MR), k [p0, p0 + kc), as kc columns of MR values, zero past
+// row nr (the tile always computes MR rows).
 template <class S>
-inline void pack_a_edge(S* out, GemmOperand<S> A, Index i0, Index nr, Index p0, Index kc) {
-  std::fill(out, out + kMR * kc, S(0));
+inline void pack_a(S* out, GemmOperand<S> A, Index i0, Index nr, Index p0, Index kc) {
+  if (nr < kMR) std::fill(out, out + kMR * kc, S(0));
+  if (A.transposed) {  // A (r, k) = data[k ld + r]: each k's rows are contiguous
+    const S* src = A.data + p0 * A.ld + i0;
+    if (nr == kMR)
+      for (Index k = 0; k < kc; ++k) copy_fixed<kMR>(out + k * kMR, src + k * A.ld);
+    else
+      for (Index k = 0; k < kc; ++k) std::copy_n(src + k * A.ld, nr, out + k * kMR);
+    return;
+  }
+  const S* src = A.data + i0 * A.ld + p0;
+  if (nr == kMR) {
+    for (Index k = 0; k < kc; ++k)
+      for (Index r = 0; r < kMR; ++r) out[k * kMR + r] = src[r * A.ld + k];
+    return;
+  }
   for (Index k = 0; k < kc; ++k)
-    for (Index r = 0; r < nr; ++r)
-      out[k * kMR + r] = A.transposed ? A.data[(p0 + k) * A.ld + i0 + r] : A.data[(i0 + r) * A.ld + p0 + k];
+    for (Index r = 0; r < nr; ++r) out[k * kMR + r] = src[r * A.ld + k];
 }
 
 // Panels of B's block k [p0, p0 + kc) x columns [j0, j0 + nc): panel q holds columns
@@ -175,13 +187,12 @@ inline void pack_b(S* out, GemmOperand<S> B, Index p0, Index kc, Index j0, Index
 // The tile at C's nr x ncols corner (nr <= MR, ncols <= NV packets): on C itself when whole,
 // else on a copy of C's valid part in a full-size buffer (the same arithmetic), copied back.
 template <class S, int NV>
-inline void tile_at(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index kc, S alpha, Index nr,
-                    Index ncols) {
+inline void tile_at(S* c, Index ldc, const S* a, const S* bp, Index kc, S alpha, Index nr, Index ncols) {
   constexpr Index W = NV * kP<S>;
-  if (nr == kMR && ncols == W) return tile<S, NV>(c, ldc, a, a_rs, a_cs, bp, kc, alpha);
+  if (nr == kMR && ncols == W) return tile<S, NV>(c, ldc, a, bp, kc, alpha);
   alignas(64) S t[kMR * W] = {};
   for (Index r = 0; r < nr; ++r) std::copy_n(c + r * ldc, ncols, t + r * W);
-  tile<S, NV>(t, W, a, a_rs, a_cs, bp, kc, alpha);
+  tile<S, NV>(t, W, a, bp, kc, alpha);
   for (Index r = 0; r < nr; ++r) std::copy_n(t + r * W, ncols, c + r * ldc);
 }
 
@@ -219,30 +230,20 @@ inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* pa
         pack_b(bbuf.data(), B, p0, kc, j0, nc);
       for (Index i0 = 0; i0 < M; i0 += MC) {
         const Index mc = std::min(MC, M - i0);
-        // A is read in place, but for a last panel of fewer than MR rows (packed, zero padded)
-        const Index whole = mc / MR * MR;
-        if (whole < mc) pack_a_edge(ap, A, i0 + whole, mc - whole, p0, kc);
-        // each MR-row slab of A stays in L1 while the tile runs over every B panel of the block
-        // (from L2, one contiguous stream); the other order, a B panel kept in L1 against
-        // every slab of A read in place from L2, was 8-10% slower on the linear layers (Zen 3)
         for (Index r0 = 0; r0 < mc; r0 += MR) {
           const Index i = i0 + r0, nr = std::min(MR, mc - r0);
-          // the tile's A (r, k) at a[r a_rs + k a_cs]: in place, or the packed bottom edge
-          const bool edge = nr < MR;
-          const S* a = edge ? ap : A.data + (A.transposed ? p0 * A.ld + i : i * A.ld + p0);
-          const Index a_rs = edge || A.transposed ? 1 : A.ld;
-          const Index a_cs = edge ? MR : A.transposed ? A.ld : 1;
+          pack_a(ap, A, i, nr, p0, kc);  // A (r, k) at ap[k MR + r]
           for (Index jq = 0; jq * NR < nc; ++jq) {
             const Index c0 = jq * NR, ncols = std::min(NR, nc - c0), nv = num_chunks(ncols, P);
             const S* bq = bp + c0 * kc;  // the panels before this one are all NR wide
             S* cq = c + i * ldc + j0 + c0;
             static_assert(kNV == 2 || kNV == 3, "one case per panel width in packets");
             if (nv == kNV)
-              tile_at<S, kNV>(cq, ldc, a, a_rs, a_cs, bq, kc, alpha, nr, ncols);
+              tile_at<S, kNV>(cq, ldc, ap, bq, kc, alpha, nr, ncols);
             else if (nv == 2)  // the last panel may be narrower
-              tile_at<S, 2>(cq, ldc, a, a_rs, a_cs, bq, kc, alpha, nr, ncols);
+              tile_at<S, 2>(cq, ldc, ap, bq, kc, alpha, nr, ncols);
             else
-              tile_at<S, 1>(cq, ldc, a, a_rs, a_cs, bq, kc, alpha, nr, ncols);
+              tile_at<S, 1>(cq, ldc, ap, bq, kc, alpha, nr, ncols);
           }
         }
       }
