@@ -105,6 +105,24 @@ inline void tile(S* c, Index ldc, const S* a, const S* bp, Index kc, S alpha) {
     }
 }
 
+#ifdef EIGEN_VECTORIZE_AVX
+// An 8 x 8 block of floats transposed in AVX registers: out[k * ldo + i] = in[i * ldi + k] for
+// k < 8 and i < rows (rows <= 8); each store writes 8 values, out[k * ldo + rows..8) zeros.
+inline void transpose8x8(float* out, Index ldo, const float* in, Index ldi, int rows) {
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"  // __m256's vector attribute in a template argument
+#endif
+  ei::PacketBlock<ei::Packet8f, 8> blk;
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+  for (int r = 0; r < 8; ++r) blk.packet[r] = r < rows ? ei::ploadu<ei::Packet8f>(in + r * ldi) : ei::pset1<ei::Packet8f>(0.f);
+  ei::ptranspose(blk);
+  for (int k = 0; k < 8; ++k) ei::pstoreu(out + k * ldo, blk.packet[k]);
+}
+#endif
+
 // out[k * ldo + i] = in[i * ldi + k] for i < rows, k < cols: a transposing copy, by 8 x 8
 // blocks of AVX registers where there are some.
 template <class S>
@@ -114,19 +132,7 @@ inline void transpose_copy(S* out, Index ldo, const S* in, Index ldi, Index rows
   if constexpr (std::is_same_v<S, float>) {
     for (; i0 + 8 <= rows; i0 += 8) {
       Index k0 = 0;
-      for (; k0 + 8 <= cols; k0 += 8) {
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wignored-attributes"  // __m256's vector attribute in a template argument
-#endif
-        ei::PacketBlock<ei::Packet8f, 8> blk;
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-        for (int r = 0; r < 8; ++r) blk.packet[r] = ei::ploadu<ei::Packet8f>(in + (i0 + r) * ldi + k0);
-        ei::ptranspose(blk);
-        for (int r = 0; r < 8; ++r) ei::pstoreu(out + (k0 + r) * ldo + i0, blk.packet[r]);
-      }
+      for (; k0 + 8 <= cols; k0 += 8) transpose8x8(out + k0 * ldo + i0, ldo, in + i0 * ldi + k0, ldi, 8);
       for (Index i = i0; i < i0 + 8; ++i)
         for (Index k = k0; k < cols; ++k) out[k * ldo + i] = in[i * ldi + k];
     }
@@ -165,22 +171,8 @@ inline void pack_a(S* out, GemmOperand<S> A, Index i0, Index nr, Index p0, Index
     // 8 steps of k at a time: MR rows of 8 values, transposed in registers (rows past MR
     // zero); k's MR values then stored as 8, the extra 8 - MR spilling into k + 1's place
     // (rewritten by the next store) or, after the last k, into the buffer's slack (kASlack)
-    if (nr == kMR) {
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wignored-attributes"  // __m256's vector attribute in a template argument
-#endif
-      ei::PacketBlock<ei::Packet8f, 8> blk;
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-      for (; k0 + 8 <= kc; k0 += 8) {
-        for (int r = 0; r < 8; ++r)
-          blk.packet[r] = r < kMR ? ei::ploadu<ei::Packet8f>(src + r * A.ld + k0) : ei::pset1<ei::Packet8f>(0.f);
-        ei::ptranspose(blk);
-        for (int j = 0; j < 8; ++j) ei::pstoreu(out + (k0 + j) * kMR, blk.packet[j]);
-      }
-    }
+    if (nr == kMR)
+      for (; k0 + 8 <= kc; k0 += 8) transpose8x8(out + k0 * kMR, kMR, src + k0, A.ld, kMR);
   }
 #endif
   for (Index k = k0; k < kc; ++k)
