@@ -65,7 +65,7 @@ inline constexpr int kNV = kWideRegisterFile ? 3 : 2;
 inline constexpr Index kMR = kWideRegisterFile ? 8 : 6;
 template <class S> inline constexpr Index kNR = kNV * kP<S>;
 // Cache blocks: an MR-row slab of A (KC x MR: 8 KiB of floats with AVX-512, 6 KiB with AVX2,
-// read in place) is reused from L1 by every B panel of the (KC x NC) block of B in L2.
+// packed) is reused from L1 by every B panel of the (KC x NC) block of B in L2.
 inline constexpr Index kKC = 256;
 // K split into blocks of equal length (at most KC; the last may be shorter): K = 544 gives
 // 3 x 182 rather than 256 + 256 + 32, whose short block would pay the tile's loads and stores
