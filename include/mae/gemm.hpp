@@ -167,13 +167,13 @@ inline void pack_a(S* out, GemmOperand<S> A, Index i0, Index nr, Index p0, Index
   const S* src = A.data + i0 * A.ld + p0;  // A (r, k) = src[r ld + k]: a transpose
   Index k0 = 0;
 #ifdef EIGEN_VECTORIZE_AVX
-  if constexpr (std::is_same_v<S, float> && kMR <= 8) {
-    // 8 steps of k at a time: MR rows of 8 values, transposed in registers (rows past MR
-    // zero); k's MR values then stored as 8, the extra 8 - MR spilling into k + 1's place
-    // (rewritten by the next store) or, after the last k, into the buffer's slack (kASlack)
+  // 8 steps of k at a time: MR rows of 8 values, transposed in registers (rows past MR
+  // zero); k's MR values then stored as 8, the extra 8 - MR spilling into k + 1's place
+  // (rewritten by the next store) or, after the last k, into the buffer's slack (kASlack)
+  static_assert(kMR <= 8 && 8 - kMR <= kASlack, "transpose8x8 packs at most 8 rows");
+  if constexpr (std::is_same_v<S, float>)
     if (nr == kMR)
       for (; k0 + 8 <= kc; k0 += 8) transpose8x8(out + k0 * kMR, kMR, src + k0, A.ld, kMR);
-  }
 #endif
   for (Index k = k0; k < kc; ++k)
     for (Index r = 0; r < nr; ++r) out[k * kMR + r] = src[r * A.ld + k];
