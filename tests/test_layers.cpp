@@ -11,18 +11,23 @@ using mae_test::random_vector;
 using V = std::vector<double>;
 
 TEST_CASE("linear: gradient check of input, weight and bias") {
-  const Index rows = 70, in = 5, out = 37;  // more than one row chunk and one channel chunk
-  V x = random_vector(rows * in, 1), w = random_vector(out * in, 2), b = random_vector(out, 3);
-  V dx(x.size()), dw(w.size()), db(b.size()), y(rows * out);
-  auto fwd = [&] {
-    mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out);
-    return y;
-  };
-  auto bwd = [&](const V& G) { mae::linear_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), rows, in, out); };
-  auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), rows * in}, {"w", w.data(), dw.data(), out * in},
-                                   {"b", b.data(), db.data(), out}});
-  INFO(rep.str());
-  CHECK(rep.ok);
+  // 70 rows: split between the threads by columns (at most kFewRows); 300: by chunks of rows.
+  // More than one channel chunk either way.
+  static_assert(mae::kFewRows >= 70 && mae::kFewRows < 300, "one case on each side of the split");
+  for (const Index rows : {Index(70), Index(300)}) {
+    const Index in = 5, out = 37;
+    V x = random_vector(rows * in, 1), w = random_vector(out * in, 2), b = random_vector(out, 3);
+    V dx(x.size()), dw(w.size()), db(b.size()), y(rows * out);
+    auto fwd = [&] {
+      mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out);
+      return y;
+    };
+    auto bwd = [&](const V& G) { mae::linear_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), rows, in, out); };
+    auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), rows * in}, {"w", w.data(), dw.data(), out * in},
+                                     {"b", b.data(), db.data(), out}});
+    INFO("rows " << rows << ": " << rep.str());
+    CHECK(rep.ok);
+  }
 }
 
 TEST_CASE("the gradient check catches a gradient that is off by 0.1%") {
@@ -249,6 +254,30 @@ TEST_CASE("sum16 (the vectorized reduction) equals the plain sum, for every leng
   }
 }
 
+TEST_CASE("linear: both splits between threads (by columns, few rows; by rows) give the same bits") {
+  // The first 70 rows of a 300-row product (chunks of rows) against the 70-row product alone
+  // (columns per thread): forward, dX (Grad::overwrite, and the fused per-block work).
+  using F = std::vector<float>;
+  const Index rows = 300, few = 70, in = 200, out = 170;
+  const F x = random_floats(rows * in, 1), w = random_floats(out * in, 2), b = random_floats(out, 3),
+          r = random_floats(rows * out, 4), dy = random_floats(rows * out, 5);
+  F y(rows * out), y_few(few * out), dx(rows * in), dx_few(few * in), dw(out * in), db(out);
+  mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, r.data());
+  mae::linear_forward(y_few.data(), x.data(), w.data(), b.data(), few, in, out, r.data());
+  CHECK(F(y.begin(), y.begin() + few * out) == y_few);
+  std::vector<int> seen(rows * in, 0);  // the per-block work visits every element once
+  const auto count = [&](Index r0, Index nr, Index j0, Index nc) {
+    for (Index i = r0; i < r0 + nr; ++i)
+      for (Index j = j0; j < j0 + nc; ++j) ++seen[i * in + j];
+  };
+  mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
+                       mae::Grad::overwrite, count);
+  mae::linear_backward(dx_few.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), few, in, out,
+                       mae::Grad::overwrite, count);
+  CHECK(F(dx.begin(), dx.begin() + few * in) == dx_few);
+  for (Index i = 0; i < rows * in; ++i) REQUIRE(seen[i] == (i < few * in ? 2 : 1));
+}
+
 TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linear, layernorm, gelu, attention, block)") {
   using F = std::vector<float>;
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -364,9 +393,18 @@ TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in e
           static_cast<std::size_t>(mae::gemm_packed_size<float>(K, N)), std::numeric_limits<float>::quiet_NaN());
       for (Index u = 0; u < mae::gemm_pack_units<float>(K, N); ++u) mae::gemm_pack_unit(packed.data(), B, K, N, u);
       mae::gemm(c3.data(), ldc, A, mae::PackedB<float>{packed.data(), K, N}, M, 0.5f);
+      // and column range by column range (gemm_columns), B packed before or packed per range
+      const Index step = mae::kGemmColumnStep<float>, mid = std::min(N, (N / 2 + step - 1) / step * step);
+      std::vector<float> c4 = c_init, c5 = c_init;
+      mae::gemm_columns(c4.data(), ldc, A, mae::PackedB<float>{packed.data(), K, N}, M, 0, mid, 0.5f);
+      mae::gemm_columns(c4.data(), ldc, A, mae::PackedB<float>{packed.data(), K, N}, M, mid, N, 0.5f);
+      mae::gemm_columns(c5.data(), ldc, A, B, M, N, K, mid, N, 0.5f);
+      mae::gemm_columns(c5.data(), ldc, A, B, M, N, K, 0, mid, 0.5f);
       INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
       CHECK(c1 == c2);
       CHECK(c1 == c3);
+      CHECK(c1 == c4);
+      CHECK(c1 == c5);
       for (Index i = 0; i < M; ++i)
         for (Index j = 0; j < ldc; ++j) {
           const Index idx = i * ldc + j;
@@ -377,6 +415,19 @@ TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in e
         }
     }
   }
+}
+
+TEST_CASE("gemm_columns refuses a column range that does not start and end on B's panels") {
+  const Index M = 3, N = 40, K = 5, step = mae::kGemmColumnStep<float>;
+  const std::vector<float> a(M * K, 1.f), b(K * N, 1.f);
+  std::vector<float> c(M * N, 0.f);
+  const mae::GemmOperand<float> A{a.data(), K}, B{b.data(), N};
+  CHECK_THROWS_WITH_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 1, N), doctest::Contains("panels of"), mae::Error);
+  CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 0, step + 1), mae::Error);
+  CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 0, N + step), mae::Error);
+  CHECK_NOTHROW(mae::gemm_columns(c.data(), N, A, B, M, N, K, step, N));
+  CHECK(c[0] == 0.f);                        // columns before the range untouched
+  CHECK(c[step] == static_cast<float>(K));  // and the range computed
 }
 
 TEST_CASE("small_gemm (attention's products) equals the plain triple loop, for every tile edge and stride") {

@@ -134,9 +134,11 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   }
   // --- MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
   layernorm_forward(c.ln2.data(), c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
-  // fc1 (R, hidden), and act = gelu(fc1) on each chunk of rows as soon as it is computed
+  // fc1 (R, hidden), and act = gelu(fc1) on each block of it as soon as it is computed
   linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, nullptr,
-                 [&](Index r0, Index nr) { gelu_forward(c.act.data() + r0 * Hd, c.fc1.data() + r0 * Hd, nr * Hd); });
+                 [&](Index r0, Index nr, Index j0, Index nc) {
+                   for (Index r = r0; r < r0 + nr; ++r) gelu_forward(c.act.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, nc);
+                 });
   if (keep_mlp) {
     linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D);  // (R, D)
     add_residual(x_out, x_mid, keep_mlp, N, T, D);
@@ -159,12 +161,13 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   S* dx_mid = w.dx_mid.data();
   // forward: x_out = x_mid + keep_mlp * fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
   copy(dx_mid, dx_out, R * D);
-  // forward: x_out = ... fc2(act)  =>  dact = dbranch W2;  and (on each chunk of rows of dact
-  // as soon as it is computed) forward: act = gelu(fc1)  =>  dfc1 = dact * gelu'(fc1)
+  // forward: x_out = ... fc2(act)  =>  dact = dbranch W2;  and (on each block of dact as soon
+  // as it is computed) forward: act = gelu(fc1)  =>  dfc1 = dact * gelu'(fc1)
   linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D),
-                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, Grad::overwrite, [&](Index r0, Index nr) {
-                    gelu_backward(w.dfc1.data() + r0 * Hd, c.fc1.data() + r0 * Hd, w.dact.data() + r0 * Hd, nr * Hd,
-                                  Grad::overwrite);
+                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, Grad::overwrite, [&](Index r0, Index nr, Index j0, Index nc) {
+                    for (Index r = r0; r < r0 + nr; ++r)
+                      gelu_backward(w.dfc1.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, w.dact.data() + r * Hd + j0,
+                                    nc, Grad::overwrite);
                   }, pm);
   // forward: fc1 = ln2 W1^T + b1
   linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R,

@@ -164,6 +164,21 @@ inline int max_threads() {
 #endif
 }
 
+// Inside a parallel region: this thread's share [begin, end) of n items split into `threads`
+// contiguous ranges whose bounds are multiples of `step` (but the last, which ends at n).
+struct ThreadRange {
+  Index begin, end;
+};
+inline ThreadRange thread_range(Index n, Index step) {
+#ifdef _OPENMP
+  const Index t = omp_get_thread_num(), threads = omp_get_num_threads();
+#else
+  const Index t = 0, threads = 1;
+#endif
+  const Index steps = (n + step - 1) / step;
+  return {std::min(n, steps * t / threads * step), std::min(n, steps * (t + 1) / threads * step)};
+}
+
 inline void set_num_threads(int n) {
 #ifdef _OPENMP
   omp_set_num_threads(n);

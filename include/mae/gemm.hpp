@@ -35,6 +35,7 @@
 #include "common.hpp"
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -226,15 +227,16 @@ inline Index packed_offset(Index N, Index p0, Index kc, Index j0) {
 
 // B either packed here, block by block, or (packed != null) all packed before: for each block
 // of KC steps of k, the panels of every column, i.e. block p0 at packed + p0 packed_width(N).
+// Only C's columns [jb, je) (jb a multiple of NR); N is B's whole width.
 template <class S>
 inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* packed, Index M, Index N, Index K,
-                S alpha) {
+                S alpha, Index jb, Index je) {
   constexpr Index P = kP<S>, MR = kMR, NR = kNR<S>, MC = kMC, NC = kNC<S>;
   static thread_local AlignedVector<S> abuf(static_cast<std::size_t>(MR * kKC + kASlack)), bbuf(static_cast<std::size_t>(NC * kKC));
   const Index KC = block_k(K);
   S* const ap = abuf.data();
-  for (Index j0 = 0; j0 < N; j0 += NC) {
-    const Index nc = std::min(NC, N - j0);
+  for (Index j0 = jb; j0 < je; j0 += NC) {
+    const Index nc = std::min(NC, je - j0);
     for (Index p0 = 0; p0 < K; p0 += KC) {
       const Index kc = std::min(KC, K - p0);
       const S* bp = bbuf.data();
@@ -271,7 +273,7 @@ inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* pa
 template <class S>
 inline void gemm(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, Index N, Index K, S alpha = S(1)) {
   if (M == 0 || N == 0 || K == 0) return;
-  gemm_detail::run(c, ldc, A, B, static_cast<const S*>(nullptr), M, N, K, alpha);
+  gemm_detail::run(c, ldc, A, B, static_cast<const S*>(nullptr), M, N, K, alpha, Index(0), N);
 }
 
 // B (K, N) packed once for every product with it: a layer's weights, or the input its weight
@@ -309,7 +311,41 @@ inline void gemm_pack_unit(S* out, GemmOperand<S> B, Index K, Index N, Index u) 
 template <class S>
 inline void gemm(S* c, Index ldc, GemmOperand<S> A, const PackedB<S>& B, Index M, S alpha = S(1)) {
   if (M == 0 || B.N == 0 || B.K == 0) return;
-  gemm_detail::run(c, ldc, A, GemmOperand<S>{nullptr, 0}, B.data, M, B.N, B.K, alpha);
+  gemm_detail::run(c, ldc, A, GemmOperand<S>{nullptr, 0}, B.data, M, B.N, B.K, alpha, Index(0), B.N);
+}
+
+// gemm_columns: only C's columns [j_begin, j_end), the same values as the whole product there
+// (so threads can share the columns of one C). j_begin is a multiple of kGemmColumnStep (the
+// width of B's panels), j_end too or B's width N.
+template <class S>
+inline constexpr Index kGemmColumnStep = gemm_detail::kNR<S>;
+
+namespace gemm_detail {
+inline void check_columns(Index j_begin, Index j_end, Index N, Index step) {
+  if (j_begin % step != 0 || (j_end % step != 0 && j_end != N) || j_begin > j_end || j_end > N)
+    throw Error("gemm_columns: columns [" + std::to_string(j_begin) + ", " + std::to_string(j_end) +
+                ") do not start and end on panels of " + std::to_string(step) + " columns (or at N = " +
+                std::to_string(N) + ")");
+}
+}  // namespace gemm_detail
+
+// B packed beforehand (PackedB).
+template <class S>
+inline void gemm_columns(S* c, Index ldc, GemmOperand<S> A, const PackedB<S>& B, Index M, Index j_begin, Index j_end,
+                         S alpha = S(1)) {
+  gemm_detail::check_columns(j_begin, j_end, B.N, kGemmColumnStep<S>);
+  if (M == 0 || j_end == j_begin || B.K == 0) return;
+  gemm_detail::run(c, ldc, A, GemmOperand<S>{nullptr, 0}, B.data, M, B.N, B.K, alpha, j_begin, j_end);
+}
+// B (K, N) packed here, only these columns' panels: when a thread owns a range of columns of a
+// product with few rows, it packs its own part of B once, while it is used, instead of all
+// threads sharing (and each reading all of) a B packed beforehand.
+template <class S>
+inline void gemm_columns(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, Index N, Index K,
+                         Index j_begin, Index j_end, S alpha = S(1)) {
+  gemm_detail::check_columns(j_begin, j_end, N, kGemmColumnStep<S>);
+  if (M == 0 || j_end == j_begin || K == 0) return;
+  gemm_detail::run(c, ldc, A, B, static_cast<const S*>(nullptr), M, N, K, alpha, j_begin, j_end);
 }
 
 // A buffer of at least n values belonging to the calling thread, for operands it packs for the

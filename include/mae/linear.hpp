@@ -36,18 +36,51 @@ inline void init_linear(LinearParams<S>& l, Index out_dim, Index in_dim, Rng& r)
   zero(l.bias, out_dim);
 }
 
-// Work a caller may attach to each finished chunk of rows (rows [r0, r0 + nr)), run by the
-// thread that computed it while the chunk is still in its cache: the block fuses GELU this way.
+// Work a caller may attach to each finished block of the output (rows [r0, r0 + nr), columns
+// [j0, j0 + nc)), run by the thread that computed it while the block is still in its cache:
+// the block fuses GELU this way.
 struct NoChunkWork {
-  void operator()(Index, Index) const {}
+  void operator()(Index, Index, Index, Index) const {}
 };
+
+// Products with few rows (a batch of two ViT-Base encoder sequences: 100) are split between
+// the threads by columns, each thread packing its own columns of the weight while it uses
+// them: a shared packed weight would be written once and read whole by every thread, for a
+// product too short to hide that traffic. Otherwise by chunks of rows (each thread keeps its
+// rows from layer to layer, in its own cache) with the weight packed once, shared.
+inline constexpr Index kFewRows = 256;
 
 // out (rows, out_dim) = inp (rows, in_dim) * weight^T + bias   (+ residual (rows, out_dim), if given)
 template <class S, class ChunkWork = NoChunkWork>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
-                           Index out_dim, const nondeduced<S>* residual = nullptr, ChunkWork after_chunk = {}) {
-  const GemmOperand<S> Wt{weight, in_dim, true};  // W^T (in, out), packed once for every chunk of rows
-  S* const packed = gemm_shared_buffer<S>(0, gemm_packed_size<S>(in_dim, out_dim));
+                           Index out_dim, const nondeduced<S>* residual = nullptr, ChunkWork after_block = {}) {
+  const GemmOperand<S> X{inp, in_dim}, Wt{weight, in_dim, true};  // W^T (in, out)
+  // Y = b (+ residual), then Y += X W^T, on rows [r0, r0 + nr) x columns [j0, j0 + nc)
+  const auto block = [&](Index r0, Index nr, Index j0, Index nc, auto&& product) {
+    StridedMap<S> Y(out + r0 * out_dim + j0, nr, nc, Eigen::OuterStride<>(out_dim));
+    if (residual && bias)
+      Y = ConstStridedMap<S>(residual + r0 * out_dim + j0, nr, nc, Eigen::OuterStride<>(out_dim)).rowwise() +
+          ConstRowVecMap<S>(bias + j0, nc);
+    else if (residual)
+      Y = ConstStridedMap<S>(residual + r0 * out_dim + j0, nr, nc, Eigen::OuterStride<>(out_dim));
+    else if (bias)
+      Y.rowwise() = ConstRowVecMap<S>(bias + j0, nc);
+    else
+      Y.setZero();
+    product();
+    after_block(r0, nr, j0, nc);
+  };
+  if (rows <= kFewRows) {
+#pragma omp parallel
+    {
+      const ThreadRange cols = thread_range(out_dim, kGemmColumnStep<S>);
+      if (cols.end > cols.begin)
+        block(0, rows, cols.begin, cols.end - cols.begin,
+              [&] { gemm_columns(out, out_dim, X, Wt, rows, out_dim, in_dim, cols.begin, cols.end); });
+    }
+    return;
+  }
+  S* const packed = gemm_shared_buffer<S>(0, gemm_packed_size<S>(in_dim, out_dim));  // W^T, for every chunk
   const Index units = gemm_pack_units<S>(in_dim, out_dim);
   const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel
@@ -57,40 +90,47 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
 #pragma omp for schedule(static)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
-      // Y = b (+ residual), then Y += X W^T
-      MatMap<S> Y(out + r0 * out_dim, nr, out_dim);
-      if (residual && bias)
-        Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim).rowwise() + ConstRowVecMap<S>(bias, out_dim);
-      else if (residual)
-        Y = ConstMatMap<S>(residual + r0 * out_dim, nr, out_dim);
-      else if (bias)
-        Y.rowwise() = ConstRowVecMap<S>(bias, out_dim);
-      else
-        Y.setZero();
-      gemm(Y.data(), out_dim, GemmOperand<S>{inp + r0 * in_dim, in_dim}, PackedB<S>{packed, in_dim, out_dim}, nr);
-      after_chunk(r0, nr);
+      block(r0, nr, 0, out_dim, [&] {
+        gemm(out + r0 * out_dim, out_dim, GemmOperand<S>{inp + r0 * in_dim, in_dim}, PackedB<S>{packed, in_dim, out_dim}, nr);
+      });
     }
   }
 }
 
 // Gradients of linear_forward. dinp may be null (no gradient wanted for the input).
-// after_dinp_chunk(r0, nr) runs on each finished chunk of rows of dinp (see NoChunkWork).
+// after_dinp_block(r0, nr, j0, nc) runs on each finished block of dinp (see NoChunkWork).
 // dparam_mode: Grad::overwrite assigns dweight and dbias (the model's first backward after
 // zero_grad), saving a pass that zeroes every gradient in memory first.
 template <class S, class ChunkWork = NoChunkWork>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
                             Index rows, Index in_dim, Index out_dim, Grad dinp_mode = Grad::accumulate,
-                            ChunkWork after_dinp_chunk = {}, Grad dparam_mode = Grad::accumulate) {
+                            ChunkWork after_dinp_block = {}, Grad dparam_mode = Grad::accumulate) {
   // The two parts are independent: one parallel region, one barrier after the packing.
-  const Index rc = chunk_size(rows, kRowChunk), row_chunks = dinp ? num_chunks(rows, rc) : 0;
+  const bool few_rows = rows <= kFewRows;
+  const Index rc = chunk_size(rows, kRowChunk), row_chunks = dinp && !few_rows ? num_chunks(rows, rc) : 0;
   const Index oc = chunk_size(out_dim, kChannelChunk), channel_chunks = num_chunks(out_dim, oc);
-  // The B operands, packed once for all chunks: W (out, in) of dX = dY W, X (rows, in) of dW = dY^T X
+  // The B operands: W (out, in) of dX = dY W (packed once for all chunks of rows, or by each
+  // thread for its columns with few rows), X (rows, in) of dW = dY^T X (packed once)
   const GemmOperand<S> W{weight, in_dim}, X{inp, in_dim};
-  S* const w_packed = dinp ? gemm_shared_buffer<S>(0, gemm_packed_size<S>(out_dim, in_dim)) : nullptr;
+  S* const w_packed = row_chunks ? gemm_shared_buffer<S>(0, gemm_packed_size<S>(out_dim, in_dim)) : nullptr;
   S* const x_packed = gemm_shared_buffer<S>(1, gemm_packed_size<S>(rows, in_dim));
-  const Index w_units = dinp ? gemm_pack_units<S>(out_dim, in_dim) : 0, x_units = gemm_pack_units<S>(rows, in_dim);
+  const Index w_units = row_chunks ? gemm_pack_units<S>(out_dim, in_dim) : 0, x_units = gemm_pack_units<S>(rows, in_dim);
+  // forward: Y = X W^T   =>   dX += dY W on rows [r0, r0 + nr) x columns [j0, j0 + nc)
+  // (= with Grad::overwrite)
+  const auto dx_block = [&](Index r0, Index nr, Index j0, Index nc, auto&& product) {
+    if (dinp_mode == Grad::overwrite) StridedMap<S>(dinp + r0 * in_dim + j0, nr, nc, Eigen::OuterStride<>(in_dim)).setZero();
+    product();
+    after_dinp_block(r0, nr, j0, nc);
+  };
 #pragma omp parallel
   {
+    if (dinp && few_rows) {  // this thread's columns of dX, its part of W packed as it goes
+      const ThreadRange cols = thread_range(in_dim, kGemmColumnStep<S>);
+      if (cols.end > cols.begin)
+        dx_block(0, rows, cols.begin, cols.end - cols.begin, [&] {
+          gemm_columns(dinp, in_dim, GemmOperand<S>{dout, out_dim}, W, rows, in_dim, out_dim, cols.begin, cols.end);
+        });
+    }
 #pragma omp for schedule(static)
     for (Index u = 0; u < w_units + x_units; ++u) {
       if (u < w_units)
@@ -98,14 +138,13 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
       else
         gemm_pack_unit(x_packed, X, rows, in_dim, u - w_units);
     }
-    // forward: Y = X W^T   =>   dX += dY W   (threads own row chunks; = with Grad::overwrite)
+    // threads own row chunks of dX
 #pragma omp for schedule(static) nowait
     for (Index c = 0; c < row_chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
-      S* dx = dinp + r0 * in_dim;
-      if (dinp_mode == Grad::overwrite) zero(dx, nr * in_dim);
-      gemm(dx, in_dim, GemmOperand<S>{dout + r0 * out_dim, out_dim}, PackedB<S>{w_packed, out_dim, in_dim}, nr);
-      after_dinp_chunk(r0, nr);
+      dx_block(r0, nr, 0, in_dim, [&] {
+        gemm(dinp + r0 * in_dim, in_dim, GemmOperand<S>{dout + r0 * out_dim, out_dim}, PackedB<S>{w_packed, out_dim, in_dim}, nr);
+      });
     }
     // forward: Y = X W^T + b   =>   dW += dY^T X,  db += sum over rows of dY
     // (threads own chunks of output channels, each summing over every row)
