@@ -38,61 +38,104 @@ inline void softmax_row(S* row, Index T) {
   for (Index j = 0; j < T; ++j) row[j] *= inv;
 }
 
+// Query rows per block: a block's rows of scores (rows x T) are computed, normalized and
+// multiplied by v while they are in L1. Whole (T, T) products went through L2 between the
+// three steps, their tiles' stores missing L1 (T = 197: q k^T at a third of a v's rate).
+template <class S>
+inline constexpr Index kAttentionRows = 4 * small_gemm_detail::kTileRows;
+
+// Per-thread buffers of attention: k and v (or v^T and k) packed for small_gemm_packed, and
+// the backward's (T, T) gradient of the scores. Grow-only: steady state allocates nothing.
+template <class S>
+struct AttentionBuffers {
+  std::vector<S> b1, b2, scores;
+  static AttentionBuffers& of_this_thread() {
+    static thread_local AttentionBuffers buffers;
+    return buffers;
+  }
+};
+
 // The core, between the two linears: ctx (N, T, D), att (N, H, T, T) from qkv (N, T, 3D).
 // Per sample n and head h, q, k, v are (T, hd) views into qkv with row stride 3D; the products
-// are small_gemm calls (a transposed operand is just swapped strides).
+// are small_gemm calls (a transposed operand is just swapped strides), k^T and v packed once
+// per head for every block of query rows.
 template <class S>
 inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
-  const Index hd = D / H, ld = 3 * D;
+  const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
-#pragma omp parallel for schedule(static)
-  for (Index nh = 0; nh < N * H; ++nh) {
-    const Index n = nh / H, h = nh % H;
-    const S* q = qkv + n * T * ld + h * hd;  // (T, hd), row stride 3D
-    const S* k = q + D;                      // (T, hd)
-    const S* v = q + 2 * D;                  // (T, hd)
-    S* a = att + nh * T * T;                 // (T, T)
-    S* o = ctx + n * T * D + h * hd;         // (T, hd), row stride D
-    // a = q k^T * scale
-    small_gemm(a, T, q, ld, 1, k, 1, ld, T, T, hd, scale, Grad::overwrite);
-    for (Index i = 0; i < T; ++i) softmax_row(a + i * T, T);  // softmax over keys
-    // o = a v
-    small_gemm(o, D, a, T, 1, v, ld, 1, T, hd, T, S(1), Grad::overwrite);
+#pragma omp parallel
+  {
+    auto& buf = AttentionBuffers<S>::of_this_thread();
+    S* const kt = ensure(buf.b1, small_gemm_packed_size<S>(hd, T));  // k^T (hd, T)
+    S* const vp = ensure(buf.b2, small_gemm_packed_size<S>(T, hd));  // v (T, hd)
+#pragma omp for schedule(static)
+    for (Index nh = 0; nh < N * H; ++nh) {
+      const Index n = nh / H, h = nh % H;
+      const S* q = qkv + n * T * ld + h * hd;  // (T, hd), row stride 3D
+      const S* k = q + D;                      // (T, hd)
+      const S* v = q + 2 * D;                  // (T, hd)
+      S* a = att + nh * T * T;                 // (T, T)
+      S* o = ctx + n * T * D + h * hd;         // (T, hd), row stride D
+      small_gemm_pack(kt, k, 1, ld, hd, T);
+      small_gemm_pack(vp, v, ld, 1, T, hd);
+      for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
+        const Index m = std::min(R, T - i0);
+        S* ai = a + i0 * T;  // (m, T)
+        // a = q k^T * scale
+        small_gemm_packed(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Grad::overwrite);
+        for (Index i = 0; i < m; ++i) softmax_row(ai + i * T, T);  // softmax over keys
+        // o = a v
+        small_gemm_packed(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Grad::overwrite);
+      }
+    }
   }
 }
 
-// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::overwrite). datt
-// (N, H, T, T) is scratch.
+// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::overwrite).
 template <class S>
-inline void attention_backward(S* dqkv, S* datt, const S* dctx, const S* qkv, const S* att, Index N, Index T,
-                               Index D, Index H, Grad mode = Grad::accumulate) {
-  const Index hd = D / H, ld = 3 * D;
+inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D,
+                               Index H, Grad mode = Grad::accumulate) {
+  const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
-#pragma omp parallel for schedule(static)
-  for (Index nh = 0; nh < N * H; ++nh) {
-    const Index n = nh / H, h = nh % H;
-    const S* q = qkv + n * T * ld + h * hd;
-    const S* k = q + D;
-    const S* v = q + 2 * D;
-    S* dq = dqkv + n * T * ld + h * hd;
-    S* dk = dq + D;
-    S* dv = dq + 2 * D;
-    const S* a = att + nh * T * T;
-    S* da = datt + nh * T * T;
-    const S* dout = dctx + n * T * D + h * hd;  // (T, hd), row stride D
-    // forward: o = a v   =>   da = do v^T,  dv += a^T do
-    small_gemm(da, T, dout, D, 1, v, 1, ld, T, T, hd, S(1), Grad::overwrite);
-    small_gemm(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), mode);
-    // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)
-    for (Index i = 0; i < T; ++i) {
-      const S* ar = a + i * T;
-      S* dr = da + i * T;
-      const S dot = sum16<S>(T, [&](Index j) { return dr[j] * ar[j]; });
-      for (Index j = 0; j < T; ++j) dr[j] = ar[j] * (dr[j] - dot);
+#pragma omp parallel
+  {
+    auto& buf = AttentionBuffers<S>::of_this_thread();
+    S* const vt = ensure(buf.b1, small_gemm_packed_size<S>(hd, T));  // v^T (hd, T)
+    S* const kp = ensure(buf.b2, small_gemm_packed_size<S>(T, hd));  // k (T, hd)
+    S* const da = ensure(buf.scores, T * T);                         // (T, T): da, then ds in place
+#pragma omp for schedule(static)
+    for (Index nh = 0; nh < N * H; ++nh) {
+      const Index n = nh / H, h = nh % H;
+      const S* q = qkv + n * T * ld + h * hd;
+      const S* k = q + D;
+      const S* v = q + 2 * D;
+      S* dq = dqkv + n * T * ld + h * hd;
+      S* dk = dq + D;
+      S* dv = dq + 2 * D;
+      const S* a = att + nh * T * T;
+      const S* dout = dctx + n * T * D + h * hd;  // (T, hd), row stride D
+      small_gemm_pack(vt, v, 1, ld, hd, T);
+      small_gemm_pack(kp, k, ld, 1, T, hd);
+      for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
+        const Index m = std::min(R, T - i0);
+        S* dr0 = da + i0 * T;  // (m, T)
+        // forward: o = a v   =>   da = do v^T
+        small_gemm_packed(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Grad::overwrite);
+        // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)
+        for (Index i = i0; i < i0 + m; ++i) {
+          const S* ar = a + i * T;
+          S* dr = da + i * T;
+          const S dot = sum16<S>(T, [&](Index j) { return dr[j] * ar[j]; });
+          for (Index j = 0; j < T; ++j) dr[j] = ar[j] * (dr[j] - dot);
+        }
+        // forward: s = q k^T * scale   =>   dq += ds k * scale
+        small_gemm_packed(dq + i0 * ld, ld, dr0, T, 1, kp, m, hd, T, scale, mode);
+      }
+      // forward: o = a v   =>   dv += a^T do
+      small_gemm(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), mode);
+      // forward: s = q k^T * scale   =>   dk += ds^T q * scale
+      small_gemm(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, mode);
     }
-    // forward: s = q k^T * scale   =>   dq += ds k * scale,  dk += ds^T q * scale
-    small_gemm(dq, ld, da, T, 1, k, ld, 1, T, hd, T, scale, mode);
-    small_gemm(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, mode);
   }
 }
 

@@ -86,12 +86,12 @@ struct BlockCache {
 // Gradient scratch shared by all blocks of the same shape (reused block after block).
 template <class S>
 struct BlockScratch {
-  std::vector<S> dln, dx_mid, dctx, dqkv, datt, dact, dfc1, dbranch;
+  std::vector<S> dln, dx_mid, dctx, dqkv, dact, dfc1, dbranch;
   void reserve(Index N, Index T, const BlockShape& s, bool drop_path = false) {
     const Index R = N * T;
     ensure(dln, R * s.dim), ensure(dx_mid, R * s.dim), ensure(dctx, R * s.dim);
     if (drop_path) ensure(dbranch, R * s.dim);
-    ensure(dqkv, R * 3 * s.dim), ensure(datt, N * s.heads * T * T);
+    ensure(dqkv, R * 3 * s.dim);
     ensure(dact, R * s.hidden), ensure(dfc1, R * s.hidden);
   }
 };
@@ -186,7 +186,7 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
                   scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
                   Grad::overwrite, NoChunkWork{}, pm);
   // forward: ctx = attention(qkv)
-  attention_backward(w.dqkv.data(), w.datt.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads,
+  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads,
                      Grad::overwrite);
   // forward: qkv = ln1 Wqkv^T + bqkv
   linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(),

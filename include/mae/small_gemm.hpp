@@ -43,6 +43,11 @@ inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Ind
       continue;
     }
     S* o = out;
+    if (b_cs == 1 && nj == P) {  // each k's P values contiguous (v, dout, k, q): one packet copy
+      for (Index k = 0; k < K; ++k, o += P)
+        Eigen::internal::pstoreu(o, Eigen::internal::ploadu<Packet<S>>(b + k * b_rs + j0));
+      continue;
+    }
     for (Index k = 0; k < K; ++k, o += P) {
       const S* src = b + k * b_rs + j0 * b_cs;
       for (Index j = 0; j < nj; ++j) o[j] = src[j * b_cs];
@@ -97,19 +102,28 @@ inline void tile_rows(int panels, S* c, Index ldc, const S* a, Index a_rs, Index
 
 }  // namespace small_gemm_detail
 
-// C (M, N; row stride ldc) = alpha A B (mode overwrite) or += alpha A B (mode accumulate), where
-// A (M, K) has element (i, k) at a[i * a_rs + k * a_cs] and B (K, N) has (k, j) at
-// b[k * b_rs + j * b_cs]. Single-threaded (call it inside a parallel loop); the panel copy of B
-// lives in a per-thread buffer that only grows, so steady-state calls allocate nothing.
+// B (K, N), element (k, j) at b[k * b_rs + j * b_cs], packed for small_gemm_packed: a buffer
+// of small_gemm_packed_size(K, N) values. A B used by many products (attention's k and v, for
+// every block of query rows) is packed once.
 template <class S>
-inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs,
-                       Index M, Index N, Index K, S alpha, Grad mode) {
+inline Index small_gemm_packed_size(Index K, Index N) {
+  constexpr Index P = small_gemm_detail::kWidth<S>;
+  return (N + P - 1) / P * K * P;
+}
+template <class S>
+inline void small_gemm_pack(S* out, const S* b, Index b_rs, Index b_cs, Index K, Index N) {
+  small_gemm_detail::pack_panels(out, b, b_rs, b_cs, K, N);
+}
+
+// C (M, N; row stride ldc) = alpha A B (mode overwrite) or += alpha A B (mode accumulate), where
+// A (M, K) has element (i, k) at a[i * a_rs + k * a_cs] and B (K, N) was packed by
+// small_gemm_pack. Single-threaded (call it inside a parallel loop).
+template <class S>
+inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index M, Index N,
+                              Index K, S alpha, Grad mode) {
   namespace d = small_gemm_detail;
   constexpr Index P = d::kWidth<S>;
   const Index panels = (N + P - 1) / P;
-  static thread_local std::vector<S> pack;
-  S* bp = ensure(pack, panels * K * P);
-  d::pack_panels(bp, b, b_rs, b_cs, K, N);
   for (Index p0 = 0; p0 < panels; p0 += 2) {
     const int np = static_cast<int>(std::min<Index>(2, panels - p0));
     const S* panel = bp + p0 * K * P;
@@ -130,6 +144,17 @@ inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, cons
       }
     }
   }
+}
+
+// The same with B (K, N) as in small_gemm_pack, packed here into a per-thread buffer that only
+// grows (steady-state calls allocate nothing).
+template <class S>
+inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs,
+                       Index M, Index N, Index K, S alpha, Grad mode) {
+  static thread_local std::vector<S> pack;
+  S* bp = ensure(pack, small_gemm_packed_size<S>(K, N));
+  small_gemm_pack(bp, b, b_rs, b_cs, K, N);
+  small_gemm_packed(c, ldc, a, a_rs, a_cs, bp, M, N, K, alpha, mode);
 }
 
 }  // namespace mae
