@@ -348,6 +348,10 @@ inline void gemm_columns(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, In
   gemm_detail::run(c, ldc, A, B, static_cast<const S*>(nullptr), M, N, K, alpha, j_begin, j_end);
 }
 
+// Rows of C per register tile: a chunk of rows that is a multiple of it has no partial tile
+// (which computes a whole tile on a copy of C) but at the end of the product.
+inline constexpr Index kGemmTileRows = gemm_detail::kMR;
+
 // A buffer of at least n values belonging to the calling thread, for operands it packs for the
 // threads it then starts (slot: one per operand in use at the same time). Grow-only: it
 // allocates only for a product larger than any before it.

@@ -50,6 +50,11 @@ struct NoChunkWork {
 // rows from layer to layer, in its own cache) with the weight packed once, shared.
 inline constexpr Index kFewRows = 256;
 
+// Rows (or channels) per chunk: chunk_size's even split, rounded up to whole register tiles.
+inline Index tile_chunk(Index n, Index target) {
+  return num_chunks(chunk_size(n, target), kGemmTileRows) * kGemmTileRows;
+}
+
 // out (rows, out_dim) = inp (rows, in_dim) * weight^T + bias   (+ residual (rows, out_dim), if given)
 template <class S, class ChunkWork = NoChunkWork>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
@@ -82,7 +87,7 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
   }
   S* const packed = gemm_shared_buffer<S>(0, gemm_packed_size<S>(in_dim, out_dim));  // W^T, for every chunk
   const Index units = gemm_pack_units<S>(in_dim, out_dim);
-  const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
+  const Index rc = tile_chunk(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
@@ -107,8 +112,8 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
                             ChunkWork after_dinp_block = {}, Grad dparam_mode = Grad::accumulate) {
   // The two parts are independent: one parallel region, one barrier after the packing.
   const bool few_rows = rows <= kFewRows;
-  const Index rc = chunk_size(rows, kRowChunk), row_chunks = dinp && !few_rows ? num_chunks(rows, rc) : 0;
-  const Index oc = chunk_size(out_dim, kChannelChunk), channel_chunks = num_chunks(out_dim, oc);
+  const Index rc = tile_chunk(rows, kRowChunk), row_chunks = dinp && !few_rows ? num_chunks(rows, rc) : 0;
+  const Index oc = tile_chunk(out_dim, kChannelChunk), channel_chunks = num_chunks(out_dim, oc);
   // The B operands: W (out, in) of dX = dY W (packed once for all chunks of rows, or by each
   // thread for its columns with few rows), X (rows, in) of dW = dY^T X (packed once)
   const GemmOperand<S> W{weight, in_dim}, X{inp, in_dim};
