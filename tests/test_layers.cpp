@@ -104,9 +104,9 @@ TEST_CASE("gelu: exact erf form and its gradient") {
 }
 
 TEST_CASE("attention core: gradient check of q, k and v") {
-  // T = 29: more than one block of query rows (kAttentionRows), the last one partial
-  static_assert(mae::kAttentionRows<double> < 29, "the second case spans two blocks of rows");
-  for (const Index T : {Index(5), Index(29)}) {
+  // the second T spans two blocks of query rows (kAttentionRows: 24 with AVX2, 32 with
+  // AVX-512), the last one partial
+  for (const Index T : {Index(5), mae::kAttentionRows<double> + 5}) {
     const Index N = 2, D = 12, H = 3;
     V qkv = random_vector(N * T * 3 * D, 8), dqkv(qkv.size()), ctx(N * T * D), att(N * H * T * T);
     auto fwd = [&] {
@@ -416,13 +416,16 @@ TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in e
 }
 
 TEST_CASE("gemm_columns refuses a column range that does not start and end on B's panels") {
-  const Index M = 3, N = 40, K = 5, step = mae::kGemmColumnStep<float>;
+  const Index step = mae::kGemmColumnStep<float>, M = 3, N = step + 16, K = 5;  // one panel and a partial one
   const std::vector<float> a(M * K, 1.f), b(K * N, 1.f);
   std::vector<float> c(M * N, 0.f);
   const mae::GemmOperand<float> A{a.data(), K}, B{b.data(), N};
   CHECK_THROWS_WITH_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 1, N), doctest::Contains("panels of"), mae::Error);
   CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 0, step + 1), mae::Error);
   CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 0, N + step), mae::Error);
+  CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, step + 1, N), mae::Error);
+  CHECK_NOTHROW(mae::gemm_columns(c.data(), N, A, B, M, N, K, N, N));  // empty, at the end
+  CHECK(c == std::vector<float>(M * N, 0.f));
   CHECK_NOTHROW(mae::gemm_columns(c.data(), N, A, B, M, N, K, step, N));
   CHECK(c[0] == 0.f);                        // columns before the range untouched
   CHECK(c[step] == static_cast<float>(K));  // and the range computed

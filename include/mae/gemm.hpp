@@ -315,14 +315,14 @@ inline void gemm(S* c, Index ldc, GemmOperand<S> A, const PackedB<S>& B, Index M
 }
 
 // gemm_columns: only C's columns [j_begin, j_end), the same values as the whole product there
-// (so threads can share the columns of one C). j_begin is a multiple of kGemmColumnStep (the
-// width of B's panels), j_end too or B's width N.
+// (so threads can share the columns of one C). j_begin and j_end are multiples of
+// kGemmColumnStep (the width of B's panels) or B's width N.
 template <class S>
 inline constexpr Index kGemmColumnStep = gemm_detail::kNR<S>;
 
 namespace gemm_detail {
 inline void check_columns(Index j_begin, Index j_end, Index N, Index step) {
-  if (j_begin % step != 0 || (j_end % step != 0 && j_end != N) || j_begin > j_end || j_end > N)
+  if ((j_begin % step != 0 && j_begin != N) || (j_end % step != 0 && j_end != N) || j_begin > j_end || j_end > N)
     throw Error("gemm_columns: columns [" + std::to_string(j_begin) + ", " + std::to_string(j_end) +
                 ") do not start and end on panels of " + std::to_string(step) + " columns (or at N = " +
                 std::to_string(N) + ")");
