@@ -47,7 +47,8 @@ void BM_peak_fma(benchmark::State& st) {
       const __m512 m = _mm512_set1_ps(0.999999f), x = _mm512_set1_ps(1e-7f);
       for (long i = 0; i < iters; ++i)
         for (auto& a : acc) a = _mm512_fmadd_ps(a, m, x);
-      for (auto& a : acc) sink += _mm512_reduce_add_ps(a);
+      float t[16];  // one lane each keeps the chains live (_mm512_reduce_add_ps draws GCC 12's false -Wuninitialized)
+      for (auto& a : acc) _mm512_storeu_ps(t, a), sink += t[0];
 #elif defined(__AVX2__)
       __m256 acc[12];
       for (auto& a : acc) a = _mm256_set1_ps(1.0f);

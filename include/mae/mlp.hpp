@@ -17,6 +17,14 @@ struct MlpParams {
   LinearParams<S> fc2;  // (D, hidden), (D)
 };
 
+// GCC 12 with AVX-512 warns "'__Y' is used uninitialized" inside Eigen's vectorized erf/exp
+// (its intrinsics start from _mm512_undefined_ps, which GCC 12 flags by mistake): silenced for
+// these two functions only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 // out = 0.5 * x * (1 + erf(x / sqrt(2)))   (nn.GELU(), not the tanh approximation)
 template <class S>
 inline void gelu_forward(S* out, const S* inp, Index n) {
@@ -39,6 +47,10 @@ inline void gelu_backward(S* dinp, const S* inp, const S* dout, Index n, Grad mo
     store16<S>(dinp + i, mode == Grad::overwrite ? dx : Block16<S>(load16(dinp + i, m) + dx), m);
   });
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 }  // namespace mae
 
