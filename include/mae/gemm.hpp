@@ -322,7 +322,8 @@ inline constexpr Index kGemmColumnStep = gemm_detail::kNR<S>;
 
 namespace gemm_detail {
 inline void check_columns(Index j_begin, Index j_end, Index N, Index step) {
-  if ((j_begin % step != 0 && j_begin != N) || (j_end % step != 0 && j_end != N) || j_begin > j_end || j_end > N)
+  const auto on_panel_edge = [&](Index j) { return j % step == 0 || j == N; };
+  if (!on_panel_edge(j_begin) || !on_panel_edge(j_end) || j_begin > j_end || j_end > N)
     throw Error("gemm_columns: columns [" + std::to_string(j_begin) + ", " + std::to_string(j_end) +
                 ") do not start and end on panels of " + std::to_string(step) + " columns (or at N = " +
                 std::to_string(N) + ")");
