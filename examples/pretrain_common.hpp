@@ -3,8 +3,7 @@
 #pragma once
 
 #include <mae/data.hpp>
-#include <mae/figures.hpp>
-#include <mae/image_folder.hpp>
+#include <mae/data.hpp>
 #include <mae/model.hpp>
 #include <mae/train.hpp>
 

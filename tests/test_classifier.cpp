@@ -184,7 +184,7 @@ TEST_CASE("fine-tuning parameter groups: layer-wise lr decay and no decay for 1-
   using M = mae::VisionTransformer<TinyRgbD>;  // 3 blocks: layers 0..4
   M model(typename M::Options{});
   const double d = 0.75;
-  auto group = [&](const std::string& n) { return M::param_group(model.parameters().find(n), d); };
+  auto group = [&](const std::string& n) { return mae::layer_decay_group(model.parameters().find(n), M::kDepth, d); };
   CHECK(group("cls_token").lr_scale == doctest::Approx(std::pow(d, 4)));
   CHECK_FALSE(group("cls_token").weight_decay);
   CHECK_FALSE(group("pos_embed").weight_decay);
@@ -308,7 +308,7 @@ void check_classifier_fixture(const std::string& name) {
   const double layer_decay = std::stod(meta.at("layer_decay"));
   mae::AdamWOptions ao;
   ao.beta2 = 0.999, ao.weight_decay = std::stod(meta.at("weight_decay"));
-  mae::AdamW<float> opt(m0.parameters(), ao, [&](const mae::TensorInfo& t) { return M::param_group(t, layer_decay); });
+  mae::AdamW<float> opt(m0.parameters(), ao, [&](const mae::TensorInfo& t) { return mae::layer_decay_group(t, M::kDepth, layer_decay); });
   const mae::LrSchedule sched{std::stod(meta.at("lr")), std::stod(meta.at("min_lr")),
                               std::stod(meta.at("warmup_epochs")), std::stod(meta.at("epochs"))};
   const Index steps = std::stoll(meta.at("steps"));

@@ -2,8 +2,7 @@
 // figures.
 #include "test_util.hpp"
 
-#include <mae/figures.hpp>
-#include <mae/image_folder.hpp>
+#include <mae/data.hpp>
 
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>

@@ -7,13 +7,14 @@
 using mae::Index;
 using mae_test::grad_check;
 using mae_test::GradTarget;
+using mae_test::random_floats;
 using mae_test::random_vector;
 using V = std::vector<double>;
 
 TEST_CASE("linear: gradient check of input, weight and bias") {
   // 70 rows: split between the threads by columns (at most kFewRows); 300: by chunks of rows.
   // More than one channel chunk either way.
-  static_assert(mae::kFewRows >= 70 && mae::kFewRows < 300, "one case on each side of the split");
+  static_assert(mae::kernels::kFewRows >= 70 && mae::kernels::kFewRows < 300, "one case on each side of the split");
   for (const Index rows : {Index(70), Index(300)}) {
     const Index in = 5, out = 37;
     V x = random_vector(rows * in, 1), w = random_vector(out * in, 2), b = random_vector(out, 3);
@@ -231,37 +232,16 @@ TEST_CASE("token gather (masking): gradient check") {
   CHECK(out[D + 0] == x[4 * D + 0]);  // image 0, first kept token = patch 4
 }
 
-// random_vector in float (the fast paths below are float code)
-std::vector<float> random_floats(Index n, std::uint64_t seed) {
-  const V d = random_vector(n, seed);
-  return std::vector<float>(d.begin(), d.end());
-}
-
-TEST_CASE("sum16 (the vectorized reduction) equals the plain sum, for every length around its blocks") {
-  for (Index n : {0, 1, 7, 15, 16, 17, 31, 33, 192, 1000}) {
-    const std::vector<float> x = random_floats(n, 40 + n);
-    double exact = 0, abs_sum = 0;
-    for (float v : x) exact += v, abs_sum += std::abs(v);
-    const float s = mae::sum16<float>(n, [&](Index i) { return x[static_cast<std::size_t>(i)]; });
-    INFO("n = " << n);
-    CHECK(std::abs(s - exact) <= 4e-7 * abs_sum * std::max<double>(1, std::log2(std::max<Index>(n, 1))));
-    // the order is fixed by n alone: a copy at another address sums to the same bits
-    std::vector<float> shifted(x.size() + 3);
-    std::copy(x.begin(), x.end(), shifted.begin() + 3);
-    CHECK(mae::sum16<float>(n, [&](Index i) { return shifted[static_cast<std::size_t>(i) + 3]; }) == s);
-  }
-}
-
 TEST_CASE("linear: both splits between threads (by columns, few rows; by rows) give the same bits") {
   // The first 70 rows of a 300-row product (chunks of rows) against the 70-row product alone
-  // (columns per thread): forward, dX (Grad::overwrite, and the fused per-block work).
+  // (columns per thread): forward, dX (Grad::assign, and the fused per-block work).
   using F = std::vector<float>;
   const Index rows = 300, few = 70, in = 200, out = 170;
   const F x = random_floats(rows * in, 1), w = random_floats(out * in, 2), b = random_floats(out, 3),
           r = random_floats(rows * out, 4), dy = random_floats(rows * out, 5);
   F y(rows * out), y_few(few * out), dx(rows * in), dx_few(few * in), dw(out * in), db(out);
-  mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, r.data());
-  mae::linear_forward(y_few.data(), x.data(), w.data(), b.data(), few, in, out, r.data());
+  mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
+  mae::linear_forward(y_few.data(), x.data(), w.data(), b.data(), few, in, out, {r.data()});
   CHECK(F(y.begin(), y.begin() + few * out) == y_few);
   std::vector<int> seen(rows * in, 0);  // the per-block work visits every element once
   const auto count = [&](Index r0, Index nr, Index j0, Index nc) {
@@ -269,14 +249,14 @@ TEST_CASE("linear: both splits between threads (by columns, few rows; by rows) g
       for (Index j = j0; j < j0 + nc; ++j) ++seen[i * in + j];
   };
   mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                       mae::Grad::overwrite, count);
+                       {mae::Grad::assign, count});
   mae::linear_backward(dx_few.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), few, in, out,
-                       mae::Grad::overwrite, count);
+                       {mae::Grad::assign, count});
   CHECK(F(dx.begin(), dx.begin() + few * in) == dx_few);
   for (Index i = 0; i < rows * in; ++i) REQUIRE(seen[i] == (i < few * in ? 2 : 1));
 }
 
-TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linear, layernorm, gelu, attention, block)") {
+TEST_CASE("Grad::assign on an input gradient gives the same bits as accumulating into zeros (linear, gelu, attention, block)") {
   using F = std::vector<float>;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   auto fresh = [](std::size_t n, float fill) { return F(n, fill); };
@@ -287,35 +267,15 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
     F dx0 = fresh(x.size(), 0), dx1 = fresh(x.size(), nan), dw(w.size()), db(out);
     mae::linear_backward(dx0.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out);
     mae::linear_backward(dx1.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                         mae::Grad::overwrite);
+                         {mae::Grad::assign});
     CHECK(dx0 == dx1);
-    // parameter gradients: assigned over NaN = added to zeros
-    F dw0 = fresh(w.size(), 0), db0 = fresh(out, 0), dw1 = fresh(w.size(), nan), db1 = fresh(out, nan);
-    mae::linear_backward(dx0.data(), dw0.data(), db0.data(), dy.data(), x.data(), w.data(), rows, in, out);
-    mae::linear_backward(dx1.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                         mae::Grad::accumulate, mae::NoChunkWork{}, mae::Grad::overwrite);
-    CHECK(dw0 == dw1);
-    CHECK(db0 == db1);
-  }
-  {  // layernorm's parameter gradients
-    const Index rows = 300, C = 24;
-    F x = random_floats(rows * C, 11), w = random_floats(C, 12), b = random_floats(C, 13), dy = random_floats(rows * C, 14);
-    F y(x.size()), mean(rows), rstd(rows), dx(x.size(), 0);
-    mae::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), rows, C);
-    F dw0 = fresh(C, 0), db0 = fresh(C, 0), dw1 = fresh(C, nan), db1 = fresh(C, nan);
-    mae::layernorm_backward(dx.data(), dw0.data(), db0.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(),
-                            rows, C);
-    mae::layernorm_backward(dx.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), mean.data(), rstd.data(),
-                            rows, C, mae::Grad::overwrite);
-    CHECK(dw0 == dw1);
-    CHECK(db0 == db1);
   }
   {  // gelu
     const Index n = 1000;
     F x = random_floats(n, 4), dy = random_floats(n, 5);
     F dx0 = fresh(n, 0), dx1 = fresh(n, nan);
     mae::gelu_backward(dx0.data(), x.data(), dy.data(), n);
-    mae::gelu_backward(dx1.data(), x.data(), dy.data(), n, mae::Grad::overwrite);
+    mae::gelu_backward(dx1.data(), x.data(), dy.data(), n, mae::Grad::assign);
     CHECK(dx0 == dx1);
   }
   {  // attention core
@@ -326,7 +286,7 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
     F d0 = fresh(qkv.size(), 0), d1 = fresh(qkv.size(), nan);
     mae::attention_backward(d0.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H);
     mae::attention_backward(d1.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H,
-                            mae::Grad::overwrite);
+                            mae::Grad::assign);
     CHECK(d0 == d1);
   }
   {  // transformer block
@@ -344,126 +304,8 @@ TEST_CASE("Grad::overwrite gives the same bits as accumulating into zeros (linea
     mae::block_forward(y.data(), cache, x.data(), p, N, T, s);
     F d0 = fresh(x.size(), 0), d1 = fresh(x.size(), nan);
     mae::block_backward(d0.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s);
-    mae::block_backward(d1.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s, mae::Grad::overwrite);
+    mae::block_backward(d1.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s, mae::Grad::assign);
     CHECK(d0 == d1);
-    // parameter gradients assigned over NaN = added to zeros
-    grads.set_zero();
-    mae::block_backward(d0.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s);
-    const F g0(grads.data(), grads.data() + grads.size());
-    std::fill(grads.data(), grads.data() + grads.size(), nan);
-    mae::block_backward(d1.data(), g, scratch, dy.data(), x.data(), cache, p, N, T, s, mae::Grad::accumulate, nullptr,
-                        nullptr, mae::Grad::overwrite);
-    CHECK(g0 == F(grads.data(), grads.data() + grads.size()));
   }
 }
 
-TEST_CASE("gemm (the linear layers' products) equals the plain triple loop, in every orientation and at every edge") {
-  // sizes around the tiles (8 rows x 3 packets with AVX-512, 6 x 2 with AVX2), 256-step k
-  // blocks, 256-row and 10-panel blocks
-  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1}, {8, 48, 16}, {9, 49, 257}, {17, 130, 9},
-                                                                  {263, 500, 520}, {300, 33, 40}, {5, 481, 3},
-                                                                  {64, 16, 600}, {7, 17, 300}, {12, 161, 31}}) {
-    for (int orientation = 0; orientation < 4; ++orientation) {
-      const bool at = orientation & 1, bt = orientation & 2;
-      const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
-      const mae::GemmOperand<float> A{a.data(), at ? M : K, at}, B{b.data(), bt ? K : N, bt};  // A stored (M, K) or (K, M)
-      const auto a_ik = [&](Index i, Index k) { return at ? a[k * M + i] : a[i * K + k]; };
-      const auto b_kj = [&](Index k, Index j) { return bt ? b[j * K + k] : b[k * N + j]; };
-      const Index ldc = N + 3;
-      const std::vector<float> c_init = random_floats(M * ldc, 70);
-      std::vector<float> c0 = c_init, bound(M * ldc, 0), c1 = c_init, c2 = c_init;
-      for (Index i = 0; i < M; ++i)
-        for (Index j = 0; j < N; ++j) {
-          double s = 0, s_abs = 0;
-          for (Index k = 0; k < K; ++k) s += double(a_ik(i, k)) * b_kj(k, j), s_abs += std::abs(double(a_ik(i, k)) * b_kj(k, j));
-          c0[i * ldc + j] += static_cast<float>(0.5 * s);
-          bound[i * ldc + j] = static_cast<float>(1e-6 * (s_abs + std::abs(c_init[i * ldc + j])));
-        }
-      mae::gemm(c1.data(), ldc, A, B, M, N, K, 0.5f);
-      // the same product in two chunks of rows split off the tile grid: the same bits
-      const Index split = M / 2 + 1 < M ? M / 2 + 1 : M;
-      mae::gemm(c2.data(), ldc, A, B, split, N, K, 0.5f);
-      const mae::GemmOperand<float> A2{at ? a.data() + split : a.data() + split * K, A.ld, at};
-      mae::gemm(c2.data() + split * ldc, ldc, A2, B, M - split, N, K, 0.5f);
-      // and with B packed beforehand, piece by piece: the same bits
-      std::vector<float> c3 = c_init;
-      std::vector<float, Eigen::aligned_allocator<float>> packed(
-          static_cast<std::size_t>(mae::gemm_packed_size<float>(K, N)), std::numeric_limits<float>::quiet_NaN());
-      for (Index u = 0; u < mae::gemm_pack_units<float>(K, N); ++u) mae::gemm_pack_unit(packed.data(), B, K, N, u);
-      mae::gemm(c3.data(), ldc, A, mae::PackedB<float>{packed.data(), K, N}, M, 0.5f);
-      // and column range by column range (gemm_columns), B packed before or packed per range
-      const Index step = mae::kGemmColumnStep<float>, mid = std::min(N, (N / 2 + step - 1) / step * step);
-      std::vector<float> c4 = c_init, c5 = c_init;
-      mae::gemm_columns(c4.data(), ldc, A, mae::PackedB<float>{packed.data(), K, N}, M, 0, mid, 0.5f);
-      mae::gemm_columns(c4.data(), ldc, A, mae::PackedB<float>{packed.data(), K, N}, M, mid, N, 0.5f);
-      mae::gemm_columns(c5.data(), ldc, A, B, M, N, K, mid, N, 0.5f);
-      mae::gemm_columns(c5.data(), ldc, A, B, M, N, K, 0, mid, 0.5f);
-      INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
-      CHECK(c1 == c2);
-      CHECK(c1 == c3);
-      CHECK(c1 == c4);
-      CHECK(c1 == c5);
-      for (Index i = 0; i < M; ++i)
-        for (Index j = 0; j < ldc; ++j) {
-          const Index idx = i * ldc + j;
-          if (j >= N)  // the padding between rows is never written
-            CHECK(c1[idx] == c_init[idx]);
-          else
-            CHECK(std::abs(c1[idx] - c0[idx]) <= bound[idx]);
-        }
-    }
-  }
-}
-
-TEST_CASE("gemm_columns refuses a column range that does not start and end on B's panels") {
-  const Index step = mae::kGemmColumnStep<float>, M = 3, N = step + 16, K = 5;  // one panel and a partial one
-  const std::vector<float> a(M * K, 1.f), b(K * N, 1.f);
-  std::vector<float> c(M * N, 0.f);
-  const mae::GemmOperand<float> A{a.data(), K}, B{b.data(), N};
-  CHECK_THROWS_WITH_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 1, N), doctest::Contains("panels of"), mae::Error);
-  CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 0, step + 1), mae::Error);
-  CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, 0, N + step), mae::Error);
-  CHECK_THROWS_AS(mae::gemm_columns(c.data(), N, A, B, M, N, K, step + 1, N), mae::Error);
-  CHECK_NOTHROW(mae::gemm_columns(c.data(), N, A, B, M, N, K, N, N));  // empty, at the end
-  CHECK(c == std::vector<float>(M * N, 0.f));
-  CHECK_NOTHROW(mae::gemm_columns(c.data(), N, A, B, M, N, K, step, N));
-  CHECK(c[0] == 0.f);                        // columns before the range untouched
-  CHECK(c[step] == static_cast<float>(K));  // and the range computed
-}
-
-TEST_CASE("small_gemm (attention's products) equals the plain triple loop, for every tile edge and stride") {
-  // sizes around the tiles (8 or 6 rows) and the 16- or 8-wide panels; A and B read through
-  // transposed strides too
-  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{
-           {1, 1, 1}, {13, 13, 64}, {17, 33, 5}, {65, 32, 65}, {9, 47, 20}, {7, 9, 3}, {12, 24, 17}}) {
-    for (int transposed = 0; transposed < 2; ++transposed) {
-      const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
-      const Index a_rs = transposed ? 1 : K, a_cs = transposed ? M : 1;  // A stored (M, K) or (K, M)
-      const Index b_rs = transposed ? 1 : N, b_cs = transposed ? K : 1;  // B stored (K, N) or (N, K)
-      const Index ldc = N + 3;
-      const std::vector<float> c_init = random_floats(M * ldc, 70);
-      std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
-      for (Index i = 0; i < M; ++i)
-        for (Index j = 0; j < N; ++j) {
-          double s = 0;
-          for (Index k = 0; k < K; ++k) s += double(a[i * a_rs + k * a_cs]) * b[k * b_rs + j * b_cs];
-          c0[i * ldc + j] += static_cast<float>(0.5 * s);
-        }
-      mae::small_gemm(c1.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, mae::Grad::accumulate);
-      mae::small_gemm(c2.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, mae::Grad::overwrite);
-      INFO("M " << M << " N " << N << " K " << K << " transposed " << transposed);
-      for (Index i = 0; i < M; ++i)
-        for (Index j = 0; j < ldc; ++j) {
-          const Index at = i * ldc + j;
-          if (j >= N) {  // the padding between rows is never written
-            CHECK(c1[at] == c0[at]);
-            CHECK(c2[at] == c0[at]);
-            continue;
-          }
-          const float prod = c0[at] - c_init[at];
-          CHECK(std::abs(c1[at] - c0[at]) <= 1e-5f * (1 + std::abs(c0[at])));
-          CHECK(std::abs(c2[at] - prod) <= 1e-5f * (1 + std::abs(prod)));
-        }
-    }
-  }
-}

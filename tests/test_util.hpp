@@ -52,6 +52,12 @@ inline std::vector<double> random_vector(Index n, std::uint64_t seed, double sca
   return v;
 }
 
+// random_vector in float (the fast paths are float code)
+inline std::vector<float> random_floats(Index n, std::uint64_t seed) {
+  const std::vector<double> d = random_vector(n, seed);
+  return std::vector<float>(d.begin(), d.end());
+}
+
 // Checks d<f(x), G>/dx for every element of every target by central differences (double,
 // one fixed step h), with a random upstream gradient G.
 //   forward():  recomputes the outputs from the current targets and returns them;

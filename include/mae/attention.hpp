@@ -8,8 +8,9 @@
 #define MAE_ATTENTION_HPP
 
 #include "common.hpp"
+#include "kernels/elementwise.hpp"
+#include "kernels/small_gemm.hpp"
 #include "linear.hpp"
-#include "small_gemm.hpp"
 
 #include <cmath>
 
@@ -25,6 +26,7 @@ struct AttentionParams {
 // way (lane j % 16, then Eigen's fixed reduction of the 16 lanes): an order fixed by T alone.
 template <class S>
 inline void softmax_row(S* row, Index T) {
+  using namespace kernels;
   const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
   Block16<S> lanes = Block16<S>::Zero();
   for (Index j = 0; j < T; j += kBlock16) {
@@ -42,18 +44,13 @@ inline void softmax_row(S* row, Index T) {
 // multiplied by v while they are in L1. Whole (T, T) products went through L2 between the
 // three steps, their tiles' stores missing L1 (T = 197: q k^T at a third of a v's rate).
 template <class S>
-inline constexpr Index kAttentionRows = 4 * small_gemm_detail::kTileRows;
+inline constexpr Index kAttentionRows = 4 * kernels::kTileRows;
 
-// Per-thread buffers of attention: k and v (or v^T and k) packed for small_gemm_packed, and
-// the backward's (T, T) gradient of the scores. Grow-only: steady state allocates nothing.
-template <class S>
-struct AttentionBuffers {
-  std::vector<S> b1, b2, scores;
-  static AttentionBuffers& of_this_thread() {
-    static thread_local AttentionBuffers buffers;
-    return buffers;
-  }
-};
+// Per-thread buffers (kernels::thread_buffer): k and v (or v^T and k) packed for
+// small_gemm_packed, and the backward's (T, T) gradient of the scores.
+struct AttentionKeys;
+struct AttentionValues;
+struct AttentionScores;
 
 // The core, between the two linears: ctx (N, T, D), att (N, H, T, T) from qkv (N, T, 3D).
 // Per sample n and head h, q, k, v are (T, hd) views into qkv with row stride 3D; the products
@@ -61,13 +58,13 @@ struct AttentionBuffers {
 // per head for every block of query rows.
 template <class S>
 inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
+  using namespace kernels;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel
   {
-    auto& buf = AttentionBuffers<S>::of_this_thread();
-    S* const kt = ensure(buf.b1, small_gemm_packed_size<S>(hd, T));  // k^T (hd, T)
-    S* const vp = ensure(buf.b2, small_gemm_packed_size<S>(T, hd));  // v (T, hd)
+    S* const kt = kernels::thread_buffer<AttentionKeys, S>(small_gemm_packed_size<S>(hd, T));    // k^T (hd, T)
+    S* const vp = kernels::thread_buffer<AttentionValues, S>(small_gemm_packed_size<S>(T, hd));  // v (T, hd)
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {
       const Index n = nh / H, h = nh % H;
@@ -82,27 +79,28 @@ inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, In
         const Index m = std::min(R, T - i0);
         S* ai = a + i0 * T;  // (m, T)
         // a = q k^T * scale
-        small_gemm_packed(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Grad::overwrite);
+        small_gemm_packed(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Out::assign);
         for (Index i = 0; i < m; ++i) softmax_row(ai + i * T, T);  // softmax over keys
         // o = a v
-        small_gemm_packed(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Grad::overwrite);
+        small_gemm_packed(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Out::assign);
       }
     }
   }
 }
 
-// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::overwrite).
+// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
 template <class S>
 inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D,
                                Index H, Grad mode = Grad::accumulate) {
+  using namespace kernels;
+  const Out out_mode = mode == Grad::assign ? Out::assign : Out::add;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel
   {
-    auto& buf = AttentionBuffers<S>::of_this_thread();
-    S* const vt = ensure(buf.b1, small_gemm_packed_size<S>(hd, T));  // v^T (hd, T)
-    S* const kp = ensure(buf.b2, small_gemm_packed_size<S>(T, hd));  // k (T, hd)
-    S* const da = ensure(buf.scores, T * T);                         // (T, T): da, then ds in place
+    S* const vt = kernels::thread_buffer<AttentionKeys, S>(small_gemm_packed_size<S>(hd, T));    // v^T (hd, T)
+    S* const kp = kernels::thread_buffer<AttentionValues, S>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
+    S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);  // (T, T): da, then ds in place
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {
       const Index n = nh / H, h = nh % H;
@@ -120,7 +118,7 @@ inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* at
         const Index m = std::min(R, T - i0);
         S* dr0 = da + i0 * T;  // (m, T)
         // forward: o = a v   =>   da = do v^T
-        small_gemm_packed(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Grad::overwrite);
+        small_gemm_packed(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Out::assign);
         // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)
         for (Index i = i0; i < i0 + m; ++i) {
           const S* ar = a + i * T;
@@ -129,12 +127,12 @@ inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* at
           for (Index j = 0; j < T; ++j) dr[j] = ar[j] * (dr[j] - dot);
         }
         // forward: s = q k^T * scale   =>   dq += ds k * scale
-        small_gemm_packed(dq + i0 * ld, ld, dr0, T, 1, kp, m, hd, T, scale, mode);
+        small_gemm_packed(dq + i0 * ld, ld, dr0, T, 1, kp, m, hd, T, scale, out_mode);
       }
       // forward: o = a v   =>   dv += a^T do
-      small_gemm(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), mode);
+      small_gemm(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), out_mode);
       // forward: s = q k^T * scale   =>   dk += ds^T q * scale
-      small_gemm(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, mode);
+      small_gemm(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, out_mode);
     }
   }
 }

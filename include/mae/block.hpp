@@ -130,70 +130,117 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
     linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D);  // (R, D)
     add_residual(x_mid, x_in, keep_attn, N, T, D);
   } else {  // the residual add fused into the product: x_mid = x_in + b + ctx Wproj^T
-    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, x_in);
+    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, {/*residual=*/x_in});
   }
   // --- MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
   layernorm_forward(c.ln2.data(), c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
   // fc1 (R, hidden), and act = gelu(fc1) on each block of it as soon as it is computed
-  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, nullptr,
-                 [&](Index r0, Index nr, Index j0, Index nc) {
-                   for (Index r = r0; r < r0 + nr; ++r) gelu_forward(c.act.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, nc);
-                 });
+  const auto gelu = [&](Index r0, Index nr, Index j0, Index nc) {
+    for (Index r = r0; r < r0 + nr; ++r) gelu_forward(c.act.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, nc);
+  };
+  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, {nullptr, gelu});
   if (keep_mlp) {
     linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D);  // (R, D)
     add_residual(x_out, x_mid, keep_mlp, N, T, D);
   } else {
-    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, x_mid);
+    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, {/*residual=*/x_mid});
   }
 }
 
-// dx_in (N, T, D) += gradient of <x_out, dx_out> (= with dx_mode Grad::overwrite);
-// parameter gradients g += (= with dparam_mode Grad::overwrite).
+// dx_in (N, T, D) += the gradient of <x_out, dx_out> (assigned with dx_mode Grad::assign);
+// parameter gradients g +=.
 template <class S>
 inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, const S* dx_out, const S* x_in,
-                           const BlockCache<S>& c, const BlockParams<S>& p, Index N, Index T,
-                           const BlockShape& s, Grad dx_mode = Grad::accumulate,
-                           const nondeduced<S>* keep_attn = nullptr, const nondeduced<S>* keep_mlp = nullptr,
-                           Grad dparam_mode = Grad::accumulate) {
-  const Grad pm = dparam_mode;
+                           const BlockCache<S>& c, const BlockParams<S>& p, Index N, Index T, const BlockShape& s,
+                           Grad dx_mode = Grad::accumulate, const nondeduced<S>* keep_attn = nullptr,
+                           const nondeduced<S>* keep_mlp = nullptr) {
   const Index R = N * T, D = s.dim, Hd = s.hidden;
   w.reserve(N, T, s, keep_attn || keep_mlp);
   S* dx_mid = w.dx_mid.data();
   // forward: x_out = x_mid + keep_mlp * fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
   copy(dx_mid, dx_out, R * D);
-  // forward: x_out = ... fc2(act)  =>  dact = dbranch W2;  and (on each block of dact as soon
-  // as it is computed) forward: act = gelu(fc1)  =>  dfc1 = dact * gelu'(fc1)
+  // forward: x_out = ... fc2(act)   =>   dact = dbranch W2;  and, on each block of dact as soon
+  // as it is computed, forward: act = gelu(fc1)   =>   dfc1 = dact * gelu'(fc1)
+  const auto gelu_grad = [&](Index r0, Index nr, Index j0, Index nc) {
+    for (Index r = r0; r < r0 + nr; ++r)
+      gelu_backward(w.dfc1.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, w.dact.data() + r * Hd + j0, nc,
+                    Grad::assign);
+  };
   linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D),
-                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, Grad::overwrite, [&](Index r0, Index nr, Index j0, Index nc) {
-                    for (Index r = r0; r < r0 + nr; ++r)
-                      gelu_backward(w.dfc1.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, w.dact.data() + r * Hd + j0,
-                                    nc, Grad::overwrite);
-                  }, pm);
+                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, {Grad::assign, gelu_grad});
   // forward: fc1 = ln2 W1^T + b1
   linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R,
-                  D, Hd, Grad::overwrite, NoChunkWork{}, pm);
+                  D, Hd, {Grad::assign});
   // forward: ln2 = norm2(x_mid)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
-                     c.ln2_mean.data(), c.ln2_rstd.data(), R, D, pm);
+                     c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
   // forward: x_mid = x_in + keep_attn * proj(ctx)   =>   dx_in += dx_mid + (through the attention branch)
-  if (dx_mode == Grad::overwrite) {
+  if (dx_mode == Grad::assign) {
     copy(dx_in, dx_mid, R * D);
   } else {
 #pragma omp parallel for schedule(static)
     for (Index i = 0; i < R * D; ++i) dx_in[i] += dx_mid[i];
   }
+  // forward: x_mid = ... proj(ctx)
   linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias,
                   scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
-                  Grad::overwrite, NoChunkWork{}, pm);
+                  {Grad::assign});
   // forward: ctx = attention(qkv)
-  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads,
-                     Grad::overwrite);
+  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads, Grad::assign);
   // forward: qkv = ln1 Wqkv^T + bqkv
-  linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(),
-                  p.attn.qkv.weight, R, D, 3 * D, Grad::overwrite, NoChunkWork{}, pm);
+  linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(), p.attn.qkv.weight, R,
+                  D, 3 * D, {Grad::assign});
   // forward: ln1 = norm1(x_in)
   layernorm_backward(dx_in, g.norm1.weight, g.norm1.bias, w.dln.data(), x_in, p.norm1.weight, c.ln1_mean.data(),
-                     c.ln1_rstd.data(), R, D, pm);
+                     c.ln1_rstd.data(), R, D);
+}
+
+// A stack of blocks, x[b + 1] = blocks[b](x[b]) for b < depth: the encoder's and the decoder's.
+template <class S>
+struct StackActivations {
+  std::vector<std::vector<S>> x;  // depth+1 x (N, T, D): x[0] is the stack's input, set by the caller
+  std::vector<BlockCache<S>> cache;
+  void reserve(Index depth, Index N, Index T, Index D) {
+    x.resize(static_cast<std::size_t>(depth + 1));
+    cache.resize(static_cast<std::size_t>(depth));
+    for (auto& v : x) ensure(v, N * T * D);
+  }
+  S* input() { return x.front().data(); }
+  const S* output() const { return x.back().data(); }
+};
+
+// Drop-path scales of a stack: keep[2 b] (attention) and keep[2 b + 1] (MLP) of block b, each
+// null (nothing dropped) or (N) per-sample scales; a null keep: none anywhere.
+template <class S>
+inline const S* branch_keep(const S* const* keep, Index b, int branch) {
+  return keep ? keep[2 * b + branch] : nullptr;
+}
+
+// a.x[depth] from a.x[0]
+template <class S>
+inline void stack_forward(StackActivations<S>& a, const std::vector<BlockParams<S>>& p, Index N, Index T,
+                          const BlockShape& s, const S* const* keep = nullptr) {
+  for (std::size_t b = 0; b < p.size(); ++b)
+    block_forward(a.x[b + 1].data(), a.cache[b], a.x[b].data(), p[b], N, T, s, branch_keep(keep, b, 0),
+                  branch_keep(keep, b, 1));
+}
+
+// The gradient at x[0] from dx_out, the gradient at x[depth]: returned, in buf_a or buf_b
+// (N, T, D each, used in turn); parameter gradients g +=.
+template <class S>
+inline const S* stack_backward(std::vector<BlockParams<S>>& g, BlockScratch<S>& w, S* buf_a, S* buf_b,
+                               const S* dx_out, const StackActivations<S>& a, const std::vector<BlockParams<S>>& p,
+                               Index N, Index T, const BlockShape& s, const S* const* keep = nullptr) {
+  const S* dcur = dx_out;
+  S* dprev = buf_a;
+  for (Index b = static_cast<Index>(p.size()) - 1; b >= 0; --b) {
+    // forward: x[b+1] = blocks[b](x[b])
+    block_backward(dprev, g[b], w, dcur, a.x[b].data(), a.cache[b], p[b], N, T, s, Grad::assign,
+                   branch_keep(keep, b, 0), branch_keep(keep, b, 1));
+    dcur = dprev;
+    dprev = dprev == buf_a ? buf_b : buf_a;
+  }
+  return dcur;
 }
 
 }  // namespace mae

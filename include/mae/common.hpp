@@ -1,5 +1,6 @@
 // mae/common.hpp — the few things every layer shares: Eigen views over raw buffers, the
-// error type, and the rule for parallel loops.
+// error type, the layer contract (forward assigns, backward adds) and the rule for parallel
+// loops.
 //
 // Layout: a batch of token vectors (N, T, D) is one row-major (N*T, D) matrix, byte for
 // byte a contiguous PyTorch tensor. A PyTorch Linear weight (out, in) is a row-major
@@ -59,9 +60,16 @@ inline Index chunk_size(Index n, Index target) {
 }
 inline Index num_chunks(Index n, Index chunk) { return (n + chunk - 1) / chunk; }
 
-// How a backward writes the gradient of its input: add to it (the default), or assign it
-// (for a fresh scratch buffer, which then needs no zeroing first).
-enum class Grad { accumulate, overwrite };
+// The layer contract, the same for every layer and operation of this library:
+//  * `x_forward(out..., cache..., inputs..., params..., sizes...)` assigns its outputs and
+//    what its backward needs (its cache), and nothing else.
+//  * `x_backward(dinputs..., dparams..., dout, cache/inputs..., params..., sizes...)` ADDS
+//    (+=) into every gradient buffer it is given, parameters and inputs alike, and never
+//    changes the forward's cache (it may run twice). Residual branches and shared tensors
+//    therefore sum for free; whoever owns a gradient zeroes it (a model's zero_grad()).
+//  * The one exception is asked for by name: Grad::assign on an input gradient that is a
+//    fresh scratch buffer makes the backward assign it, which saves zeroing it first.
+enum class Grad { accumulate, assign };
 
 inline bool in_parallel() {
 #ifdef _OPENMP
@@ -99,54 +107,6 @@ inline void copy(S* out, const S* in, Index n) {
   parallel_for(num_chunks(n, cs), [&](Index c) {
     std::memcpy(static_cast<void*>(out + c * cs), in + c * cs, sizeof(S) * static_cast<std::size_t>(std::min(cs, n - c * cs)));
   });
-}
-
-// Elementwise work runs on fixed blocks of 16 values, each one Eigen fixed-size array
-// expression (vectorized erf, exp, sqrt for float). Every value goes through the same code
-// whatever the buffer's alignment or the thread count (a plain Eigen map would compute an
-// unaligned head with scalar code, maybe contracted differently), so results are reproducible.
-inline constexpr Index kBlock16 = 16;
-template <class S> using Block16 = Eigen::Array<S, kBlock16, 1>;
-
-// f(i, m) for the blocks [i, i + m) of [0, n), m = 16 but for a last partial block.
-template <class F>
-inline void for_each_block16(Index n, F&& f) {
-  const Index blocks = n / kBlock16;
-  parallel_for(blocks, [&](Index b) { f(b * kBlock16, kBlock16); });
-  if (n % kBlock16) f(blocks * kBlock16, n % kBlock16);
-}
-
-// Loads m <= 16 values into a block (zero padded) and stores a block back.
-template <class S>
-inline Block16<S> load16(const S* p, Index m) {
-  if (m == kBlock16) return Eigen::Map<const Block16<S>>(p);
-  Block16<S> b = Block16<S>::Zero();
-  for (Index i = 0; i < m; ++i) b[i] = p[i];
-  return b;
-}
-template <class S>
-inline void store16(S* p, const Block16<S>& b, Index m) {
-  if (m == kBlock16) {
-    Eigen::Map<Block16<S>> out(p);
-    out = b;
-    return;
-  }
-  for (Index i = 0; i < m; ++i) p[i] = b[i];
-}
-
-// f(0) + ... + f(n-1) as 16 interleaved partial sums (term i goes to sum i % 16) added in a
-// fixed tree: it vectorizes, which a plain running sum cannot without reassociation, and the
-// order depends on n only, so results stay reproducible.
-template <class S, class F>
-inline S sum16(Index n, F&& f) {
-  S acc[kBlock16] = {};
-  Index i = 0;
-  for (; i + kBlock16 <= n; i += kBlock16)
-    for (Index j = 0; j < kBlock16; ++j) acc[j] += f(i + j);
-  for (Index j = 0; i + j < n; ++j) acc[j] += f(i + j);
-  for (Index w = kBlock16 / 2; w > 0; w /= 2)
-    for (Index j = 0; j < w; ++j) acc[j] += acc[j + w];
-  return acc[0];
 }
 
 // Grow a buffer to at least n elements (never shrinks: steady state allocates nothing).

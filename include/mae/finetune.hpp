@@ -10,9 +10,10 @@
 #include "classifier.hpp"
 #include "common.hpp"
 #include "cross_entropy.hpp"
-#include "data.hpp"
+#include "data/loader.hpp"
+#include "patch.hpp"
 #include "optim.hpp"
-#include "progress.hpp"
+#include "training_loop.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,19 @@
 #include <vector>
 
 namespace mae {
+
+// --- parameter groups of fine-tuning (param_groups_lrd in util/lr_decay.py) ------------
+// Layer id: cls_token, pos_embed, patch_embed -> 0; blocks.i -> i + 1; the rest -> depth + 1.
+inline Index vit_layer_id(const std::string& name, Index depth) {
+  if (name == "cls_token" || name == "pos_embed" || name.rfind("patch_embed", 0) == 0) return 0;
+  if (name.rfind("blocks.", 0) == 0) return std::stoll(name.substr(7)) + 1;
+  return depth + 1;
+}
+// lr scale layer_decay^(depth + 1 - layer_id); no weight decay for 1-D tensors, cls_token and pos_embed.
+inline ParamGroup layer_decay_group(const TensorInfo& t, Index depth, double layer_decay) {
+  const bool no_decay = t.shape.size() == 1 || t.name == "cls_token" || t.name == "pos_embed";
+  return ParamGroup{!no_decay, std::pow(layer_decay, static_cast<double>(depth + 1 - vit_layer_id(t.name, depth)))};
+}
 
 struct FinetuneOptions {
   int epochs = 10;
@@ -78,12 +92,6 @@ EvalResult evaluate_classifier(Vit& model, Index count, const int* labels, Image
   return r;
 }
 
-struct FinetuneRecord {
-  Index step;
-  int epoch;
-  double loss, lr, images_per_s;
-};
-
 template <class Vit>
 class Finetuner {
  public:
@@ -91,8 +99,13 @@ class Finetuner {
 
   // evaluate(): the test-set result after each epoch (may be empty).
   Finetuner(Vit& model, BatchLoader& loader, FinetuneOptions opt, std::function<EvalResult()> evaluate = {})
-      : model_(model), loader_(loader), opt_(std::move(opt)), evaluate_(std::move(evaluate)) {
-    if (opt_.epochs <= 0) throw Error("epochs must be positive");
+      : model_(model),
+        loader_(loader),
+        opt_(std::move(opt)),
+        evaluate_(std::move(evaluate)),
+        loop_(LoopOptions{opt_.epochs, opt_.batch_size, opt_.max_steps, opt_.out_dir, opt_.progress,
+                          opt_.log_interval_s, "fine-tuning"},
+              loader_.batches_per_epoch()) {
     if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
     if (loader_.channels() != Vit::C)
       throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
@@ -101,14 +114,13 @@ class Finetuner {
     ao.beta2 = 0.999;  // main_finetune.py: torch.optim.AdamW's default betas
     ao.weight_decay = opt_.weight_decay;
     const double ld = opt_.layer_decay;
-    optim_.reset(model_.parameters(), ao, [ld](const TensorInfo& t) { return Vit::param_group(t, ld); });
+    optim_.reset(model_.parameters(), ao, [ld](const TensorInfo& t) { return layer_decay_group(t, Vit::kDepth, ld); });
     schedule_ = LrSchedule{opt_.effective_lr(), opt_.min_lr, opt_.warmup_epochs, static_cast<double>(opt_.epochs)};
-    if (!opt_.out_dir.empty()) std::filesystem::create_directories(opt_.out_dir);
   }
 
   std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/classifier.safetensors"; }
-  Index steps_per_epoch() const { return loader_.batches_per_epoch(); }
-  const std::vector<FinetuneRecord>& history() const { return history_; }
+  Index steps_per_epoch() const { return loop_.steps_per_epoch(); }
+  const std::vector<StepRecord>& history() const { return loop_.history(); }
   const std::vector<EvalResult>& evaluations() const { return evals_; }
   AdamW<S>& optimizer() { return optim_; }
 
@@ -119,14 +131,11 @@ class Finetuner {
     std::vector<S> sbatch;  // only for double models: the loader writes float
     if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
     std::vector<int> labels(static_cast<std::size_t>(N));
-    open_logs();
+    open_eval_log();
     const auto t_start = std::chrono::steady_clock::now();
-    const Index total = iters * opt_.epochs;
-    for (Index step = 0; step < total; ++step) {
-      if (opt_.max_steps >= 0 && step >= opt_.max_steps) return false;
-      const int epoch = static_cast<int>(step / iters);
-      const Index k = step % iters;
-      const double lr = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
+    double lr = 0;
+    const auto forward = [&](int epoch, Index k) {
+      lr = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
       loader_.batch(epoch, k, fbatch.data(), labels.data());
       const S* batch = fbatch.data();
       if constexpr (!std::is_same_v<S, float>) {
@@ -134,53 +143,35 @@ class Finetuner {
         batch = sbatch.data();
       }
       model_.zero_grad();
-      const S loss = model_.forward(images(batch, N, C, Sz, Sz), labels.data(), /*training=*/true);
-      if (!std::isfinite(static_cast<double>(loss))) {
-        progress_.finish_line();
-        throw Error("non-finite loss (" + std::to_string(static_cast<double>(loss)) + ") at step " +
-                    std::to_string(step) + " (epoch " + std::to_string(epoch) + "): fine-tuning stopped" +
-                    (opt_.out_dir.empty() ? std::string(".")
-                                          : "; the last checkpoint '" + checkpoint_path() + "' is intact."));
-      }
+      return Forward{static_cast<double>(model_.forward(images(batch, N, C, Sz, Sz), labels.data(), /*training=*/true)),
+                     lr};
+    };
+    const auto update = [&](int, Index) {
       model_.backward();
       optim_.step(model_.parameters(), model_.gradients(), lr);
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      const double ips = elapsed > 0 ? static_cast<double>((step + 1) * N) / elapsed : 0.0;
-      FinetuneRecord rec{step + 1, epoch, static_cast<double>(loss), lr, ips};
-      history_.push_back(rec);
-      if (log_.is_open()) {
-        char line[160];
-        std::snprintf(line, sizeof line, "%lld,%d,%.6f,%.6e,%.1f\n", static_cast<long long>(rec.step), epoch, rec.loss,
-                      lr, ips);
-        log_ << line << std::flush;
-      }
-      const double eta = ips > 0 ? static_cast<double>((total - step - 1) * N) / ips : 0.0;
-      progress_.update(epoch + 1, opt_.epochs, k + 1, iters, rec.loss, lr, ips, eta);
-      if (k + 1 == iters) {  // end of an epoch
-        progress_.finish_line();
-        EvalResult ev;
-        if (evaluate_) ev = evaluate_();
-        evals_.push_back(ev);
-        if (eval_log_.is_open())
-          eval_log_ << epoch + 1 << ',' << rec.step << ',' << ev.accuracy << ',' << ev.loss << ','
-                    << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() << std::endl;
-        if (!opt_.out_dir.empty())
-          model_.save(checkpoint_path(), {{"mae.finetune", opt_.to_json().dump()},
-                                          {"mae.epoch", std::to_string(epoch + 1)},
-                                          {"mae.test_accuracy", std::to_string(ev.accuracy)}});
-        if (on_epoch_end) on_epoch_end(epoch, ev);
-      }
-    }
-    return true;
+    };
+    const auto epoch_end = [&](int epoch) {
+      EvalResult ev;
+      if (evaluate_) ev = evaluate_();
+      evals_.push_back(ev);
+      if (eval_log_.is_open())
+        eval_log_ << epoch + 1 << ',' << loop_.history().back().step << ',' << ev.accuracy << ',' << ev.loss << ','
+                  << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() << std::endl;
+      if (!opt_.out_dir.empty())
+        model_.save(checkpoint_path(), {{"mae.finetune", opt_.to_json().dump()},
+                                        {"mae.epoch", std::to_string(epoch + 1)},
+                                        {"mae.test_accuracy", std::to_string(ev.accuracy)}});
+      if (on_epoch_end) on_epoch_end(epoch, ev);
+    };
+    Index step = 0;
+    return loop_.run(forward, update, step, epoch_end, checkpoint_path());
   }
 
  private:
-  void open_logs() {
+  void open_eval_log() {
     if (opt_.out_dir.empty()) return;
-    log_.open(opt_.out_dir + "/log.csv", std::ios::trunc);
     eval_log_.open(opt_.out_dir + "/eval.csv", std::ios::trunc);
-    if (!log_ || !eval_log_) throw Error(opt_.out_dir + ": cannot write the logs");
-    log_ << "step,epoch,loss,lr,images_per_s\n";
+    if (!eval_log_) throw Error(opt_.out_dir + ": cannot write the logs");
     eval_log_ << "epoch,step,test_accuracy,test_loss,seconds\n";
   }
 
@@ -188,11 +179,10 @@ class Finetuner {
   BatchLoader& loader_;
   FinetuneOptions opt_;
   std::function<EvalResult()> evaluate_;
+  TrainingLoop loop_;
   AdamW<S> optim_;
   LrSchedule schedule_;
-  Progress progress_{opt_.progress, opt_.log_interval_s};
-  std::ofstream log_, eval_log_;
-  std::vector<FinetuneRecord> history_;
+  std::ofstream eval_log_;
   std::vector<EvalResult> evals_;
 };
 

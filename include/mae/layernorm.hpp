@@ -3,6 +3,8 @@
 #define MAE_LAYERNORM_HPP
 
 #include "common.hpp"
+#include "kernels/arch.hpp"
+#include "kernels/elementwise.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -30,6 +32,7 @@ inline void init_layernorm(LayerNormParams<S>& n, Index dim) {
 template <class S>
 inline void layernorm_forward(S* out, S* mean, S* rstd, const S* inp, const S* weight, const S* bias, Index rows,
                               Index C, double eps = kLayerNormEps) {
+  using kernels::sum16;
 #pragma omp parallel for schedule(static)
   for (Index r = 0; r < rows; ++r) {
     const S* x = inp + r * C;
@@ -43,17 +46,17 @@ inline void layernorm_forward(S* out, S* mean, S* rstd, const S* inp, const S* w
   }
 }
 
-// dinp +=; dweight, dbias += (= with dparam_mode Grad::overwrite)
+// dinp, dweight, dbias +=
+struct LayerNormPartials;  // kernels::thread_buffer tag
 template <class S>
 inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
-                               const S* mean, const S* rstd, Index rows, Index C,
-                               Grad dparam_mode = Grad::accumulate) {
+                               const S* mean, const S* rstd, Index rows, Index C) {
+  using kernels::sum16;
   // One pass over the rows, in fixed chunks: each chunk also sums its rows' share of dweight
   // and dbias into its own partial sums, added up in chunk order at the end (the chunks do
   // not depend on the thread count, so neither do the results).
   const Index rc = chunk_size(rows, kRowChunk), chunks = num_chunks(rows, rc);
-  static thread_local std::vector<S> partial_buf;
-  S* partial = ensure(partial_buf, chunks * 2 * C);  // per chunk: dweight (C), dbias (C)
+  S* partial = kernels::thread_buffer<LayerNormPartials, S>(chunks * 2 * C);  // per chunk: dweight (C), dbias (C)
 #pragma omp parallel for schedule(static)
   for (Index c = 0; c < chunks; ++c) {
     S* pw = partial + c * 2 * C;
@@ -77,10 +80,6 @@ inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, con
       Eigen::Map<Row>(pw, C) += dyr * norm;
       Eigen::Map<Row>(pb, C) += dyr;
     }
-  }
-  if (dparam_mode == Grad::overwrite) {
-    std::fill(dweight, dweight + C, S(0));
-    std::fill(dbias, dbias + C, S(0));
   }
   for (Index c = 0; c < chunks; ++c)
     for (Index i = 0; i < C; ++i) {

@@ -18,7 +18,6 @@
 #include "common.hpp"
 #include "cross_entropy.hpp"
 #include "linear.hpp"
-#include "model.hpp"
 #include "params.hpp"
 #include "rng.hpp"
 #include "safetensors.hpp"

@@ -9,6 +9,7 @@
 
 #include "common.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mae {
@@ -53,10 +54,10 @@ inline S masked_mse_forward(S* loss_nl, const S* pred, const S* target, const S*
   return static_cast<S>(num / den);
 }
 
-// dpred (N*L, P) += dloss * d loss / d pred
+// dpred (N*L, P) += dloss * d loss / d pred   (= with Grad::assign)
 template <class S>
 inline void masked_mse_backward(S* dpred, const S* pred, const S* target, const S* mask, Index rows, Index P,
-                                S dloss) {
+                                S dloss, Grad dpred_mode = Grad::accumulate) {
   // forward: loss = sum_r mask_r * (1/P) sum_j (pred - target)^2 / sum(mask)
   // => dpred = dloss * mask_r / sum(mask) * 2 (pred - target) / P
   double den = 0;
@@ -64,6 +65,7 @@ inline void masked_mse_backward(S* dpred, const S* pred, const S* target, const 
   const S scale = static_cast<S>(2.0 * static_cast<double>(dloss) / (den * static_cast<double>(P)));
 #pragma omp parallel for schedule(static)
   for (Index r = 0; r < rows; ++r) {
+    if (dpred_mode == Grad::assign) std::fill(dpred + r * P, dpred + (r + 1) * P, S(0));
     if (mask[r] == S(0)) continue;
     const S f = scale * mask[r];
     for (Index j = 0; j < P; ++j) dpred[r * P + j] += f * (pred[r * P + j] - target[r * P + j]);

@@ -1,4 +1,16 @@
-// mae/mae.hpp — everything: #include <mae/mae.hpp>
+// mae/mae.hpp — the library: #include <mae/mae.hpp> (CMake target mae::mae: Eigen,
+// nlohmann-json and OpenMP, nothing else).
+//
+// Included: the models (model.hpp: MaskedAutoencoder and the presets; classifier.hpp:
+// VisionTransformer, the fine-tuning and probing classifier; linear_probe.hpp), their layers
+// (linear, layernorm, attention, mlp, block, patch, tokens, encoder, masking, loss,
+// cross_entropy, pos_embed), optimizers (optim.hpp), weights I/O (safetensors.hpp), and the
+// training loops (train.hpp, finetune.hpp, with data/loader.hpp that feeds them).
+//
+// Not included: <mae/data.hpp> (datasets, image folders, figures: it needs zlib and stb,
+// through the mae::data target), and the kernels' internals: kernels/ holds the tuned
+// products behind linear.hpp and attention.hpp (kernels/reference.hpp has their plain
+// versions, for tests).
 #ifndef MAE_MAE_HPP
 #define MAE_MAE_HPP
 
@@ -7,8 +19,10 @@
 #include "classifier.hpp"
 #include "common.hpp"
 #include "config.hpp"
-#include "gemm.hpp"
 #include "cross_entropy.hpp"
+#include "data/loader.hpp"
+#include "encoder.hpp"
+#include "finetune.hpp"
 #include "layernorm.hpp"
 #include "linear.hpp"
 #include "linear_probe.hpp"
@@ -23,6 +37,8 @@
 #include "progress.hpp"
 #include "rng.hpp"
 #include "safetensors.hpp"
-#include "small_gemm.hpp"
+#include "tokens.hpp"
+#include "train.hpp"
+#include "training_loop.hpp"
 
 #endif  // MAE_MAE_HPP

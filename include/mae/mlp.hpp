@@ -3,6 +3,7 @@
 #define MAE_MLP_HPP
 
 #include "common.hpp"
+#include "kernels/elementwise.hpp"
 #include "linear.hpp"
 
 #include <unsupported/Eigen/SpecialFunctions>  // vectorized erf
@@ -28,6 +29,7 @@ struct MlpParams {
 // out = 0.5 * x * (1 + erf(x / sqrt(2)))   (nn.GELU(), not the tanh approximation)
 template <class S>
 inline void gelu_forward(S* out, const S* inp, Index n) {
+  using namespace kernels;
   const S inv_sqrt2 = static_cast<S>(0.70710678118654752440);
   for_each_block16(n, [&](Index i, Index m) {
     const Block16<S> x = load16(inp + i, m);
@@ -37,6 +39,7 @@ inline void gelu_forward(S* out, const S* inp, Index n) {
 
 template <class S>
 inline void gelu_backward(S* dinp, const S* inp, const S* dout, Index n, Grad mode = Grad::accumulate) {
+  using namespace kernels;
   // forward: out = 0.5 x (1 + erf(x/sqrt2))
   // => dx += dout * (0.5 (1 + erf(x/sqrt2)) + x * exp(-x^2/2) / sqrt(2 pi))
   const S inv_sqrt2 = static_cast<S>(0.70710678118654752440);
@@ -44,7 +47,7 @@ inline void gelu_backward(S* dinp, const S* inp, const S* dout, Index n, Grad mo
   for_each_block16(n, [&](Index i, Index m) {
     const Block16<S> x = load16(inp + i, m), dy = load16(dout + i, m);
     const Block16<S> dx = dy * (S(0.5) * (S(1) + (x * inv_sqrt2).erf()) + x * (S(-0.5) * x.square()).exp() * inv_sqrt2pi);
-    store16<S>(dinp + i, mode == Grad::overwrite ? dx : Block16<S>(load16(dinp + i, m) + dx), m);
+    store16<S>(dinp + i, mode == Grad::assign ? dx : Block16<S>(load16(dinp + i, m) + dx), m);
   });
 }
 

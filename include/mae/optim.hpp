@@ -9,6 +9,7 @@
 #define MAE_OPTIM_HPP
 
 #include "common.hpp"
+#include "kernels/elementwise.hpp"
 #include "params.hpp"
 
 #include <cmath>
@@ -58,6 +59,7 @@ class AdamW {
   //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
   //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
   void step(TensorStore<S>& params, const TensorStore<S>& grads, double lr) {
+    using namespace kernels;
     if (params.size() != static_cast<Index>(m_.size()) || grads.size() != params.size())
       throw Error("AdamW: parameter layout differs from the one the optimizer was built for");
     ++step_;
@@ -127,6 +129,7 @@ class Lars {
   Lars(const TensorStore<S>& params, LarsOptions opt) : opt_(opt), mu_(static_cast<std::size_t>(params.size()), S(0)) {}
 
   void step(TensorStore<S>& params, const TensorStore<S>& grads, double lr) {
+    using namespace kernels;
     if (params.size() != static_cast<Index>(mu_.size()) || grads.size() != params.size())
       throw Error("LARS: parameter layout differs from the one the optimizer was built for");
     for (const auto& t : params.tensors()) {

@@ -14,8 +14,33 @@
 #include "linear.hpp"
 
 #include <cstdint>
+#include <string>
 
 namespace mae {
+
+// A batch of images (N, C, H, W), contiguous, row-major (as a PyTorch tensor).
+template <class S>
+struct ImageBatch {
+  const S* data = nullptr;
+  Index n = 0, channels = 0, height = 0, width = 0;
+};
+
+template <class S>
+inline ImageBatch<S> images(const S* data, Index n, Index channels, Index height, Index width) {
+  return ImageBatch<S>{data, n, channels, height, width};
+}
+
+// Refuses an empty batch or images other than Cfg's C x size x size; `what` names the caller.
+template <class Cfg, class S>
+inline void check_images(const ImageBatch<S>& imgs, const char* what) {
+  constexpr Index C = Cfg::in_chans, size = Cfg::img_size;
+  if (imgs.data == nullptr || imgs.n <= 0)
+    throw Error(std::string(what) + ": empty image batch (N = " + std::to_string(imgs.n) + ")");
+  if (imgs.channels != C || imgs.height != size || imgs.width != size)
+    throw Error(std::string(what) + ": images are " + std::to_string(imgs.channels) + "x" +
+                std::to_string(imgs.height) + "x" + std::to_string(imgs.width) + " (CxHxW) but this model (" +
+                Cfg::name() + ") takes " + std::to_string(C) + "x" + std::to_string(size) + "x" + std::to_string(size));
+}
 
 struct PatchShape {
   Index channels;  // C
@@ -105,8 +130,8 @@ inline void patch_embed_backward(S* dimgs, PatchEmbedParams<S>& g, S* dcols, con
                                  const PatchEmbedParams<S>& w, Index N, const PatchShape& s, Index D) {
   const Index L = s.grid * s.grid, K = s.channels * s.patch * s.patch;
   // forward: out = cols W^T + b   (dcols is scratch, (N, L, C*p*p), needed only for dimgs)
-  if (dimgs) zero(dcols, N * L * K);
-  linear_backward(dimgs ? dcols : static_cast<S*>(nullptr), g.weight, g.bias, dout, cols, w.weight, N * L, K, D);
+  linear_backward(dimgs ? dcols : static_cast<S*>(nullptr), g.weight, g.bias, dout, cols, w.weight, N * L, K, D,
+                  {Grad::assign});
   // forward: cols = im2col(imgs)   =>   dimgs += col2im(dcols)
   if (dimgs) im2col<S, true>(dcols, dimgs, N, s);
 }

@@ -281,6 +281,53 @@ inline void save(const std::string& path, const std::vector<TensorOut>& tensors,
 }
 
 }  // namespace safetensors
+// A tensor to load: its name, the shape the model expects, where its values go.
+template <class S>
+struct TensorIn {
+  std::string name;
+  Shape shape;
+  S* dst;
+};
+
+// Loads `wanted` from f, all or nothing: every tensor is checked (present, with the expected
+// shape) and read into a staging copy before any destination is written, so a bad file
+// leaves the model as it was. With strict, a tensor of the file that is neither wanted nor
+// in `allowed` is an error too. `model` names the model in the messages.
+template <class S>
+inline void load_staged(const safetensors::File& f, const std::vector<TensorIn<S>>& wanted, bool strict, const std::string& model,
+                        const std::vector<std::string>& allowed = {}) {
+  std::vector<std::vector<S>> staged;
+  staged.reserve(wanted.size());
+  for (const auto& t : wanted) {
+    if (!f.contains(t.name)) f.fail("tensor '" + t.name + "' is missing (a checkpoint of another model?)");
+    if (f.entry(t.name).shape != t.shape)
+      f.fail("tensor '" + t.name + "' has shape " + shape_string(f.entry(t.name).shape) + " but " + model +
+             " expects " + shape_string(t.shape) + ": the checkpoint is for another configuration");
+    staged.emplace_back(static_cast<std::size_t>(shape_numel(t.shape)));
+    f.read(t.name, t.shape, staged.back().data());
+  }
+  if (strict)
+    for (const auto& [name, e] : f.tensors()) {
+      const bool known = std::any_of(wanted.begin(), wanted.end(), [&](const TensorIn<S>& t) { return t.name == name; }) ||
+                         std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+      if (!known) f.fail("unexpected tensor '" + name + "' (not part of " + model + ")");
+    }
+  for (std::size_t i = 0; i < wanted.size(); ++i) std::copy(staged[i].begin(), staged[i].end(), wanted[i].dst);
+}
+
+// The tensors of a store, as TensorIn (optionally only those `keep(name)` accepts).
+template <class S, class Keep>
+inline std::vector<TensorIn<S>> store_tensors(TensorStore<S>& store, Keep&& keep) {
+  std::vector<TensorIn<S>> out;
+  for (const auto& t : store.tensors())
+    if (keep(t.name)) out.push_back({t.name, t.shape, store.data() + t.offset});
+  return out;
+}
+template <class S>
+inline std::vector<TensorIn<S>> store_tensors(TensorStore<S>& store) {
+  return store_tensors(store, [](const std::string&) { return true; });
+}
+
 }  // namespace mae
 
 #endif  // MAE_SAFETENSORS_HPP

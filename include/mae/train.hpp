@@ -6,10 +6,12 @@
 #define MAE_TRAIN_HPP
 
 #include "common.hpp"
-#include "data.hpp"
+#include "data/loader.hpp"
+#include "masking.hpp"
+#include "patch.hpp"
 #include "optim.hpp"
-#include "progress.hpp"
 #include "safetensors.hpp"
+#include "training_loop.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -58,12 +60,9 @@ struct TrainOptions {
   }
 };
 
-// One line per micro-batch in the CSV log.
-struct StepRecord {
-  Index step;
-  int epoch;
-  double loss, lr, images_per_s;
-};
+inline LoopOptions loop_options(const TrainOptions& o) {
+  return LoopOptions{o.epochs, o.batch_size, o.max_steps, o.out_dir, o.progress, o.log_interval_s, "training"};
+}
 
 template <class Model>
 class Trainer {
@@ -71,8 +70,7 @@ class Trainer {
   using S = typename Model::Scalar;
 
   Trainer(Model& model, BatchLoader& loader, TrainOptions opt)
-      : model_(model), loader_(loader), opt_(std::move(opt)) {
-    if (opt_.epochs <= 0) throw Error("epochs must be positive");
+      : model_(model), loader_(loader), opt_(std::move(opt)), loop_(loop_options(opt_), loader_.batches_per_epoch()) {
     if (opt_.accum_iter <= 0) throw Error("accum_iter must be positive");
     if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
     if (loader_.channels() != Model::C)
@@ -87,35 +85,26 @@ class Trainer {
     schedule_.warmup_epochs = opt_.warmup_epochs;
     schedule_.epochs = opt_.epochs;
     model_.zero_grad();
-    if (!opt_.out_dir.empty()) std::filesystem::create_directories(opt_.out_dir);
   }
 
   std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/checkpoint.safetensors"; }
-  std::string log_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/log.csv"; }
+  std::string log_path() const { return loop_.log_path(); }
   Index steps_done() const { return step_; }
-  Index steps_per_epoch() const { return loader_.batches_per_epoch(); }
-  Index total_steps() const { return steps_per_epoch() * opt_.epochs; }
-  const std::vector<StepRecord>& history() const { return history_; }
+  Index steps_per_epoch() const { return loop_.steps_per_epoch(); }
+  Index total_steps() const { return loop_.total_steps(); }
+  const std::vector<StepRecord>& history() const { return loop_.history(); }
   AdamW<S>& optimizer() { return optim_; }
   const TrainOptions& options() const { return opt_; }
 
-  // Runs until the last epoch ends (or max_steps). on_epoch_end(epoch) is called after the
-  // epoch's checkpoint is written. Returns true if training finished all epochs.
+  // Runs until the last epoch ends (or max_steps, with a checkpoint). on_epoch_end(epoch) is
+  // called after the epoch's checkpoint is written. Returns true if training finished all
+  // epochs.
   bool run(const std::function<void(int)>& on_epoch_end = {}) {
     const Index iters = steps_per_epoch(), N = opt_.batch_size, C = Model::C, Sz = Model::Config::img_size;
     std::vector<float> fbatch(static_cast<std::size_t>(N * C * Sz * Sz));
     std::vector<S> sbatch;  // only for double models: the loader writes float
     if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
-    open_log();
-    const auto t_start = std::chrono::steady_clock::now();
-    Index images_this_run = 0;
-    while (step_ < total_steps()) {
-      if (opt_.max_steps >= 0 && step_ >= opt_.max_steps) {
-        save_checkpoint();
-        return false;
-      }
-      const int epoch = static_cast<int>(step_ / iters);
-      const Index k = step_ % iters;
+    const auto forward = [&](int epoch, Index k) {
       // engine_pretrain.py: the lr is set at the start of each accumulation window
       if (k % opt_.accum_iter == 0) lr_ = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
       loader_.batch(epoch, k, fbatch.data());
@@ -124,14 +113,9 @@ class Trainer {
         std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
         batch = sbatch.data();
       }
-      const S loss = model_.forward(images(batch, N, C, Sz, Sz), opt_.mask_ratio);
-      if (!std::isfinite(static_cast<double>(loss))) {
-        progress_.finish_line();
-        throw Error("non-finite loss (" + std::to_string(static_cast<double>(loss)) + ") at step " +
-                    std::to_string(step_) + " (epoch " + std::to_string(epoch) + "): training stopped" +
-                    (opt_.out_dir.empty() ? std::string(".")
-                                          : "; the last checkpoint '" + checkpoint_path() + "' is intact."));
-      }
+      return Forward{static_cast<double>(model_.forward(images(batch, N, C, Sz, Sz), opt_.mask_ratio)), lr_};
+    };
+    const auto update = [&](int, Index k) {
       model_.backward(static_cast<S>(1.0 / opt_.accum_iter));  // loss /= accum_iter; loss.backward()
       ++pending_micro_;
       if ((k + 1) % opt_.accum_iter == 0) {
@@ -139,23 +123,14 @@ class Trainer {
         model_.zero_grad();
         pending_micro_ = 0;
       }
-      ++step_;
-      images_this_run += N;
-      const auto now = std::chrono::steady_clock::now();
-      const double elapsed = std::chrono::duration<double>(now - t_start).count();
-      const double ips = elapsed > 0 ? static_cast<double>(images_this_run) / elapsed : 0.0;
-      StepRecord rec{step_, epoch, static_cast<double>(loss), lr_, ips};
-      history_.push_back(rec);
-      write_log(rec);
-      const double eta = ips > 0 ? static_cast<double>((total_steps() - step_) * N) / ips : 0.0;
-      progress_.update(epoch + 1, opt_.epochs, k + 1, iters, rec.loss, rec.lr, rec.images_per_s, eta);
-      if (k + 1 == iters) {  // end of an epoch
-        progress_.finish_line();
-        save_checkpoint();
-        if (on_epoch_end) on_epoch_end(epoch);
-      }
-    }
-    return true;
+    };
+    const auto epoch_end = [&](int epoch) {
+      save_checkpoint();
+      if (on_epoch_end) on_epoch_end(epoch);
+    };
+    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_);
+    if (!finished) save_checkpoint();
+    return finished;
   }
 
   // --- checkpoints -------------------------------------------------------------------------
@@ -234,33 +209,16 @@ class Trainer {
   }
 
  private:
-  void open_log() {
-    if (opt_.out_dir.empty()) return;
-    const bool append = resumed_ && std::filesystem::exists(log_path());
-    log_.open(log_path(), append ? std::ios::app : std::ios::trunc);
-    if (!log_) throw Error(log_path() + ": cannot write the log");
-    if (!append) log_ << "step,epoch,loss,lr,images_per_s\n";
-  }
-  void write_log(const StepRecord& r) {
-    if (!log_.is_open()) return;
-    char line[160];
-    std::snprintf(line, sizeof line, "%lld,%d,%.6f,%.6e,%.1f\n", static_cast<long long>(r.step), r.epoch, r.loss, r.lr,
-                  r.images_per_s);
-    log_ << line << std::flush;
-  }
-
   Model& model_;
   BatchLoader& loader_;
   TrainOptions opt_;
+  TrainingLoop loop_;
   AdamW<S> optim_;
   LrSchedule schedule_;
   Index step_ = 0;
   Index pending_micro_ = 0;  // micro-batches accumulated since the last optimizer step
   double lr_ = 0;
   bool resumed_ = false;
-  Progress progress_{opt_.progress, opt_.log_interval_s};
-  std::ofstream log_;
-  std::vector<StepRecord> history_;
 };
 
 }  // namespace mae

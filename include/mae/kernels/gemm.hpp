@@ -1,4 +1,4 @@
-// mae/gemm.hpp — C (M, N) += alpha A (M, K) B (K, N) for row-major C, with A and B each a
+// mae/kernels/gemm.hpp — C (M, N) += alpha A (M, K) B (K, N) for row-major C, with A and B each a
 // row-major matrix or the transpose of one: the products of the linear layers.
 //
 // A blocked GEMM in the classic layout (Goto / BLIS), written for row-major C:
@@ -28,18 +28,19 @@
 // parallel loop, one chunk of C per call. The packing buffers belong to the calling thread
 // and are allocated once, or grow to the largest product (a steady-state training step
 // allocates nothing).
-// tests/test_layers.cpp compares it with a plain triple loop at every edge and orientation.
-#ifndef MAE_GEMM_HPP
-#define MAE_GEMM_HPP
+// tests/test_kernels.cpp compares it with reference::gemm (reference.hpp) at every edge and orientation.
+#ifndef MAE_KERNELS_GEMM_HPP
+#define MAE_KERNELS_GEMM_HPP
 
-#include "common.hpp"
+#include "../common.hpp"
+#include "arch.hpp"
 
 #include <algorithm>
 #include <string>
 #include <type_traits>
 #include <vector>
 
-namespace mae {
+namespace mae::kernels {
 
 // A matrix operand: `rows x cols` of a row-major buffer with row stride ld, or (transposed)
 // the transpose of a row-major buffer with row stride ld.
@@ -52,18 +53,10 @@ struct GemmOperand {
 
 namespace gemm_detail {
 
-namespace ei = Eigen::internal;
-template <class S> using Packet = typename ei::packet_traits<S>::type;
-template <class S> inline constexpr Index kP = ei::unpacket_traits<Packet<S>>::size;  // values per packet
-
-// Register tile MR x (kNV packets); MR x kNV accumulators + kNV B packets + 1 broadcast fit
-// the vector registers: with 32 (AVX-512) 8 x 3 packets, 24 accumulators; with 16 (AVX2) 6 x 2
-// packets, 12 accumulators (BLIS's Haswell shape). A 4 x 3 tile with 16 registers leaves none
-// for B: GCC then reads each B packet from memory once per row (16 loads per 12 FMAs), and the
-// 2048^3 product ran at 49 GFLOP/s per core on a Zen 3 (AVX2) against 90 for the FMA loop.
-inline constexpr bool kWideRegisterFile = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32;
-inline constexpr int kNV = kWideRegisterFile ? 3 : 2;
-inline constexpr Index kMR = kWideRegisterFile ? 8 : 6;
+// The register tile (arch.hpp): MR rows x NV packets of B.
+inline constexpr int kNV = kGemmTilePackets;
+inline constexpr Index kMR = kTileRows;
+template <class S> inline constexpr Index kP = kPacket<S>;
 template <class S> inline constexpr Index kNR = kNV * kP<S>;
 // Cache blocks: an MR-row slab of A (KC x MR: 8 KiB of floats with AVX-512, 6 KiB with AVX2,
 // packed) is reused from L1 by every B panel of the (KC x NC) block of B in L2.
@@ -77,9 +70,6 @@ inline Index block_k(Index K) {
 }
 inline constexpr Index kMC = 256;
 template <class S> inline constexpr Index kNC = 10 * kNR<S>;
-
-template <class S>
-using AlignedVector = std::vector<S, Eigen::aligned_allocator<S>>;
 
 // C (MR, NV packets) += alpha * A (MR, kc) * B panel (kc, NV packets), C row stride ldc; A
 // packed, element (r, k) at a[k * MR + r].
@@ -104,43 +94,6 @@ inline void tile(S* c, Index ldc, const S* a, const S* bp, Index kc, S alpha) {
       S* cr = c + r * ldc + v * P;
       ei::pstoreu(cr, ei::pmadd(al, acc[r][v], ei::ploadu<Pk>(cr)));
     }
-}
-
-#ifdef EIGEN_VECTORIZE_AVX
-// An 8 x 8 block of floats transposed in AVX registers: out[k * ldo + i] = in[i * ldi + k] for
-// k < 8 and i < rows (rows <= 8); each store writes 8 values, out[k * ldo + rows..8) zeros.
-inline void transpose8x8(float* out, Index ldo, const float* in, Index ldi, int rows) {
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wignored-attributes"  // __m256's vector attribute in a template argument
-#endif
-  ei::PacketBlock<ei::Packet8f, 8> blk;
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-  for (int r = 0; r < 8; ++r) blk.packet[r] = r < rows ? ei::ploadu<ei::Packet8f>(in + r * ldi) : ei::pset1<ei::Packet8f>(0.f);
-  ei::ptranspose(blk);
-  for (int k = 0; k < 8; ++k) ei::pstoreu(out + k * ldo, blk.packet[k]);
-}
-#endif
-
-// out[k * ldo + i] = in[i * ldi + k] for i < rows, k < cols: a transposing copy, by 8 x 8
-// blocks of AVX registers where there are some.
-template <class S>
-inline void transpose_copy(S* out, Index ldo, const S* in, Index ldi, Index rows, Index cols) {
-  Index i0 = 0;
-#ifdef EIGEN_VECTORIZE_AVX
-  if constexpr (std::is_same_v<S, float>) {
-    for (; i0 + 8 <= rows; i0 += 8) {
-      Index k0 = 0;
-      for (; k0 + 8 <= cols; k0 += 8) transpose8x8(out + k0 * ldo + i0, ldo, in + i0 * ldi + k0, ldi, 8);
-      for (Index i = i0; i < i0 + 8; ++i)
-        for (Index k = k0; k < cols; ++k) out[k * ldo + i] = in[i * ldi + k];
-    }
-  }
-#endif
-  for (Index i = i0; i < rows; ++i)
-    for (Index k = 0; k < cols; ++k) out[k * ldo + i] = in[i * ldi + k];
 }
 
 // n values, n known at compile time: a few vector moves instead of a call to memmove.
@@ -225,6 +178,9 @@ inline Index packed_offset(Index N, Index p0, Index kc, Index j0) {
   return p0 * packed_width<S>(N) + j0 * kc;
 }
 
+struct ASlabBuffer;   // thread_buffer tags: the packed slab of A,
+struct BBlockBuffer;  // and the packed block of B
+
 // B either packed here, block by block, or (packed != null) all packed before: for each block
 // of KC steps of k, the panels of every column, i.e. block p0 at packed + p0 packed_width(N).
 // Only C's columns [jb, je) (jb a multiple of NR); N is B's whole width.
@@ -232,18 +188,18 @@ template <class S>
 inline void run(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, const S* packed, Index M, Index N, Index K,
                 S alpha, Index jb, Index je) {
   constexpr Index P = kP<S>, MR = kMR, NR = kNR<S>, MC = kMC, NC = kNC<S>;
-  static thread_local AlignedVector<S> abuf(static_cast<std::size_t>(MR * kKC + kASlack)), bbuf(static_cast<std::size_t>(NC * kKC));
+  S* const ap = thread_buffer<ASlabBuffer, S>(MR * kKC + kASlack);
+  S* const bb = thread_buffer<BBlockBuffer, S>(NC * kKC);
   const Index KC = block_k(K);
-  S* const ap = abuf.data();
   for (Index j0 = jb; j0 < je; j0 += NC) {
     const Index nc = std::min(NC, je - j0);
     for (Index p0 = 0; p0 < K; p0 += KC) {
       const Index kc = std::min(KC, K - p0);
-      const S* bp = bbuf.data();
+      const S* bp = bb;
       if (packed)
         bp = packed + packed_offset<S>(N, p0, kc, j0);
       else
-        pack_b(bbuf.data(), B, p0, kc, j0, nc);
+        pack_b(bb, B, p0, kc, j0, nc);
       for (Index i0 = 0; i0 < M; i0 += MC) {
         const Index mc = std::min(MC, M - i0);
         for (Index r0 = 0; r0 < mc; r0 += MR) {
@@ -349,21 +305,6 @@ inline void gemm_columns(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, In
   gemm_detail::run(c, ldc, A, B, static_cast<const S*>(nullptr), M, N, K, alpha, j_begin, j_end);
 }
 
-// Rows of C per register tile: a chunk of rows that is a multiple of it has no partial tile
-// (which computes a whole tile on a copy of C) but at the end of the product.
-inline constexpr Index kGemmTileRows = gemm_detail::kMR;
+}  // namespace mae::kernels
 
-// A buffer of at least n values belonging to the calling thread, for operands it packs for the
-// threads it then starts (slot: one per operand in use at the same time). Grow-only: it
-// allocates only for a product larger than any before it.
-template <class S>
-inline S* gemm_shared_buffer(int slot, Index n) {
-  static thread_local gemm_detail::AlignedVector<S> buf[2];
-  auto& b = buf[slot];
-  if (static_cast<Index>(b.size()) < n) b.resize(static_cast<std::size_t>(n));
-  return b.data();
-}
-
-}  // namespace mae
-
-#endif  // MAE_GEMM_HPP
+#endif  // MAE_KERNELS_GEMM_HPP

@@ -1,14 +1,14 @@
-// mae/image_folder.hpp — a dataset of PNG/JPEG/BMP/... files under a directory (stb_image),
+// mae/data/image_folder.hpp — a dataset of PNG/JPEG/BMP/... files under a directory (stb_image),
 // converted to the model's channel count. Subdirectory names become labels, as
 // torchvision's ImageFolder. Every file is decoded when the dataset is built, so an
 // unreadable image is reported (by name) before training starts; images larger than
 // max_side on their shorter side are shrunk (bicubic, antialiased) to bound memory.
 //
 // Needs stb_image's implementation: link Debian's libstb (the mae::data CMake target does).
-#ifndef MAE_IMAGE_FOLDER_HPP
-#define MAE_IMAGE_FOLDER_HPP
+#ifndef MAE_DATA_IMAGE_FOLDER_HPP
+#define MAE_DATA_IMAGE_FOLDER_HPP
 
-#include "data.hpp"
+#include "loader.hpp"
 
 #include <stb/stb_image.h>
 
@@ -97,4 +97,4 @@ class ImageFolder : public ImageDataset {
 
 }  // namespace mae
 
-#endif  // MAE_IMAGE_FOLDER_HPP
+#endif  // MAE_DATA_IMAGE_FOLDER_HPP

@@ -1,13 +1,15 @@
-// mae/figures.hpp — pictures of what the model learned: the MAE paper's reconstruction
+// mae/data/figures.hpp — pictures of what the model learned: the MAE paper's reconstruction
 // figure as a PNG grid, and the loss curve (drawn by gnuplot when it is installed).
 //
 // Needs stb_image_write's implementation: link Debian's libstb (the mae::data CMake target).
-#ifndef MAE_FIGURES_HPP
-#define MAE_FIGURES_HPP
+#ifndef MAE_DATA_FIGURES_HPP
+#define MAE_DATA_FIGURES_HPP
 
-#include "data.hpp"
-#include "model.hpp"
-#include "safetensors.hpp"
+#include "../loss.hpp"
+#include "../patch.hpp"
+#include "../rng.hpp"
+#include "../safetensors.hpp"
+#include "loader.hpp"
 
 #include <stb/stb_image_write.h>
 
@@ -128,4 +130,4 @@ inline bool plot_loss_curve(const std::string& csv, const std::string& png, cons
 
 }  // namespace mae
 
-#endif  // MAE_FIGURES_HPP
+#endif  // MAE_DATA_FIGURES_HPP

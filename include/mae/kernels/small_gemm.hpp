@@ -1,4 +1,4 @@
-// mae/small_gemm.hpp — C (M, N) = or += alpha * A (M, K) B (K, N) for the small products
+// mae/kernels/small_gemm.hpp — C (M, N) = or += alpha * A (M, K) B (K, N) for the small products
 // inside attention: per sample and head, (T, hd) x (hd, T) and (T, T) x (T, hd), T from about
 // ten to a few hundred, hd 32 or 64, operands often transposed views of the qkv buffer.
 //
@@ -9,25 +9,29 @@
 //   2. A is read in place through its strides (a transposed view costs nothing);
 //   3. a register tile of up to 8 rows x 2 panels accumulates a(i, k) * b(k, :) over k in order.
 // Each C element is the fused multiply-add chain over k = 0..K-1, whatever M, N and the tile
-// it falls in, so results are reproducible; tests/test_layers.cpp compares it with a plain loop.
-#ifndef MAE_SMALL_GEMM_HPP
-#define MAE_SMALL_GEMM_HPP
+// it falls in, so results are reproducible; tests/test_kernels.cpp compares it with
+// reference::small_gemm.
+#ifndef MAE_KERNELS_SMALL_GEMM_HPP
+#define MAE_KERNELS_SMALL_GEMM_HPP
 
-#include "common.hpp"
-#include "gemm.hpp"  // transpose_copy
+#include "../common.hpp"
+#include "arch.hpp"
 
 #include <algorithm>
 #include <vector>
 
-namespace mae {
+namespace mae::kernels {
+
+// How a product writes C: C = alpha A B (assign) or C += alpha A B (add).
+enum class Out { assign, add };
 
 namespace small_gemm_detail {
 
-template <class S> using Packet = typename Eigen::internal::packet_traits<S>::type;
-template <class S> inline constexpr Index kWidth = Eigen::internal::unpacket_traits<Packet<S>>::size;
-// Rows per register tile: 8 rows x 2 panels = 16 accumulators with 32 vector registers
-// (AVX-512); 6 x 2 = 12 accumulators + 2 B packets + 1 broadcast with 16 (AVX2).
-inline constexpr int kTileRows = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 8 : 6;
+struct PackBuffer;  // thread_buffer tag
+
+template <class S> inline constexpr Index kWidth = kPacket<S>;
+// Register tile: kTileRows (arch.hpp) rows x 2 panels: 8 x 2 = 16 accumulators with 32 vector
+// registers (AVX-512); 6 x 2 = 12 accumulators + 2 B packets + 1 broadcast with 16 (AVX2).
 
 // out = B (K, N), element (k, j) at b[k * b_rs + j * b_cs], as ceil(N / P) panels of (K, P).
 // A B that is the transpose of a row-major matrix (b_rs = 1: k^T in q k^T) is copied by 8 x 8
@@ -39,7 +43,7 @@ inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Ind
     const Index nj = std::min(P, N - j0);
     if (b_rs == 1) {
       if (nj < P) std::fill(out, out + K * P, S(0));
-      gemm_detail::transpose_copy(out, P, b + j0 * b_cs, b_cs, nj, K);
+      transpose_copy(out, P, b + j0 * b_cs, b_cs, nj, K);
       continue;
     }
     S* o = out;
@@ -59,7 +63,7 @@ inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Ind
 // C[0..MR) x [0..n_valid) (n_valid <= NP P) = or += alpha * A[0..MR) x B-panels[0..NP)
 template <class S, int MR, int NP>
 inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K, Index n_valid, S alpha,
-                 Grad mode) {
+                 Out mode) {
   using Pk = Packet<S>;
   constexpr Index P = kWidth<S>;
   namespace ei = Eigen::internal;
@@ -81,19 +85,19 @@ inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b
       const Index n = std::min(P, n_valid - p * P);
       Pk v = ei::pmul(al, acc[r][p]);
       if (n == P) {
-        if (mode == Grad::accumulate) v = ei::padd(v, ei::ploadu<Pk>(cp));
+        if (mode == Out::add) v = ei::padd(v, ei::ploadu<Pk>(cp));
         ei::pstoreu(cp, v);
       } else {
         S tmp[P];
         ei::pstoreu(tmp, v);
-        for (Index j = 0; j < n; ++j) cp[j] = mode == Grad::accumulate ? cp[j] + tmp[j] : tmp[j];
+        for (Index j = 0; j < n; ++j) cp[j] = mode == Out::add ? cp[j] + tmp[j] : tmp[j];
       }
     }
 }
 
 template <class S, int MR>
 inline void tile_rows(int panels, S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K,
-                      Index n_valid, S alpha, Grad mode) {
+                      Index n_valid, S alpha, Out mode) {
   if (panels == 2)
     tile<S, MR, 2>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
   else
@@ -115,12 +119,12 @@ inline void small_gemm_pack(S* out, const S* b, Index b_rs, Index b_cs, Index K,
   small_gemm_detail::pack_panels(out, b, b_rs, b_cs, K, N);
 }
 
-// C (M, N; row stride ldc) = alpha A B (mode overwrite) or += alpha A B (mode accumulate), where
+// C (M, N; row stride ldc) = alpha A B (Out::assign) or += alpha A B (Out::add), where
 // A (M, K) has element (i, k) at a[i * a_rs + k * a_cs] and B (K, N) was packed by
 // small_gemm_pack. Single-threaded (call it inside a parallel loop).
 template <class S>
 inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index M, Index N,
-                              Index K, S alpha, Grad mode) {
+                              Index K, S alpha, Out mode) {
   namespace d = small_gemm_detail;
   constexpr Index P = d::kWidth<S>;
   const Index panels = (N + P - 1) / P;
@@ -129,10 +133,10 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
     const S* panel = bp + p0 * K * P;
     const Index n_valid = N - p0 * P;
     S* cj = c + p0 * P;
-    for (Index i = 0; i < M; i += d::kTileRows) {
+    for (Index i = 0; i < M; i += kTileRows) {
       S* ci = cj + i * ldc;
       const S* ai = a + i * a_rs;
-      switch (std::min<Index>(d::kTileRows, M - i)) {
+      switch (std::min<Index>(kTileRows, M - i)) {
         case 8: d::tile_rows<S, 8>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
         case 7: d::tile_rows<S, 7>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
         case 6: d::tile_rows<S, 6>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
@@ -150,13 +154,12 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
 // grows (steady-state calls allocate nothing).
 template <class S>
 inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs,
-                       Index M, Index N, Index K, S alpha, Grad mode) {
-  static thread_local std::vector<S> pack;
-  S* bp = ensure(pack, small_gemm_packed_size<S>(K, N));
+                       Index M, Index N, Index K, S alpha, Out mode) {
+  S* bp = thread_buffer<small_gemm_detail::PackBuffer, S>(small_gemm_packed_size<S>(K, N));
   small_gemm_pack(bp, b, b_rs, b_cs, K, N);
   small_gemm_packed(c, ldc, a, a_rs, a_cs, bp, M, N, K, alpha, mode);
 }
 
-}  // namespace mae
+}  // namespace mae::kernels
 
-#endif  // MAE_SMALL_GEMM_HPP
+#endif  // MAE_KERNELS_SMALL_GEMM_HPP

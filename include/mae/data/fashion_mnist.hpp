@@ -1,0 +1,133 @@
+// mae/data/fashion_mnist.hpp — Fashion-MNIST (or MNIST) from the gzip IDX files of Debian's
+// dataset-fashion-mnist package.
+//
+// Needs zlib: link ZLIB::ZLIB (the mae::data CMake target does).
+#ifndef MAE_DATA_FASHION_MNIST_HPP
+#define MAE_DATA_FASHION_MNIST_HPP
+
+#include "../common.hpp"
+#include "loader.hpp"
+
+#include <zlib.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mae {
+
+// Reads a whole gzip file with zlib; errors name the file.
+inline std::vector<unsigned char> read_gzip(const std::string& path) {
+  if (!std::filesystem::exists(path)) throw Error(path + ": no such file");
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw Error(path + ": cannot open");
+  std::vector<unsigned char> out;
+  unsigned char buf[1 << 16];
+  for (;;) {
+    const int n = gzread(f, buf, sizeof(buf));
+    if (n < 0) {
+      int errnum = 0;
+      const std::string msg = gzerror(f, &errnum);
+      gzclose(f);
+      throw Error(path + ": corrupt gzip data (" + msg + ")");
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf, buf + n);
+  }
+  int errnum = 0;
+  const char* msg = gzerror(f, &errnum);
+  if (errnum != Z_OK && errnum != Z_STREAM_END) {
+    const std::string m = msg;
+    gzclose(f);
+    throw Error(path + ": corrupt gzip data (" + m + ")");
+  }
+  if (gzclose(f) != Z_OK) throw Error(path + ": truncated or corrupt gzip file");
+  return out;
+}
+
+// The IDX format of (Fashion-)MNIST: big-endian magic 0x00000803 (images) or 0x00000801
+// (labels), then the dimensions, then unsigned bytes.
+struct IdxFile {
+  std::vector<std::uint32_t> dims;
+  std::vector<unsigned char> data;
+};
+
+inline IdxFile read_idx(const std::string& path, int expected_ndim) {
+  std::vector<unsigned char> raw = read_gzip(path);
+  auto be32 = [&](std::size_t at) {
+    return (std::uint32_t(raw[at]) << 24) | (std::uint32_t(raw[at + 1]) << 16) | (std::uint32_t(raw[at + 2]) << 8) |
+           std::uint32_t(raw[at + 3]);
+  };
+  if (raw.size() < 4) throw Error(path + ": truncated IDX file (" + std::to_string(raw.size()) + " bytes)");
+  const std::uint32_t magic = be32(0);
+  if (magic != 0x800u + static_cast<std::uint32_t>(expected_ndim)) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "0x%08x", magic);
+    throw Error(path + ": wrong magic number " + hex + " (expected an unsigned-byte IDX file with " +
+                std::to_string(expected_ndim) + " dimensions)");
+  }
+  const std::size_t header = 4 + 4 * static_cast<std::size_t>(expected_ndim);
+  if (raw.size() < header) throw Error(path + ": truncated IDX header");
+  IdxFile idx;
+  std::size_t count = 1;
+  for (int d = 0; d < expected_ndim; ++d) {
+    idx.dims.push_back(be32(4 + 4 * static_cast<std::size_t>(d)));
+    count *= idx.dims.back();
+  }
+  if (raw.size() != header + count)
+    throw Error(path + ": truncated or corrupt IDX file: " + std::to_string(raw.size() - header) +
+                " data bytes, the header promises " + std::to_string(count));
+  idx.data.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
+  return idx;
+}
+
+// Fashion-MNIST (or MNIST) from the IDX files: 28x28 grayscale, labels 0-9.
+class FashionMnist : public ImageDataset {
+ public:
+  static constexpr const char* kDefaultDir = "/usr/share/datasets/fashion-mnist";
+
+  // split: "train" (60000 images) or "t10k" (10000 images)
+  explicit FashionMnist(const std::string& dir = kDefaultDir, const std::string& split = "train") : split_(split) {
+    if (split != "train" && split != "t10k") throw Error("Fashion-MNIST split must be 'train' or 't10k', not '" + split + "'");
+    if (!std::filesystem::is_directory(dir))
+      throw Error("Fashion-MNIST not found: '" + dir +
+                  "' is not a directory. Install Debian's package (apt-get install dataset-fashion-mnist) or give "
+                  "the directory holding " + split + "-images-idx3-ubyte.gz");
+    const std::string ip = dir + "/" + split + "-images-idx3-ubyte.gz", lp = dir + "/" + split + "-labels-idx1-ubyte.gz";
+    IdxFile images = read_idx(ip, 3), labels = read_idx(lp, 1);
+    if (images.dims[1] == 0 || images.dims[2] == 0) throw Error(ip + ": empty images");
+    if (labels.dims[0] != images.dims[0])
+      throw Error(lp + ": " + std::to_string(labels.dims[0]) + " labels for " + std::to_string(images.dims[0]) + " images");
+    for (unsigned char l : labels.data)
+      if (l > 9) throw Error(lp + ": label " + std::to_string(l) + " is outside 0-9");
+    n_ = images.dims[0], h_ = images.dims[1], w_ = images.dims[2];
+    pixels_ = std::move(images.data);
+    labels_ = std::move(labels.data);
+  }
+
+  Index size() const override { return n_; }
+  Index channels() const override { return 1; }
+  Index height(Index) const override { return h_; }
+  Index width(Index) const override { return w_; }
+  void load(Index i, float* out) const override {
+    const unsigned char* src = pixels_.data() + i * h_ * w_;
+    for (Index k = 0; k < h_ * w_; ++k) out[k] = static_cast<float>(src[k]) / 255.0f;
+  }
+  int label(Index i) const override { return labels_[static_cast<std::size_t>(i)]; }
+  std::string name() const override { return "fashion-mnist/" + split_; }
+
+  // Keep only the first n images (quick runs).
+  void truncate(Index n) {
+    if (n < n_) n_ = n, pixels_.resize(static_cast<std::size_t>(n * h_ * w_)), labels_.resize(static_cast<std::size_t>(n));
+  }
+
+ private:
+  std::string split_;
+  Index n_ = 0, h_ = 0, w_ = 0;
+  std::vector<unsigned char> pixels_, labels_;
+};
+
+}  // namespace mae
+
+#endif  // MAE_DATA_FASHION_MNIST_HPP

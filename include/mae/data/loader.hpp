@@ -1,0 +1,269 @@
+// mae/data/loader.hpp — the dataset interface, augmentation and batches for training.
+//
+// A dataset hands out images as float (C, H, W) in [0, 1] (Fashion-MNIST in
+// fashion_mnist.hpp, image folders in image_folder.hpp). The loader reproduces the
+// reference augmentation: RandomResizedCrop(scale 0.2-1.0, ratio 3/4-4/3, bicubic) +
+// horizontal flip, then normalization by the dataset's mean and std. All randomness is
+// derived from (seed, epoch, position), so a batch is the same whatever the thread count, and
+// resuming in the middle of a run needs no data-loader state. Needs no library.
+#ifndef MAE_DATA_LOADER_HPP
+#define MAE_DATA_LOADER_HPP
+
+#include "../common.hpp"
+#include "../rng.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mae {
+
+// Images of one size, (C, H, W) floats in [0, 1], with optional labels.
+class ImageDataset {
+ public:
+  virtual ~ImageDataset() = default;
+  virtual Index size() const = 0;
+  virtual Index channels() const = 0;
+  virtual Index height(Index i) const = 0;
+  virtual Index width(Index i) const = 0;
+  virtual void load(Index i, float* out) const = 0;  // (C, height(i), width(i))
+  virtual int label(Index) const { return -1; }
+  virtual std::string name() const = 0;
+};
+
+// Per-channel mean and std of a dataset (over at most max_images, evenly spaced).
+inline void dataset_mean_std(const ImageDataset& ds, std::vector<double>& mean, std::vector<double>& stddev,
+                             Index max_images = 10000) {
+  const Index C = ds.channels(), n = std::min(ds.size(), max_images);
+  if (n == 0) throw Error(ds.name() + ": empty dataset");
+  std::vector<double> s(C, 0.0), s2(C, 0.0);
+  double count = 0;
+  std::vector<float> buf;
+  for (Index k = 0; k < n; ++k) {
+    const Index i = k * ds.size() / n, HW = ds.height(i) * ds.width(i);
+    buf.resize(static_cast<std::size_t>(C * HW));
+    ds.load(i, buf.data());
+    for (Index c = 0; c < C; ++c)
+      for (Index j = 0; j < HW; ++j) s[c] += buf[c * HW + j], s2[c] += double(buf[c * HW + j]) * buf[c * HW + j];
+    count += static_cast<double>(HW);
+  }
+  mean.resize(C), stddev.resize(C);
+  for (Index c = 0; c < C; ++c) {
+    mean[c] = s[c] / count;
+    stddev[c] = std::sqrt(std::max(s2[c] / count - mean[c] * mean[c], 1e-12));
+  }
+}
+
+// --- resampling ----------------------------------------------------------------------------
+// Bicubic (a = -0.5, as PIL) separable resampling of the box (y0, x0, bh, bw) of src (C, H, W)
+// into dst (C, oh, ow); when shrinking, the kernel is widened (antialiasing, as PIL).
+inline double bicubic_kernel(double x) {
+  const double a = -0.5;
+  x = std::abs(x);
+  if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+  return 0;
+}
+
+namespace detail {
+struct Taps {
+  std::vector<Index> first, count;
+  std::vector<double> weights;  // count.size() rows of `stride` weights
+  Index stride = 0;
+};
+inline Taps resample_taps(Index in_size, double box0, double box_len, Index out_size) {
+  Taps t;
+  const double scale = box_len / static_cast<double>(out_size);
+  const double fscale = std::max(scale, 1.0), support = 2.0 * fscale;
+  t.stride = static_cast<Index>(std::ceil(support)) * 2 + 1;
+  t.first.resize(out_size), t.count.resize(out_size), t.weights.assign(static_cast<std::size_t>(out_size * t.stride), 0.0);
+  for (Index o = 0; o < out_size; ++o) {
+    const double center = box0 + (static_cast<double>(o) + 0.5) * scale;
+    const Index lo = std::max<Index>(0, static_cast<Index>(std::floor(center - support + 0.5)));
+    const Index hi = std::min<Index>(in_size, static_cast<Index>(std::floor(center + support + 0.5)));
+    double total = 0;
+    Index n = 0;
+    for (Index k = lo; k < hi && n < t.stride; ++k, ++n) {
+      const double w = bicubic_kernel((static_cast<double>(k) - center + 0.5) / fscale);
+      t.weights[static_cast<std::size_t>(o * t.stride + n)] = w;
+      total += w;
+    }
+    if (total != 0)
+      for (Index k = 0; k < n; ++k) t.weights[static_cast<std::size_t>(o * t.stride + k)] /= total;
+    t.first[o] = lo, t.count[o] = n;
+  }
+  return t;
+}
+}  // namespace detail
+
+inline void resize_bicubic(float* dst, Index oh, Index ow, const float* src, Index C, Index H, Index W, double y0,
+                           double x0, double bh, double bw) {
+  const detail::Taps ty = detail::resample_taps(H, y0, bh, oh), tx = detail::resample_taps(W, x0, bw, ow);
+  std::vector<double> tmp(static_cast<std::size_t>(H * ow));
+  for (Index c = 0; c < C; ++c) {
+    const float* s = src + c * H * W;
+    for (Index y = 0; y < H; ++y)  // horizontal pass: (H, W) -> (H, ow)
+      for (Index o = 0; o < ow; ++o) {
+        double acc = 0;
+        for (Index k = 0; k < tx.count[o]; ++k) acc += tx.weights[o * tx.stride + k] * s[y * W + tx.first[o] + k];
+        tmp[static_cast<std::size_t>(y * ow + o)] = acc;
+      }
+    for (Index o = 0; o < oh; ++o)  // vertical pass: (H, ow) -> (oh, ow)
+      for (Index x = 0; x < ow; ++x) {
+        double acc = 0;
+        for (Index k = 0; k < ty.count[o]; ++k) acc += ty.weights[o * ty.stride + k] * tmp[(ty.first[o] + k) * ow + x];
+        dst[(c * oh + o) * ow + x] = static_cast<float>(std::clamp(acc, 0.0, 1.0));  // PIL clips to the pixel range
+      }
+  }
+}
+
+// --- augmentation --------------------------------------------------------------------------
+struct AugmentOptions {
+  bool random_resized_crop = true;
+  double scale_min = 0.2, scale_max = 1.0;
+  double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  bool horizontal_flip = true;
+};
+
+// torchvision's RandomResizedCrop.get_params: (top, left, height, width) of the crop.
+inline std::array<Index, 4> random_resized_crop_box(Index H, Index W, Rng& rng, const AugmentOptions& o) {
+  const double area = static_cast<double>(H * W);
+  const double log_r0 = std::log(o.ratio_min), log_r1 = std::log(o.ratio_max);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target = area * rng.uniform(o.scale_min, o.scale_max);
+    const double ratio = std::exp(rng.uniform(log_r0, log_r1));
+    const Index w = static_cast<Index>(std::lround(std::sqrt(target * ratio)));
+    const Index h = static_cast<Index>(std::lround(std::sqrt(target / ratio)));
+    if (w > 0 && h > 0 && w <= W && h <= H) {
+      const Index top = static_cast<Index>(rng.uniform() * static_cast<double>(H - h + 1));
+      const Index left = static_cast<Index>(rng.uniform() * static_cast<double>(W - w + 1));
+      return {top, left, h, w};
+    }
+  }
+  // fallback: central crop with the ratio clamped into range
+  const double in_ratio = static_cast<double>(W) / static_cast<double>(H);
+  Index w = W, h = H;
+  if (in_ratio < o.ratio_min) h = static_cast<Index>(std::lround(static_cast<double>(W) / o.ratio_min));
+  else if (in_ratio > o.ratio_max) w = static_cast<Index>(std::lround(static_cast<double>(H) * o.ratio_max));
+  return {(H - h) / 2, (W - w) / 2, h, w};
+}
+
+// splitmix64: decorrelated seeds from (seed, a, b)
+inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0) {
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(seed) ^ a) ^ b);
+}
+
+// Batches of augmented, normalized images (N, C, S, S) for epoch e, drop_last as the
+// reference's pretraining loader. Position k of epoch e is sample perm_e[k].
+class BatchLoader {
+ public:
+  BatchLoader(const ImageDataset& ds, Index image_size, Index batch, std::uint64_t seed, AugmentOptions aug = {},
+              std::vector<double> mean = {}, std::vector<double> stddev = {})
+      : ds_(ds), S_(image_size), batch_(batch), seed_(seed), aug_(aug), mean_(std::move(mean)), stddev_(std::move(stddev)) {
+    if (batch <= 0) throw Error("batch size must be positive");
+    if (ds.size() < batch)
+      throw Error(ds.name() + ": " + std::to_string(ds.size()) + " images, fewer than one batch of " + std::to_string(batch));
+    if (mean_.empty()) dataset_mean_std(ds, mean_, stddev_);
+    if (static_cast<Index>(mean_.size()) != ds.channels() || static_cast<Index>(stddev_.size()) != ds.channels())
+      throw Error("normalization needs one mean and one std per channel");
+  }
+
+  Index batches_per_epoch() const { return ds_.size() / batch_; }
+  Index batch_size() const { return batch_; }
+  Index channels() const { return ds_.channels(); }
+  const std::vector<double>& mean() const { return mean_; }
+  const std::vector<double>& stddev() const { return stddev_; }
+
+  // The order of epoch e (Fisher-Yates with a generator seeded by (seed, e)).
+  std::vector<Index> permutation(Index epoch) const {
+    std::vector<Index> p(static_cast<std::size_t>(ds_.size()));
+    for (Index i = 0; i < ds_.size(); ++i) p[i] = i;
+    Rng r(mix_seed(seed_, 0x5eed, static_cast<std::uint64_t>(epoch)));
+    for (Index i = ds_.size() - 1; i > 0; --i) std::swap(p[i], p[static_cast<Index>(r.next_u64() % std::uint64_t(i + 1))]);
+    return p;
+  }
+
+  // Batch b of epoch e into out (N, C, S, S); labels (N) if given.
+  void batch(Index epoch, Index b, float* out, int* labels = nullptr) {
+    if (epoch != cached_epoch_) perm_ = permutation(epoch), cached_epoch_ = epoch;
+    const Index C = ds_.channels(), S = S_;
+    std::exception_ptr error;
+#pragma omp parallel for schedule(static)
+    for (Index k = 0; k < batch_; ++k) {
+      try {
+        const Index pos = b * batch_ + k, idx = perm_[pos];
+        Rng r(mix_seed(seed_, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(pos)));
+        augment(idx, r, out + k * C * S * S);
+        if (labels) labels[k] = ds_.label(idx);
+      } catch (...) {
+#pragma omp critical
+        error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  }
+
+  // One image, augmented with r, normalized: (C, S, S).
+  void augment(Index idx, Rng& r, float* dst) const { augment(idx, r, dst, aug_); }
+
+  // Without augmentation (evaluation and figures): resized to S x S, normalized.
+  void plain(Index idx, float* dst) const {
+    AugmentOptions none;
+    none.random_resized_crop = false, none.horizontal_flip = false;
+    Rng unused(0);
+    augment(idx, unused, dst, none);
+  }
+
+  void normalize(float* img) const {
+    const Index C = ds_.channels(), SS = S_ * S_;
+    for (Index c = 0; c < C; ++c)
+      for (Index j = 0; j < SS; ++j)
+        img[c * SS + j] = static_cast<float>((img[c * SS + j] - mean_[c]) / stddev_[c]);
+  }
+  void denormalize(float* img) const {
+    const Index C = ds_.channels(), SS = S_ * S_;
+    for (Index c = 0; c < C; ++c)
+      for (Index j = 0; j < SS; ++j) img[c * SS + j] = static_cast<float>(img[c * SS + j] * stddev_[c] + mean_[c]);
+  }
+
+ private:
+  void augment(Index idx, Rng& r, float* dst, const AugmentOptions& aug) const {
+    const Index C = ds_.channels(), H = ds_.height(idx), W = ds_.width(idx), S = S_;
+    std::vector<float> src(static_cast<std::size_t>(C * H * W));
+    ds_.load(idx, src.data());
+    std::array<Index, 4> box{0, 0, H, W};
+    if (aug.random_resized_crop) box = random_resized_crop_box(H, W, r, aug);
+    if (!aug.random_resized_crop && H == S && W == S) {
+      std::copy(src.begin(), src.end(), dst);
+    } else {
+      resize_bicubic(dst, S, S, src.data(), C, H, W, static_cast<double>(box[0]), static_cast<double>(box[1]),
+                     static_cast<double>(box[2]), static_cast<double>(box[3]));
+    }
+    if (aug.horizontal_flip && r.uniform() < 0.5)
+      for (Index c = 0; c < C; ++c)
+        for (Index y = 0; y < S; ++y) std::reverse(dst + (c * S + y) * S, dst + (c * S + y + 1) * S);
+    normalize(dst);
+  }
+
+  const ImageDataset& ds_;
+  Index S_, batch_;
+  std::uint64_t seed_;
+  AugmentOptions aug_;
+  std::vector<double> mean_, stddev_;
+  std::vector<Index> perm_;
+  Index cached_epoch_ = -1;
+};
+
+}  // namespace mae
+
+#endif  // MAE_DATA_LOADER_HPP

@@ -1,0 +1,128 @@
+// mae/training_loop.hpp — the loop that pretraining (train.hpp) and fine-tuning
+// (finetune.hpp) share: steps in epochs, the stop after max_steps, a progress bar or periodic
+// lines, the CSV log (one line per step), the stop with a clear message on a non-finite loss,
+// and the epoch-end hook where a trainer writes its atomic checkpoint.
+//
+// A trainer gives the loop two functions, called in this order for every step, the loss
+// checked in between:
+//   forward(epoch, k) -> Forward   batch k of the epoch read, the lr set, the forward run
+//   update(epoch, k)               its backward and, when due, the optimizer step
+#ifndef MAE_TRAINING_LOOP_HPP
+#define MAE_TRAINING_LOOP_HPP
+
+#include "common.hpp"
+#include "progress.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace mae {
+
+// One line per step in the CSV log.
+struct StepRecord {
+  Index step;  // steps done, this one included
+  int epoch;
+  double loss, lr, images_per_s;
+};
+
+// What a step's forward reports.
+struct Forward {
+  double loss, lr;
+};
+
+struct LoopOptions {
+  int epochs = 1;
+  Index images_per_step = 1;  // for the throughput
+  Index max_steps = -1;       // stop after this many steps in all (an interruption); -1: none
+  std::string out_dir;        // log.csv goes here; empty: no log
+  bool progress = true;       // a bar on a terminal, plain lines otherwise
+  double log_interval_s = 15;
+  std::string what = "training";  // for messages: "training stopped", "fine-tuning stopped"
+};
+
+class TrainingLoop {
+ public:
+  TrainingLoop(LoopOptions opt, Index steps_per_epoch) : opt_(std::move(opt)), iters_(steps_per_epoch) {
+    if (opt_.epochs <= 0) throw Error("epochs must be positive");
+    if (iters_ <= 0) throw Error("no step in an epoch: the dataset is smaller than one batch");
+    if (!opt_.out_dir.empty()) std::filesystem::create_directories(opt_.out_dir);
+  }
+
+  Index steps_per_epoch() const { return iters_; }
+  Index total_steps() const { return iters_ * opt_.epochs; }
+  std::string log_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/log.csv"; }
+  const std::vector<StepRecord>& history() const { return history_; }
+
+  // Steps from `step` (0, or where a resumed run left off) to the end of the last epoch, or
+  // to max_steps. epoch_end(epoch) runs after each epoch's last step. `checkpoint` names the
+  // file that a non-finite loss leaves as it was ("" if none). Returns true when every epoch
+  // ran, false when max_steps stopped it; `step` is then the number of steps done.
+  template <class ForwardFn, class UpdateFn>
+  bool run(ForwardFn&& forward, UpdateFn&& update, Index& step, const std::function<void(int)>& epoch_end,
+           const std::string& checkpoint = "", bool append_log = false) {
+    open_log(append_log);
+    const auto t_start = std::chrono::steady_clock::now();
+    Index images = 0;
+    while (step < total_steps()) {
+      if (opt_.max_steps >= 0 && step >= opt_.max_steps) return false;
+      const int epoch = static_cast<int>(step / iters_);
+      const Index k = step % iters_;
+      const Forward f = forward(epoch, k);
+      const double loss = f.loss;
+      if (!std::isfinite(loss)) {
+        progress_.finish_line();
+        const bool kept = !checkpoint.empty() && std::filesystem::exists(checkpoint);
+        throw Error("non-finite loss (" + std::to_string(loss) + ") at step " + std::to_string(step) + " (epoch " +
+                    std::to_string(epoch) + "): " + opt_.what + " stopped" +
+                    (kept ? "; the last checkpoint '" + checkpoint + "' is intact." : "."));
+      }
+      update(epoch, k);
+      ++step;
+      images += opt_.images_per_step;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      const double ips = elapsed > 0 ? static_cast<double>(images) / elapsed : 0.0;
+      const StepRecord rec{step, epoch, loss, f.lr, ips};
+      history_.push_back(rec);
+      write_log(rec);
+      const double eta = ips > 0 ? static_cast<double>((total_steps() - step) * opt_.images_per_step) / ips : 0.0;
+      progress_.update(epoch + 1, opt_.epochs, k + 1, iters_, rec.loss, rec.lr, rec.images_per_s, eta);
+      if (k + 1 == iters_) {  // end of an epoch
+        progress_.finish_line();
+        if (epoch_end) epoch_end(epoch);
+      }
+    }
+    return true;
+  }
+
+ private:
+  void open_log(bool append) {
+    if (opt_.out_dir.empty()) return;
+    append = append && std::filesystem::exists(log_path());
+    log_.open(log_path(), append ? std::ios::app : std::ios::trunc);
+    if (!log_) throw Error(log_path() + ": cannot write the log");
+    if (!append) log_ << "step,epoch,loss,lr,images_per_s\n";
+  }
+  void write_log(const StepRecord& r) {
+    if (!log_.is_open()) return;
+    char line[160];
+    std::snprintf(line, sizeof line, "%lld,%d,%.6f,%.6e,%.1f\n", static_cast<long long>(r.step), r.epoch, r.loss, r.lr,
+                  r.images_per_s);
+    log_ << line << std::flush;
+  }
+
+  LoopOptions opt_;
+  Index iters_;
+  Progress progress_{opt_.progress, opt_.log_interval_s};
+  std::ofstream log_;
+  std::vector<StepRecord> history_;
+};
+
+}  // namespace mae
+
+#endif  // MAE_TRAINING_LOOP_HPP

@@ -1,0 +1,157 @@
+// The tuned kernels (include/mae/kernels/) against their plain references (reference.hpp),
+// at every tile edge, orientation and stride; and the properties the layers rely on: the
+// same bits for any split of the work.
+#include "test_util.hpp"
+
+#include <mae/kernels/reference.hpp>
+
+#include <array>
+#include <limits>
+
+using mae::Index;
+using mae_test::random_floats;
+using mae_test::random_vector;
+namespace K = mae::kernels;
+
+TEST_CASE("sum16 (the vectorized reduction) equals the plain sum, for every length around its blocks") {
+  for (Index n : {0, 1, 7, 15, 16, 17, 31, 33, 192, 1000}) {
+    const std::vector<float> x = random_floats(n, 40 + n);
+    double exact = 0, abs_sum = 0;
+    for (float v : x) exact += v, abs_sum += std::abs(v);
+    const float s = K::sum16<float>(n, [&](Index i) { return x[static_cast<std::size_t>(i)]; });
+    INFO("n = " << n);
+    CHECK(std::abs(s - exact) <= 4e-7 * abs_sum * std::max<double>(1, std::log2(std::max<Index>(n, 1))));
+    // the order is fixed by n alone: a copy at another address sums to the same bits
+    std::vector<float> shifted(x.size() + 3);
+    std::copy(x.begin(), x.end(), shifted.begin() + 3);
+    CHECK(K::sum16<float>(n, [&](Index i) { return shifted[static_cast<std::size_t>(i) + 3]; }) == s);
+  }
+}
+
+TEST_CASE("gemm (the linear layers' products) equals the reference triple loop, in every orientation and at every edge") {
+  // sizes around the tiles (8 rows x 3 packets with AVX-512, 6 x 2 with AVX2), 256-step k
+  // blocks, 256-row and 10-panel blocks
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1}, {8, 48, 16}, {9, 49, 257}, {17, 130, 9},
+                                                                  {263, 500, 520}, {300, 33, 40}, {5, 481, 3},
+                                                                  {64, 16, 600}, {7, 17, 300}, {12, 161, 31}}) {
+    for (int orientation = 0; orientation < 4; ++orientation) {
+      const bool at = orientation & 1, bt = orientation & 2;
+      const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
+      const K::GemmOperand<float> A{a.data(), at ? M : K, at}, B{b.data(), bt ? K : N, bt};  // A stored (M, K) or (K, M)
+      const Index ldc = N + 3;
+      const std::vector<float> c_init = random_floats(M * ldc, 70);
+      std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
+      K::reference::gemm(c0.data(), ldc, A, B, M, N, K, 0.5f);
+      // the error bound of a float sum: sum over k of |a b| (the same product on absolute values)
+      std::vector<float> abs_a(a.size()), abs_b(b.size()), bound(M * ldc, 0);
+      std::transform(a.begin(), a.end(), abs_a.begin(), [](float v) { return std::abs(v); });
+      std::transform(b.begin(), b.end(), abs_b.begin(), [](float v) { return std::abs(v); });
+      K::reference::gemm(bound.data(), ldc, K::GemmOperand<float>{abs_a.data(), A.ld, at},
+                         K::GemmOperand<float>{abs_b.data(), B.ld, bt}, M, N, K, 1e-6f);
+      for (Index i = 0; i < M * ldc; ++i) bound[i] += 1e-6f * std::abs(c_init[i]);
+      K::gemm(c1.data(), ldc, A, B, M, N, K, 0.5f);
+      // the same product in two chunks of rows split off the tile grid: the same bits
+      const Index split = M / 2 + 1 < M ? M / 2 + 1 : M;
+      K::gemm(c2.data(), ldc, A, B, split, N, K, 0.5f);
+      const K::GemmOperand<float> A2{at ? a.data() + split : a.data() + split * K, A.ld, at};
+      K::gemm(c2.data() + split * ldc, ldc, A2, B, M - split, N, K, 0.5f);
+      // and with B packed beforehand, piece by piece: the same bits
+      std::vector<float> c3 = c_init;
+      std::vector<float, Eigen::aligned_allocator<float>> packed(
+          static_cast<std::size_t>(K::gemm_packed_size<float>(K, N)), std::numeric_limits<float>::quiet_NaN());
+      for (Index u = 0; u < K::gemm_pack_units<float>(K, N); ++u) K::gemm_pack_unit(packed.data(), B, K, N, u);
+      K::gemm(c3.data(), ldc, A, K::PackedB<float>{packed.data(), K, N}, M, 0.5f);
+      // and column range by column range (gemm_columns), B packed before or packed per range
+      const Index step = K::kGemmColumnStep<float>, mid = std::min(N, (N / 2 + step - 1) / step * step);
+      std::vector<float> c4 = c_init, c5 = c_init;
+      K::gemm_columns(c4.data(), ldc, A, K::PackedB<float>{packed.data(), K, N}, M, 0, mid, 0.5f);
+      K::gemm_columns(c4.data(), ldc, A, K::PackedB<float>{packed.data(), K, N}, M, mid, N, 0.5f);
+      K::gemm_columns(c5.data(), ldc, A, B, M, N, K, mid, N, 0.5f);
+      K::gemm_columns(c5.data(), ldc, A, B, M, N, K, 0, mid, 0.5f);
+      INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
+      CHECK(c1 == c2);
+      CHECK(c1 == c3);
+      CHECK(c1 == c4);
+      CHECK(c1 == c5);
+      for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < ldc; ++j) {
+          const Index idx = i * ldc + j;
+          if (j >= N)  // the padding between rows is never written
+            CHECK(c1[idx] == c_init[idx]);
+          else
+            CHECK(std::abs(c1[idx] - c0[idx]) <= bound[idx]);
+        }
+    }
+  }
+}
+
+TEST_CASE("gemm_columns refuses a column range that does not start and end on B's panels") {
+  const Index step = K::kGemmColumnStep<float>, M = 3, N = step + 16, K = 5;  // one panel and a partial one
+  const std::vector<float> a(M * K, 1.f), b(K * N, 1.f);
+  std::vector<float> c(M * N, 0.f);
+  const K::GemmOperand<float> A{a.data(), K}, B{b.data(), N};
+  CHECK_THROWS_WITH_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, 1, N), doctest::Contains("panels of"), mae::Error);
+  CHECK_THROWS_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, 0, step + 1), mae::Error);
+  CHECK_THROWS_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, 0, N + step), mae::Error);
+  CHECK_THROWS_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, step + 1, N), mae::Error);
+  CHECK_NOTHROW(K::gemm_columns(c.data(), N, A, B, M, N, K, N, N));  // empty, at the end
+  CHECK(c == std::vector<float>(M * N, 0.f));
+  CHECK_NOTHROW(K::gemm_columns(c.data(), N, A, B, M, N, K, step, N));
+  CHECK(c[0] == 0.f);                        // columns before the range untouched
+  CHECK(c[step] == static_cast<float>(K));  // and the range computed
+}
+
+TEST_CASE("small_gemm (attention's products) equals the reference triple loop, for every tile edge and stride") {
+  // sizes around the tiles (8 or 6 rows) and the 16- or 8-wide panels; A and B read through
+  // transposed strides too
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{
+           {1, 1, 1}, {13, 13, 64}, {17, 33, 5}, {65, 32, 65}, {9, 47, 20}, {7, 9, 3}, {12, 24, 17}}) {
+    for (int transposed = 0; transposed < 2; ++transposed) {
+      const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
+      const Index a_rs = transposed ? 1 : K, a_cs = transposed ? M : 1;  // A stored (M, K) or (K, M)
+      const Index b_rs = transposed ? 1 : N, b_cs = transposed ? K : 1;  // B stored (K, N) or (N, K)
+      const Index ldc = N + 3;
+      const std::vector<float> c_init = random_floats(M * ldc, 70);
+      std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
+      K::reference::small_gemm(c0.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, true);
+      K::small_gemm(c1.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::add);
+      K::small_gemm(c2.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::assign);
+      INFO("M " << M << " N " << N << " K " << K << " transposed " << transposed);
+      for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < ldc; ++j) {
+          const Index at = i * ldc + j;
+          if (j >= N) {  // the padding between rows is never written
+            CHECK(c1[at] == c0[at]);
+            CHECK(c2[at] == c0[at]);
+            continue;
+          }
+          const float prod = c0[at] - c_init[at];
+          CHECK(std::abs(c1[at] - c0[at]) <= 1e-5f * (1 + std::abs(c0[at])));
+          CHECK(std::abs(c2[at] - prod) <= 1e-5f * (1 + std::abs(prod)));
+        }
+    }
+  }
+}
+
+TEST_CASE("attention core equals the naive reference (softmax(q k^T / sqrt(hd)) v), forward and backward") {
+  // T spanning blocks of query rows (kAttentionRows) with a partial last one, and a short T
+  for (const Index T : {Index(7), mae::kAttentionRows<float> * 2 + 3}) {
+    const Index N = 2, D = 32, H = 2;
+    const std::vector<float> qkv = random_floats(N * T * 3 * D, 80), dctx = random_floats(N * T * D, 81),
+                             dqkv_init = random_floats(N * T * 3 * D, 82);
+    std::vector<float> ctx(N * T * D), att(N * H * T * T), ctx_ref(ctx.size()), att_ref(att.size());
+    mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+    K::reference::attention_forward(ctx_ref.data(), att_ref.data(), qkv.data(), N, T, D, H);
+    std::vector<float> dqkv = dqkv_init, dqkv_ref = dqkv_init;
+    mae::attention_backward(dqkv.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H);
+    K::reference::attention_backward(dqkv_ref.data(), dctx.data(), qkv.data(), att_ref.data(), N, T, D, H);
+    // float sums of at most max(T, hd) terms of size ~1: a few ulps times the term count
+    const auto c = mae_test::compare(ctx.data(), ctx_ref.data(), N * T * D, 1e-5, 1e-5);
+    const auto a = mae_test::compare(att.data(), att_ref.data(), N * H * T * T, 1e-6, 1e-5);
+    const auto g = mae_test::compare(dqkv.data(), dqkv_ref.data(), N * T * 3 * D, 1e-5, 1e-4);
+    INFO("T " << T << ": ctx " << c.str() << "; att " << a.str() << "; dqkv " << g.str());
+    CHECK(c.bad == 0);
+    CHECK(a.bad == 0);
+    CHECK(g.bad == 0);
+  }
+}
