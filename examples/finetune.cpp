@@ -10,6 +10,8 @@
 
 #include <mae/finetune.hpp>
 
+#include "cli_common.hpp"
+
 #include <CLI/CLI.hpp>
 
 int main(int argc, char** argv) {
@@ -26,25 +28,17 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint", checkpoint, "MAE checkpoint (pretrain_fashion_mnist's mae_final.safetensors); none: from scratch");
   app.add_option("--pool", pool, "avg (fc_norm of the patch-token mean, the reference's default) or cls")
       ->check(CLI::IsMember({"cls", "avg"}));
-  app.add_option("--epochs", ft.epochs, "epochs")->check(CLI::PositiveNumber);
-  app.add_option("--batch", ft.batch_size, "batch size")->check(CLI::PositiveNumber);
-  app.add_option("--blr", ft.blr, "base learning rate: lr = blr * batch / 256");
-  app.add_option("--lr", ft.lr, "absolute learning rate (overrides --blr)");
-  app.add_option("--min-lr", ft.min_lr, "final learning rate of the cosine schedule");
-  app.add_option("--warmup-epochs", ft.warmup_epochs, "linear warmup, in epochs (fractions allowed)");
-  app.add_option("--weight-decay", ft.weight_decay, "AdamW weight decay");
+  add_schedule_options(app, ft, "base learning rate: lr = blr * batch / 256");
   app.add_option("--layer-decay", ft.layer_decay, "layer-wise lr decay (1: none)")->check(CLI::Range(0.0, 1.0));
   app.add_option("--drop-path", vo.drop_path, "drop path rate of the last block")->check(CLI::Range(0.0, 0.99));
   app.add_option("--smoothing", vo.label_smoothing, "label smoothing")->check(CLI::Range(0.0, 0.99));
   app.add_option("--crop-min", aug.scale_min, "RandomResizedCrop's smallest area fraction (1: no crop)")->check(CLI::Range(0.05, 1.0));
-  app.add_option("--seed", ft.seed, "seed of the head, data order, augmentation and drop path");
   app.add_option("--data", data_dir, "directory of the Fashion-MNIST *.gz files");
   app.add_option("--limit", limit, "use only the first N training images (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--test-limit", test_limit, "use only the first N test images (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--max-steps", ft.max_steps, "stop after this many steps");
-  app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->check(CLI::NonNegativeNumber);
-  app.add_option("--out", ft.out_dir, "output directory: classifier.safetensors, log.csv, eval.csv");
-  app.add_flag("!--no-progress", ft.progress, "no progress output");
+  add_run_options(app, ft.seed, threads, ft.out_dir, ft.progress, "seed of the head, data order, augmentation and drop path",
+                  "output directory: classifier.safetensors, log.csv, eval.csv");
   CLI11_PARSE(app, argc, argv);
   try {
     if (threads > 0) mae::set_num_threads(threads);
@@ -55,8 +49,8 @@ int main(int argc, char** argv) {
     start_encoder(model, checkpoint);  // a bad checkpoint stops here, before the data is read
     Splits data(data_dir, limit, test_limit);
     aug.random_resized_crop = aug.scale_min < 1.0;
-    mae::BatchLoader train_loader(data.train, 28, ft.batch_size, ft.seed, aug);
-    mae::BatchLoader test_loader(data.test, 28, 1, ft.seed, {}, train_loader.mean(), train_loader.stddev());
+    mae::BatchLoader train_loader(data.train, Vit::Config::img_size, ft.batch_size, ft.seed, aug);
+    mae::BatchLoader test_loader(data.test, Vit::Config::img_size, 1, ft.seed, {}, train_loader.mean(), train_loader.stddev());
     const std::vector<int> ytest = labels_of(data.test);
     auto evaluate = [&] {
       return mae::evaluate_classifier(model, data.test.size(), ytest.data(),
@@ -85,7 +79,7 @@ int main(int argc, char** argv) {
     }
     if (!ev.empty() && !ft.out_dir.empty()) std::printf("classifier: %s\n", tuner.checkpoint_path().c_str());
     return 0;
-  } catch (const mae::Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }

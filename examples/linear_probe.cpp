@@ -11,6 +11,8 @@
 #include <mae/linear_probe.hpp>
 #include <mae/optim.hpp>
 
+#include "cli_common.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
@@ -21,50 +23,50 @@ int main(int argc, char** argv) {
   CLI::App app{"Linear probe of an MAE encoder (28x28x1 toy preset) on Fashion-MNIST"};
   std::string checkpoint, data_dir = mae::FashionMnist::kDefaultDir, out = "runs/linear_probe", pool = "cls";
   bool raw_pixels = false, progress = true;
-  int epochs = 90, threads = 0, block = -1;
-  mae::Index batch = 4096, limit = 0, test_limit = 0;
-  double blr = 0.1, warmup_epochs = 10, weight_decay = 0;
-  std::uint64_t seed = 0;
+  int threads = 0, block = -1;
+  mae::Index limit = 0, test_limit = 0;
+  mae::ProbeOptions po;
   app.add_option("--checkpoint", checkpoint, "MAE checkpoint (pretrain_fashion_mnist's mae_final.safetensors); none: random init");
   app.add_flag("--raw-pixels", raw_pixels, "probe the normalized pixels instead of an encoder (logistic regression)");
   app.add_option("--pool", pool, "features: cls (norm(x)[:, 0], the reference's default) or avg (fc_norm of the patch-token mean)")
       ->check(CLI::IsMember({"cls", "avg"}));
   app.add_option("--block", block, "probe the output of this block instead (1..depth; pooled by --pool, no norm)");
-  app.add_option("--epochs", epochs, "epochs")->check(CLI::PositiveNumber);
-  app.add_option("--batch", batch, "batch size")->check(CLI::Range(2, 1 << 20));
-  app.add_option("--blr", blr, "base learning rate: lr = blr * batch / 256");
-  app.add_option("--warmup-epochs", warmup_epochs, "linear warmup, in epochs");
-  app.add_option("--weight-decay", weight_decay, "LARS weight decay");
-  app.add_option("--seed", seed, "seed of the encoder's random init, the head and the data order");
+  app.add_option("--epochs", po.epochs, "epochs")->check(CLI::PositiveNumber);
+  app.add_option("--batch", po.batch_size, "batch size")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--blr", po.blr, "base learning rate: lr = blr * batch / 256");
+  app.add_option("--warmup-epochs", po.warmup_epochs, "linear warmup, in epochs");
+  app.add_option("--weight-decay", po.weight_decay, "LARS weight decay");
   app.add_option("--data", data_dir, "directory of the Fashion-MNIST *.gz files");
   app.add_option("--limit", limit, "use only the first N training images (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--test-limit", test_limit, "use only the first N test images (0: all)")->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->check(CLI::NonNegativeNumber);
-  app.add_option("--out", out, "output directory: log.csv, probe.safetensors");
-  app.add_flag("!--no-progress", progress, "no progress output");
+  add_run_options(app, po.seed, threads, out, progress, "seed of the encoder's random init, the head and the data order",
+                  "output directory: log.csv, probe.safetensors");
   CLI11_PARSE(app, argc, argv);
   try {
     if (threads > 0) mae::set_num_threads(threads);
     std::filesystem::create_directories(out);
     Stopwatch total;
     Splits data(data_dir, limit, test_limit);
+    constexpr mae::Index Sz = Vit::Config::img_size, kPixels = Vit::C * Sz * Sz;
     // normalization: the training set's statistics, for both splits
-    mae::BatchLoader train_loader(data.train, 28, 2, seed, {});
-    mae::BatchLoader test_loader(data.test, 28, 2, seed, {}, train_loader.mean(), train_loader.stddev());
+    mae::BatchLoader train_loader(data.train, Sz, 2, po.seed, {});
+    mae::BatchLoader test_loader(data.test, Sz, 2, po.seed, {}, train_loader.mean(), train_loader.stddev());
     const std::vector<int> ytrain = labels_of(data.train), ytest = labels_of(data.test);
     const mae::Index ntrain = data.train.size(), ntest = data.test.size();
+    const auto train_image = [&](mae::Index i, float* d) { train_loader.plain(i, d); };
+    const auto test_image = [&](mae::Index i, float* d) { test_loader.plain(i, d); };
 
     // --- features, computed once
     Stopwatch enc;
     std::vector<float> ftrain, ftest;
     if (raw_pixels) {
-      std::printf("features: raw pixels (784)\n");
-      ftrain.resize(ntrain * 784), ftest.resize(ntest * 784);
-      for (mae::Index i = 0; i < ntrain; ++i) train_loader.plain(i, ftrain.data() + i * 784);
-      for (mae::Index i = 0; i < ntest; ++i) test_loader.plain(i, ftest.data() + i * 784);
+      std::printf("features: raw pixels (%lld)\n", static_cast<long long>(kPixels));
+      ftrain.resize(ntrain * kPixels), ftest.resize(ntest * kPixels);
+      for (mae::Index i = 0; i < ntrain; ++i) train_image(i, ftrain.data() + i * kPixels);
+      for (mae::Index i = 0; i < ntest; ++i) test_image(i, ftest.data() + i * kPixels);
     } else {
       Vit::Options vo;
-      vo.num_classes = 10, vo.global_pool = pool == "avg", vo.seed = seed;
+      vo.num_classes = 10, vo.global_pool = pool == "avg", vo.seed = po.seed;
       Vit model(vo);
       start_encoder(model, checkpoint);
       if (block == 0 || block > Vit::kDepth) throw mae::Error("--block must be in 1.." + std::to_string(Vit::kDepth));
@@ -83,62 +85,36 @@ int main(int argc, char** argv) {
                   block < 0 ? (avg ? " + fc_norm" : " + norm") : (" of block " + std::to_string(block)).c_str(),
                   static_cast<long long>(ntrain), static_cast<long long>(ntest));
       std::fflush(stdout);
-      ftrain = mae::encode_dataset(model, ntrain, 256, [&](mae::Index i, float* d) { train_loader.plain(i, d); }, feature);
-      ftest = mae::encode_dataset(model, ntest, 256, [&](mae::Index i, float* d) { test_loader.plain(i, d); }, feature);
+      ftrain = mae::encode_dataset(model, ntrain, 256, train_image, feature);
+      ftest = mae::encode_dataset(model, ntest, 256, test_image, feature);
     }
     const mae::Index F = static_cast<mae::Index>(ftrain.size()) / ntrain;
     const double encode_s = enc.seconds();
     std::printf("encoded in %.1f s (%lld features per image)\n", encode_s, static_cast<long long>(F));
 
     // --- the probe: BatchNorm (no affine) + linear, LARS, warmup + cosine
-    batch = std::min(batch, ntrain);
-    mae::LinearProbe<float> probe(F, 10, seed);
-    mae::Lars<float> lars(probe.parameters(), mae::LarsOptions{weight_decay, 0.9, 0.001});
-    const mae::Index iters = ntrain / batch;  // drop_last
-    const mae::LrSchedule sched{mae::LrSchedule::scaled(blr, batch), 0.0, warmup_epochs, static_cast<double>(epochs)};
+    mae::LinearProbe<float> probe(F, 10, po.seed);
     std::ofstream log(out + "/log.csv");
     log << "epoch,train_loss,lr,test_accuracy,test_loss\n";
-    std::vector<float> xb(static_cast<std::size_t>(batch * F));
-    std::vector<int> yb(static_cast<std::size_t>(batch));
-    std::vector<mae::Index> perm(static_cast<std::size_t>(ntrain));
     Stopwatch train_time;
-    std::pair<double, double> test{0, 0};
-    for (int epoch = 0; epoch < epochs; ++epoch) {
-      std::iota(perm.begin(), perm.end(), 0);
-      mae::Rng r(mae::mix_seed(seed, 0x9b0be, static_cast<std::uint64_t>(epoch)));
-      for (mae::Index i = ntrain - 1; i > 0; --i) std::swap(perm[i], perm[r.next_u64() % std::uint64_t(i + 1)]);
-      double loss_sum = 0, lr = 0;
-      for (mae::Index k = 0; k < iters; ++k) {
-        lr = sched.at(epoch + static_cast<double>(k) / static_cast<double>(iters));
-        for (mae::Index j = 0; j < batch; ++j) {
-          const mae::Index idx = perm[k * batch + j];
-          std::copy(ftrain.begin() + idx * F, ftrain.begin() + (idx + 1) * F, xb.begin() + j * F);
-          yb[j] = ytrain[idx];
-        }
-        probe.zero_grad();
-        const float loss = probe.forward_backward(xb.data(), yb.data(), batch);
-        if (!std::isfinite(loss)) throw mae::Error("non-finite loss in epoch " + std::to_string(epoch + 1));
-        lars.step(probe.parameters(), probe.gradients(), lr);
-        loss_sum += loss;
-      }
-      test = probe.evaluate(ftest.data(), ytest.data(), ntest);
-      log << epoch + 1 << ',' << loss_sum / iters << ',' << lr << ',' << test.first << ',' << test.second << std::endl;
-      if (progress && ((epoch + 1) % 10 == 0 || epoch + 1 == epochs)) {
-        std::printf("epoch %d/%d  train loss %.4f  lr %.3g  test accuracy %.2f%%\n", epoch + 1, epochs, loss_sum / iters,
-                    lr, 100 * test.first);
-        std::fflush(stdout);
-      }
-    }
+    const mae::ProbeEpoch last = mae::fit_linear_probe(
+        probe, ftrain.data(), ytrain.data(), ntrain, ftest.data(), ytest.data(), ntest, po, [&](const mae::ProbeEpoch& e) {
+          log << e.epoch << ',' << e.train_loss << ',' << e.lr << ',' << e.test_accuracy << ',' << e.test_loss << std::endl;
+          if (progress && (e.epoch % 10 == 0 || e.epoch == po.epochs)) {
+            std::printf("epoch %d/%d  train loss %.4f  lr %.3g  test accuracy %.2f%%\n", e.epoch, po.epochs, e.train_loss,
+                        e.lr, 100 * e.test_accuracy);
+            std::fflush(stdout);
+          }
+        });
     probe.save(out + "/probe.safetensors", {{"mae.features", raw_pixels ? "raw_pixels" : pool},
                                             {"mae.encoder", raw_pixels ? "" : (checkpoint.empty() ? "random" : checkpoint)}});
     const auto tr = probe.evaluate(ftrain.data(), ytrain.data(), ntrain);
     std::printf("linear probe (%s): train accuracy %.2f%%, TEST ACCURACY %.2f%% (%lld images); encode %.0f s, train %.0f s, "
                 "total %.0f s\n",
                 raw_pixels ? "raw pixels" : (checkpoint.empty() ? "random-init encoder" : "MAE encoder"), 100 * tr.first,
-                100 * test.first, static_cast<long long>(ntest), encode_s,
-                train_time.seconds(), total.seconds());
+                100 * last.test_accuracy, static_cast<long long>(ntest), encode_s, train_time.seconds(), total.seconds());
     return 0;
-  } catch (const mae::Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }

@@ -7,6 +7,8 @@
 #include <mae/model.hpp>
 #include <mae/train.hpp>
 
+#include "cli_common.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -22,23 +24,16 @@ struct PretrainCli {
   int figure_images = 8;
 
   void add_to(CLI::App& app) {
-    app.add_option("--epochs", train.epochs, "epochs")->check(CLI::PositiveNumber);
-    app.add_option("--batch", train.batch_size, "images per micro-batch")->check(CLI::PositiveNumber);
+    add_schedule_options(app, train, "base learning rate: lr = blr * batch * accum / 256");
     app.add_option("--accum", train.accum_iter, "micro-batches per optimizer step")->check(CLI::PositiveNumber);
-    app.add_option("--blr", train.blr, "base learning rate: lr = blr * batch * accum / 256");
-    app.add_option("--lr", train.lr, "absolute learning rate (overrides --blr)");
-    app.add_option("--min-lr", train.min_lr, "final learning rate of the cosine schedule");
-    app.add_option("--warmup-epochs", train.warmup_epochs, "linear warmup, in epochs (fractions allowed)");
-    app.add_option("--weight-decay", train.weight_decay, "AdamW weight decay");
     app.add_option("--mask-ratio", train.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
     app.add_flag("--norm-pix-loss,!--no-norm-pix-loss", norm_pix, "per-patch normalized pixel targets");
-    app.add_option("--seed", train.seed, "seed of initialization, data order, augmentation and masking");
-    app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->check(CLI::NonNegativeNumber);
-    app.add_option("--out", train.out_dir, "output directory: checkpoint, log.csv, loss.png, reconstruction PNGs");
+    add_run_options(app, train.seed, threads, train.out_dir, train.progress,
+                    "seed of initialization, data order, augmentation and masking",
+                    "output directory: checkpoint, log.csv, loss.png, reconstruction PNGs");
     app.add_option("--resume", resume, "continue from this checkpoint");
     app.add_option("--max-steps", train.max_steps, "stop (with a checkpoint) after this many micro-batches in all");
     app.add_option("--figure-images", figure_images, "images in the reconstruction grid")->check(CLI::Range(1, 64));
-    app.add_flag("!--no-progress", train.progress, "no progress output");
   }
 };
 
@@ -87,7 +82,7 @@ int run_pretraining(const PretrainCli& cli, const mae::ImageDataset& train_set, 
                   h.front().loss, h.back().loss, h.back().images_per_s);
     model.save(out + "/mae_final.safetensors");
     std::printf("weights: %s/mae_final.safetensors\n", out.c_str());
-  } catch (const mae::Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "\n%s\n", e.what());
     return 1;
   }

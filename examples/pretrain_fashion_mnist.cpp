@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     mae::FashionMnist train(data_dir, "train"), test(data_dir, "t10k");
     if (limit > 0) train.truncate(limit);
     return run_pretraining<mae::mae_vit_tiny_28x28_gray>(cli, train, test);
-  } catch (const mae::Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     using Model = mae::mae_vit_tiny_32x32_rgb;
     mae::ImageFolder images(dir, Model::C, /*max_side=*/4 * Model::Config::img_size);
     return run_pretraining<Model>(cli, images, images);
-  } catch (const mae::Error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
   }

@@ -309,3 +309,92 @@ TEST_CASE("Grad::assign on an input gradient gives the same bits as accumulating
   }
 }
 
+
+TEST_CASE("token embedding (cls + position table, kept patches): gradient check of patches, cls and table") {
+  const Index N = 2, L = 5, K = 3, D = 4;
+  const std::vector<std::int64_t> ids{4, 1, 0, 2, 3, 2, 0, 4, 1, 3};  // the first K of each row are kept
+  for (const bool masked : {true, false}) {
+    const Index k = masked ? K : L;
+    const std::int64_t* id = masked ? ids.data() : nullptr;
+    V xp = random_vector(N * k * D, 30), cls = random_vector(D, 31), pos = random_vector((1 + L) * D, 32);
+    V dxp(xp.size()), dcls(D), dpos(pos.size()), x(N * (1 + k) * D);
+    auto fwd = [&] {
+      mae::embed_tokens_forward(x.data(), xp.data(), cls.data(), pos.data(), id, N, k, L, D);
+      return x;
+    };
+    auto bwd = [&](const V& G) {
+      mae::embed_tokens_backward(dxp.data(), dcls.data(), dpos.data(), G.data(), id, N, k, L, D);
+    };
+    auto rep = grad_check(fwd, bwd, {{"x_patch", xp.data(), dxp.data(), N * k * D}, {"cls", cls.data(), dcls.data(), D},
+                                     {"pos", pos.data(), dpos.data(), (1 + L) * D}});
+    INFO((masked ? "kept patches: " : "all patches: ") << rep.str());
+    CHECK(rep.ok);
+    fwd();
+    CHECK(x[D] == xp[0] + pos[(1 + (masked ? 4 : 0)) * D]);  // image 0, token 1 = its first kept patch
+  }
+}
+
+TEST_CASE("unshuffle with mask tokens: gradient check of the visible tokens and the mask token") {
+  const Index N = 2, L = 5, K = 2, D = 3;
+  const std::vector<std::int64_t> restore{2, 0, 4, 1, 3, 1, 3, 0, 4, 2};  // j < K: visible token j, else mask
+  V emb = random_vector(N * (1 + K) * D, 33), mask = random_vector(D, 34), pos = random_vector((1 + L) * D, 35);
+  V demb(emb.size()), dmask(D), y(N * (1 + L) * D);
+  auto fwd = [&] {
+    mae::unshuffle_forward(y.data(), emb.data(), mask.data(), pos.data(), restore.data(), N, K, L, D);
+    return y;
+  };
+  auto bwd = [&](const V& G) { mae::unshuffle_backward(demb.data(), dmask.data(), G.data(), restore.data(), N, K, L, D); };
+  auto rep = grad_check(fwd, bwd, {{"emb", emb.data(), demb.data(), N * (1 + K) * D}, {"mask_token", mask.data(), dmask.data(), D}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+  fwd();
+  CHECK(y[2 * D] == emb[(1 + 0) * D] + pos[2 * D]);  // image 0, patch 1: restore 0 -> visible token 0
+  CHECK(y[1 * D] == mask[0] + pos[D]);               // image 0, patch 0: restore 2 >= K -> mask token
+}
+
+TEST_CASE("token pooling (mean of the patch tokens, cls) and dropping the cls row: gradient checks") {
+  const Index N = 3, T = 5, D = 4;
+  for (const mae::Pool pool : {mae::Pool::mean_patches, mae::Pool::cls}) {
+    V x = random_vector(N * T * D, 36), dx(x.size()), out(N * D);
+    auto fwd = [&] {
+      mae::pool_tokens_forward(out.data(), x.data(), N, T, D, pool);
+      return out;
+    };
+    auto bwd = [&](const V& G) { mae::pool_tokens_backward(dx.data(), G.data(), N, T, D, pool); };
+    auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), N * T * D}});
+    INFO(rep.str());
+    CHECK(rep.ok);
+  }
+  V x = random_vector(N * T * D, 37), dx(x.size()), y(N * (T - 1) * D);
+  auto fwd = [&] {
+    mae::drop_cls_forward(y.data(), x.data(), N, T, D);
+    return y;
+  };
+  auto bwd = [&](const V& G) { mae::drop_cls_backward(dx.data(), G.data(), N, T, D); };
+  auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), N * T * D}});
+  INFO(rep.str());
+  CHECK(rep.ok);
+}
+
+TEST_CASE("Grad::assign on the token operations' input gradients = accumulating into zeros") {
+  using F = std::vector<float>;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Index N = 2, L = 5, K = 2, D = 3;
+  const std::vector<std::int64_t> restore{2, 0, 4, 1, 3, 1, 3, 0, 4, 2};
+  const F dy = random_floats(N * (1 + L) * D, 38);
+  F d0(N * (1 + K) * D, 0), d1(d0.size(), nan), m0(D, 0), m1(D, 0);
+  mae::unshuffle_backward(d0.data(), m0.data(), dy.data(), restore.data(), N, K, L, D);
+  mae::unshuffle_backward(d1.data(), m1.data(), dy.data(), restore.data(), N, K, L, D, mae::Grad::assign);
+  CHECK(d0 == d1);
+  F e0(N * K * D, 0), e1(e0.size(), nan), c0(D, 0), c1(D, 0);
+  const F dx = random_floats(N * (1 + K) * D, 39);
+  mae::embed_tokens_backward(e0.data(), c0.data(), static_cast<float*>(nullptr), dx.data(), nullptr, N, K, K, D);
+  mae::embed_tokens_backward(e1.data(), c1.data(), static_cast<float*>(nullptr), dx.data(), nullptr, N, K, K, D,
+                             mae::Grad::assign);
+  CHECK(e0 == e1);
+  F p0(N * (1 + L) * D, 0), p1(p0.size(), nan);
+  const F dp = random_floats(N * L * D, 40);
+  mae::drop_cls_backward(p0.data(), dp.data(), N, 1 + L, D);
+  mae::drop_cls_backward(p1.data(), dp.data(), N, 1 + L, D, mae::Grad::assign);
+  CHECK(p0 == p1);
+}

@@ -18,6 +18,7 @@
 #include "common.hpp"
 #include "cross_entropy.hpp"
 #include "linear.hpp"
+#include "optim.hpp"
 #include "params.hpp"
 #include "rng.hpp"
 #include "safetensors.hpp"
@@ -26,6 +27,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -146,6 +148,62 @@ class LinearProbe {
   std::int64_t batches_tracked_ = 0;
   std::vector<S> xhat_, logits_, probs_, dlogits_;
 };
+
+// The probe's training (main_linprobe.py): LARS, per-iteration warmup + half-cycle cosine,
+// batches of a fresh seeded permutation every epoch (drop_last), the test set evaluated after
+// every epoch.
+struct ProbeOptions {
+  int epochs = 90;
+  Index batch_size = 4096;
+  double blr = 0.1;  // lr = blr * batch_size / 256
+  double warmup_epochs = 10;
+  double weight_decay = 0;
+  std::uint64_t seed = 0;  // data order
+};
+
+struct ProbeEpoch {
+  int epoch;  // 1-based
+  double train_loss, lr, test_accuracy, test_loss;
+};
+
+// Trains `probe` on the (n, F) features x with labels y; (nt, F) test features xt, yt.
+// on_epoch (may be empty) sees each epoch's result. Returns the last one.
+template <class S>
+ProbeEpoch fit_linear_probe(LinearProbe<S>& probe, const S* x, const int* y, Index n, const S* xt, const int* yt,
+                            Index nt, const ProbeOptions& o, const std::function<void(const ProbeEpoch&)>& on_epoch = {}) {
+  const Index F = probe.num_features(), batch = std::min(o.batch_size, n), iters = n / batch;
+  if (batch < 2) throw Error("linear probe: BatchNorm needs at least 2 training images per batch");
+  Lars<S> lars(probe.parameters(), LarsOptions{o.weight_decay, 0.9, 0.001});
+  const LrSchedule sched{LrSchedule::scaled(o.blr, batch), 0.0, o.warmup_epochs, static_cast<double>(o.epochs)};
+  std::vector<S> xb(static_cast<std::size_t>(batch * F));
+  std::vector<int> yb(static_cast<std::size_t>(batch));
+  std::vector<Index> perm(static_cast<std::size_t>(n));
+  ProbeEpoch last{0, 0, 0, 0, 0};
+  for (int epoch = 0; epoch < o.epochs; ++epoch) {
+    std::iota(perm.begin(), perm.end(), 0);
+    Rng r(mix_seed(o.seed, 0x9b0be, static_cast<std::uint64_t>(epoch)));
+    for (Index i = n - 1; i > 0; --i) std::swap(perm[i], perm[r.next_u64() % std::uint64_t(i + 1)]);
+    double loss_sum = 0, lr = 0;
+    for (Index k = 0; k < iters; ++k) {
+      lr = sched.at(epoch + static_cast<double>(k) / static_cast<double>(iters));
+      for (Index j = 0; j < batch; ++j) {
+        const Index idx = perm[k * batch + j];
+        std::copy(x + idx * F, x + (idx + 1) * F, xb.begin() + j * F);
+        yb[j] = y[idx];
+      }
+      probe.zero_grad();
+      const S loss = probe.forward_backward(xb.data(), yb.data(), batch);
+      if (!std::isfinite(static_cast<double>(loss)))
+        throw Error("linear probe: non-finite loss in epoch " + std::to_string(epoch + 1));
+      lars.step(probe.parameters(), probe.gradients(), lr);
+      loss_sum += static_cast<double>(loss);
+    }
+    const auto test = probe.evaluate(xt, yt, nt);
+    last = ProbeEpoch{epoch + 1, loss_sum / static_cast<double>(iters), lr, test.first, test.second};
+    if (on_epoch) on_epoch(last);
+  }
+  return last;
+}
 
 // Features of `count` images through a frozen classifier's encoder (evaluation mode: no
 // drop path), as rows of a (count, F) matrix. image(i, dst) writes image i, normalized,

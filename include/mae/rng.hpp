@@ -49,6 +49,17 @@ class Rng {
   std::mt19937_64 gen_;
 };
 
+// splitmix64: decorrelated seeds from (seed, a, b)
+inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b = 0) {
+  auto mix = [](std::uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  };
+  return mix(mix(mix(seed) ^ a) ^ b);
+}
+
 }  // namespace mae
 
 #endif  // MAE_RNG_HPP
