@@ -85,7 +85,7 @@ void set_flops(benchmark::State& st, double flops) {
       benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
-// The same product with the library's own GEMM (mae/gemm.hpp), run as the linear layers run it:
+// The same product with the library's own GEMM (mae/kernels/gemm.hpp), run as the linear layers run it:
 // a bias-free linear_forward, C = A W^T, W packed once by all threads, chunks of rows of C
 // split between the threads.
 void BM_peak_gemm_mae(benchmark::State& st) {

@@ -5,7 +5,8 @@ foreach(step
     "${CMAKE_COMMAND};--install;${WORK_DIR}/lib"
     "${CMAKE_COMMAND};-S;${MAE_SOURCE_DIR}/tests/cmake_import;-B;${WORK_DIR}/app;-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix"
     "${CMAKE_COMMAND};--build;${WORK_DIR}/app"
-    "${WORK_DIR}/app/import_test")
+    "${WORK_DIR}/app/import_test"
+    "${WORK_DIR}/app/data_import_test")
   execute_process(COMMAND ${step} RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "cmake_import: step failed (${rc}): ${step}")
