@@ -29,8 +29,8 @@ void BM_peak_gemm(benchmark::State& st) {
     c.noalias() = a * b;  // Eigen threads a large product itself (OpenMP)
     benchmark::DoNotOptimize(c.data());
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate,
-                                              benchmark::Counter::kIs1000);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_peak_gemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -66,8 +66,9 @@ void BM_peak_fma(benchmark::State& st) {
 #else
   const double lanes = 8;
 #endif
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * lanes * 12 * iters * mae::max_threads(),
-                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * lanes * 12 * iters * mae::max_threads(), benchmark::Counter::kIsIterationInvariantRate,
+                         benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_peak_fma)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -95,8 +96,8 @@ void BM_peak_gemm_mae(benchmark::State& st) {
     mae::linear_forward<float>(c.data(), a.data(), w.data(), nullptr, n, n, n);
     benchmark::DoNotOptimize(c.data());
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate,
-                                              benchmark::Counter::kIs1000);
+  st.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_peak_gemm_mae)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -118,10 +119,12 @@ void BM_layernorm_forward(benchmark::State& st) {
   for (auto _ : st) mae::layernorm_forward(y.data(), m.data(), r.data(), x.data(), w.data(), b.data(), kRows, kD);
 }
 void BM_layernorm_backward(benchmark::State& st) {
-  auto x = randv(kRows * kD, 1), w = randv(kD, 2), b = randv(kD, 3), y = x, m = randv(kRows, 4), r = m, dx = x, dw = w, db = b;
+  auto x = randv(kRows * kD, 1), w = randv(kD, 2), b = randv(kD, 3), y = x, m = randv(kRows, 4), r = m, dx = x, dw = w,
+       db = b;
   mae::layernorm_forward(y.data(), m.data(), r.data(), x.data(), w.data(), b.data(), kRows, kD);
   for (auto _ : st)
-    mae::layernorm_backward(dx.data(), dw.data(), db.data(), y.data(), x.data(), w.data(), m.data(), r.data(), kRows, kD);
+    mae::layernorm_backward(dx.data(), dw.data(), db.data(), y.data(), x.data(), w.data(), m.data(), r.data(), kRows,
+                            kD);
 }
 // Attention core at (N, T, D, H): the toy encoder, the decoders of the 32x32, 224 and base models.
 void BM_attention_forward(benchmark::State& st) {
@@ -167,15 +170,40 @@ void BM_block_forward(benchmark::State& st) {
 void BM_block_backward(benchmark::State& st) {
   BlockBench b;
   mae::block_forward(b.y.data(), b.cache, b.x.data(), b.bp, kN, kT, b.s);
-  for (auto _ : st) mae::block_backward(b.dx.data(), b.bg, b.scratch, b.dy.data(), b.x.data(), b.cache, b.bp, kN, kT, b.s);
+  for (auto _ : st)
+    mae::block_backward(b.dx.data(), b.bg, b.scratch, b.dy.data(), b.x.data(), b.cache, b.bp, kN, kT, b.s);
   set_flops(st, 2 * kN * mae_bench::block_flops(kT, kD, 4));
 }
-BENCHMARK(BM_linear_forward)->Args({544, 192, 576})->Args({544, 768, 192})->Args({kRows, kD, kHidden})->Args({2080, 128, 384})->Args({2080, 512, 128})->UseRealTime();
-BENCHMARK(BM_linear_backward)->Args({544, 192, 576})->Args({544, 768, 192})->Args({kRows, kD, kHidden})->Args({2080, 128, 384})->Args({2080, 512, 128})->UseRealTime();
+BENCHMARK(BM_linear_forward)
+    ->Args({544, 192, 576})
+    ->Args({544, 768, 192})
+    ->Args({kRows, kD, kHidden})
+    ->Args({2080, 128, 384})
+    ->Args({2080, 512, 128})
+    ->UseRealTime();
+BENCHMARK(BM_linear_backward)
+    ->Args({544, 192, 576})
+    ->Args({544, 768, 192})
+    ->Args({kRows, kD, kHidden})
+    ->Args({2080, 128, 384})
+    ->Args({2080, 512, 128})
+    ->UseRealTime();
 BENCHMARK(BM_layernorm_forward)->UseRealTime();
 BENCHMARK(BM_layernorm_backward)->UseRealTime();
-BENCHMARK(BM_attention_forward)->Args({kN, kT, kD, kHeads})->Args({32, 17, 192, 3})->Args({32, 65, 128, 4})->Args({8, 197, 128, 4})->Args({2, 197, 512, 16})->UseRealTime();
-BENCHMARK(BM_attention_backward)->Args({kN, kT, kD, kHeads})->Args({32, 17, 192, 3})->Args({32, 65, 128, 4})->Args({8, 197, 128, 4})->Args({2, 197, 512, 16})->UseRealTime();
+BENCHMARK(BM_attention_forward)
+    ->Args({kN, kT, kD, kHeads})
+    ->Args({32, 17, 192, 3})
+    ->Args({32, 65, 128, 4})
+    ->Args({8, 197, 128, 4})
+    ->Args({2, 197, 512, 16})
+    ->UseRealTime();
+BENCHMARK(BM_attention_backward)
+    ->Args({kN, kT, kD, kHeads})
+    ->Args({32, 17, 192, 3})
+    ->Args({32, 65, 128, 4})
+    ->Args({8, 197, 128, 4})
+    ->Args({2, 197, 512, 16})
+    ->UseRealTime();
 BENCHMARK(BM_mlp_gelu_forward)->UseRealTime();
 BENCHMARK(BM_mlp_gelu_backward)->UseRealTime();
 BENCHMARK(BM_block_forward)->UseRealTime();
@@ -216,10 +244,22 @@ void BM_model(benchmark::State& st) {
   st.counters["maxrss_MiB"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
 }
 
-#define MAE_MODEL_BENCH(NAME, CFG, BATCH)                                                              \
-  BENCHMARK_TEMPLATE(BM_model, CFG)->Name("forward/" NAME)->Args({BATCH, kForward})->UseRealTime()->Unit(benchmark::kMillisecond); \
-  BENCHMARK_TEMPLATE(BM_model, CFG)->Name("backward/" NAME)->Args({BATCH, kBackward})->UseRealTime()->Unit(benchmark::kMillisecond); \
-  BENCHMARK_TEMPLATE(BM_model, CFG)->Name("step/" NAME)->Args({BATCH, kStep})->UseRealTime()->Unit(benchmark::kMillisecond)
+#define MAE_MODEL_BENCH(NAME, CFG, BATCH) \
+  BENCHMARK_TEMPLATE(BM_model, CFG)       \
+      ->Name("forward/" NAME)             \
+      ->Args({BATCH, kForward})           \
+      ->UseRealTime()                     \
+      ->Unit(benchmark::kMillisecond);    \
+  BENCHMARK_TEMPLATE(BM_model, CFG)       \
+      ->Name("backward/" NAME)            \
+      ->Args({BATCH, kBackward})          \
+      ->UseRealTime()                     \
+      ->Unit(benchmark::kMillisecond);    \
+  BENCHMARK_TEMPLATE(BM_model, CFG)       \
+      ->Name("step/" NAME)                \
+      ->Args({BATCH, kStep})              \
+      ->UseRealTime()                     \
+      ->Unit(benchmark::kMillisecond)
 
 MAE_MODEL_BENCH("tiny_28x28_gray/batch:64", mae::presets::vit_tiny_28x28_gray<float>, 64);
 MAE_MODEL_BENCH("tiny_32x32_rgb/batch:32", mae::presets::vit_tiny_32x32_rgb<float>, 32);

@@ -25,8 +25,8 @@ double forward_flops_per_image(double mask_ratio = 0.75) {
   const double L = Cfg::num_patches, K = static_cast<double>(static_cast<long>(L * (1.0 - mask_ratio)));
   const double T = 1 + K, Td = 1 + L, D = Cfg::embed_dim, Dd = Cfg::decoder_embed_dim, r = Cfg::mlp_ratio;
   const double pp = Cfg::patch_size * Cfg::patch_size * Cfg::in_chans;
-  return 2 * K * pp * D + Cfg::depth * block_flops(T, D, r) + 2 * T * D * Dd + Cfg::decoder_depth * block_flops(Td, Dd, r) +
-         2 * Td * Dd * pp;
+  return 2 * K * pp * D + Cfg::depth * block_flops(T, D, r) + 2 * T * D * Dd +
+         Cfg::decoder_depth * block_flops(Td, Dd, r) + 2 * Td * Dd * pp;
 }
 
 template <class Cfg>

@@ -26,7 +26,8 @@ inline void add_schedule_options(CLI::App& app, Options& o, const std::string& b
 inline void add_run_options(CLI::App& app, std::uint64_t& seed, int& threads, std::string& out, bool& progress,
                             const std::string& seed_help, const std::string& out_help) {
   app.add_option("--seed", seed, seed_help);
-  app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--out", out, out_help);
   app.add_flag("!--no-progress", progress, "no progress output");
 }

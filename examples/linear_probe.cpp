@@ -26,9 +26,11 @@ int main(int argc, char** argv) {
   int threads = 0, block = -1;
   mae::Index limit = 0, test_limit = 0;
   mae::ProbeOptions po;
-  app.add_option("--checkpoint", checkpoint, "MAE checkpoint (pretrain_fashion_mnist's mae_final.safetensors); none: random init");
+  app.add_option("--checkpoint", checkpoint,
+                 "MAE checkpoint (pretrain_fashion_mnist's mae_final.safetensors); none: random init");
   app.add_flag("--raw-pixels", raw_pixels, "probe the normalized pixels instead of an encoder (logistic regression)");
-  app.add_option("--pool", pool, "features: cls (norm(x)[:, 0], the reference's default) or avg (fc_norm of the patch-token mean)")
+  app.add_option("--pool", pool,
+                 "features: cls (norm(x)[:, 0], the reference's default) or avg (fc_norm of the patch-token mean)")
       ->check(CLI::IsMember({"cls", "avg"}));
   app.add_option("--block", block, "probe the output of this block instead (1..depth; pooled by --pool, no norm)");
   app.add_option("--epochs", po.epochs, "epochs")->check(CLI::PositiveNumber);
@@ -38,8 +40,10 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", po.weight_decay, "LARS weight decay");
   app.add_option("--data", data_dir, "directory of the Fashion-MNIST *.gz files");
   app.add_option("--limit", limit, "use only the first N training images (0: all)")->check(CLI::NonNegativeNumber);
-  app.add_option("--test-limit", test_limit, "use only the first N test images (0: all)")->check(CLI::NonNegativeNumber);
-  add_run_options(app, po.seed, threads, out, progress, "seed of the encoder's random init, the head and the data order",
+  app.add_option("--test-limit", test_limit, "use only the first N test images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  add_run_options(app, po.seed, threads, out, progress,
+                  "seed of the encoder's random init, the head and the data order",
                   "output directory: log.csv, probe.safetensors");
   CLI11_PARSE(app, argc, argv);
   try {
@@ -97,22 +101,26 @@ int main(int argc, char** argv) {
     std::ofstream log(out + "/log.csv");
     log << "epoch,train_loss,lr,test_accuracy,test_loss\n";
     Stopwatch train_time;
-    const mae::ProbeEpoch last = mae::fit_linear_probe(
-        probe, ftrain.data(), ytrain.data(), ntrain, ftest.data(), ytest.data(), ntest, po, [&](const mae::ProbeEpoch& e) {
-          log << e.epoch << ',' << e.train_loss << ',' << e.lr << ',' << e.test_accuracy << ',' << e.test_loss << std::endl;
-          if (progress && (e.epoch % 10 == 0 || e.epoch == po.epochs)) {
-            std::printf("epoch %d/%d  train loss %.4f  lr %.3g  test accuracy %.2f%%\n", e.epoch, po.epochs, e.train_loss,
-                        e.lr, 100 * e.test_accuracy);
-            std::fflush(stdout);
-          }
-        });
-    probe.save(out + "/probe.safetensors", {{"mae.features", raw_pixels ? "raw_pixels" : pool},
-                                            {"mae.encoder", raw_pixels ? "" : (checkpoint.empty() ? "random" : checkpoint)}});
+    const mae::ProbeEpoch last =
+        mae::fit_linear_probe(probe, ftrain.data(), ytrain.data(), ntrain, ftest.data(), ytest.data(), ntest, po,
+                              [&](const mae::ProbeEpoch& e) {
+                                log << e.epoch << ',' << e.train_loss << ',' << e.lr << ',' << e.test_accuracy << ','
+                                    << e.test_loss << std::endl;
+                                if (progress && (e.epoch % 10 == 0 || e.epoch == po.epochs)) {
+                                  std::printf("epoch %d/%d  train loss %.4f  lr %.3g  test accuracy %.2f%%\n", e.epoch,
+                                              po.epochs, e.train_loss, e.lr, 100 * e.test_accuracy);
+                                  std::fflush(stdout);
+                                }
+                              });
+    probe.save(out + "/probe.safetensors",
+               {{"mae.features", raw_pixels ? "raw_pixels" : pool},
+                {"mae.encoder", raw_pixels ? "" : (checkpoint.empty() ? "random" : checkpoint)}});
     const auto tr = probe.evaluate(ftrain.data(), ytrain.data(), ntrain);
-    std::printf("linear probe (%s): train accuracy %.2f%%, TEST ACCURACY %.2f%% (%lld images); encode %.0f s, train %.0f s, "
-                "total %.0f s\n",
-                raw_pixels ? "raw pixels" : (checkpoint.empty() ? "random-init encoder" : "MAE encoder"), 100 * tr.first,
-                100 * last.test_accuracy, static_cast<long long>(ntest), encode_s, train_time.seconds(), total.seconds());
+    std::printf(
+        "linear probe (%s): train accuracy %.2f%%, TEST ACCURACY %.2f%% (%lld images); encode %.0f s, train %.0f s, "
+        "total %.0f s\n",
+        raw_pixels ? "raw pixels" : (checkpoint.empty() ? "random-init encoder" : "MAE encoder"), 100 * tr.first,
+        100 * last.test_accuracy, static_cast<long long>(ntest), encode_s, train_time.seconds(), total.seconds());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

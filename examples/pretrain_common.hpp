@@ -3,7 +3,6 @@
 #pragma once
 
 #include <mae/data.hpp>
-#include <mae/data.hpp>
 #include <mae/model.hpp>
 #include <mae/train.hpp>
 
@@ -66,7 +65,8 @@ int run_pretraining(const PretrainCli& cli, const mae::ImageDataset& train_set, 
     char name[64];
     std::snprintf(name, sizeof name, "/reconstruction_epoch%03d.png", epoch + 1);
     mae::save_reconstruction_grid(out + name, model, vis_loader, vis_s, nv, cli.train.mask_ratio, 2024);
-    std::filesystem::copy_file(out + name, out + "/reconstruction.png", std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(out + name, out + "/reconstruction.png",
+                               std::filesystem::copy_options::overwrite_existing);
     mae::plot_loss_curve(trainer.log_path(), out + "/loss.png");
     std::printf("epoch %d: checkpoint %s, figures %s%s, loss.png\n", epoch + 1, trainer.checkpoint_path().c_str(),
                 out.c_str(), name);

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   std::string data_dir = mae::FashionMnist::kDefaultDir;
   mae::Index limit = 0;
   app.add_option("--data", data_dir, "directory of the Fashion-MNIST *.gz files");
-  app.add_option("--limit", limit, "use only the first N training images (0: all 60000)")->check(CLI::NonNegativeNumber);
+  app.add_option("--limit", limit, "use only the first N training images (0: all 60000)")
+      ->check(CLI::NonNegativeNumber);
   cli.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {

@@ -14,8 +14,8 @@ using mae_test::random_vector;
 using V = std::vector<double>;
 
 namespace {
-using TinyD = mae::Config<8, 2, 1, 8, 2, 2, 8, 1, 2, 4, double>;      // L = 16, D = 8, 2 blocks
-using TinyRgbD = mae::Config<6, 3, 3, 8, 3, 2, 4, 1, 1, 2, double>;   // L = 4, 3 blocks, RGB
+using TinyD = mae::Config<8, 2, 1, 8, 2, 2, 8, 1, 2, 4, double>;     // L = 16, D = 8, 2 blocks
+using TinyRgbD = mae::Config<6, 3, 3, 8, 3, 2, 4, 1, 1, 2, double>;  // L = 4, 3 blocks, RGB
 
 template <class Cfg>
 void classifier_grad_check(bool global_pool, double drop_path, double smoothing) {
@@ -172,7 +172,8 @@ TEST_CASE("classifier: the MAE encoder loads by its official names and gives the
   clf.save(cpath);
   M clf2(o);
   clf2.load(cpath);
-  CHECK(std::equal(clf.parameters().data(), clf.parameters().data() + clf.parameters().size(), clf2.parameters().data()));
+  CHECK(
+      std::equal(clf.parameters().data(), clf.parameters().data() + clf.parameters().size(), clf2.parameters().data()));
   typename M::Options o5 = o;
   o5.num_classes = 5;
   M clf5(o5);
@@ -236,7 +237,8 @@ TEST_CASE("linear probe: BatchNorm statistics, gradient of the head, and it lear
     fx.resize(n * F2), fy.resize(n);
     for (Index i = 0; i < n; ++i) {
       fy[i] = static_cast<int>(i % 3);
-      for (Index f = 0; f < F2; ++f) fx[i * F2 + f] = static_cast<float>(10.0 + 0.5 * g.normal() + (f == fy[i] ? 2.0 : 0.0));
+      for (Index f = 0; f < F2; ++f)
+        fx[i * F2 + f] = static_cast<float>(10.0 + 0.5 * g.normal() + (f == fy[i] ? 2.0 : 0.0));
     }
   };
   std::vector<float> tx, ex;
@@ -308,7 +310,8 @@ void check_classifier_fixture(const std::string& name) {
   const double layer_decay = std::stod(meta.at("layer_decay"));
   mae::AdamWOptions ao;
   ao.beta2 = 0.999, ao.weight_decay = std::stod(meta.at("weight_decay"));
-  mae::AdamW<float> opt(m0.parameters(), ao, [&](const mae::TensorInfo& t) { return mae::layer_decay_group(t, M::kDepth, layer_decay); });
+  mae::AdamW<float> opt(m0.parameters(), ao,
+                        [&](const mae::TensorInfo& t) { return mae::layer_decay_group(t, M::kDepth, layer_decay); });
   const mae::LrSchedule sched{std::stod(meta.at("lr")), std::stod(meta.at("min_lr")),
                               std::stod(meta.at("warmup_epochs")), std::stod(meta.at("epochs"))};
   const Index steps = std::stoll(meta.at("steps"));
@@ -365,10 +368,13 @@ TEST_CASE("parity: linear probe head (BatchNorm without affine + Linear) with LA
     lars.step(probe.parameters(), probe.gradients(), lr);
   }
   std::string table = "linear_probe_lars:";
-  expect_close("running_mean", probe.running_mean().data(), f.read<float>("final.head.0.running_mean"), 1e-6, 1e-5, table);
+  expect_close("running_mean", probe.running_mean().data(), f.read<float>("final.head.0.running_mean"), 1e-6, 1e-5,
+               table);
   expect_close("running_var", probe.running_var().data(), f.read<float>("final.head.0.running_var"), 1e-6, 1e-5, table);
-  expect_close("head.1.weight", probe.parameters().ptr("head.1.weight"), f.read<float>("final.head.1.weight"), 1e-6, 1e-4, table);
-  expect_close("head.1.bias", probe.parameters().ptr("head.1.bias"), f.read<float>("final.head.1.bias"), 1e-6, 1e-4, table);
+  expect_close("head.1.weight", probe.parameters().ptr("head.1.weight"), f.read<float>("final.head.1.weight"), 1e-6,
+               1e-4, table);
+  expect_close("head.1.bias", probe.parameters().ptr("head.1.bias"), f.read<float>("final.head.1.bias"), 1e-6, 1e-4,
+               table);
   mae::Shape es;
   const std::vector<float> xe = f.read<float>("eval.x", &es);
   std::vector<float> logits(static_cast<std::size_t>(es[0] * K));

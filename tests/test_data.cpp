@@ -31,7 +31,8 @@ std::string be32(std::uint32_t v) {
 // A small Fashion-MNIST-like directory: n images of 4x4 with pixel value 16*i, labels i % 10.
 fs::path make_idx_dir(const std::string& name, Index n = 3) {
   const fs::path d = scratch_dir(name);
-  std::string img = be32(0x803) + be32(static_cast<std::uint32_t>(n)) + be32(4) + be32(4), lab = be32(0x801) + be32(static_cast<std::uint32_t>(n));
+  std::string img = be32(0x803) + be32(static_cast<std::uint32_t>(n)) + be32(4) + be32(4),
+              lab = be32(0x801) + be32(static_cast<std::uint32_t>(n));
   for (Index i = 0; i < n; ++i) img += std::string(16, char(16 * i)), lab += char(i % 10);
   for (const char* split : {"train", "t10k"}) {
     write_gz(d / (std::string(split) + "-images-idx3-ubyte.gz"), img);
@@ -55,13 +56,15 @@ TEST_CASE("Fashion-MNIST IDX files are read through zlib") {
 TEST_CASE("bad Fashion-MNIST input is rejected with a message naming the file") {
   SUBCASE("missing directory names the Debian package") {
     CHECK_THROWS_WITH_AS(mae::FashionMnist("/nonexistent/fmnist"),
-                         doctest::Contains("'/nonexistent/fmnist' is not a directory. Install Debian's package (apt-get install dataset-fashion-mnist)"),
+                         doctest::Contains("'/nonexistent/fmnist' is not a directory. Install Debian's package "
+                                           "(apt-get install dataset-fashion-mnist)"),
                          mae::Error);
   }
   SUBCASE("missing file") {
     const fs::path d = make_idx_dir("idx_missing");
     fs::remove(d / "train-labels-idx1-ubyte.gz");
-    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("train-labels-idx1-ubyte.gz: no such file"), mae::Error);
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("train-labels-idx1-ubyte.gz: no such file"),
+                         mae::Error);
   }
   SUBCASE("truncated gzip") {
     const fs::path d = make_idx_dir("idx_trunc", 200);
@@ -124,11 +127,11 @@ TEST_CASE("image folder: PNG and JPEG files, converted, labelled by subdirectory
   CHECK(f.width(0) == 20);
   std::vector<float> px(3 * 10 * 20);
   f.load(0, px.data());
-  CHECK(px[0] == 1.0f);          // red channel
-  CHECK(px[200] == 0.0f);        // green channel
+  CHECK(px[0] == 1.0f);                  // red channel
+  CHECK(px[200] == 0.0f);                // green channel
   mae::ImageFolder gray(d.string(), 1);  // converted to one channel
   gray.load(0, px.data());
-  CHECK(px[0] == doctest::Approx(0.3).epsilon(0.1));  // stb's luma of pure red
+  CHECK(px[0] == doctest::Approx(0.3).epsilon(0.1));      // stb's luma of pure red
   mae::ImageFolder small(d.string(), 3, /*max_side=*/5);  // shrunk: shorter side 5
   CHECK(small.height(0) == 5);
   CHECK(small.width(0) == 10);

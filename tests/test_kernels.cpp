@@ -28,16 +28,25 @@ TEST_CASE("sum16 (the vectorized reduction) equals the plain sum, for every leng
   }
 }
 
-TEST_CASE("gemm (the linear layers' products) equals the reference triple loop, in every orientation and at every edge") {
+TEST_CASE(
+    "gemm (the linear layers' products) equals the reference triple loop, in every orientation and at every edge") {
   // sizes around the tiles (8 rows x 3 packets with AVX-512, 6 x 2 with AVX2), 256-step k
   // blocks, 256-row and 10-panel blocks
-  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1}, {8, 48, 16}, {9, 49, 257}, {17, 130, 9},
-                                                                  {263, 500, 520}, {300, 33, 40}, {5, 481, 3},
-                                                                  {64, 16, 600}, {7, 17, 300}, {12, 161, 31}}) {
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1},
+                                                                 {8, 48, 16},
+                                                                 {9, 49, 257},
+                                                                 {17, 130, 9},
+                                                                 {263, 500, 520},
+                                                                 {300, 33, 40},
+                                                                 {5, 481, 3},
+                                                                 {64, 16, 600},
+                                                                 {7, 17, 300},
+                                                                 {12, 161, 31}}) {
     for (int orientation = 0; orientation < 4; ++orientation) {
       const bool at = orientation & 1, bt = orientation & 2;
       const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
-      const K::GemmOperand<float> A{a.data(), at ? M : K, at}, B{b.data(), bt ? K : N, bt};  // A stored (M, K) or (K, M)
+      const K::GemmOperand<float> A{a.data(), at ? M : K, at},
+          B{b.data(), bt ? K : N, bt};  // A stored (M, K) or (K, M)
       const Index ldc = N + 3;
       const std::vector<float> c_init = random_floats(M * ldc, 70);
       std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
@@ -97,7 +106,7 @@ TEST_CASE("gemm_columns refuses a column range that does not start and end on B'
   CHECK_NOTHROW(K::gemm_columns(c.data(), N, A, B, M, N, K, N, N));  // empty, at the end
   CHECK(c == std::vector<float>(M * N, 0.f));
   CHECK_NOTHROW(K::gemm_columns(c.data(), N, A, B, M, N, K, step, N));
-  CHECK(c[0] == 0.f);                        // columns before the range untouched
+  CHECK(c[0] == 0.f);                       // columns before the range untouched
   CHECK(c[step] == static_cast<float>(K));  // and the range computed
 }
 

@@ -23,9 +23,12 @@ TEST_CASE("linear: gradient check of input, weight and bias") {
       mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out);
       return y;
     };
-    auto bwd = [&](const V& G) { mae::linear_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), rows, in, out); };
-    auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), rows * in}, {"w", w.data(), dw.data(), out * in},
-                                     {"b", b.data(), db.data(), out}});
+    auto bwd = [&](const V& G) {
+      mae::linear_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), rows, in, out);
+    };
+    auto rep = grad_check(
+        fwd, bwd,
+        {{"x", x.data(), dx.data(), rows * in}, {"w", w.data(), dw.data(), out * in}, {"b", b.data(), db.data(), out}});
     INFO("rows " << rows << ": " << rep.str());
     CHECK(rep.ok);
   }
@@ -72,9 +75,11 @@ TEST_CASE("layernorm: gradient check of input, weight and bias") {
     return y;
   };
   auto bwd = [&](const V& G) {
-    mae::layernorm_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), mean.data(), rstd.data(), rows, C);
+    mae::layernorm_backward(dx.data(), dw.data(), db.data(), G.data(), x.data(), w.data(), mean.data(), rstd.data(),
+                            rows, C);
   };
-  auto rep = grad_check(fwd, bwd, {{"x", x.data(), dx.data(), rows * C}, {"w", w.data(), dw.data(), C}, {"b", b.data(), db.data(), C}});
+  auto rep = grad_check(
+      fwd, bwd, {{"x", x.data(), dx.data(), rows * C}, {"w", w.data(), dw.data(), C}, {"b", b.data(), db.data(), C}});
   INFO(rep.str());
   CHECK(rep.ok);
 }
@@ -97,9 +102,12 @@ TEST_CASE("gelu: exact erf form and its gradient") {
   CHECK(y[4] == doctest::Approx(1.9544997361036416).epsilon(1e-12));
   const Index n = 50;
   V a = random_vector(n, 7, 2.0), da(n), out(n);
-  auto rep = grad_check([&] { mae::gelu_forward(out.data(), a.data(), n); return out; },
-                        [&](const V& G) { mae::gelu_backward(da.data(), a.data(), G.data(), n); },
-                        {{"x", a.data(), da.data(), n}});
+  auto rep = grad_check(
+      [&] {
+        mae::gelu_forward(out.data(), a.data(), n);
+        return out;
+      },
+      [&](const V& G) { mae::gelu_backward(da.data(), a.data(), G.data(), n); }, {{"x", a.data(), da.data(), n}});
   INFO(rep.str());
   CHECK(rep.ok);
 }
@@ -144,7 +152,9 @@ TEST_CASE("transformer block: gradient check of input and all twelve parameters"
     mae::block_forward(y.data(), cache, x.data(), bf.p, N, T, bf.s);
     return y;
   };
-  auto bwd = [&](const V& G) { mae::block_backward(dx.data(), bf.g, scratch, G.data(), x.data(), cache, bf.p, N, T, bf.s); };
+  auto bwd = [&](const V& G) {
+    mae::block_backward(dx.data(), bf.g, scratch, G.data(), x.data(), cache, bf.p, N, T, bf.s);
+  };
   std::vector<GradTarget> targets{{"x", x.data(), dx.data(), N * T * 8}};
   for (const auto& t : bf.params.tensors())
     targets.push_back({t.name, bf.params.data() + t.offset, bf.grads.data() + t.offset, t.size});
@@ -164,9 +174,13 @@ TEST_CASE("patch embedding: gradient check of images, conv weight and bias") {
     mae::patch_embed_forward(out.data(), cols.data(), img.data(), pw, N, s, D);
     return out;
   };
-  auto bwd = [&](const V& G) { mae::patch_embed_backward(dimg.data(), pg, dcols.data(), G.data(), cols.data(), pw, N, s, D); };
-  auto rep = grad_check(fwd, bwd, {{"imgs", img.data(), dimg.data(), static_cast<Index>(img.size())},
-                                   {"weight", w.data(), dw.data(), D * K}, {"bias", b.data(), db.data(), D}});
+  auto bwd = [&](const V& G) {
+    mae::patch_embed_backward(dimg.data(), pg, dcols.data(), G.data(), cols.data(), pw, N, s, D);
+  };
+  auto rep = grad_check(fwd, bwd,
+                        {{"imgs", img.data(), dimg.data(), static_cast<Index>(img.size())},
+                         {"weight", w.data(), dw.data(), D * K},
+                         {"bias", b.data(), db.data(), D}});
   INFO(rep.str());
   CHECK(rep.ok);
 }
@@ -174,15 +188,18 @@ TEST_CASE("patch embedding: gradient check of images, conv weight and bias") {
 TEST_CASE("patch embedding equals a stride-p convolution with a (D, C, p, p) weight") {
   const mae::PatchShape s{3, 2, 2};  // C = 3, p = 2, G = 2: 4x4 images
   const Index D = 4, W = 4;
-  V img = random_vector(3 * W * W, 14), w = random_vector(D * 12, 15), b = random_vector(D, 16), out(4 * D), cols(4 * 12);
-  mae::patch_embed_forward(out.data(), cols.data(), img.data(), mae::PatchEmbedParams<double>{w.data(), b.data()}, 1, s, D);
+  V img = random_vector(3 * W * W, 14), w = random_vector(D * 12, 15), b = random_vector(D, 16), out(4 * D),
+    cols(4 * 12);
+  mae::patch_embed_forward(out.data(), cols.data(), img.data(), mae::PatchEmbedParams<double>{w.data(), b.data()}, 1, s,
+                           D);
   for (Index r = 0; r < 2; ++r)
     for (Index c = 0; c < 2; ++c)
       for (Index o = 0; o < D; ++o) {
         double acc = b[o];  // conv: sum over ch, i, j of w[o, ch, i, j] * img[ch, r*p + i, c*p + j]
         for (Index ch = 0; ch < 3; ++ch)
           for (Index i = 0; i < 2; ++i)
-            for (Index j = 0; j < 2; ++j) acc += w[((o * 3 + ch) * 2 + i) * 2 + j] * img[(ch * W + r * 2 + i) * W + c * 2 + j];
+            for (Index j = 0; j < 2; ++j)
+              acc += w[((o * 3 + ch) * 2 + i) * 2 + j] * img[(ch * W + r * 2 + i) * W + c * 2 + j];
         CHECK(out[(r * 2 + c) * D + o] == doctest::Approx(acc).epsilon(1e-13));
       }
 }
@@ -198,9 +215,12 @@ TEST_CASE("masked MSE loss: value and gradient, with and without norm_pix") {
     expected += mask[r] * e / P;
   }
   expected /= 3.0;  // three removed patches
-  CHECK(mae::masked_mse_forward(lnl.data(), pred.data(), target.data(), mask.data(), rows, P) == doctest::Approx(expected).epsilon(1e-14));
+  CHECK(mae::masked_mse_forward(lnl.data(), pred.data(), target.data(), mask.data(), rows, P) ==
+        doctest::Approx(expected).epsilon(1e-14));
   auto fwd = [&] { return V{mae::masked_mse_forward(lnl.data(), pred.data(), target.data(), mask.data(), rows, P)}; };
-  auto bwd = [&](const V& G) { mae::masked_mse_backward(dpred.data(), pred.data(), target.data(), mask.data(), rows, P, G[0]); };
+  auto bwd = [&](const V& G) {
+    mae::masked_mse_backward(dpred.data(), pred.data(), target.data(), mask.data(), rows, P, G[0]);
+  };
   auto rep = grad_check(fwd, bwd, {{"pred", pred.data(), dpred.data(), rows * P}});
   INFO(rep.str());
   CHECK(rep.ok);
@@ -256,14 +276,15 @@ TEST_CASE("linear: both splits between threads (by columns, few rows; by rows) g
   for (Index i = 0; i < rows * in; ++i) REQUIRE(seen[i] == (i < few * in ? 2 : 1));
 }
 
-TEST_CASE("Grad::assign on an input gradient gives the same bits as accumulating into zeros (linear, gelu, attention, block)") {
+TEST_CASE(
+    "Grad::assign on an input gradient gives the same bits as accumulating into zeros (linear, gelu, attention, "
+    "block)") {
   using F = std::vector<float>;
   const float nan = std::numeric_limits<float>::quiet_NaN();
   auto fresh = [](std::size_t n, float fill) { return F(n, fill); };
   {  // linear
     const Index rows = 70, in = 24, out = 40;
-    F x = random_floats(rows * in, 1), w = random_floats(out * in, 2),
-      dy = random_floats(rows * out, 3);
+    F x = random_floats(rows * in, 1), w = random_floats(out * in, 2), dy = random_floats(rows * out, 3);
     F dx0 = fresh(x.size(), 0), dx1 = fresh(x.size(), nan), dw(w.size()), db(out);
     mae::linear_backward(dx0.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out);
     mae::linear_backward(dx1.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
@@ -278,15 +299,14 @@ TEST_CASE("Grad::assign on an input gradient gives the same bits as accumulating
     mae::gelu_backward(dx1.data(), x.data(), dy.data(), n, mae::Grad::assign);
     CHECK(dx0 == dx1);
   }
-  {  // attention core
+  {                                            // attention core
     const Index N = 3, T = 53, D = 32, H = 2;  // blocks of query rows and a partial one
     F qkv = random_floats(N * T * 3 * D, 6), dctx = random_floats(N * T * D, 7);
     F ctx(N * T * D), att(N * H * T * T);
     mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
     F d0 = fresh(qkv.size(), 0), d1 = fresh(qkv.size(), nan);
     mae::attention_backward(d0.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H);
-    mae::attention_backward(d1.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H,
-                            mae::Grad::assign);
+    mae::attention_backward(d1.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H, mae::Grad::assign);
     CHECK(d0 == d1);
   }
   {  // transformer block
@@ -309,7 +329,6 @@ TEST_CASE("Grad::assign on an input gradient gives the same bits as accumulating
   }
 }
 
-
 TEST_CASE("token embedding (cls + position table, kept patches): gradient check of patches, cls and table") {
   const Index N = 2, L = 5, K = 3, D = 4;
   const std::vector<std::int64_t> ids{4, 1, 0, 2, 3, 2, 0, 4, 1, 3};  // the first K of each row are kept
@@ -325,8 +344,10 @@ TEST_CASE("token embedding (cls + position table, kept patches): gradient check 
     auto bwd = [&](const V& G) {
       mae::embed_tokens_backward(dxp.data(), dcls.data(), dpos.data(), G.data(), id, N, k, L, D);
     };
-    auto rep = grad_check(fwd, bwd, {{"x_patch", xp.data(), dxp.data(), N * k * D}, {"cls", cls.data(), dcls.data(), D},
-                                     {"pos", pos.data(), dpos.data(), (1 + L) * D}});
+    auto rep = grad_check(fwd, bwd,
+                          {{"x_patch", xp.data(), dxp.data(), N * k * D},
+                           {"cls", cls.data(), dcls.data(), D},
+                           {"pos", pos.data(), dpos.data(), (1 + L) * D}});
     INFO((masked ? "kept patches: " : "all patches: ") << rep.str());
     CHECK(rep.ok);
     fwd();
@@ -343,8 +364,11 @@ TEST_CASE("unshuffle with mask tokens: gradient check of the visible tokens and 
     mae::unshuffle_forward(y.data(), emb.data(), mask.data(), pos.data(), restore.data(), N, K, L, D);
     return y;
   };
-  auto bwd = [&](const V& G) { mae::unshuffle_backward(demb.data(), dmask.data(), G.data(), restore.data(), N, K, L, D); };
-  auto rep = grad_check(fwd, bwd, {{"emb", emb.data(), demb.data(), N * (1 + K) * D}, {"mask_token", mask.data(), dmask.data(), D}});
+  auto bwd = [&](const V& G) {
+    mae::unshuffle_backward(demb.data(), dmask.data(), G.data(), restore.data(), N, K, L, D);
+  };
+  auto rep = grad_check(
+      fwd, bwd, {{"emb", emb.data(), demb.data(), N * (1 + K) * D}, {"mask_token", mask.data(), dmask.data(), D}});
   INFO(rep.str());
   CHECK(rep.ok);
   fwd();

@@ -39,8 +39,12 @@ void model_grad_check(bool norm_pix, double ratio) {
 }
 }  // namespace
 
-TEST_CASE("whole model: gradient check of every parameter (pixel loss, ratio 0.75)") { model_grad_check<TinyD>(false, 0.75); }
-TEST_CASE("whole model: gradient check of every parameter (norm_pix, ratio 0.5, RGB)") { model_grad_check<TinyRgbD>(true, 0.5); }
+TEST_CASE("whole model: gradient check of every parameter (pixel loss, ratio 0.75)") {
+  model_grad_check<TinyD>(false, 0.75);
+}
+TEST_CASE("whole model: gradient check of every parameter (norm_pix, ratio 0.5, RGB)") {
+  model_grad_check<TinyRgbD>(true, 0.5);
+}
 
 TEST_CASE("zero_grad zeroes every gradient; backward then accumulates (twice = double)") {
   using M = mae::MaskedAutoencoder<TinyRgbD>;
@@ -61,7 +65,8 @@ TEST_CASE("zero_grad zeroes every gradient; backward then accumulates (twice = d
   CHECK(std::any_of(once.begin(), once.end(), [](double v) { return v != 0.0; }));
   m.backward();  // accumulates: the same gradient added again (summed in another order: to rounding)
   const V twice = grads();
-  for (std::size_t i = 0; i < once.size(); ++i) REQUIRE(std::abs(twice[i] - 2 * once[i]) <= 1e-12 * (1 + std::abs(once[i])));
+  for (std::size_t i = 0; i < once.size(); ++i)
+    REQUIRE(std::abs(twice[i] - 2 * once[i]) <= 1e-12 * (1 + std::abs(once[i])));
 }
 
 TEST_CASE("presets: parameter counts match the reference table") {
@@ -127,11 +132,15 @@ TEST_CASE("wrong input shapes are rejected with a message") {
   std::vector<float> img(3 * 32 * 32, 0.5f);
   CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 3, 32, 32)),
                        doctest::Contains("images are 3x32x32 (CxHxW) but this model"), mae::Error);
-  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 32)), doctest::Contains("takes 1x28x28"), mae::Error);
-  CHECK_THROWS_WITH_AS(m.forward(mae::images<float>(nullptr, 1, 1, 28, 28)), doctest::Contains("empty image batch"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 32)), doctest::Contains("takes 1x28x28"),
+                       mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images<float>(nullptr, 1, 1, 28, 28)), doctest::Contains("empty image batch"),
+                       mae::Error);
   CHECK_THROWS_WITH_AS(m.features(mae::images(img.data(), 2, 1, 27, 27)), doctest::Contains("features"), mae::Error);
-  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 28), 1.0), doctest::Contains("outside [0, 1)"), mae::Error);
-  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 28), 0.0), doctest::Contains("masks no patch"), mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 28), 1.0), doctest::Contains("outside [0, 1)"),
+                       mae::Error);
+  CHECK_THROWS_WITH_AS(m.forward(mae::images(img.data(), 1, 1, 28, 28), 0.0), doctest::Contains("masks no patch"),
+                       mae::Error);
   CHECK_THROWS_WITH_AS(m.backward(), doctest::Contains("needs a forward"), mae::Error);
 }
 

@@ -78,13 +78,15 @@ TEST_CASE("safetensors: save and load round trip, bit for bit, atomically") {
 }
 
 TEST_CASE("safetensors: a double model saves F64 and a float model reads it") {
-  mae::MaskedAutoencoder<Tiny::with_scalar<double>> d(mae::MaskedAutoencoder<Tiny::with_scalar<double>>::Options{false, 4});
+  mae::MaskedAutoencoder<Tiny::with_scalar<double>> d(
+      mae::MaskedAutoencoder<Tiny::with_scalar<double>>::Options{false, 4});
   const fs::path p = scratch("double.safetensors");
   d.save(p.string());
   CHECK(mae::safetensors::File(p.string()).entry("norm.weight").dtype == "F64");
   M f;
   f.load(p.string());
-  for (Index i = 0; i < f.parameters().size(); ++i) REQUIRE(f.parameters().data()[i] == static_cast<float>(d.parameters().data()[i]));
+  for (Index i = 0; i < f.parameters().size(); ++i)
+    REQUIRE(f.parameters().data()[i] == static_cast<float>(d.parameters().data()[i]));
 }
 
 TEST_CASE("safetensors: bad files are rejected with a message naming the problem") {
@@ -96,7 +98,8 @@ TEST_CASE("safetensors: bad files are rejected with a message naming the problem
 
   SUBCASE("missing file") {
     M m;
-    CHECK_THROWS_WITH_AS(m.load(scratch("does_not_exist.safetensors").string()), doctest::Contains("cannot open"), mae::Error);
+    CHECK_THROWS_WITH_AS(m.load(scratch("does_not_exist.safetensors").string()), doctest::Contains("cannot open"),
+                         mae::Error);
   }
   SUBCASE("empty file") { expect_rejected("", "too short"); }
   SUBCASE("truncated data") { expect_rejected(bytes.substr(0, bytes.size() - 10), "truncated"); }
@@ -153,7 +156,8 @@ TEST_CASE("safetensors: bad files are rejected with a message naming the problem
     mae::MaskedAutoencoder<Other> other;
     const fs::path op = scratch("other.safetensors");
     other.save(op.string());
-    expect_rejected(slurp(op), "checkpoint is for another configuration (" + Other::name() + "); this model is " + Tiny::name());
+    expect_rejected(slurp(op),
+                    "checkpoint is for another configuration (" + Other::name() + "); this model is " + Tiny::name());
   }
   SUBCASE("a checkpoint of another configuration, without metadata (as converted from PyTorch)") {
     mae::MaskedAutoencoder<Other> other;

@@ -90,8 +90,8 @@ inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, In
 
 // Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
 template <class S>
-inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D,
-                               Index H, Grad mode = Grad::accumulate) {
+inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H,
+                               Grad mode = Grad::accumulate) {
   using namespace kernels;
   const Out out_mode = mode == Grad::assign ? Out::assign : Out::add;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;

@@ -124,7 +124,7 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   // --- attention branch: x_mid = x_in + proj(attn(qkv(norm1(x_in))))
   layernorm_forward(c.ln1.data(), c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
   linear_forward(c.qkv.data(), c.ln1.data(), p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D);  // (R, 3D)
-  attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads);               // (R, D)
+  attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads);                // (R, D)
   S* x_mid = c.x_mid.data();
   if (keep_attn) {  // drop path scales the branch before the residual add
     linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D);  // (R, D)
@@ -166,11 +166,12 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
       gelu_backward(w.dfc1.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, w.dact.data() + r * Hd + j0, nc,
                     Grad::assign);
   };
-  linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias, scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D),
-                  c.act.data(), p.mlp.fc2.weight, R, Hd, D, {Grad::assign, gelu_grad});
+  linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias,
+                  scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D), c.act.data(), p.mlp.fc2.weight, R, Hd, D,
+                  {Grad::assign, gelu_grad});
   // forward: fc1 = ln2 W1^T + b1
-  linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R,
-                  D, Hd, {Grad::assign});
+  linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R, D,
+                  Hd, {Grad::assign});
   // forward: ln2 = norm2(x_mid)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
                      c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
@@ -228,9 +229,9 @@ inline void stack_forward(StackActivations<S>& a, const std::vector<BlockParams<
 // The gradient at x[0] from dx_out, the gradient at x[depth]: returned, in buf_a or buf_b
 // (N, T, D each, used in turn); parameter gradients g +=.
 template <class S>
-inline const S* stack_backward(std::vector<BlockParams<S>>& g, BlockScratch<S>& w, S* buf_a, S* buf_b,
-                               const S* dx_out, const StackActivations<S>& a, const std::vector<BlockParams<S>>& p,
-                               Index N, Index T, const BlockShape& s, const S* const* keep = nullptr) {
+inline const S* stack_backward(std::vector<BlockParams<S>>& g, BlockScratch<S>& w, S* buf_a, S* buf_b, const S* dx_out,
+                               const StackActivations<S>& a, const std::vector<BlockParams<S>>& p, Index N, Index T,
+                               const BlockShape& s, const S* const* keep = nullptr) {
   const S* dcur = dx_out;
   S* dprev = buf_a;
   for (Index b = static_cast<Index>(p.size()) - 1; b >= 0; --b) {

@@ -166,8 +166,8 @@ class VisionTransformer {
     zero(ws.d_logits.data(), N * K);
     cross_entropy_backward(ws.d_logits.data(), ws.probs.data(), ws.labels.data(), N, K, opt_.label_smoothing, dloss);
     // forward: logits = head(feat)
-    linear_backward(ws.d_feat.data(), g.head.weight, g.head.bias, ws.d_logits.data(), ws.feat.data(), w_.head.weight,
-                    N, D, K, {Grad::assign});
+    linear_backward(ws.d_feat.data(), g.head.weight, g.head.bias, ws.d_logits.data(), ws.feat.data(), w_.head.weight, N,
+                    D, K, {Grad::assign});
     // forward: feat = norm(pooled)
     zero(ws.d_pooled.data(), N * D);
     layernorm_backward(ws.d_pooled.data(), g.norm.weight, g.norm.bias, ws.d_feat.data(), ws.pooled.data(),
@@ -268,7 +268,9 @@ class VisionTransformer {
     for (const auto& [tname, e] : f.tensors())  // a deeper encoder would be silently cut
       if (tname.rfind("blocks.", 0) == 0 && std::stoll(tname.substr(7)) >= kDepth)
         f.fail("tensor '" + tname + "': the checkpoint's encoder is deeper than " + Cfg::name());
-    const auto pretrained = [](const std::string& n) { return n.rfind("head.", 0) != 0 && n.rfind("fc_norm.", 0) != 0; };
+    const auto pretrained = [](const std::string& n) {
+      return n.rfind("head.", 0) != 0 && n.rfind("fc_norm.", 0) != 0;
+    };
     load_staged(f, store_tensors(params_, pretrained), /*strict=*/false, name());
   }
 
@@ -279,12 +281,12 @@ class VisionTransformer {
     Index N = 0;
     bool training = false, has_labels = false;
     S loss = 0;
-    std::vector<S> keep;                  // depth x 2 x N drop-path scales
-    std::vector<const S*> keep_ptrs;      // depth x 2: into keep, or null (nothing dropped)
-    typename Enc::Activations enc;        // x[0..depth] (N, 1+L, D)
+    std::vector<S> keep;                                // depth x 2 x N drop-path scales
+    std::vector<const S*> keep_ptrs;                    // depth x 2: into keep, or null (nothing dropped)
+    typename Enc::Activations enc;                      // x[0..depth] (N, 1+L, D)
     std::vector<S> pooled, feat, feat_mean, feat_rstd;  // (N, D) x2, (N) x2
-    std::vector<S> logits, probs;         // (N, classes)
-    std::vector<int> labels;              // (N)
+    std::vector<S> logits, probs;                       // (N, classes)
+    std::vector<int> labels;                            // (N)
     typename Enc::Scratch enc_scratch;
     std::vector<S> d_logits, d_feat, d_pooled, d_x;
 
@@ -308,7 +310,8 @@ class VisionTransformer {
     for (Index b = 0; b < kDepth; ++b) {
       const double rate = training ? drop_rate(b) : 0.0;
       for (Index i = 0; i < 2 * N; ++i)
-        ws.keep[(b * 2) * N + i] = rate > 0 ? (rng_.uniform() >= rate ? static_cast<S>(1.0 / (1.0 - rate)) : S(0)) : S(1);
+        ws.keep[(b * 2) * N + i] =
+            rate > 0 ? (rng_.uniform() >= rate ? static_cast<S>(1.0 / (1.0 - rate)) : S(0)) : S(1);
       for (int branch = 0; branch < 2; ++branch)
         ws.keep_ptrs[2 * b + branch] = training && drop_rate(b) > 0 ? ws.keep.data() + (b * 2 + branch) * N : nullptr;
     }

@@ -30,17 +30,28 @@ namespace mae {
 
 using Index = std::ptrdiff_t;
 
-template <class S> using RowMatrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class S> using MatMap = Eigen::Map<RowMatrix<S>>;
-template <class S> using ConstMatMap = Eigen::Map<const RowMatrix<S>>;
-template <class S> using StridedMap = Eigen::Map<RowMatrix<S>, 0, Eigen::OuterStride<>>;
-template <class S> using ConstStridedMap = Eigen::Map<const RowMatrix<S>, 0, Eigen::OuterStride<>>;
-template <class S> using RowVecMap = Eigen::Map<Eigen::Matrix<S, 1, Eigen::Dynamic>>;
-template <class S> using ConstRowVecMap = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>;
+template <class S>
+using RowMatrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <class S>
+using MatMap = Eigen::Map<RowMatrix<S>>;
+template <class S>
+using ConstMatMap = Eigen::Map<const RowMatrix<S>>;
+template <class S>
+using StridedMap = Eigen::Map<RowMatrix<S>, 0, Eigen::OuterStride<>>;
+template <class S>
+using ConstStridedMap = Eigen::Map<const RowMatrix<S>, 0, Eigen::OuterStride<>>;
+template <class S>
+using RowVecMap = Eigen::Map<Eigen::Matrix<S, 1, Eigen::Dynamic>>;
+template <class S>
+using ConstRowVecMap = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 
 // T in a parameter list where it must not take part in deduction (so nullptr can be passed).
-template <class T> struct type_identity { using type = T; };
-template <class T> using nondeduced = typename type_identity<T>::type;
+template <class T>
+struct type_identity {
+  using type = T;
+};
+template <class T>
+using nondeduced = typename type_identity<T>::type;
 
 // Every error the library reports: bad input shapes, bad files, bad configurations.
 struct Error : std::runtime_error {
@@ -105,7 +116,8 @@ template <class S>
 inline void copy(S* out, const S* in, Index n) {
   const Index cs = copy_chunk(n);
   parallel_for(num_chunks(n, cs), [&](Index c) {
-    std::memcpy(static_cast<void*>(out + c * cs), in + c * cs, sizeof(S) * static_cast<std::size_t>(std::min(cs, n - c * cs)));
+    std::memcpy(static_cast<void*>(out + c * cs), in + c * cs,
+                sizeof(S) * static_cast<std::size_t>(std::min(cs, n - c * cs)));
   });
 }
 

@@ -68,7 +68,9 @@ struct Encoder {
   struct Scratch {
     BlockScratch<S> blocks;
     std::vector<S> d_a, d_b, d_x_patch;
-    void reserve(Index N, Index K) { ensure(d_a, N * (1 + K) * D), ensure(d_b, N * (1 + K) * D), ensure(d_x_patch, N * K * D); }
+    void reserve(Index N, Index K) {
+      ensure(d_a, N * (1 + K) * D), ensure(d_b, N * (1 + K) * D), ensure(d_x_patch, N * K * D);
+    }
   };
 
   // a.output() (N, 1+K, D) from imgs (N, C, H, W); keep: drop-path scales (block.hpp), or null.

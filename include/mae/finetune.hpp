@@ -11,8 +11,8 @@
 #include "common.hpp"
 #include "cross_entropy.hpp"
 #include "data/loader.hpp"
-#include "patch.hpp"
 #include "optim.hpp"
+#include "patch.hpp"
 #include "training_loop.hpp"
 
 #include <nlohmann/json.hpp>
@@ -45,8 +45,8 @@ inline ParamGroup layer_decay_group(const TensorInfo& t, Index depth, double lay
 struct FinetuneOptions {
   int epochs = 10;
   Index batch_size = 64;
-  double blr = 1e-3;          // lr = blr * batch_size / 256
-  double lr = 0;              // absolute lr; 0 = from blr
+  double blr = 1e-3;  // lr = blr * batch_size / 256
+  double lr = 0;      // absolute lr; 0 = from blr
   double min_lr = 1e-6;
   double warmup_epochs = 1;
   double weight_decay = 0.05;
@@ -55,13 +55,19 @@ struct FinetuneOptions {
   std::string out_dir;        // classifier.safetensors, log.csv, eval.csv; empty: none
   bool progress = true;
   double log_interval_s = 15;
-  Index max_steps = -1;       // stop after this many steps (smoke runs)
+  Index max_steps = -1;  // stop after this many steps (smoke runs)
 
   double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, batch_size); }
   nlohmann::json to_json() const {
-    return {{"epochs", epochs}, {"batch_size", batch_size}, {"blr", blr}, {"lr", effective_lr()},
-            {"min_lr", min_lr}, {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay},
-            {"layer_decay", layer_decay}, {"seed", seed}};
+    return {{"epochs", epochs},
+            {"batch_size", batch_size},
+            {"blr", blr},
+            {"lr", effective_lr()},
+            {"min_lr", min_lr},
+            {"warmup_epochs", warmup_epochs},
+            {"weight_decay", weight_decay},
+            {"layer_decay", layer_decay},
+            {"seed", seed}};
   }
 };
 
@@ -85,7 +91,8 @@ EvalResult evaluate_classifier(Vit& model, Index count, const int* labels, Image
   model.for_each_batch(count, batch, image, [&](Index s, Index B) {
     model.predictions(pred.data());
     for (Index i = 0; i < B; ++i) correct += pred[i] == labels[s + i];
-    r.loss += static_cast<double>(cross_entropy_forward(probs.data(), model.logits().data(), labels + s, B, K, 0.0)) * B;
+    r.loss +=
+        static_cast<double>(cross_entropy_forward(probs.data(), model.logits().data(), labels + s, B, K, 0.0)) * B;
   });
   r.accuracy = static_cast<double>(correct) / static_cast<double>(count);
   r.loss /= static_cast<double>(count);

@@ -42,7 +42,8 @@ struct LinearForwardOptions {
   const S* residual = nullptr;  // (rows, out): out = x W^T + b + residual
   BlockFn after_block;          // on each finished block of out
   LinearForwardOptions() = default;
-  LinearForwardOptions(const S* residual_, BlockFn after_block_ = {}) : residual(residual_), after_block(after_block_) {}
+  LinearForwardOptions(const S* residual_, BlockFn after_block_ = {})
+      : residual(residual_), after_block(after_block_) {}
 };
 
 // out (rows, out_dim) = inp (rows, in_dim) W^T + b  (+ residual)
@@ -56,7 +57,8 @@ struct LinearBackwardOptions {
   Grad dinp = Grad::accumulate;  // Grad::assign: dinp is scratch, assigned rather than added to
   BlockFn after_dinp_block;      // on each finished block of dinp
   LinearBackwardOptions() = default;
-  LinearBackwardOptions(Grad dinp_, BlockFn after_dinp_block_ = {}) : dinp(dinp_), after_dinp_block(after_dinp_block_) {}
+  LinearBackwardOptions(Grad dinp_, BlockFn after_dinp_block_ = {})
+      : dinp(dinp_), after_dinp_block(after_dinp_block_) {}
 };
 
 // The gradients of linear_forward (dinp may be null: no gradient wanted for the input):

@@ -170,7 +170,8 @@ struct ProbeEpoch {
 // on_epoch (may be empty) sees each epoch's result. Returns the last one.
 template <class S>
 ProbeEpoch fit_linear_probe(LinearProbe<S>& probe, const S* x, const int* y, Index n, const S* xt, const int* yt,
-                            Index nt, const ProbeOptions& o, const std::function<void(const ProbeEpoch&)>& on_epoch = {}) {
+                            Index nt, const ProbeOptions& o,
+                            const std::function<void(const ProbeEpoch&)>& on_epoch = {}) {
   const Index F = probe.num_features(), batch = std::min(o.batch_size, n), iters = n / batch;
   if (batch < 2) throw Error("linear probe: BatchNorm needs at least 2 training images per batch");
   Lars<S> lars(probe.parameters(), LarsOptions{o.weight_decay, 0.9, 0.001});

@@ -56,8 +56,8 @@ inline S masked_mse_forward(S* loss_nl, const S* pred, const S* target, const S*
 
 // dpred (N*L, P) += dloss * d loss / d pred   (= with Grad::assign)
 template <class S>
-inline void masked_mse_backward(S* dpred, const S* pred, const S* target, const S* mask, Index rows, Index P,
-                                S dloss, Grad dpred_mode = Grad::accumulate) {
+inline void masked_mse_backward(S* dpred, const S* pred, const S* target, const S* mask, Index rows, Index P, S dloss,
+                                Grad dpred_mode = Grad::accumulate) {
   // forward: loss = sum_r mask_r * (1/P) sum_j (pred - target)^2 / sum(mask)
   // => dpred = dloss * mask_r / sum(mask) * 2 (pred - target) / P
   double den = 0;

@@ -19,15 +19,16 @@ inline Index num_visible(Index L, double mask_ratio) {
   if (!(mask_ratio >= 0.0 && mask_ratio < 1.0))
     throw Error("mask ratio " + std::to_string(mask_ratio) + " is outside [0, 1)");
   const Index K = static_cast<Index>(static_cast<double>(L) * (1.0 - mask_ratio));
-  if (K >= L) throw Error("mask ratio " + std::to_string(mask_ratio) + " masks no patch of " + std::to_string(L) +
-                          ": the loss (mean over removed patches) would be undefined");
+  if (K >= L)
+    throw Error("mask ratio " + std::to_string(mask_ratio) + " masks no patch of " + std::to_string(L) +
+                ": the loss (mean over removed patches) would be undefined");
   return K;
 }
 
 // ids_shuffle, ids_restore (N, L), mask (N, L) from noise (N, L)
 template <class S>
-inline void random_masking_ids(std::int64_t* ids_shuffle, std::int64_t* ids_restore, S* mask, const S* noise,
-                               Index N, Index L, Index K) {
+inline void random_masking_ids(std::int64_t* ids_shuffle, std::int64_t* ids_restore, S* mask, const S* noise, Index N,
+                               Index L, Index K) {
 #pragma omp parallel for schedule(static)
   for (Index n = 0; n < N; ++n) {
     std::int64_t* sh = ids_shuffle + n * L;
@@ -44,8 +45,8 @@ inline void random_masking_ids(std::int64_t* ids_shuffle, std::int64_t* ids_rest
 // Image n's kept tokens: out[n * out_T + k] = x[n, ids_shuffle[n, k]] for k < K, rows of D.
 // (out_T >= K lets the caller leave room, e.g. for the cls token in front.)
 template <class S>
-inline void gather_tokens(S* out, Index out_T, const S* x, const std::int64_t* ids_shuffle, Index N, Index L,
-                          Index K, Index D) {
+inline void gather_tokens(S* out, Index out_T, const S* x, const std::int64_t* ids_shuffle, Index N, Index L, Index K,
+                          Index D) {
 #pragma omp parallel for schedule(static)
   for (Index nk = 0; nk < N * K; ++nk) {
     const Index n = nk / K, k = nk % K;
@@ -56,8 +57,8 @@ inline void gather_tokens(S* out, Index out_T, const S* x, const std::int64_t* i
 
 // dx (N, L, D) += the scatter of dout: the gradient of gather_tokens
 template <class S>
-inline void gather_tokens_backward(S* dx, const S* dout, Index out_T, const std::int64_t* ids_shuffle, Index N,
-                                   Index L, Index K, Index D) {
+inline void gather_tokens_backward(S* dx, const S* dout, Index out_T, const std::int64_t* ids_shuffle, Index N, Index L,
+                                   Index K, Index D) {
 #pragma omp parallel for schedule(static)
   for (Index nk = 0; nk < N * K; ++nk) {
     const Index n = nk / K, k = nk % K;

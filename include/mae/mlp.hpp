@@ -46,7 +46,8 @@ inline void gelu_backward(S* dinp, const S* inp, const S* dout, Index n, Grad mo
   const S inv_sqrt2pi = static_cast<S>(0.39894228040143267794);
   for_each_block16(n, [&](Index i, Index m) {
     const Block16<S> x = load16(inp + i, m), dy = load16(dout + i, m);
-    const Block16<S> dx = dy * (S(0.5) * (S(1) + (x * inv_sqrt2).erf()) + x * (S(-0.5) * x.square()).exp() * inv_sqrt2pi);
+    const Block16<S> dx =
+        dy * (S(0.5) * (S(1) + (x * inv_sqrt2).erf()) + x * (S(-0.5) * x.square()).exp() * inv_sqrt2pi);
     store16<S>(dinp + i, mode == Grad::assign ? dx : Block16<S>(load16(dinp + i, m) + dx), m);
   });
 }

@@ -162,7 +162,8 @@ class MaskedAutoencoder {
     Params& g = g_;
     // --- the loss
     // forward: loss = masked_mse(pred, target)
-    masked_mse_backward(ws.d_pred.data(), ws.pred.data(), ws.target.data(), ws.mask.data(), N * L, P, dloss, Grad::assign);
+    masked_mse_backward(ws.d_pred.data(), ws.pred.data(), ws.target.data(), ws.mask.data(), N * L, P, dloss,
+                        Grad::assign);
     // --- the decoder
     // forward: pred = pred_full[:, 1:]
     drop_cls_backward(ws.d_pred_full.data(), ws.d_pred.data(), N, Td, P, Grad::assign);
@@ -172,24 +173,24 @@ class MaskedAutoencoder {
     // forward: dec_normed = decoder_norm(dec.x[depth])
     zero(ws.d_dec_out.data(), N * Td * Dd);
     layernorm_backward(ws.d_dec_out.data(), g.decoder_norm.weight, g.decoder_norm.bias, ws.d_dec_normed.data(),
-                       ws.dec.output(), w_.decoder_norm.weight, ws.dec_norm_mean.data(), ws.dec_norm_rstd.data(), N * Td,
-                       Dd);
+                       ws.dec.output(), w_.decoder_norm.weight, ws.dec_norm_mean.data(), ws.dec_norm_rstd.data(),
+                       N * Td, Dd);
     // forward: dec.x[b+1] = decoder_blocks[b](dec.x[b])
     const S* d_dec_in = stack_backward(g.decoder_blocks, ws.dec_scratch, ws.d_dec_a.data(), ws.d_dec_b.data(),
                                        ws.d_dec_out.data(), ws.dec, w_.decoder_blocks, N, Td, decoder_block);
     // forward: dec.x[0] = [emb_cls, unshuffle(emb_vis, mask_token)] + decoder_pos_embed
     unshuffle_backward(ws.d_emb.data(), g.mask_token, d_dec_in, ws.ids_restore.data(), N, K, L, Dd, Grad::assign);
     // forward: emb = decoder_embed(latent)
-    linear_backward(ws.d_latent.data(), g.decoder_embed.weight, g.decoder_embed.bias, ws.d_emb.data(),
-                    ws.latent.data(), w_.decoder_embed.weight, N * T, D, Dd, {Grad::assign});
+    linear_backward(ws.d_latent.data(), g.decoder_embed.weight, g.decoder_embed.bias, ws.d_emb.data(), ws.latent.data(),
+                    w_.decoder_embed.weight, N * T, D, Dd, {Grad::assign});
     // --- the encoder
     // forward: latent = norm(enc.output())
     zero(ws.d_enc_out.data(), N * T * D);
     layernorm_backward(ws.d_enc_out.data(), g.norm.weight, g.norm.bias, ws.d_latent.data(), ws.enc.output(),
                        w_.norm.weight, ws.norm_mean.data(), ws.norm_rstd.data(), N * T, D);
     // forward: enc = encoder(imgs, ids_keep)
-    Enc::backward(g.encoder, nullptr, ws.enc_scratch, ws.d_enc_out.data(), ws.enc, w_.encoder, N,
-                  ws.ids_shuffle.data(), K);
+    Enc::backward(g.encoder, nullptr, ws.enc_scratch, ws.d_enc_out.data(), ws.enc, w_.encoder, N, ws.ids_shuffle.data(),
+                  K);
   }
 
   // Results of the last forward.
@@ -253,16 +254,16 @@ class MaskedAutoencoder {
   struct Workspace {
     Index N = 0, K = 0;
     S loss = 0;
-    std::vector<S> noise, mask;                          // (N, L)
-    std::vector<std::int64_t> ids_shuffle, ids_restore;  // (N, L)
-    typename Enc::Activations enc;                       // x[0..depth] (N, 1+K, D)
-    std::vector<S> latent, norm_mean, norm_rstd;         // (N, 1+K, D), (N*(1+K)) x2
-    std::vector<S> emb;                                  // (N, 1+K, D')
-    StackActivations<S> dec;                             // x[0..depth] (N, 1+L, D')
+    std::vector<S> noise, mask;                               // (N, L)
+    std::vector<std::int64_t> ids_shuffle, ids_restore;       // (N, L)
+    typename Enc::Activations enc;                            // x[0..depth] (N, 1+K, D)
+    std::vector<S> latent, norm_mean, norm_rstd;              // (N, 1+K, D), (N*(1+K)) x2
+    std::vector<S> emb;                                       // (N, 1+K, D')
+    StackActivations<S> dec;                                  // x[0..depth] (N, 1+L, D')
     std::vector<S> dec_normed, dec_norm_mean, dec_norm_rstd;  // (N, 1+L, D'), (N*(1+L)) x2
-    std::vector<S> pred_full;                            // (N, 1+L, P)
-    std::vector<S> pred, target;                         // (N, L, P)
-    std::vector<S> loss_nl;                              // (N, L)
+    std::vector<S> pred_full;                                 // (N, 1+L, P)
+    std::vector<S> pred, target;                              // (N, L, P)
+    std::vector<S> loss_nl;                                   // (N, L)
     // backward
     typename Enc::Scratch enc_scratch;
     BlockScratch<S> dec_scratch;

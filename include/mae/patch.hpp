@@ -80,8 +80,8 @@ inline void unpatchify(S* imgs, const S* x, Index N, const PatchShape& s) {
 // imgs += col2im(cols). With ids (N, L), only the first K patches of each image's row of ids,
 // in that order: cols (N, K, C*p*p), row (n, k) = patch ids[n * L + k] (the masking's ids_keep).
 template <class S, bool Add = false>
-inline void im2col(std::conditional_t<Add, const S*, S*> cols, std::conditional_t<Add, S*, const S*> imgs,
-                   Index N, const PatchShape& s, const std::int64_t* ids = nullptr, Index K = 0) {
+inline void im2col(std::conditional_t<Add, const S*, S*> cols, std::conditional_t<Add, S*, const S*> imgs, Index N,
+                   const PatchShape& s, const std::int64_t* ids = nullptr, Index K = 0) {
   const Index C = s.channels, p = s.patch, G = s.grid, W = G * p, L = G * G, P = p * p * C;
   const Index kept = ids ? K : L;
 #pragma omp parallel for schedule(static)
@@ -93,8 +93,10 @@ inline void im2col(std::conditional_t<Add, const S*, S*> cols, std::conditional_
         for (Index j = 0; j < p; ++j) {
           const Index ci = nk * P + (ch * p + i) * p + j;
           const Index ii = ((n * C + ch) * W + r * p + i) * W + c * p + j;
-          if constexpr (Add) imgs[ii] += cols[ci];
-          else cols[ci] = imgs[ii];
+          if constexpr (Add)
+            imgs[ii] += cols[ci];
+          else
+            cols[ci] = imgs[ii];
         }
   }
 }

@@ -50,8 +50,10 @@ class Progress {
   static std::string hms(double s) {
     const long t = static_cast<long>(s + 0.5);
     char b[32];
-    if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-    else std::snprintf(b, sizeof b, "%02ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+      std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+    else
+      std::snprintf(b, sizeof b, "%02ld:%02ld", t / 60, t % 60);
     return b;
   }
 

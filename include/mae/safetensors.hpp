@@ -45,7 +45,10 @@ inline std::size_t dtype_size(const std::string& dtype) {
   return 0;
 }
 
-template <class S> inline const char* dtype_name() { return std::is_same_v<S, double> ? "F64" : "F32"; }
+template <class S>
+inline const char* dtype_name() {
+  return std::is_same_v<S, double> ? "F64" : "F32";
+}
 
 inline bool host_is_little_endian() {
   const std::uint32_t one = 1;
@@ -181,8 +184,8 @@ class File {
         fail(where + "data ends at byte " + std::to_string(en) + " but the data buffer has " +
              std::to_string(data_size) + " bytes (truncated file?)");
       if (en - b != numel * esize)
-        fail(where + "holds " + std::to_string(en - b) + " bytes but its shape " + shape_string(e.shape) + " and dtype " +
-             e.dtype + " need " + std::to_string(numel * esize));
+        fail(where + "holds " + std::to_string(en - b) + " bytes but its shape " + shape_string(e.shape) +
+             " and dtype " + e.dtype + " need " + std::to_string(numel * esize));
       e.begin = static_cast<std::size_t>(b);
       e.end = static_cast<std::size_t>(en);
       if (e.end > e.begin) ranges.emplace_back(e.begin, e.end);
@@ -192,7 +195,8 @@ class File {
     for (std::size_t i = 1; i < ranges.size(); ++i)
       if (ranges[i].first < ranges[i - 1].second) {
         for (const auto& [name, e] : tensors_)
-          if (e.begin == ranges[i].first && e.end == ranges[i].second) fail("tensor '" + name + "' overlaps another tensor");
+          if (e.begin == ranges[i].first && e.end == ranges[i].second)
+            fail("tensor '" + name + "' overlaps another tensor");
         fail("two tensors overlap");
       }
   }
@@ -247,7 +251,8 @@ struct TensorOut {
 };
 
 // The bytes of a safetensors file holding `tensors` (in the order given) and `metadata`.
-inline std::string serialize(const std::vector<TensorOut>& tensors, const std::map<std::string, std::string>& metadata) {
+inline std::string serialize(const std::vector<TensorOut>& tensors,
+                             const std::map<std::string, std::string>& metadata) {
   if (!host_is_little_endian()) throw Error("big-endian hosts are not supported");
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
@@ -294,8 +299,8 @@ struct TensorIn {
 // leaves the model as it was. With strict, a tensor of the file that is neither wanted nor
 // in `allowed` is an error too. `model` names the model in the messages.
 template <class S>
-inline void load_staged(const safetensors::File& f, const std::vector<TensorIn<S>>& wanted, bool strict, const std::string& model,
-                        const std::vector<std::string>& allowed = {}) {
+inline void load_staged(const safetensors::File& f, const std::vector<TensorIn<S>>& wanted, bool strict,
+                        const std::string& model, const std::vector<std::string>& allowed = {}) {
   std::vector<std::vector<S>> staged;
   staged.reserve(wanted.size());
   for (const auto& t : wanted) {
@@ -308,8 +313,9 @@ inline void load_staged(const safetensors::File& f, const std::vector<TensorIn<S
   }
   if (strict)
     for (const auto& [name, e] : f.tensors()) {
-      const bool known = std::any_of(wanted.begin(), wanted.end(), [&](const TensorIn<S>& t) { return t.name == name; }) ||
-                         std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+      const bool known =
+          std::any_of(wanted.begin(), wanted.end(), [&](const TensorIn<S>& t) { return t.name == name; }) ||
+          std::find(allowed.begin(), allowed.end(), name) != allowed.end();
       if (!known) f.fail("unexpected tensor '" + name + "' (not part of " + model + ")");
     }
   for (std::size_t i = 0; i < wanted.size(); ++i) std::copy(staged[i].begin(), staged[i].end(), wanted[i].dst);

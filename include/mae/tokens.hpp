@@ -24,8 +24,8 @@ namespace mae {
 // x (N, 1+K, D) from x_patch (N, K, D), cls (D) and pos (1+L, D). ids (N, L): row k of image
 // n is patch ids[n * L + k] (the masking's ids_keep); null: patch k (K = L).
 template <class S>
-inline void embed_tokens_forward(S* x, const S* x_patch, const S* cls, const S* pos, const std::int64_t* ids,
-                                 Index N, Index K, Index L, Index D) {
+inline void embed_tokens_forward(S* x, const S* x_patch, const S* cls, const S* pos, const std::int64_t* ids, Index N,
+                                 Index K, Index L, Index D) {
   const Index T = 1 + K;
 #pragma omp parallel for schedule(static)
   for (Index n = 0; n < N; ++n) {
@@ -40,8 +40,8 @@ inline void embed_tokens_forward(S* x, const S* x_patch, const S* cls, const S* 
 // dx_patch (N, K, D) += dx[:, 1:] (= with Grad::assign);  dcls (D) += sum over n of dx[n, 0];
 // dpos (1+L, D; may be null: a fixed table) += the rows of dx at their positions.
 template <class S>
-inline void embed_tokens_backward(S* dx_patch, S* dcls, S* dpos, const S* dx, const std::int64_t* ids, Index N,
-                                  Index K, Index L, Index D, Grad dx_patch_mode = Grad::accumulate) {
+inline void embed_tokens_backward(S* dx_patch, S* dcls, S* dpos, const S* dx, const std::int64_t* ids, Index N, Index K,
+                                  Index L, Index D, Grad dx_patch_mode = Grad::accumulate) {
   const Index T = 1 + K;
   // forward: x[n, 1 + k] = x_patch[n, k] + pos[1 + ids[n, k]]
 #pragma omp parallel for schedule(static)
@@ -92,8 +92,8 @@ inline void unshuffle_forward(S* y, const S* emb, const S* mask_token, const S* 
 // demb (N, 1+K, D) += (= with Grad::assign), dmask_token (D) += the gradient of unshuffle_forward
 // (the fixed pos table gets none).
 template <class S>
-inline void unshuffle_backward(S* demb, S* dmask_token, const S* dy, const std::int64_t* ids_restore, Index N,
-                               Index K, Index L, Index D, Grad demb_mode = Grad::accumulate) {
+inline void unshuffle_backward(S* demb, S* dmask_token, const S* dy, const std::int64_t* ids_restore, Index N, Index K,
+                               Index L, Index D, Grad demb_mode = Grad::accumulate) {
   const Index T = 1 + K, Ty = 1 + L;
   if (demb_mode == Grad::assign) zero(demb, N * T * D);
   for (Index n = 0; n < N; ++n) {  // sequential: the mask token's sum has one order

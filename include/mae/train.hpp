@@ -8,8 +8,8 @@
 #include "common.hpp"
 #include "data/loader.hpp"
 #include "masking.hpp"
-#include "patch.hpp"
 #include "optim.hpp"
+#include "patch.hpp"
 #include "safetensors.hpp"
 #include "training_loop.hpp"
 
@@ -31,19 +31,19 @@ namespace mae {
 
 struct TrainOptions {
   int epochs = 10;
-  Index batch_size = 64;      // images per micro-batch
-  int accum_iter = 1;         // micro-batches per optimizer step
-  double blr = 1.5e-4;        // base lr: lr = blr * batch_size * accum_iter / 256
-  double lr = 0;              // absolute lr; 0 = from blr
+  Index batch_size = 64;  // images per micro-batch
+  int accum_iter = 1;     // micro-batches per optimizer step
+  double blr = 1.5e-4;    // base lr: lr = blr * batch_size * accum_iter / 256
+  double lr = 0;          // absolute lr; 0 = from blr
   double min_lr = 0;
   double warmup_epochs = 1;
   double weight_decay = 0.05;
   double mask_ratio = 0.75;
-  std::uint64_t seed = 0;     // data order, augmentation (masking noise: the model's generator)
-  std::string out_dir;        // checkpoint.safetensors and log.csv go here; empty: none
-  bool progress = true;       // a bar on a terminal, plain lines otherwise
+  std::uint64_t seed = 0;      // data order, augmentation (masking noise: the model's generator)
+  std::string out_dir;         // checkpoint.safetensors and log.csv go here; empty: none
+  bool progress = true;        // a bar on a terminal, plain lines otherwise
   double log_interval_s = 15;  // plain-line interval when not on a terminal
-  Index max_steps = -1;       // stop after this many micro-batches in all (an interruption)
+  Index max_steps = -1;        // stop after this many micro-batches in all (an interruption)
 
   double effective_lr() const {
     return lr > 0 ? lr : LrSchedule::scaled(blr, batch_size * static_cast<Index>(accum_iter));
@@ -54,8 +54,12 @@ struct TrainOptions {
   }
   nlohmann::json to_json() const {
     nlohmann::json j = trajectory_json();
-    j.update({{"epochs", epochs}, {"blr", blr}, {"lr", effective_lr()}, {"min_lr", min_lr},
-              {"warmup_epochs", warmup_epochs}, {"weight_decay", weight_decay}});
+    j.update({{"epochs", epochs},
+              {"blr", blr},
+              {"lr", effective_lr()},
+              {"min_lr", min_lr},
+              {"warmup_epochs", warmup_epochs},
+              {"weight_decay", weight_decay}});
     return j;
   }
 };
@@ -170,7 +174,8 @@ class Trainer {
     const safetensors::File f(path);
     const auto& meta = f.metadata();
     Model::check_configuration(f);  // before the optimizer tensors, whose shapes would also differ
-    for (const char* key : {"mae.step", "mae.optimizer_steps", "mae.pending_micro_batches", "mae.lr", "mae.rng", "mae.train"})
+    for (const char* key :
+         {"mae.step", "mae.optimizer_steps", "mae.pending_micro_batches", "mae.lr", "mae.rng", "mae.train"})
       if (!meta.count(key)) f.fail(std::string("not a training checkpoint (no '") + key + "' in its metadata)");
     nlohmann::json train;
     try {

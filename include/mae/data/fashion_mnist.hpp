@@ -89,16 +89,20 @@ class FashionMnist : public ImageDataset {
 
   // split: "train" (60000 images) or "t10k" (10000 images)
   explicit FashionMnist(const std::string& dir = kDefaultDir, const std::string& split = "train") : split_(split) {
-    if (split != "train" && split != "t10k") throw Error("Fashion-MNIST split must be 'train' or 't10k', not '" + split + "'");
+    if (split != "train" && split != "t10k")
+      throw Error("Fashion-MNIST split must be 'train' or 't10k', not '" + split + "'");
     if (!std::filesystem::is_directory(dir))
       throw Error("Fashion-MNIST not found: '" + dir +
                   "' is not a directory. Install Debian's package (apt-get install dataset-fashion-mnist) or give "
-                  "the directory holding " + split + "-images-idx3-ubyte.gz");
-    const std::string ip = dir + "/" + split + "-images-idx3-ubyte.gz", lp = dir + "/" + split + "-labels-idx1-ubyte.gz";
+                  "the directory holding " +
+                  split + "-images-idx3-ubyte.gz");
+    const std::string ip = dir + "/" + split + "-images-idx3-ubyte.gz",
+                      lp = dir + "/" + split + "-labels-idx1-ubyte.gz";
     IdxFile images = read_idx(ip, 3), labels = read_idx(lp, 1);
     if (images.dims[1] == 0 || images.dims[2] == 0) throw Error(ip + ": empty images");
     if (labels.dims[0] != images.dims[0])
-      throw Error(lp + ": " + std::to_string(labels.dims[0]) + " labels for " + std::to_string(images.dims[0]) + " images");
+      throw Error(lp + ": " + std::to_string(labels.dims[0]) + " labels for " + std::to_string(images.dims[0]) +
+                  " images");
     for (unsigned char l : labels.data)
       if (l > 9) throw Error(lp + ": label " + std::to_string(l) + " is outside 0-9");
     n_ = images.dims[0], h_ = images.dims[1], w_ = images.dims[2];
@@ -119,7 +123,8 @@ class FashionMnist : public ImageDataset {
 
   // Keep only the first n images (quick runs).
   void truncate(Index n) {
-    if (n < n_) n_ = n, pixels_.resize(static_cast<std::size_t>(n * h_ * w_)), labels_.resize(static_cast<std::size_t>(n));
+    if (n < n_)
+      n_ = n, pixels_.resize(static_cast<std::size_t>(n * h_ * w_)), labels_.resize(static_cast<std::size_t>(n));
   }
 
  private:

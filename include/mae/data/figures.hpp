@@ -42,7 +42,9 @@ inline void write_png(const std::string& path, const std::vector<float>& rgb, in
   for (std::size_t i = 0; i < rgb.size(); ++i)
     px[i] = static_cast<unsigned char>(std::lround(std::clamp(rgb[i], 0.0f, 1.0f) * 255.0f));
   std::string bytes;
-  auto sink = [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size); };
+  auto sink = [](void* ctx, void* data, int size) {
+    static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size);
+  };
   if (!stbi_write_png_to_func(sink, &bytes, w, h, 3, px.data(), w * 3)) throw Error(path + ": PNG encoding failed");
   safetensors::write_file_atomic(path, bytes);
 }
@@ -85,9 +87,11 @@ void save_reconstruction_grid(const std::string& path, Model& model, const Batch
       for (Index i = 0; i < C * Sz * Sz; ++i) dst[i] = static_cast<float>(im[n * C * Sz * Sz + i]);
       std::vector<char> nan(static_cast<std::size_t>(C * Sz * Sz));
       for (Index i = 0; i < C * Sz * Sz; ++i) nan[i] = std::isnan(dst[i]);
-      for (Index i = 0; i < C * Sz * Sz; ++i) if (nan[i]) dst[i] = 0;
+      for (Index i = 0; i < C * Sz * Sz; ++i)
+        if (nan[i]) dst[i] = 0;
       loader.denormalize(dst);
-      for (Index i = 0; i < C * Sz * Sz; ++i) if (nan[i]) dst[i] = 0.5f;  // removed patches: gray
+      for (Index i = 0; i < C * Sz * Sz; ++i)
+        if (nan[i]) dst[i] = 0.5f;  // removed patches: gray
     }
   }
   const int cell = static_cast<int>(Sz) * upscale, gap = 2;
@@ -108,17 +112,22 @@ void save_reconstruction_grid(const std::string& path, Model& model, const Batch
 
 // Plots the loss column of a training log.csv into a PNG with gnuplot. Returns false (and
 // says why on stderr) when gnuplot is missing: apt-get install gnuplot-nox.
-inline bool plot_loss_curve(const std::string& csv, const std::string& png, const std::string& title = "MAE pretraining") {
+inline bool plot_loss_curve(const std::string& csv, const std::string& png,
+                            const std::string& title = "MAE pretraining") {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
     std::fprintf(stderr, "loss plot skipped: gnuplot is not installed (apt-get install gnuplot-nox)\n");
     return false;
   }
   const std::string tmp = png + ".tmp.png";
-  const std::string script =
-      "set terminal pngcairo size 900,500 noenhanced; set output '" + tmp + "'; set datafile separator ',';"
-      "set title '" + title + "'; set xlabel 'step'; set ylabel 'loss'; set grid; set key off;"
-      "plot '" + csv + "' using 1:3 every ::1 with lines lw 1 lc rgb '#9ecae1', "
-      "'' using 1:3 every ::1 smooth bezier with lines lw 2 lc rgb '#08519c'";
+  const std::string script = "set terminal pngcairo size 900,500 noenhanced; set output '" + tmp +
+                             "'; set datafile separator ',';"
+                             "set title '" +
+                             title +
+                             "'; set xlabel 'step'; set ylabel 'loss'; set grid; set key off;"
+                             "plot '" +
+                             csv +
+                             "' using 1:3 every ::1 with lines lw 1 lc rgb '#9ecae1', "
+                             "'' using 1:3 every ::1 smooth bezier with lines lw 2 lc rgb '#08519c'";
   const std::string cmd = "gnuplot -e \"" + script + "\" 2>/dev/null";
   if (std::system(cmd.c_str()) != 0 || std::rename(tmp.c_str(), png.c_str()) != 0) {
     std::remove(tmp.c_str());

@@ -80,7 +80,8 @@ inline Taps resample_taps(Index in_size, double box0, double box_len, Index out_
   const double scale = box_len / static_cast<double>(out_size);
   const double fscale = std::max(scale, 1.0), support = 2.0 * fscale;
   t.stride = static_cast<Index>(std::ceil(support)) * 2 + 1;
-  t.first.resize(out_size), t.count.resize(out_size), t.weights.assign(static_cast<std::size_t>(out_size * t.stride), 0.0);
+  t.first.resize(out_size), t.count.resize(out_size),
+      t.weights.assign(static_cast<std::size_t>(out_size * t.stride), 0.0);
   for (Index o = 0; o < out_size; ++o) {
     const double center = box0 + (static_cast<double>(o) + 0.5) * scale;
     const Index lo = std::max<Index>(0, static_cast<Index>(std::floor(center - support + 0.5)));
@@ -147,11 +148,12 @@ inline std::array<Index, 4> random_resized_crop_box(Index H, Index W, Rng& rng, 
   // fallback: central crop with the ratio clamped into range
   const double in_ratio = static_cast<double>(W) / static_cast<double>(H);
   Index w = W, h = H;
-  if (in_ratio < o.ratio_min) h = static_cast<Index>(std::lround(static_cast<double>(W) / o.ratio_min));
-  else if (in_ratio > o.ratio_max) w = static_cast<Index>(std::lround(static_cast<double>(H) * o.ratio_max));
+  if (in_ratio < o.ratio_min)
+    h = static_cast<Index>(std::lround(static_cast<double>(W) / o.ratio_min));
+  else if (in_ratio > o.ratio_max)
+    w = static_cast<Index>(std::lround(static_cast<double>(H) * o.ratio_max));
   return {(H - h) / 2, (W - w) / 2, h, w};
 }
-
 
 // Batches of augmented, normalized images (N, C, S, S) for epoch e, drop_last as the
 // reference's pretraining loader. Position k of epoch e is sample perm_e[k].
@@ -159,10 +161,17 @@ class BatchLoader {
  public:
   BatchLoader(const ImageDataset& ds, Index image_size, Index batch, std::uint64_t seed, AugmentOptions aug = {},
               std::vector<double> mean = {}, std::vector<double> stddev = {})
-      : ds_(ds), S_(image_size), batch_(batch), seed_(seed), aug_(aug), mean_(std::move(mean)), stddev_(std::move(stddev)) {
+      : ds_(ds),
+        S_(image_size),
+        batch_(batch),
+        seed_(seed),
+        aug_(aug),
+        mean_(std::move(mean)),
+        stddev_(std::move(stddev)) {
     if (batch <= 0) throw Error("batch size must be positive");
     if (ds.size() < batch)
-      throw Error(ds.name() + ": " + std::to_string(ds.size()) + " images, fewer than one batch of " + std::to_string(batch));
+      throw Error(ds.name() + ": " + std::to_string(ds.size()) + " images, fewer than one batch of " +
+                  std::to_string(batch));
     if (mean_.empty()) dataset_mean_std(ds, mean_, stddev_);
     if (static_cast<Index>(mean_.size()) != ds.channels() || static_cast<Index>(stddev_.size()) != ds.channels())
       throw Error("normalization needs one mean and one std per channel");
@@ -179,7 +188,8 @@ class BatchLoader {
     std::vector<Index> p(static_cast<std::size_t>(ds_.size()));
     for (Index i = 0; i < ds_.size(); ++i) p[i] = i;
     Rng r(mix_seed(seed_, 0x5eed, static_cast<std::uint64_t>(epoch)));
-    for (Index i = ds_.size() - 1; i > 0; --i) std::swap(p[i], p[static_cast<Index>(r.next_u64() % std::uint64_t(i + 1))]);
+    for (Index i = ds_.size() - 1; i > 0; --i)
+      std::swap(p[i], p[static_cast<Index>(r.next_u64() % std::uint64_t(i + 1))]);
     return p;
   }
 
@@ -217,8 +227,7 @@ class BatchLoader {
   void normalize(float* img) const {
     const Index C = ds_.channels(), SS = S_ * S_;
     for (Index c = 0; c < C; ++c)
-      for (Index j = 0; j < SS; ++j)
-        img[c * SS + j] = static_cast<float>((img[c * SS + j] - mean_[c]) / stddev_[c]);
+      for (Index j = 0; j < SS; ++j) img[c * SS + j] = static_cast<float>((img[c * SS + j] - mean_[c]) / stddev_[c]);
   }
   void denormalize(float* img) const {
     const Index C = ds_.channels(), SS = S_ * S_;

@@ -18,8 +18,10 @@
 namespace mae::kernels {
 
 namespace ei = Eigen::internal;
-template <class S> using Packet = typename ei::packet_traits<S>::type;
-template <class S> inline constexpr Index kPacket = ei::unpacket_traits<Packet<S>>::size;  // values per packet
+template <class S>
+using Packet = typename ei::packet_traits<S>::type;
+template <class S>
+inline constexpr Index kPacket = ei::unpacket_traits<Packet<S>>::size;  // values per packet
 
 inline constexpr bool kWideRegisterFile = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32;
 // Rows of every register tile (gemm's and small_gemm's): 8 with 32 registers, 6 with 16.
@@ -42,7 +44,8 @@ inline void transpose8x8(float* out, Index ldo, const float* in, Index ldi, int 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-  for (int r = 0; r < 8; ++r) blk.packet[r] = r < rows ? ei::ploadu<ei::Packet8f>(in + r * ldi) : ei::pset1<ei::Packet8f>(0.f);
+  for (int r = 0; r < 8; ++r)
+    blk.packet[r] = r < rows ? ei::ploadu<ei::Packet8f>(in + r * ldi) : ei::pset1<ei::Packet8f>(0.f);
   ei::ptranspose(blk);
   for (int k = 0; k < 8; ++k) ei::pstoreu(out + k * ldo, blk.packet[k]);
 }

@@ -13,7 +13,8 @@ namespace mae::kernels {
 // whatever the buffer's alignment or the thread count (a plain Eigen map would compute an
 // unaligned head with scalar code, maybe contracted differently), so results are reproducible.
 inline constexpr Index kBlock16 = 16;
-template <class S> using Block16 = Eigen::Array<S, kBlock16, 1>;
+template <class S>
+using Block16 = Eigen::Array<S, kBlock16, 1>;
 
 // f(i, m) for the blocks [i, i + m) of [0, n), m = 16 but for a last partial block.
 template <class F>

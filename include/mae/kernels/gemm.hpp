@@ -56,8 +56,10 @@ namespace gemm_detail {
 // The register tile (arch.hpp): MR rows x NV packets of B.
 inline constexpr int kNV = kGemmTilePackets;
 inline constexpr Index kMR = kTileRows;
-template <class S> inline constexpr Index kP = kPacket<S>;
-template <class S> inline constexpr Index kNR = kNV * kP<S>;
+template <class S>
+inline constexpr Index kP = kPacket<S>;
+template <class S>
+inline constexpr Index kNR = kNV* kP<S>;
 // Cache blocks: an MR-row slab of A (KC x MR: 8 KiB of floats with AVX-512, 6 KiB with AVX2,
 // packed) is reused from L1 by every B panel of the (KC x NC) block of B in L2.
 inline constexpr Index kKC = 256;
@@ -69,7 +71,8 @@ inline Index block_k(Index K) {
   return std::max<Index>(1, num_chunks(K, blocks));  // 1 for K = 0: callers divide by it
 }
 inline constexpr Index kMC = 256;
-template <class S> inline constexpr Index kNC = 10 * kNR<S>;
+template <class S>
+inline constexpr Index kNC = 10 * kNR<S>;
 
 // C (MR, NV packets) += alpha * A (MR, kc) * B panel (kc, NV packets), C row stride ldc; A
 // packed, element (r, k) at a[k * MR + r].
@@ -281,8 +284,8 @@ inline void check_columns(Index j_begin, Index j_end, Index N, Index step) {
   const auto on_panel_edge = [&](Index j) { return j % step == 0 || j == N; };
   if (!on_panel_edge(j_begin) || !on_panel_edge(j_end) || j_begin > j_end || j_end > N)
     throw Error("gemm_columns: columns [" + std::to_string(j_begin) + ", " + std::to_string(j_end) +
-                ") do not start and end on panels of " + std::to_string(step) + " columns (or at N = " +
-                std::to_string(N) + ")");
+                ") do not start and end on panels of " + std::to_string(step) +
+                " columns (or at N = " + std::to_string(N) + ")");
 }
 }  // namespace gemm_detail
 
@@ -298,8 +301,8 @@ inline void gemm_columns(S* c, Index ldc, GemmOperand<S> A, const PackedB<S>& B,
 // product with few rows, it packs its own part of B once, while it is used, instead of all
 // threads sharing (and each reading all of) a B packed beforehand.
 template <class S>
-inline void gemm_columns(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, Index N, Index K,
-                         Index j_begin, Index j_end, S alpha = S(1)) {
+inline void gemm_columns(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, Index N, Index K, Index j_begin,
+                         Index j_end, S alpha = S(1)) {
   gemm_detail::check_columns(j_begin, j_end, N, kGemmColumnStep<S>);
   if (M == 0 || j_end == j_begin || K == 0) return;
   gemm_detail::run(c, ldc, A, B, static_cast<const S*>(nullptr), M, N, K, alpha, j_begin, j_end);

@@ -111,7 +111,9 @@ inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias,
 #pragma omp for schedule(static)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
-      block(r0, nr, 0, out, [&] { gemm(y + r0 * out, out, GemmOperand<S>{x + r0 * in, in}, PackedB<S>{packed, in, out}, nr); });
+      block(r0, nr, 0, out, [&] {
+        gemm(y + r0 * out, out, GemmOperand<S>{x + r0 * in, in}, PackedB<S>{packed, in, out}, nr);
+      });
     }
   }
 }
@@ -144,8 +146,9 @@ inline void linear_products_backward(S* dx, bool assign_dx, BlockFn after_dx_blo
     if (dx && few_rows) {  // this thread's columns of dX, its part of W packed as it goes
       const ThreadRange cols = thread_range(in, kGemmColumnStep<S>);
       if (cols.end > cols.begin)
-        dx_block(0, rows, cols.begin, cols.end - cols.begin,
-                 [&] { gemm_columns(dx, in, GemmOperand<S>{dy, out}, W, rows, in, out, cols.begin, cols.end); });
+        dx_block(0, rows, cols.begin, cols.end - cols.begin, [&] {
+          gemm_columns(dx, in, GemmOperand<S>{dy, out}, W, rows, in, out, cols.begin, cols.end);
+        });
     }
 #pragma omp for schedule(static)
     for (Index u = 0; u < w_units + x_units; ++u) {

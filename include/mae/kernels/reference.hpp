@@ -28,8 +28,8 @@ inline void gemm(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, I
 // C (M, N; row stride ldc) = alpha A B (accumulate: +=), A (i, k) at a[i a_rs + k a_cs],
 // B (k, j) at b[k b_rs + j b_cs], as kernels::small_gemm.
 template <class S>
-inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs,
-                       Index M, Index N, Index K, S alpha, bool accumulate) {
+inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs, Index M,
+                       Index N, Index K, S alpha, bool accumulate) {
   for (Index i = 0; i < M; ++i)
     for (Index j = 0; j < N; ++j) {
       double acc = 0;

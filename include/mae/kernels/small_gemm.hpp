@@ -29,7 +29,8 @@ namespace small_gemm_detail {
 
 struct PackBuffer;  // thread_buffer tag
 
-template <class S> inline constexpr Index kWidth = kPacket<S>;
+template <class S>
+inline constexpr Index kWidth = kPacket<S>;
 // Register tile: kTileRows (arch.hpp) rows x 2 panels: 8 x 2 = 16 accumulators with 32 vector
 // registers (AVX-512); 6 x 2 = 12 accumulators + 2 B packets + 1 broadcast with 16 (AVX2).
 
@@ -137,14 +138,30 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
       S* ci = cj + i * ldc;
       const S* ai = a + i * a_rs;
       switch (std::min<Index>(kTileRows, M - i)) {
-        case 8: d::tile_rows<S, 8>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
-        case 7: d::tile_rows<S, 7>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
-        case 6: d::tile_rows<S, 6>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
-        case 5: d::tile_rows<S, 5>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
-        case 4: d::tile_rows<S, 4>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
-        case 3: d::tile_rows<S, 3>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
-        case 2: d::tile_rows<S, 2>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
-        default: d::tile_rows<S, 1>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode); break;
+        case 8:
+          d::tile_rows<S, 8>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
+        case 7:
+          d::tile_rows<S, 7>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
+        case 6:
+          d::tile_rows<S, 6>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
+        case 5:
+          d::tile_rows<S, 5>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
+        case 4:
+          d::tile_rows<S, 4>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
+        case 3:
+          d::tile_rows<S, 3>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
+        case 2:
+          d::tile_rows<S, 2>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
+        default:
+          d::tile_rows<S, 1>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          break;
       }
     }
   }
@@ -153,8 +170,8 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
 // The same with B (K, N) as in small_gemm_pack, packed here into a per-thread buffer that only
 // grows (steady-state calls allocate nothing).
 template <class S>
-inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs,
-                       Index M, Index N, Index K, S alpha, Out mode) {
+inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs, Index M,
+                       Index N, Index K, S alpha, Out mode) {
   S* bp = thread_buffer<small_gemm_detail::PackBuffer, S>(small_gemm_packed_size<S>(K, N));
   small_gemm_pack(bp, b, b_rs, b_cs, K, N);
   small_gemm_packed(c, ldc, a, a_rs, a_cs, bp, M, N, K, alpha, mode);
