@@ -13,8 +13,8 @@
 // options struct that has them (TrainOptions, FinetuneOptions).
 template <class Options>
 inline void add_schedule_options(CLI::App& app, Options& o, const std::string& blr_help) {
-  app.add_option("--epochs", o.epochs, "epochs")->check(CLI::PositiveNumber);
-  app.add_option("--batch", o.batch_size, "images per batch")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", o.epochs, "epochs")->check(CLI::Range(1, 1000000));
+  app.add_option("--batch", o.batch_size, "images per batch")->check(CLI::Range(1, 1 << 20));
   app.add_option("--blr", o.blr, blr_help);
   app.add_option("--lr", o.lr, "absolute learning rate (overrides --blr)");
   app.add_option("--min-lr", o.min_lr, "final learning rate of the cosine schedule");

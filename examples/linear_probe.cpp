@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
                  "features: cls (norm(x)[:, 0], the reference's default) or avg (fc_norm of the patch-token mean)")
       ->check(CLI::IsMember({"cls", "avg"}));
   app.add_option("--block", block, "probe the output of this block instead (1..depth; pooled by --pool, no norm)");
-  app.add_option("--epochs", po.epochs, "epochs")->check(CLI::PositiveNumber);
+  app.add_option("--epochs", po.epochs, "epochs")->check(CLI::Range(1, 1000000));
   app.add_option("--batch", po.batch_size, "batch size")->check(CLI::Range(2, 1 << 20));
   app.add_option("--blr", po.blr, "base learning rate: lr = blr * batch / 256");
   app.add_option("--warmup-epochs", po.warmup_epochs, "linear warmup, in epochs");

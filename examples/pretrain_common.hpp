@@ -24,7 +24,7 @@ struct PretrainCli {
 
   void add_to(CLI::App& app) {
     add_schedule_options(app, train, "base learning rate: lr = blr * batch * accum / 256");
-    app.add_option("--accum", train.accum_iter, "micro-batches per optimizer step")->check(CLI::PositiveNumber);
+    app.add_option("--accum", train.accum_iter, "micro-batches per optimizer step")->check(CLI::Range(1, 1 << 20));
     app.add_option("--mask-ratio", train.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
     app.add_flag("--norm-pix-loss,!--no-norm-pix-loss", norm_pix, "per-patch normalized pixel targets");
     add_run_options(app, train.seed, threads, train.out_dir, train.progress,

@@ -91,6 +91,24 @@ TEST_CASE("bad Fashion-MNIST input is rejected with a message naming the file") 
     write_gz(d / "train-images-idx3-ubyte.gz", be32(0x803) + be32(3) + be32(4) + be32(4) + std::string(40, '\0'));
     CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("the header promises 48"), mae::Error);
   }
+  SUBCASE("dimensions whose product overflows (16 images of 2^30 x 2^30, no data)") {
+    const fs::path d = make_idx_dir("idx_overflow");
+    write_gz(d / "train-images-idx3-ubyte.gz", be32(0x803) + be32(16) + be32(1u << 30) + be32(1u << 30));
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()), doctest::Contains("the dimensions' product overflows"),
+                         mae::Error);
+  }
+  SUBCASE("a header promising terabytes without the data costs nothing") {
+    const fs::path d = make_idx_dir("idx_huge");
+    write_gz(d / "train-images-idx3-ubyte.gz", be32(0x803) + be32(1u << 20) + be32(1u << 10) + be32(1u << 10));
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()),
+                         doctest::Contains("0 data bytes, the header promises 1099511627776"), mae::Error);
+  }
+  SUBCASE("more data than the header promises: inflation stops one byte past it") {
+    const fs::path d = make_idx_dir("idx_bomb");
+    write_gz(d / "train-images-idx3-ubyte.gz", be32(0x803) + be32(3) + be32(4) + be32(4) + std::string(1 << 20, '\0'));
+    CHECK_THROWS_WITH_AS(mae::FashionMnist(d.string()),
+                         doctest::Contains("more than 49 data bytes, the header promises 48"), mae::Error);
+  }
   SUBCASE("labels and images disagree") {
     const fs::path d = make_idx_dir("idx_labels");
     write_gz(d / "train-labels-idx1-ubyte.gz", be32(0x801) + be32(2) + std::string(2, '\1'));

@@ -250,3 +250,18 @@ TEST_CASE("the default masking noise comes from the model's seed") {
   a.forward(mae::images(img.data(), 1, 1, 8, 8));  // the generator moves on
   CHECK(V(a.mask().data(), a.mask().data() + 16) != first);
 }
+
+TEST_CASE("forward refuses non-finite pixels, naming the image (issue 18)") {
+  using M = mae::MaskedAutoencoder<mae::Config<8, 4, 1, 8, 1, 2, 8, 1, 2>>;
+  M m;
+  std::vector<float> img(3 * 64, 0.5f);
+  img[64 + 9] = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_WITH_AS(
+      m.forward(mae::images(img.data(), 3, 1, 8, 8)),
+      doctest::Contains("forward: image 1 of the batch holds a non-finite pixel (inf) at (C, H, W) offset 9"),
+      mae::Error);
+  img[64 + 9] = std::numeric_limits<float>::quiet_NaN();
+  CHECK_THROWS_AS(m.features(mae::images(img.data(), 3, 1, 8, 8)), mae::Error);
+  img[64 + 9] = 0.5f;
+  CHECK(std::isfinite(m.forward(mae::images(img.data(), 3, 1, 8, 8))));
+}

@@ -9,6 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 using mae::Index;
 namespace fs = std::filesystem;
@@ -143,8 +147,10 @@ TEST_CASE("safetensors: bad files are rejected with a message naming the problem
   }
   SUBCASE("a tensor missing") {
     auto h = header;
+    const auto off = h["decoder_pred.bias"]["data_offsets"];
+    REQUIRE(off[1].get<std::size_t>() == data.size());  // the last tensor: its bytes go too (no hole)
     h.erase("decoder_pred.bias");
-    expect_rejected(join(h, data), "tensor 'decoder_pred.bias' is missing");
+    expect_rejected(join(h, data.substr(0, off[0].get<std::size_t>())), "tensor 'decoder_pred.bias' is missing");
   }
   SUBCASE("an unexpected tensor") {
     auto h = header;
@@ -169,9 +175,100 @@ TEST_CASE("safetensors: bad files are rejected with a message naming the problem
   }
 }
 
+TEST_CASE("safetensors: the reference implementation's rules (issue 18)") {
+  M good(M::Options{false, 3});
+  const fs::path gp = scratch("rules.safetensors");
+  good.save(gp.string());
+  const std::string bytes = slurp(gp);
+  auto raw = [](const std::string& header, const std::string& data) {  // a header as written, not re-dumped
+    std::string out(8, '\0');
+    const std::uint64_t n = header.size();
+    std::memcpy(out.data(), &n, 8);
+    return out + header + data;
+  };
+  SUBCASE("a header over 100 MB is refused before it is read") {
+    // a sparse file of 200 MB + 8 whose length field claims a 200 MB header
+    const fs::path p = scratch("big_header.safetensors");
+    std::string b(8, '\0');
+    const std::uint64_t n = 200'000'000;
+    std::memcpy(b.data(), &n, 8);
+    spit(p, b);
+    fs::resize_file(p, 8 + n);
+    M m;
+    CHECK_THROWS_WITH_AS(m.load(p.string()), doctest::Contains("over the limit of 100000000"), mae::Error);
+    fs::remove(p);
+  }
+  SUBCASE("a header that does not start with '{'") {
+    expect_rejected(raw(" {}", ""), "does not start with '{'");
+    expect_rejected(raw("[1, 2]", ""), "does not start with '{'");
+  }
+  SUBCASE("a tensor named twice") {
+    expect_rejected(raw(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},)"
+                        R"( "a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+                        std::string(8, '\0')),
+                    "'a' appears twice");
+  }
+  SUBCASE("a shape whose byte size overflows") {
+    expect_rejected(raw(R"({"a": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 0]}})", ""),
+                    "absurdly large");
+  }
+  SUBCASE("bytes that belong to no tensor (a hole, or a tail)") {
+    expect_rejected(raw(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})", std::string(8, '\0')),
+                    "bytes 0..4 of the data belong to no tensor");
+    expect_rejected(raw(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})", std::string(12, '\0')),
+                    "bytes 4..12 of the data belong to no tensor");
+  }
+}
+
+TEST_CASE("safetensors: a checkpoint holding NaN or Inf is refused, naming the tensor, unless allowed") {
+  M bad(M::Options{false, 4});
+  bad.parameters().ptr("blocks.0.mlp.fc1.weight")[17] = std::numeric_limits<float>::quiet_NaN();
+  const fs::path p = scratch("nan.safetensors");
+  bad.save(p.string());
+  M m(M::Options{false, 5});
+  const std::vector<float> before(m.parameters().data(), m.parameters().data() + m.parameters().size());
+  CHECK_THROWS_WITH_AS(m.load(p.string()),
+                       doctest::Contains("tensor 'blocks.0.mlp.fc1.weight' holds a non-finite value (nan) at index 17"),
+                       mae::Error);
+  CHECK(std::vector<float>(m.parameters().data(), m.parameters().data() + m.parameters().size()) == before);
+  m.load(p.string(), /*strict=*/true, /*allow_non_finite=*/true);
+  CHECK(std::isnan(m.parameters().ptr("blocks.0.mlp.fc1.weight")[17]));
+}
+
+TEST_CASE("safetensors: a killed writer's temporary file is removed by the next write; a live one's is kept") {
+  const fs::path p = scratch("stale.safetensors");
+  const fs::path dead = p.string() + ".tmp.999999999", alive = p.string() + ".tmp.1", other = p.string() + ".tmp.x";
+  pid_t gone = 0;  // a pid that no longer exists: a child that has exited and been reaped
+  if ((gone = ::fork()) == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(gone, &status, 0);
+  const fs::path reaped = p.string() + ".tmp." + std::to_string(gone);
+  for (const auto& f : {dead, alive, other, reaped}) spit(f, "partial");
+  M(M::Options{false, 6}).save(p.string());
+  CHECK_FALSE(fs::exists(reaped));  // its writer is dead
+  CHECK_FALSE(fs::exists(dead));    // no such process
+  CHECK(fs::exists(alive));         // pid 1 is alive: never touched
+  CHECK(fs::exists(other));         // not a pid
+  CHECK(fs::exists(p));
+  CHECK(mae::safetensors::File(p.string()).contains("cls_token"));
+}
+
 TEST_CASE("safetensors: a write that cannot happen leaves the old file intact") {
   M a(M::Options{false, 1});
   CHECK_THROWS_WITH_AS(a.save("/nonexistent-dir/x.safetensors"), doctest::Contains("cannot create"), mae::Error);
+  // a write that fails after the file was created says whether an older file is still there
+  if (fs::exists("/dev/full")) {
+    const fs::path dir = scratch("full");
+    fs::create_directories(dir);
+    // the temporary file is a symlink to /dev/full: every write fails with ENOSPC
+    const fs::path target = dir / "c.safetensors";
+    fs::create_symlink("/dev/full", target.string() + ".tmp." + std::to_string(::getpid()));
+    CHECK_THROWS_WITH_AS(a.save(target.string()), doctest::Contains("no file was written"), mae::Error);
+    spit(target, "old");
+    fs::create_symlink("/dev/full", target.string() + ".tmp." + std::to_string(::getpid()));
+    CHECK_THROWS_WITH_AS(a.save(target.string()), doctest::Contains("the previous file is untouched"), mae::Error);
+    CHECK(slurp(target) == "old");
+  }
 }
 
 TEST_CASE("PyTorch loads our checkpoint and computes the same loss") {

@@ -240,13 +240,16 @@ class MaskedAutoencoder {
   // Load weights saved here or converted from PyTorch. Everything is checked before anything
   // is changed: a bad file leaves the model as it was. With strict, a tensor the model does
   // not have is an error; otherwise extra tensors (e.g. optimizer state) are ignored.
-  void load(const std::string& path, bool strict = true) { load(safetensors::File(path), strict); }
-  void load(const safetensors::File& f, bool strict = true) {
+  // A tensor holding NaN or Inf is refused too, unless allow_non_finite (forensics).
+  void load(const std::string& path, bool strict = true, bool allow_non_finite = false) {
+    load(safetensors::File(path), strict, allow_non_finite);
+  }
+  void load(const safetensors::File& f, bool strict = true, bool allow_non_finite = false) {
     check_configuration(f);
     std::vector<TensorIn<S>> wanted{{"pos_embed", {1, 1 + L, D}, pos_embed_.data()},
                                     {"decoder_pos_embed", {1, 1 + L, Dd}, decoder_pos_embed_.data()}};
     for (const auto& t : store_tensors(params_)) wanted.push_back(t);
-    load_staged(f, wanted, strict, Cfg::name());
+    load_staged(f, wanted, strict, Cfg::name(), {}, allow_non_finite);
   }
 
  private:

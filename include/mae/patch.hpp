@@ -13,6 +13,8 @@
 #include "common.hpp"
 #include "linear.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 
@@ -40,6 +42,17 @@ inline void check_images(const ImageBatch<S>& imgs, const char* what) {
     throw Error(std::string(what) + ": images are " + std::to_string(imgs.channels) + "x" +
                 std::to_string(imgs.height) + "x" + std::to_string(imgs.width) + " (CxHxW) but this model (" +
                 Cfg::name() + ") takes " + std::to_string(C) + "x" + std::to_string(size) + "x" + std::to_string(size));
+  // NaN or Inf pixels would poison every gradient silently: one pass over the batch (a small
+  // fraction of a step) refuses them
+  const Index n = imgs.n * C * size * size;
+  bool finite = true;
+  for (Index i = 0; i < n; ++i) finite &= std::isfinite(imgs.data[i]);
+  if (!finite) {
+    const Index i = std::find_if(imgs.data, imgs.data + n, [](S v) { return !std::isfinite(v); }) - imgs.data;
+    throw Error(std::string(what) + ": image " + std::to_string(i / (C * size * size)) +
+                " of the batch holds a non-finite pixel (" + std::to_string(static_cast<double>(imgs.data[i])) +
+                ") at (C, H, W) offset " + std::to_string(i % (C * size * size)));
+  }
 }
 
 struct PatchShape {

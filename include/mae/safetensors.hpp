@@ -16,16 +16,21 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 namespace mae {
@@ -57,15 +62,36 @@ inline bool host_is_little_endian() {
   return b == 1;
 }
 
-// A whole safetensors file in memory, validated.
+// A whole safetensors file in memory, validated by the rules of the format's reference
+// implementation: a header of at most 100 MB that is a JSON object (its first byte '{'), no
+// tensor named twice, each tensor's byte size (shape x dtype, checked for overflow) equal to
+// its range, ranges that do not overlap and cover the data buffer without a hole.
 class File {
  public:
+  static constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+
   explicit File(const std::string& path) : path_(path) {
     if (!host_is_little_endian()) fail("big-endian hosts are not supported");
-    std::ifstream in(path, std::ios::binary);
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
     if (!in) fail("cannot open the file (" + std::string(std::strerror(errno)) + ")");
-    bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    if (in.bad()) fail("read error");
+    const std::streamoff size = in.tellg();
+    if (size < 0) fail("cannot tell the file's size");
+    // the header's length first: a header over the cap is refused before anything is read
+    if (size >= 8) {
+      std::uint64_t n = 0;
+      in.seekg(0);
+      in.read(reinterpret_cast<char*>(&n), 8);
+      if (n > static_cast<std::uint64_t>(size) - 8)
+        fail("truncated or not a safetensors file: the header claims " + std::to_string(n) +
+             " bytes but the file has " + std::to_string(size - 8) + " after the length field");
+      if (n > kMaxHeaderBytes)
+        fail("the header claims " + std::to_string(n) + " bytes, over the limit of " + std::to_string(kMaxHeaderBytes) +
+             " (a corrupt or hostile file)");
+    }
+    bytes_.resize(static_cast<std::size_t>(size));
+    in.seekg(0);
+    in.read(bytes_.data(), size);
+    if (!in) fail("read error");
     parse();
   }
 
@@ -139,12 +165,24 @@ class File {
            std::to_string(size - 8) + " after the length field");
     data_start_ = 8 + static_cast<std::size_t>(n);
     const std::size_t data_size = size - data_start_;
+    if (n == 0 || bytes_[8] != '{') fail("corrupt header: it does not start with '{'");
     nlohmann::json header;
+    std::string duplicate;
+    std::set<std::string> names;
+    // keys of the top-level object, seen as they are parsed: nlohmann keeps the last of two
+    const nlohmann::json::parser_callback_t note_keys = [&](int depth, nlohmann::json::parse_event_t event,
+                                                            nlohmann::json& parsed) {
+      if (depth == 1 && event == nlohmann::json::parse_event_t::key && !names.insert(parsed.get<std::string>()).second)
+        duplicate = parsed.get<std::string>();
+      return true;
+    };
     try {
-      header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + static_cast<std::ptrdiff_t>(data_start_));
+      header = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + static_cast<std::ptrdiff_t>(data_start_),
+                                     note_keys);
     } catch (const nlohmann::json::exception& e) {
       fail(std::string("corrupt header (not valid JSON): ") + e.what());
     }
+    if (!duplicate.empty()) fail("corrupt header: '" + duplicate + "' appears twice");
     if (!header.is_object()) fail("corrupt header: not a JSON object");
     std::vector<std::pair<std::size_t, std::size_t>> ranges;
     for (auto it = header.begin(); it != header.end(); ++it) {
@@ -183,6 +221,7 @@ class File {
       if (en > data_size)
         fail(where + "data ends at byte " + std::to_string(en) + " but the data buffer has " +
              std::to_string(data_size) + " bytes (truncated file?)");
+      if (numel > std::numeric_limits<std::uint64_t>::max() / esize) fail(where + "shape is absurdly large");
       if (en - b != numel * esize)
         fail(where + "holds " + std::to_string(en - b) + " bytes but its shape " + shape_string(e.shape) +
              " and dtype " + e.dtype + " need " + std::to_string(numel * esize));
@@ -199,6 +238,15 @@ class File {
             fail("tensor '" + name + "' overlaps another tensor");
         fail("two tensors overlap");
       }
+    // no hole: the tensors cover the data buffer from its first byte to its last
+    std::size_t covered = 0;
+    for (const auto& [b, en] : ranges) {
+      if (b != covered)
+        fail("bytes " + std::to_string(covered) + ".." + std::to_string(b) + " of the data belong to no tensor");
+      covered = en;
+    }
+    if (covered != data_size)
+      fail("bytes " + std::to_string(covered) + ".." + std::to_string(data_size) + " of the data belong to no tensor");
   }
 
   std::string path_;
@@ -208,8 +256,31 @@ class File {
   std::map<std::string, std::string> metadata_;
 };
 
-// Write `bytes` to `path` atomically: a temporary file beside it, fsync, then rename.
+// Removes `path.tmp.<pid>` files that a writer killed mid-write left behind: only those whose
+// process no longer exists (a live writer's file is never touched).
+inline void remove_stale_temp_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string pid = name.substr(prefix.size());
+    if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    const pid_t p = static_cast<pid_t>(std::stol(pid));
+    std::error_code rm;
+    if (p > 0 && p != ::getpid() && ::kill(p, 0) != 0 && errno == ESRCH) fs::remove(it->path(), rm);
+  }
+}
+
+// Write `bytes` to `path` atomically: a temporary file beside it, fsync, then rename. Stale
+// temporary files of killed writers of the same path are removed first.
 inline void write_file_atomic(const std::string& path, const std::string& bytes) {
+  remove_stale_temp_files(path);
+  const std::string previous =
+      std::filesystem::exists(path) ? "; the previous file is untouched" : "; no file was written";
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw Error(path + ": cannot create '" + tmp + "' (" + std::strerror(errno) + ")");
@@ -221,14 +292,14 @@ inline void write_file_atomic(const std::string& path, const std::string& bytes)
       const std::string err = std::strerror(errno);
       ::close(fd);
       ::unlink(tmp.c_str());
-      throw Error(path + ": write failed (" + err + "); the previous file is untouched");
+      throw Error(path + ": write failed (" + err + ")" + previous);
     }
     done += static_cast<std::size_t>(w);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     const std::string err = std::strerror(errno);
     ::unlink(tmp.c_str());
-    throw Error(path + ": cannot flush (" + err + "); the previous file is untouched");
+    throw Error(path + ": cannot flush (" + err + ")" + previous);
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string err = std::strerror(errno);
@@ -297,10 +368,12 @@ struct TensorIn {
 // Loads `wanted` from f, all or nothing: every tensor is checked (present, with the expected
 // shape) and read into a staging copy before any destination is written, so a bad file
 // leaves the model as it was. With strict, a tensor of the file that is neither wanted nor
-// in `allowed` is an error too. `model` names the model in the messages.
+// in `allowed` is an error too. Every value must be finite (the error names the tensor and
+// the first bad index) unless allow_non_finite. `model` names the model in the messages.
 template <class S>
 inline void load_staged(const safetensors::File& f, const std::vector<TensorIn<S>>& wanted, bool strict,
-                        const std::string& model, const std::vector<std::string>& allowed = {}) {
+                        const std::string& model, const std::vector<std::string>& allowed = {},
+                        bool allow_non_finite = false) {
   std::vector<std::vector<S>> staged;
   staged.reserve(wanted.size());
   for (const auto& t : wanted) {
@@ -310,6 +383,12 @@ inline void load_staged(const safetensors::File& f, const std::vector<TensorIn<S
              " expects " + shape_string(t.shape) + ": the checkpoint is for another configuration");
     staged.emplace_back(static_cast<std::size_t>(shape_numel(t.shape)));
     f.read(t.name, t.shape, staged.back().data());
+    if (allow_non_finite) continue;  // for forensics: load a diverged run as it is
+    const auto& v = staged.back();
+    const auto bad = std::find_if(v.begin(), v.end(), [](S x) { return !std::isfinite(static_cast<double>(x)); });
+    if (bad != v.end())
+      f.fail("tensor '" + t.name + "' holds a non-finite value (" + std::to_string(static_cast<double>(*bad)) +
+             ") at index " + std::to_string(bad - v.begin()) + ": the checkpoint is of a diverged run");
   }
   if (strict)
     for (const auto& [name, e] : f.tensors()) {

@@ -10,41 +10,62 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace mae {
 
-// Reads a whole gzip file with zlib; errors name the file.
-inline std::vector<unsigned char> read_gzip(const std::string& path) {
-  if (!std::filesystem::exists(path)) throw Error(path + ": no such file");
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw Error(path + ": cannot open");
-  std::vector<unsigned char> out;
-  unsigned char buf[1 << 16];
-  for (;;) {
-    const int n = gzread(f, buf, sizeof(buf));
-    if (n < 0) {
-      int errnum = 0;
-      const std::string msg = gzerror(f, &errnum);
-      gzclose(f);
-      throw Error(path + ": corrupt gzip data (" + msg + ")");
+// A gzip file read through zlib, a piece at a time; errors name the file.
+class GzipReader {
+ public:
+  explicit GzipReader(const std::string& path) : path_(path) {
+    if (!std::filesystem::exists(path)) throw Error(path + ": no such file");
+    f_ = gzopen(path.c_str(), "rb");
+    if (!f_) throw Error(path + ": cannot open");
+  }
+  ~GzipReader() {
+    if (f_) gzclose(f_);
+  }
+  GzipReader(const GzipReader&) = delete;
+  GzipReader& operator=(const GzipReader&) = delete;
+
+  // Up to n bytes appended to out (fewer only at the end of the data): the bytes read.
+  std::size_t read(std::vector<unsigned char>& out, std::size_t n) {
+    std::size_t done = 0;
+    unsigned char buf[1 << 16];
+    while (done < n) {
+      const unsigned want = static_cast<unsigned>(std::min<std::size_t>(sizeof buf, n - done));
+      const int got = gzread(f_, buf, want);
+      if (got < 0) fail();
+      if (got == 0) break;
+      out.insert(out.end(), buf, buf + got);
+      done += static_cast<std::size_t>(got);
     }
-    if (n == 0) break;
-    out.insert(out.end(), buf, buf + n);
+    int errnum = 0;
+    gzerror(f_, &errnum);
+    if (errnum != Z_OK && errnum != Z_STREAM_END) fail();
+    return done;
   }
-  int errnum = 0;
-  const char* msg = gzerror(f, &errnum);
-  if (errnum != Z_OK && errnum != Z_STREAM_END) {
-    const std::string m = msg;
-    gzclose(f);
-    throw Error(path + ": corrupt gzip data (" + m + ")");
+  void close() {
+    const int rc = gzclose(f_);
+    f_ = nullptr;
+    if (rc != Z_OK) throw Error(path_ + ": truncated or corrupt gzip file");
   }
-  if (gzclose(f) != Z_OK) throw Error(path + ": truncated or corrupt gzip file");
-  return out;
-}
+
+ private:
+  [[noreturn]] void fail() {
+    int errnum = 0;
+    const std::string msg = gzerror(f_, &errnum);
+    throw Error(path_ + ": corrupt gzip data (" + msg + ")");
+  }
+  std::string path_;
+  gzFile f_ = nullptr;
+};
 
 // The IDX format of (Fashion-)MNIST: big-endian magic 0x00000803 (images) or 0x00000801
 // (labels), then the dimensions, then unsigned bytes.
@@ -53,13 +74,20 @@ struct IdxFile {
   std::vector<unsigned char> data;
 };
 
+// Reads an IDX file of unsigned bytes. Bounded by its header: the product of the dimensions
+// is checked for overflow, and inflation stops one byte past the size the header states (a
+// file with more data is refused, so a decompression bomb costs at most that size), and no
+// memory is reserved before the data arrives (a header promising terabytes costs nothing).
 inline IdxFile read_idx(const std::string& path, int expected_ndim) {
-  std::vector<unsigned char> raw = read_gzip(path);
+  GzipReader gz(path);
+  std::vector<unsigned char> head;
+  const std::size_t header = 4 + 4 * static_cast<std::size_t>(expected_ndim);
+  gz.read(head, header);
   auto be32 = [&](std::size_t at) {
-    return (std::uint32_t(raw[at]) << 24) | (std::uint32_t(raw[at + 1]) << 16) | (std::uint32_t(raw[at + 2]) << 8) |
-           std::uint32_t(raw[at + 3]);
+    return (std::uint32_t(head[at]) << 24) | (std::uint32_t(head[at + 1]) << 16) | (std::uint32_t(head[at + 2]) << 8) |
+           std::uint32_t(head[at + 3]);
   };
-  if (raw.size() < 4) throw Error(path + ": truncated IDX file (" + std::to_string(raw.size()) + " bytes)");
+  if (head.size() < 4) throw Error(path + ": truncated IDX file (" + std::to_string(head.size()) + " bytes)");
   const std::uint32_t magic = be32(0);
   if (magic != 0x800u + static_cast<std::uint32_t>(expected_ndim)) {
     char hex[16];
@@ -67,18 +95,21 @@ inline IdxFile read_idx(const std::string& path, int expected_ndim) {
     throw Error(path + ": wrong magic number " + hex + " (expected an unsigned-byte IDX file with " +
                 std::to_string(expected_ndim) + " dimensions)");
   }
-  const std::size_t header = 4 + 4 * static_cast<std::size_t>(expected_ndim);
-  if (raw.size() < header) throw Error(path + ": truncated IDX header");
+  if (head.size() < header) throw Error(path + ": truncated IDX header");
   IdxFile idx;
   std::size_t count = 1;
   for (int d = 0; d < expected_ndim; ++d) {
-    idx.dims.push_back(be32(4 + 4 * static_cast<std::size_t>(d)));
-    count *= idx.dims.back();
+    const std::uint32_t dim = be32(4 + 4 * static_cast<std::size_t>(d));
+    idx.dims.push_back(dim);
+    if (dim != 0 && count > (std::numeric_limits<std::size_t>::max() - 1) / dim)
+      throw Error(path + ": corrupt IDX header: the dimensions' product overflows");
+    count *= dim;
   }
-  if (raw.size() != header + count)
-    throw Error(path + ": truncated or corrupt IDX file: " + std::to_string(raw.size() - header) +
+  const std::size_t got = gz.read(idx.data, count + 1);  // one more: is there extra data?
+  gz.close();
+  if (got != count)
+    throw Error(path + ": truncated or corrupt IDX file: " + (got > count ? "more than " : "") + std::to_string(got) +
                 " data bytes, the header promises " + std::to_string(count));
-  idx.data.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
   return idx;
 }
 
