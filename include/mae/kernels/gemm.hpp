@@ -238,7 +238,7 @@ inline void gemm(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, I
 // B (K, N) packed once for every product with it: a layer's weights, or the input its weight
 // gradient is summed over, shared by the threads that compute the chunks of C. The same panels
 // gemm packs on each call (so the same results, bit for bit), in one buffer of
-// gemm_packed_size(K, N) values (aligned for Eigen's packets, as gemm_shared_buffer's are),
+// gemm_packed_size(K, N) values (aligned for Eigen's packets, as thread_buffer's are),
 // packed in gemm_pack_units(K, N) independent pieces that the threads of a parallel loop share:
 //   for (u = 0; u < gemm_pack_units<S>(K, N); ++u) gemm_pack_unit(buf, B, K, N, u);
 //   gemm(c, ldc, A, PackedB<S>{buf, K, N}, M);
