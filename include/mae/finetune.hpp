@@ -20,7 +20,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -99,6 +98,10 @@ EvalResult evaluate_classifier(Vit& model, Index count, const int* labels, Image
   return r;
 }
 
+inline LoopOptions loop_options(const FinetuneOptions& o) {
+  return LoopOptions{o.epochs, o.batch_size, o.max_steps, o.out_dir, o.progress, o.log_interval_s, "fine-tuning"};
+}
+
 template <class Vit>
 class Finetuner {
  public:
@@ -110,9 +113,7 @@ class Finetuner {
         loader_(loader),
         opt_(std::move(opt)),
         evaluate_(std::move(evaluate)),
-        loop_(LoopOptions{opt_.epochs, opt_.batch_size, opt_.max_steps, opt_.out_dir, opt_.progress,
-                          opt_.log_interval_s, "fine-tuning"},
-              loader_.batches_per_epoch()) {
+        loop_(loop_options(opt_), loader_.batches_per_epoch()) {
     if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
     if (loader_.channels() != Vit::C)
       throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +

@@ -15,17 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <unistd.h>
 
 namespace mae {
 
