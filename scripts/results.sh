@@ -9,8 +9,8 @@ PE=${1:-16}
 FE=${2:-5}
 bash scripts/install_deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
-cmake --build build/release --target pretrain_fashion_mnist linear_probe finetune
-ex=build/release/examples
+cmake --build build/release --target mae_cli
+mae=build/release/tools/mae
 out=runs/results
 mkdir -p "$out"
 row() {  # row NAME command...
@@ -19,12 +19,13 @@ row() {  # row NAME command...
   "$@" --no-progress | tee "$out/$name.txt"
   echo "wall time: $((SECONDS - t0)) s" | tee -a "$out/$name.txt"
 }
-row pretrain     $ex/pretrain_fashion_mnist --epochs "$PE" --warmup-epochs 1 --out $out/mae
+row pretrain     $mae pretrain --epochs "$PE" --warmup-epochs 1 --out $out/mae
 ckpt=$out/mae/mae_final.safetensors
-row probe_pixels $ex/linear_probe --raw-pixels --out $out/probe_pixels
-row probe_random $ex/linear_probe --out $out/probe_random
-row probe_mae    $ex/linear_probe --checkpoint $ckpt --out $out/probe_mae
-row probe_mae_avg $ex/linear_probe --checkpoint $ckpt --pool avg --out $out/probe_mae_avg
-row ft_mae       $ex/finetune --checkpoint $ckpt --epochs "$FE" --out $out/ft_mae
-row ft_scratch   $ex/finetune --epochs "$FE" --layer-decay 1 --out $out/ft_scratch
-grep -h "TEST ACCURACY\|wall time" "$out"/*.txt
+row knn_mae      $mae knn --checkpoint $ckpt
+row probe_pixels $mae probe --raw-pixels --out $out/probe_pixels
+row probe_random $mae probe --out $out/probe_random
+row probe_mae    $mae probe --checkpoint $ckpt --out $out/probe_mae
+row probe_mae_avg $mae probe --checkpoint $ckpt --pool avg --out $out/probe_mae_avg
+row ft_mae       $mae finetune --init $ckpt --epochs "$FE" --out $out/ft_mae
+row ft_scratch   $mae finetune --epochs "$FE" --layer-decay 1 --out $out/ft_scratch
+grep -h "VAL ACCURACY\|TOP-1\|accuracy\|wall time" "$out"/*.txt

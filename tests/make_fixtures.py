@@ -517,6 +517,36 @@ def make_linear_probe(name, features, classes, batch, steps, seed, outdir, lr=2.
     print(f"{name}: step losses {[round(x, 4) for x in losses]}")
 
 
+def interpolate_pos_embed(pos_embed_checkpoint, new_size, num_extra_tokens=1):
+    """util/pos_embed.py interpolate_pos_embed, on the tensor instead of the state dicts."""
+    embedding_size = pos_embed_checkpoint.shape[-1]
+    orig_size = int((pos_embed_checkpoint.shape[-2] - num_extra_tokens) ** 0.5)
+    extra_tokens = pos_embed_checkpoint[:, :num_extra_tokens]
+    pos_tokens = pos_embed_checkpoint[:, num_extra_tokens:]
+    pos_tokens = pos_tokens.reshape(-1, orig_size, orig_size, embedding_size).permute(0, 3, 1, 2)
+    pos_tokens = torch.nn.functional.interpolate(
+        pos_tokens, size=(new_size, new_size), mode='bicubic', align_corners=False)
+    pos_tokens = pos_tokens.permute(0, 2, 3, 1).flatten(1, 2)
+    return torch.cat((extra_tokens, pos_tokens), dim=1)
+
+
+def make_interpolate_pos_embed(outdir, seed=16):
+    """Fine-tuning at another resolution: pos_embed (1, 1 + G0*G0, D) -> (1, 1 + G1*G1, D).
+    The tables are the official sincos ones plus noise (so every row differs), float32; the
+    results in float64 and, as in a float32 checkpoint, in float32."""
+    torch.manual_seed(seed)
+    tensors, cases = {}, [(4, 6, 8), (7, 3, 8), (14, 8, 16), (14, 16, 16), (14, 24, 12), (5, 5, 4)]
+    for g0, g1, d in cases:
+        src = torch.from_numpy(get_2d_sincos_pos_embed(d, g0, cls_token=True)).float().unsqueeze(0)
+        src = src + 0.1 * torch.randn_like(src)
+        tensors[f"src.{g0}.{g1}.{d}"] = src
+        tensors[f"dst.{g0}.{g1}.{d}"] = interpolate_pos_embed(src.double(), g1)  # float64: the exact result
+        tensors[f"dst_float32.{g0}.{g1}.{d}"] = interpolate_pos_embed(src, g1)  # float32: rounded at every step
+    meta = {"cases": " ".join(f"{a},{b},{c}" for a, b, c in cases), "torch": torch.__version__}
+    save_safetensors(os.path.join(outdir, "interpolate_pos_embed.safetensors"), tensors, meta)
+    print(f"interpolate_pos_embed: {len(cases)} cases")
+
+
 if __name__ == "__main__":
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
     os.makedirs(outdir, exist_ok=True)
@@ -531,3 +561,5 @@ if __name__ == "__main__":
     make_classifier("classifier_gray_gap", (8, 2, 1, 16, 3, 2), 5, True, 0.1, 4, 13, outdir)
     make_classifier("classifier_rgb_cls", (12, 4, 3, 24, 2, 3), 3, False, 0.0, 3, 14, outdir)
     make_linear_probe("linear_probe_lars", 12, 4, 32, 4, 15, outdir)
+    # Another resolution: the official interpolate_pos_embed (bicubic, align_corners=False).
+    make_interpolate_pos_embed(outdir)

@@ -137,7 +137,7 @@ TEST_CASE("image folder: PNG and JPEG files, converted, labelled by subdirectory
   REQUIRE(stbi_write_png((d / "cats" / "a.png").string().c_str(), 20, 10, 3, rgb.data(), 60));
   REQUIRE(stbi_write_jpg((d / "dogs" / "b.jpg").string().c_str(), 20, 10, 3, rgb.data(), 95));
   spit(d / "notes.txt", "not an image");
-  mae::ImageFolder f(d.string(), 3);
+  mae::ImageFolder f(d.string(), {3});
   REQUIRE(f.size() == 2);
   CHECK(f.label(0) == 0);
   CHECK(f.label(1) == 1);
@@ -145,17 +145,18 @@ TEST_CASE("image folder: PNG and JPEG files, converted, labelled by subdirectory
   CHECK(f.width(0) == 20);
   std::vector<float> px(3 * 10 * 20);
   f.load(0, px.data());
-  CHECK(px[0] == 1.0f);                  // red channel
-  CHECK(px[200] == 0.0f);                // green channel
-  mae::ImageFolder gray(d.string(), 1);  // converted to one channel
+  CHECK(px[0] == 1.0f);                    // red channel
+  CHECK(px[200] == 0.0f);                  // green channel
+  mae::ImageFolder gray(d.string(), {1});  // converted to one channel
   gray.load(0, px.data());
-  CHECK(px[0] == doctest::Approx(0.3).epsilon(0.1));      // stb's luma of pure red
-  mae::ImageFolder small(d.string(), 3, /*max_side=*/5);  // shrunk: shorter side 5
+  CHECK(px[0] == doctest::Approx(0.3).epsilon(0.1));        // stb's luma of pure red
+  mae::ImageFolder small(d.string(), {3, /*max_side=*/5});  // shrunk: shorter side 5
   CHECK(small.height(0) == 5);
   CHECK(small.width(0) == 10);
   spit(d / "dogs" / "broken.png", std::string("\x89PNG\r\n\x1a\n", 8) + "garbage");
-  CHECK_THROWS_WITH_AS(mae::ImageFolder(d.string(), 3), doctest::Contains("broken.png: unreadable image"), mae::Error);
-  CHECK_THROWS_WITH_AS(mae::ImageFolder(scratch_dir("empty").string(), 3), doctest::Contains("holds no"), mae::Error);
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(d.string(), {3}), doctest::Contains("broken.png: unreadable image"),
+                       mae::Error);
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(scratch_dir("empty").string(), {3}), doctest::Contains("holds no"), mae::Error);
 }
 
 TEST_CASE("bicubic resize: identity on the same grid, constants stay constant") {

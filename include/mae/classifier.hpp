@@ -261,20 +261,51 @@ class VisionTransformer {
   // official names): cls_token, pos_embed, patch_embed, blocks, and norm when the head uses
   // the cls token. The head and fc_norm keep their initialization. Extra tensors (the
   // decoder, optimizer state) are ignored; a missing or misshapen one is an error, and a
-  // bad file changes nothing.
-  void load_encoder(const std::string& path) {
+  // bad file changes nothing. A checkpoint of another image size (same patch, widths, depth,
+  // heads) is accepted: its pos_embed is resized to this grid by interpolate_pos_embed.
+  // Returns the checkpoint's patch grid side (== Cfg::grid unless it was interpolated).
+  Index load_encoder(const std::string& path) {
     const safetensors::File f(path);
-    MaskedAutoencoder<Cfg>::check_configuration(f);
+    MaskedAutoencoder<Cfg>::check_configuration(f, /*any_image_size=*/true);
     for (const auto& [tname, e] : f.tensors())  // a deeper encoder would be silently cut
       if (tname.rfind("blocks.", 0) == 0 && std::stoll(tname.substr(7)) >= kDepth)
         f.fail("tensor '" + tname + "': the checkpoint's encoder is deeper than " + Cfg::name());
+    std::vector<S> pos = read_pos_embed(f);
     const auto pretrained = [](const std::string& n) {
-      return n.rfind("head.", 0) != 0 && n.rfind("fc_norm.", 0) != 0;
+      return n.rfind("head.", 0) != 0 && n.rfind("fc_norm.", 0) != 0 && n != "pos_embed";
     };
     load_staged(f, store_tensors(params_, pretrained), /*strict=*/false, name());
+    std::copy(pos.begin(), pos.end(), w_.pos_embed);
+    return grid_of(static_cast<Index>(f.entry("pos_embed").shape[1]));
+  }
+
+  // The grid side of a position table of `tokens` rows (one of them the cls token); -1 if none.
+  static Index grid_of(Index tokens) {
+    const Index g = static_cast<Index>(std::lround(std::sqrt(static_cast<double>(tokens - 1))));
+    return g * g == tokens - 1 ? g : -1;
   }
 
  private:
+  // pos_embed (1, 1+L, D) from f, interpolated when the checkpoint's grid differs.
+  std::vector<S> read_pos_embed(const safetensors::File& f) const {
+    if (!f.contains("pos_embed")) f.fail("tensor 'pos_embed' is missing (a checkpoint of another model?)");
+    const auto shape = f.entry("pos_embed").shape;
+    const Index G0 = shape.size() == 3 && shape[0] == 1 && shape[2] == D ? grid_of(shape[1]) : -1;
+    if (G0 <= 0)
+      f.fail("tensor 'pos_embed' has shape " + shape_string(shape) + "; " + name() + " expects (1, 1 + G*G, " +
+             std::to_string(D) + ") for a square grid");
+    std::vector<S> src(static_cast<std::size_t>((1 + G0 * G0) * D)), pos(static_cast<std::size_t>(T * D));
+    f.read("pos_embed", shape, src.data());
+    for (std::size_t i = 0; i < src.size(); ++i)
+      if (!std::isfinite(static_cast<double>(src[i])))
+        f.fail("tensor 'pos_embed' holds a non-finite value at index " + std::to_string(i));
+    if (G0 == G)
+      pos = src;
+    else
+      interpolate_pos_embed(pos.data(), G, src.data(), G0, D);
+    return pos;
+  }
+
   static std::uint64_t mix(std::uint64_t s) { return s * 0x9e3779b97f4a7c15ull + 0x5851f42d4c957f2dull; }
 
   struct Workspace {

@@ -96,6 +96,16 @@ template <class S = float>
 using vit_tiny_32x32_rgb = Config<32, 4, 3, 192, 12, 3, 128, 4, 4, 4, S>;
 template <class S = float>
 using vit_tiny_patch16_224 = Config<224, 16, 3, 192, 12, 3, 128, 4, 4, 4, S>;
+// Small real datasets (STL-10 at 96, downsampled ImageNet / Tiny-ImageNet at 64): patch 8,
+// so the grid (8 x 8, 12 x 12) stays short enough for a CPU.
+template <class S = float>
+using vit_tiny_64x64_rgb = Config<64, 8, 3, 192, 12, 3, 128, 4, 4, 4, S>;
+template <class S = float>
+using vit_tiny_96x96_rgb = Config<96, 8, 3, 192, 12, 3, 128, 4, 4, 4, S>;
+// ViT-B of the official checkpoints at a smaller resolution (8 x 8 patches of 16): where
+// the released weights continue, their pos_embed interpolated for the classifier.
+template <class S = float>
+using vit_base_patch16_128 = Config<128, 16, 3, 768, 12, 12, 512, 8, 16, 4, S>;
 }  // namespace presets
 
 }  // namespace mae

@@ -2,7 +2,10 @@
 // engine_finetune.py): AdamW (0.9, 0.999) with layer-wise lr decay, per-iteration warmup +
 // half-cycle cosine, label smoothing and drop path (in the model's Options), the
 // augmented batches of the pretraining loader, a test-set evaluation after every epoch,
-// log.csv (per step) and eval.csv (per epoch), and an atomic checkpoint after every epoch.
+// log.csv (per step) and eval.csv (per epoch), and after every epoch (and at a max_steps
+// stop) two atomic files: classifier.safetensors (the weights, for evaluation and prediction)
+// and checkpoint.safetensors (weights, AdamW moments, step and drop-path generator: resume()
+// continues bit for bit).
 // Not here: mixup/cutmix, RandAugment and random erasing of the reference's recipe.
 #ifndef MAE_FINETUNE_HPP
 #define MAE_FINETUNE_HPP
@@ -20,8 +23,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -54,9 +59,21 @@ struct FinetuneOptions {
   std::string out_dir;        // classifier.safetensors, log.csv, eval.csv; empty: none
   bool progress = true;
   double log_interval_s = 15;
-  Index max_steps = -1;  // stop after this many steps (smoke runs)
+  Index max_steps = -1;  // stop after this many steps (an interruption; the checkpoint is written)
+  std::map<std::string, std::string> metadata;  // stored in both files (e.g. the class names)
 
   double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, batch_size); }
+  // What determines the trajectory: a resume must agree on these.
+  nlohmann::json trajectory_json() const {
+    return {{"epochs", epochs},
+            {"batch_size", batch_size},
+            {"lr", effective_lr()},
+            {"min_lr", min_lr},
+            {"warmup_epochs", warmup_epochs},
+            {"weight_decay", weight_decay},
+            {"layer_decay", layer_decay},
+            {"seed", seed}};
+  }
   nlohmann::json to_json() const {
     return {{"epochs", epochs},
             {"batch_size", batch_size},
@@ -126,8 +143,10 @@ class Finetuner {
     schedule_ = LrSchedule{opt_.effective_lr(), opt_.min_lr, opt_.warmup_epochs, static_cast<double>(opt_.epochs)};
   }
 
-  std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/classifier.safetensors"; }
+  std::string classifier_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/classifier.safetensors"; }
+  std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/checkpoint.safetensors"; }
   Index steps_per_epoch() const { return loop_.steps_per_epoch(); }
+  Index steps_done() const { return step_; }
   const std::vector<StepRecord>& history() const { return loop_.history(); }
   const std::vector<EvalResult>& evaluations() const { return evals_; }
   AdamW<S>& optimizer() { return optim_; }
@@ -165,22 +184,94 @@ class Finetuner {
       if (eval_log_.is_open())
         eval_log_ << epoch + 1 << ',' << loop_.history().back().step << ',' << ev.accuracy << ',' << ev.loss << ','
                   << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() << std::endl;
-      if (!opt_.out_dir.empty())
-        model_.save(checkpoint_path(), {{"mae.finetune", opt_.to_json().dump()},
-                                        {"mae.epoch", std::to_string(epoch + 1)},
-                                        {"mae.test_accuracy", std::to_string(ev.accuracy)}});
+      save(epoch + 1, ev.accuracy);
       if (on_epoch_end) on_epoch_end(epoch, ev);
     };
-    Index step = 0;
-    return loop_.run(forward, update, step, epoch_end, checkpoint_path());
+    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_);
+    if (!finished) save(static_cast<int>(step_ / iters), -1);
+    return finished;
+  }
+
+  // Continue from this fine-tuning's checkpoint.safetensors: weights, AdamW moments, step,
+  // the drop-path generator. Refuses one of another classifier or schedule; a bad file changes
+  // nothing.
+  void resume(const std::string& path) {
+    const safetensors::File f(path);
+    const auto& meta = f.metadata();
+    for (const char* key : {"mae.step", "mae.optimizer_steps", "mae.rng", "mae.finetune", "mae.classifier"})
+      if (!meta.count(key)) f.fail(std::string("not a fine-tuning checkpoint (no '") + key + "' in its metadata)");
+    if (meta.at("mae.classifier") != model_.name())
+      f.fail("checkpoint is for another classifier (" + meta.at("mae.classifier") + "); this one is " + model_.name());
+    nlohmann::json ft;
+    try {
+      ft = nlohmann::json::parse(meta.at("mae.finetune"));
+    } catch (const nlohmann::json::exception& e) {
+      f.fail(std::string("corrupt fine-tuning metadata: ") + e.what());
+    }
+    const nlohmann::json ours = opt_.trajectory_json();
+    for (const auto& [key, value] : ours.items())
+      if (!ft.contains(key) || ft[key] != value)
+        f.fail("checkpoint was fine-tuned with " + key + " = " + (ft.contains(key) ? ft[key].dump() : "?") +
+               ", this run has " + value.dump() + ": resuming would not continue the same run");
+    const auto& params = model_.parameters();
+    std::vector<S> m(static_cast<std::size_t>(params.size())), v(m.size()), w(m.size());
+    for (const auto& info : params.tensors()) {
+      f.read("optimizer.exp_avg." + info.name, info.shape, m.data() + info.offset);
+      f.read("optimizer.exp_avg_sq." + info.name, info.shape, v.data() + info.offset);
+    }
+    std::vector<TensorIn<S>> wanted;
+    for (const auto& info : params.tensors()) wanted.push_back({info.name, info.shape, w.data() + info.offset});
+    std::vector<std::string> optimizer_tensors;
+    for (const auto& info : params.tensors())
+      optimizer_tensors.push_back("optimizer.exp_avg." + info.name),
+          optimizer_tensors.push_back("optimizer.exp_avg_sq." + info.name);
+    load_staged(f, wanted, /*strict=*/true, model_.name(), optimizer_tensors);
+    Rng rng;
+    rng.set_state(meta.at("mae.rng"));
+    const Index step = std::stoll(meta.at("mae.step")), osteps = std::stoll(meta.at("mae.optimizer_steps"));
+    if (step < 0 || step > loop_.total_steps()) f.fail("step " + std::to_string(step) + " is outside this run");
+    // nothing below can fail
+    std::copy(w.begin(), w.end(), model_.parameters().data());
+    optim_.exp_avg() = std::move(m);
+    optim_.exp_avg_sq() = std::move(v);
+    optim_.set_steps(osteps);
+    model_.rng() = rng;
+    step_ = step;
+    resumed_ = true;
   }
 
  private:
   void open_eval_log() {
     if (opt_.out_dir.empty()) return;
-    eval_log_.open(opt_.out_dir + "/eval.csv", std::ios::trunc);
+    const std::string path = opt_.out_dir + "/eval.csv";
+    const bool append = resumed_ && std::filesystem::exists(path);
+    eval_log_.open(path, append ? std::ios::app : std::ios::trunc);
     if (!eval_log_) throw Error(opt_.out_dir + ": cannot write the logs");
-    eval_log_ << "epoch,step,test_accuracy,test_loss,seconds\n";
+    if (!append) eval_log_ << "epoch,step,test_accuracy,test_loss,seconds\n";
+  }
+
+  // classifier.safetensors (weights) and checkpoint.safetensors (+ optimizer and step).
+  void save(int epoch, double accuracy) const {
+    if (opt_.out_dir.empty()) return;
+    auto meta = model_.metadata();
+    meta.insert(opt_.metadata.begin(), opt_.metadata.end());
+    meta["mae.finetune"] = opt_.trajectory_json().dump();
+    meta["mae.epoch"] = std::to_string(epoch);
+    if (accuracy >= 0) meta["mae.test_accuracy"] = std::to_string(accuracy);
+    meta["mae.normalize_mean"] = nlohmann::json(loader_.mean()).dump();
+    meta["mae.normalize_std"] = nlohmann::json(loader_.stddev()).dump();
+    std::vector<safetensors::TensorOut> t = model_.state_dict();
+    safetensors::save(classifier_path(), t, meta);
+    for (const auto& info : model_.parameters().tensors()) {
+      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg." + info.name, info.shape,
+                                                optim_.exp_avg().data() + info.offset));
+      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg_sq." + info.name, info.shape,
+                                                optim_.exp_avg_sq().data() + info.offset));
+    }
+    meta["mae.step"] = std::to_string(step_);
+    meta["mae.optimizer_steps"] = std::to_string(optim_.steps());
+    meta["mae.rng"] = model_.rng().state();
+    safetensors::save(checkpoint_path(), t, meta);
   }
 
   Vit& model_;
@@ -192,6 +283,8 @@ class Finetuner {
   LrSchedule schedule_;
   std::ofstream eval_log_;
   std::vector<EvalResult> evals_;
+  Index step_ = 0;
+  bool resumed_ = false;
 };
 
 }  // namespace mae

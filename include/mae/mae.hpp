@@ -28,6 +28,7 @@
 #include "linear_probe.hpp"
 #include "loss.hpp"
 #include "masking.hpp"
+#include "metrics.hpp"
 #include "mlp.hpp"
 #include "model.hpp"
 #include "optim.hpp"

@@ -231,10 +231,14 @@ class MaskedAutoencoder {
 
   // Refuses a file whose metadata names another configuration (files without it, such as
   // ones converted from PyTorch, are checked tensor by tensor on load).
-  static void check_configuration(const safetensors::File& f) {
+  // any_image_size: only the image size may differ (an encoder whose pos_embed is recomputed
+  // or interpolated for this grid).
+  static void check_configuration(const safetensors::File& f, bool any_image_size = false) {
     auto it = f.metadata().find("mae.config");
-    if (it != f.metadata().end() && it->second != Cfg::name())
-      f.fail("checkpoint is for another configuration (" + it->second + "); this model is " + Cfg::name());
+    if (it == f.metadata().end() || it->second == Cfg::name()) return;
+    const auto without_size = [](const std::string& n) { return n.substr(std::min(n.find('_'), n.size())); };
+    if (any_image_size && without_size(it->second) == without_size(Cfg::name())) return;
+    f.fail("checkpoint is for another configuration (" + it->second + "); this model is " + Cfg::name());
   }
 
   // Load weights saved here or converted from PyTorch. Everything is checked before anything
@@ -244,6 +248,23 @@ class MaskedAutoencoder {
   void load(const std::string& path, bool strict = true, bool allow_non_finite = false) {
     load(safetensors::File(path), strict, allow_non_finite);
   }
+  // The encoder of a checkpoint (cls_token, patch_embed, blocks, norm), e.g. a released
+  // encoder-only one converted by scripts/convert_checkpoint.py, to continue pretraining:
+  // the decoder keeps its fresh initialization and the fixed position tables are this
+  // model's own, so the checkpoint may be of another image size (same patch and widths).
+  void load_encoder(const std::string& path) {
+    const safetensors::File f(path);
+    check_configuration(f, /*any_image_size=*/true);
+    for (const auto& [tname, e] : f.tensors())  // a deeper encoder would be silently cut
+      if (tname.rfind("blocks.", 0) == 0 && std::stoll(tname.substr(7)) >= kDepth)
+        f.fail("tensor '" + tname + "': the checkpoint's encoder is deeper than " + Cfg::name());
+    const auto encoder = [](const std::string& n) {
+      return n == "cls_token" || n.rfind("patch_embed.", 0) == 0 || n.rfind("blocks.", 0) == 0 ||
+             n.rfind("norm.", 0) == 0;
+    };
+    load_staged(f, store_tensors(params_, encoder), /*strict=*/false, Cfg::name());
+  }
+
   void load(const safetensors::File& f, bool strict = true, bool allow_non_finite = false) {
     check_configuration(f);
     std::vector<TensorIn<S>> wanted{{"pos_embed", {1, 1 + L, D}, pos_embed_.data()},
@@ -333,6 +354,9 @@ using mae_vit_huge_patch14_dec512d8b = MaskedAutoencoder<presets::vit_huge_patch
 using mae_vit_tiny_28x28_gray = MaskedAutoencoder<presets::vit_tiny_28x28_gray<float>>;
 using mae_vit_tiny_32x32_rgb = MaskedAutoencoder<presets::vit_tiny_32x32_rgb<float>>;
 using mae_vit_tiny_patch16_224 = MaskedAutoencoder<presets::vit_tiny_patch16_224<float>>;
+using mae_vit_tiny_64x64_rgb = MaskedAutoencoder<presets::vit_tiny_64x64_rgb<float>>;
+using mae_vit_tiny_96x96_rgb = MaskedAutoencoder<presets::vit_tiny_96x96_rgb<float>>;
+using mae_vit_base_patch16_128 = MaskedAutoencoder<presets::vit_base_patch16_128<float>>;
 
 }  // namespace mae
 

@@ -151,6 +151,9 @@ class FashionMnist : public ImageDataset {
   }
   int label(Index i) const override { return labels_[static_cast<std::size_t>(i)]; }
   std::string name() const override { return "fashion-mnist/" + split_; }
+  std::vector<std::string> class_names() const override {
+    return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+  }
 
   // Keep only the first n images (quick runs).
   void truncate(Index n) {

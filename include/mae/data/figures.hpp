@@ -6,6 +6,7 @@
 #define MAE_DATA_FIGURES_HPP
 
 #include "../loss.hpp"
+#include "../metrics.hpp"
 #include "../patch.hpp"
 #include "../rng.hpp"
 #include "../safetensors.hpp"
@@ -15,6 +16,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -135,6 +137,55 @@ inline bool plot_loss_curve(const std::string& csv, const std::string& png,
     return false;
   }
   return true;
+}
+
+// The confusion matrix as a heat map (rows: true class, columns: predicted; each row
+// normalized to the fraction of its class), drawn by gnuplot. Returns false when gnuplot is
+// missing or fails (and says so on stderr).
+inline bool plot_confusion_matrix(const std::string& png, const ClassificationReport& r,
+                                  const std::vector<std::string>& class_names, const std::string& title) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    std::fprintf(stderr, "confusion matrix skipped: gnuplot is not installed (apt-get install gnuplot-nox)\n");
+    return false;
+  }
+  const Index K = r.classes();
+  const auto label = [&](Index k) {
+    std::string n = k < static_cast<Index>(class_names.size()) ? class_names[k] : std::to_string(k);
+    for (char& c : n)
+      if (c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`') c = '_';
+    return n;
+  };
+  const std::string dat = png + ".tmp.dat", tmp = png + ".tmp.png";
+  {
+    std::ofstream f(dat);
+    for (Index t = 0; t < K; ++t) {
+      const double n = static_cast<double>(std::max<Index>(1, r.class_count(t)));
+      for (Index p = 0; p < K; ++p) f << (p ? " " : "") << static_cast<double>(r.confusion(t, p)) / n;
+      f << "\n";
+    }
+    if (!f) return false;
+  }
+  std::string tics;
+  for (Index k = 0; k < K; ++k) tics += (k ? ", '" : "'") + label(k) + "' " + std::to_string(k);
+  const int side = static_cast<int>(std::clamp<Index>(200 + 40 * K, 500, 1600));
+  std::string script = "set terminal pngcairo size " + std::to_string(side + 150) + "," + std::to_string(side) +
+                       " noenhanced; set output '" + tmp + "'; set title '" + title +
+                       "'; set xlabel 'predicted'; set ylabel 'true'; set xtics (" + tics +
+                       ") rotate by 45 right; set ytics (" + tics +
+                       "); set yrange [] reverse; set cbrange [0:1]; set palette defined (0 'white', 1 '#08519c');"
+                       " set size ratio -1; set key off;";
+  if (K <= 20)
+    script += " plot '" + dat + "' matrix with image, '' matrix using 1:2:(sprintf('%.2f', column(3))) with labels";
+  else
+    script += " plot '" + dat + "' matrix with image";
+  const std::string cmd = "gnuplot -e \"" + script + "\" 2>/dev/null";
+  const bool ok = std::system(cmd.c_str()) == 0 && std::rename(tmp.c_str(), png.c_str()) == 0;
+  std::remove(dat.c_str());
+  if (!ok) {
+    std::remove(tmp.c_str());
+    std::fprintf(stderr, "confusion matrix plot failed (gnuplot)\n");
+  }
+  return ok;
 }
 
 }  // namespace mae

@@ -33,6 +33,58 @@ class ImageDataset {
   virtual void load(Index i, float* out) const = 0;  // (C, height(i), width(i))
   virtual int label(Index) const { return -1; }
   virtual std::string name() const = 0;
+  // The name of each label (label k is class_names()[k]); empty when unlabelled.
+  virtual std::vector<std::string> class_names() const { return {}; }
+  // Where image i came from (a file path, or "<dataset>/<index>").
+  virtual std::string item_name(Index i) const { return name() + "/" + std::to_string(i); }
+};
+
+// A grayscale dataset seen as RGB (the channel repeated), for RGB models on Fashion-MNIST.
+class RepeatChannels : public ImageDataset {
+ public:
+  RepeatChannels(const ImageDataset& ds, Index channels) : ds_(ds), C_(channels) {
+    if (ds.channels() != 1) throw Error(ds.name() + ": only a 1-channel dataset can be repeated into channels");
+  }
+  Index size() const override { return ds_.size(); }
+  Index channels() const override { return C_; }
+  Index height(Index i) const override { return ds_.height(i); }
+  Index width(Index i) const override { return ds_.width(i); }
+  void load(Index i, float* out) const override {
+    const Index HW = height(i) * width(i);
+    ds_.load(i, out);
+    for (Index c = 1; c < C_; ++c) std::copy(out, out + HW, out + c * HW);
+  }
+  int label(Index i) const override { return ds_.label(i); }
+  std::string name() const override { return ds_.name(); }
+  std::vector<std::string> class_names() const override { return ds_.class_names(); }
+  std::string item_name(Index i) const override { return ds_.item_name(i); }
+
+ private:
+  const ImageDataset& ds_;
+  Index C_;
+};
+
+// n images of a dataset, evenly spaced (image k is ds's k * size / n): a quick run on a
+// folder sorted by class still sees every class.
+class EvenSubset : public ImageDataset {
+ public:
+  EvenSubset(const ImageDataset& ds, Index n) : ds_(ds), n_(std::min(n, ds.size())) {
+    if (n <= 0) throw Error(ds.name() + ": a subset needs at least one image");
+  }
+  Index size() const override { return n_; }
+  Index channels() const override { return ds_.channels(); }
+  Index height(Index i) const override { return ds_.height(at(i)); }
+  Index width(Index i) const override { return ds_.width(at(i)); }
+  void load(Index i, float* out) const override { ds_.load(at(i), out); }
+  int label(Index i) const override { return ds_.label(at(i)); }
+  std::string name() const override { return ds_.name(); }
+  std::vector<std::string> class_names() const override { return ds_.class_names(); }
+  std::string item_name(Index i) const override { return ds_.item_name(at(i)); }
+
+ private:
+  Index at(Index i) const { return i * ds_.size() / n_; }
+  const ImageDataset& ds_;
+  Index n_;
 };
 
 // Per-channel mean and std of a dataset (over at most max_images, evenly spaced).
@@ -101,17 +153,21 @@ inline Taps resample_taps(Index in_size, double box0, double box_len, Index out_
 }
 }  // namespace detail
 
-inline void resize_bicubic(float* dst, Index oh, Index ow, const float* src, Index C, Index H, Index W, double y0,
-                           double x0, double bh, double bw) {
+// src is read as src[c * cs + y * ys + x * xs] * scale: (C, H, W) floats, or the interleaved
+// 8-bit (H, W, C) pixels of a decoder with scale 1/255 (no full-size float copy).
+template <class Src>
+inline void resize_bicubic_strided(float* dst, Index oh, Index ow, const Src* src, Index C, Index H, Index W, Index cs,
+                                   Index ys, Index xs, double scale, double y0, double x0, double bh, double bw) {
   const detail::Taps ty = detail::resample_taps(H, y0, bh, oh), tx = detail::resample_taps(W, x0, bw, ow);
   std::vector<double> tmp(static_cast<std::size_t>(H * ow));
   for (Index c = 0; c < C; ++c) {
-    const float* s = src + c * H * W;
+    const Src* s = src + c * cs;
     for (Index y = 0; y < H; ++y)  // horizontal pass: (H, W) -> (H, ow)
       for (Index o = 0; o < ow; ++o) {
         double acc = 0;
-        for (Index k = 0; k < tx.count[o]; ++k) acc += tx.weights[o * tx.stride + k] * s[y * W + tx.first[o] + k];
-        tmp[static_cast<std::size_t>(y * ow + o)] = acc;
+        for (Index k = 0; k < tx.count[o]; ++k)
+          acc += tx.weights[o * tx.stride + k] * static_cast<double>(s[y * ys + (tx.first[o] + k) * xs]);
+        tmp[static_cast<std::size_t>(y * ow + o)] = acc * scale;
       }
     for (Index o = 0; o < oh; ++o)  // vertical pass: (H, ow) -> (oh, ow)
       for (Index x = 0; x < ow; ++x) {
@@ -120,6 +176,31 @@ inline void resize_bicubic(float* dst, Index oh, Index ow, const float* src, Ind
         dst[(c * oh + o) * ow + x] = static_cast<float>(std::clamp(acc, 0.0, 1.0));  // PIL clips to the pixel range
       }
   }
+}
+
+inline void resize_bicubic(float* dst, Index oh, Index ow, const float* src, Index C, Index H, Index W, double y0,
+                           double x0, double bh, double bw) {
+  resize_bicubic_strided(dst, oh, ow, src, C, H, W, H * W, W, 1, 1.0, y0, x0, bh, bw);
+}
+
+// The reference's evaluation transform (main_finetune.py's build_transform): Resize(int(S /
+// crop_pct)) of the shorter side (bicubic), then CenterCrop(S). Returns the box (top, left,
+// height, width) of the source image that the S x S output covers; resampling that box to
+// S x S is the same arithmetic as resizing the whole image and cropping.
+inline std::array<double, 4> center_crop_box(Index H, Index W, Index S, double crop_pct) {
+  if (!(crop_pct > 0 && crop_pct <= 1)) throw Error("crop_pct must be in (0, 1]");
+  const Index size = static_cast<Index>(static_cast<double>(S) / crop_pct);
+  // torchvision Resize(int): the shorter side becomes `size`, the longer int(size * long / short)
+  Index rh = size, rw = size;
+  if (H < W) rw = static_cast<Index>(static_cast<double>(size) * static_cast<double>(W) / static_cast<double>(H));
+  if (W < H) rh = static_cast<Index>(static_cast<double>(size) * static_cast<double>(H) / static_cast<double>(W));
+  if (rh < S || rw < S) rh = std::max(rh, S), rw = std::max(rw, S);
+  // CenterCrop: top = int(round((rh - S) / 2))
+  const double top = std::round(static_cast<double>(rh - S) / 2.0),
+               left = std::round(static_cast<double>(rw - S) / 2.0);
+  const double sy = static_cast<double>(H) / static_cast<double>(rh),
+               sx = static_cast<double>(W) / static_cast<double>(rw);
+  return {top * sy, left * sx, static_cast<double>(S) * sy, static_cast<double>(S) * sx};
 }
 
 // --- augmentation --------------------------------------------------------------------------
@@ -216,12 +297,23 @@ class BatchLoader {
   // One image, augmented with r, normalized: (C, S, S).
   void augment(Index idx, Rng& r, float* dst) const { augment(idx, r, dst, aug_); }
 
-  // Without augmentation (evaluation and figures): resized to S x S, normalized.
+  // Without augmentation (figures): the whole image resized to S x S, normalized.
   void plain(Index idx, float* dst) const {
     AugmentOptions none;
     none.random_resized_crop = false, none.horizontal_flip = false;
     Rng unused(0);
     augment(idx, unused, dst, none);
+  }
+
+  // The evaluation transform (center_crop_box, crop_pct 0.875 as the reference for S <= 224;
+  // 1: the whole image), normalized.
+  void evaluation(Index idx, float* dst, double crop_pct = 0.875) const {
+    const Index C = ds_.channels(), H = ds_.height(idx), W = ds_.width(idx), S = S_;
+    std::vector<float> src(static_cast<std::size_t>(C * H * W));
+    ds_.load(idx, src.data());
+    const auto box = center_crop_box(H, W, S, crop_pct);
+    resize_bicubic(dst, S, S, src.data(), C, H, W, box[0], box[1], box[2], box[3]);
+    normalize(dst);
   }
 
   void normalize(float* img) const {

@@ -1,0 +1,135 @@
+#!/bin/bash
+# The `mae` program end to end on image folders written from Fashion-MNIST: 28x28 grayscale
+# PNG and tinted 40x36 RGB JPEG (so sizes and channels are converted). Pretrain a few steps,
+# continue from that encoder with a fresh decoder, fine-tune, interrupt and resume the
+# fine-tuning (the files equal an uninterrupted run's), eval, predict, extract, kNN, probe,
+# reconstruct; then every bad folder is refused before training, naming the file.
+#   usage: tests/tools/mae_cli_test.sh MAE MAKE_IMAGE_FOLDER WORK_DIR
+set -euo pipefail
+mae=$1
+make_folder=$2
+work=$3
+rm -rf "$work"
+mkdir -p "$work"
+cd "$work"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+fail() { echo "FAILED: $*"; exit 1; }
+# expect_refused MESSAGE COMMAND...: the command exits non-zero and its stderr holds MESSAGE
+expect_refused() {
+  local message=$1; shift
+  if "$@" > refused.out 2> refused.err; then fail "accepted: $*"; fi
+  grep -qF -- "$message" refused.err || { cat refused.err; fail "no '$message' in the error of: $*"; }
+  echo "refused as expected: $(head -c 300 refused.err)"
+}
+
+"$make_folder" png 24 8
+"$make_folder" jpg 12 6 --tinted-jpeg
+q=(--no-progress --threads 2)
+
+"$mae" presets | tee presets.txt
+grep -q "vit_tiny_64x64_rgb" presets.txt
+grep -q "vit_tiny_96x96_rgb" presets.txt
+"$mae" finetune --help | grep -q -- "--crop-min FLOAT.*=0.5" || fail "finetune --help shows no defaults"
+
+# --- grayscale PNG, the 28x28 preset
+"$mae" pretrain --data png --epochs 1 --batch 48 --out pre --figure-images 2 "${q[@]}" | tee pre.txt
+test -s pre/mae_final.safetensors && test -s pre/checkpoint.safetensors && test -s pre/log.csv
+test "$(wc -l < pre/log.csv)" -eq 6  # header + 240 images / 48
+
+"$mae" pretrain --data png --init pre/mae_final.safetensors --max-steps 2 --batch 48 --out pre2 "${q[@]}" | tee pre2.txt
+grep -q "decoder freshly initialized" pre2.txt
+
+"$mae" knn --data png --checkpoint pre/mae_final.safetensors "${q[@]}" | tee knn.txt
+grep -q "20-NN (T = 0.07) on .*TOP-1" knn.txt
+
+ft=(--data png --init pre/mae_final.safetensors --epochs 2 --batch 40 "${q[@]}")
+"$mae" finetune "${ft[@]}" --out ft | tee ft.txt
+grep -q "VAL ACCURACY" ft.txt
+test "$(wc -l < ft/log.csv)" -eq 13 && test "$(wc -l < ft/eval.csv)" -eq 3  # 2 x 6 steps, 2 epochs
+
+# interrupted mid-epoch 2, resumed: the same log (but for the timings) and the same files, byte for byte
+"$mae" finetune "${ft[@]}" --out ft_cut --max-steps 8 | tee cut.txt
+grep -q "stopped after 8 steps" cut.txt
+"$mae" finetune --data png --resume ft_cut/checkpoint.safetensors --epochs 2 --batch 40 "${q[@]}" --out ft_cut \
+  | tee resumed.txt
+grep -q "resumed from ft_cut/checkpoint.safetensors at step 8" resumed.txt
+cmp <(cut -d, -f1-4 ft/log.csv) <(cut -d, -f1-4 ft_cut/log.csv)
+cmp <(cut -d, -f1-4 ft/eval.csv) <(cut -d, -f1-4 ft_cut/eval.csv)
+cmp ft/classifier.safetensors ft_cut/classifier.safetensors
+cmp ft/checkpoint.safetensors ft_cut/checkpoint.safetensors
+
+"$mae" eval --data png --checkpoint ft/classifier.safetensors "${q[@]}" | tee eval.txt
+grep -q "TOP-1 .*top-5 .*mean loss" eval.txt
+grep -q "^Sneaker," ft/eval_val.csv
+test "$(wc -l < ft/eval_val.csv)" -eq 11
+if command -v gnuplot > /dev/null; then test -s ft/confusion_val.png; fi
+
+"$mae" predict --checkpoint ft/classifier.safetensors png/val/Bag png/val/Coat/00006.png --out pred.csv "${q[@]}"
+test "$(wc -l < pred.csv)" -eq 10  # header + 8 + 1
+head -1 pred.csv | grep -q "^path,label1,prob1,label2"
+grep -q "png/val/Coat/00006.png," pred.csv
+
+"$mae" extract --data png --split val --checkpoint pre/mae_final.safetensors --pool avg --out feat.safetensors \
+  "${q[@]}" | tee extract.txt
+grep -q "features (80, 192)" extract.txt
+"$mae" extract --data png --split val --checkpoint ft/classifier.safetensors --block 2 --out feat_b2.safetensors \
+  "${q[@]}" | tee extract2.txt
+grep -q "features (80, 192)" extract2.txt
+
+"$mae" probe --data png --checkpoint pre/mae_final.safetensors --epochs 2 --batch 64 --out probe "${q[@]}" | tee probe.txt
+grep -q "linear probe" probe.txt && test -s probe/probe.safetensors
+"$mae" probe --data png --raw-pixels --epochs 2 --batch 64 --out probe_raw "${q[@]}" | tee probe_raw.txt
+grep -q "raw pixels" probe_raw.txt
+
+"$mae" reconstruct --data png --checkpoint pre/mae_final.safetensors --images 3 --out rec.png "${q[@]}"
+test -s rec.png
+
+# --- tinted RGB JPEG (40x36, converted) on the 32x32 and the new 64x64 presets
+for model in vit_tiny_32x32_rgb vit_tiny_64x64_rgb; do
+  "$mae" pretrain --model "$model" --data jpg --max-steps 2 --batch 40 --out "pre_$model" "${q[@]}"
+  "$mae" finetune --data jpg --init "pre_$model/mae_final.safetensors" --max-steps 3 --batch 40 \
+    --out "ft_$model" "${q[@]}" | tee "ft_$model.txt"
+  grep -q ": 120 images, 10 classes" "ft_$model.txt"
+  "$mae" eval --data jpg --checkpoint "ft_$model/classifier.safetensors" "${q[@]}" | grep -q "TOP-1"
+  "$mae" predict --checkpoint "ft_$model/classifier.safetensors" jpg/val --out "pred_$model.csv" "${q[@]}"
+  test "$(wc -l < "pred_$model.csv")" -eq 61
+done
+# the 64x64 encoder into the 96x96 classifier (patch 8): pos_embed interpolated from 8x8 to 12x12
+"$mae" finetune --model vit_tiny_96x96_rgb --data jpg --init pre_vit_tiny_64x64_rgb/mae_final.safetensors \
+  --max-steps 1 --batch 40 --out ft_resized "${q[@]}" | tee resized.txt
+grep -q "pos_embed interpolated from 8x8 to 12x12 patches" resized.txt
+# and into a 64x64 MAE with a fresh decoder, to continue pretraining at 96x96
+"$mae" pretrain --model vit_tiny_96x96_rgb --data jpg --init pre_vit_tiny_64x64_rgb/mae_final.safetensors \
+  --max-steps 1 --batch 40 --out pre_resized "${q[@]}" | tee pre_resized.txt
+grep -q "decoder freshly initialized" pre_resized.txt
+# another patch size cannot be resized: refused, naming both configurations
+expect_refused "another configuration" "$mae" finetune --model vit_tiny_64x64_rgb --data jpg \
+  --init pre_vit_tiny_32x32_rgb/mae_final.safetensors --max-steps 1 "${q[@]}" --out bad
+
+# --- bad input: refused before training, naming the file
+mkdir -p flatroot/train flatroot/val && cp png/train/Bag/00023.png flatroot/train/ && cp -r png/val/Bag flatroot/val/
+expect_refused "directly in" "$mae" finetune --data flatroot --max-steps 1 "${q[@]}" --out bad
+
+mkdir -p diff && cp -r png/train diff/ && mkdir -p diff/val && cp -r png/val/Bag png/val/Coat diff/val/
+expect_refused "different classes" "$mae" finetune --data diff --max-steps 1 "${q[@]}" --out bad
+
+cp -r png corrupt && head -c 100 png/train/Bag/00023.png > corrupt/train/Bag/00023.png
+expect_refused "corrupt/train/Bag/00023.png" "$mae" finetune --data corrupt --max-steps 1 "${q[@]}" --out bad
+expect_refused "corrupt/train/Bag/00023.png" "$mae" pretrain --data corrupt --max-steps 1 "${q[@]}" --out bad
+
+cp -r png empty && : > empty/val/Coat/00010.png
+expect_refused "empty file (0 bytes)" "$mae" finetune --data empty --max-steps 1 "${q[@]}" --out bad
+
+mkdir -p noimages/train/a noimages/val/a && echo text > noimages/train/a/readme.txt
+expect_refused "holds no" "$mae" pretrain --data noimages --max-steps 1 "${q[@]}" --out bad
+
+mkdir -p noval && cp -r png/train noval/
+expect_refused "is missing" "$mae" finetune --data noval --max-steps 1 "${q[@]}" --out bad
+
+expect_refused "pre/log.csv" "$mae" finetune --data png --init pre/log.csv --max-steps 1 "${q[@]}" --out bad
+expect_refused "ft/classifier.safetensors" "$mae" pretrain --model vit_tiny_64x64_rgb --data jpg \
+  --resume ft/classifier.safetensors --max-steps 1 "${q[@]}" --out bad
+expect_refused "no preset 'vit_nope'" "$mae" pretrain --model vit_nope --max-steps 1 "${q[@]}" --out bad
+test ! -e bad/mae_final.safetensors
+echo "mae end to end: OK"

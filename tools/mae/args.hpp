@@ -1,0 +1,110 @@
+// The `mae` program's arguments, one struct per subcommand, and the options they share.
+// Parsing (CLI11) is in main.cpp; the commands, templated on the model, in commands.hpp.
+#pragma once
+
+#include <mae/data/fashion_mnist.hpp>
+#include <mae/finetune.hpp>
+#include <mae/linear_probe.hpp>
+#include <mae/train.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mae_tool {
+
+using mae::Index;
+
+// Where the images come from: Debian's Fashion-MNIST, or a folder in torchvision's
+// ImageFolder layout (DIR/train/<class>/*, DIR/val/<class>/*).
+struct DataArgs {
+  std::string data = "fashion-mnist";
+  std::string fashion_mnist_dir = mae::FashionMnist::kDefaultDir;
+  Index limit = 0, val_limit = 0;      // evenly spaced subsets; 0: all
+  Index max_side = 0;                  // shrink larger images first; 0: 4 x the model's size
+  std::int64_t max_pixels = 64000000;  // refuse larger images
+  bool verify = true;                  // decode every image once before training
+  std::string normalize = "auto";      // auto (checkpoint's, else dataset), dataset, imagenet
+  double crop_pct = 0;                 // evaluation: resize to S / crop_pct, center crop; 0: reference
+  bool fashion_mnist() const { return data == "fashion-mnist"; }
+};
+
+struct RunArgs {
+  std::uint64_t seed = 0;
+  int threads = 0;
+  bool progress = true;
+};
+
+struct PretrainArgs {
+  DataArgs data;
+  RunArgs run;
+  mae::TrainOptions train;
+  bool norm_pix = false;
+  std::string init;    // encoder weights to start from (a fresh decoder)
+  std::string resume;  // a checkpoint.safetensors of this run
+  int figure_images = 8;
+};
+
+struct FinetuneArgs {
+  DataArgs data;
+  RunArgs run;
+  mae::FinetuneOptions ft;
+  std::string init, resume, pool = "avg";
+  double drop_path = 0.1, smoothing = 0.1, crop_min = 0.08;
+};
+
+struct ProbeArgs {
+  DataArgs data;
+  RunArgs run;
+  mae::ProbeOptions probe;
+  std::string checkpoint, pool = "cls", out = "runs/probe";
+  bool raw_pixels = false;
+  int block = -1;
+};
+
+struct EvalArgs {
+  DataArgs data;
+  RunArgs run;
+  std::string checkpoint, split = "val", out;
+  Index batch = 128;
+};
+
+struct PredictArgs {
+  DataArgs data;  // max_side, max_pixels, crop_pct
+  RunArgs run;
+  std::string checkpoint, out = "predictions.csv";
+  std::vector<std::string> inputs;
+  Index topk = 5, batch = 128;
+};
+
+// Features of an encoder (an MAE checkpoint, a classifier, or none: random init).
+struct FeatureArgs {
+  std::string checkpoint, pool = "cls";
+  int block = -1;  // 1..depth: that block's output instead of the final norm
+};
+
+struct ExtractArgs {
+  DataArgs data;
+  RunArgs run;
+  FeatureArgs features;
+  std::string split = "train", out = "features.safetensors";
+  Index batch = 128;
+};
+
+struct KnnArgs {
+  DataArgs data;
+  RunArgs run;
+  FeatureArgs features;
+  Index k = 20, batch = 128;
+  double temperature = 0.07;
+};
+
+struct ReconstructArgs {
+  DataArgs data;
+  RunArgs run;
+  std::string checkpoint, split = "val", out = "reconstruction.png";
+  int images = 8;
+  double mask_ratio = 0.75;
+};
+
+}  // namespace mae_tool

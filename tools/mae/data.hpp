@@ -1,0 +1,156 @@
+// The `mae` program's data: a split of Fashion-MNIST or of an image folder, at the model's
+// channel count, checked before anything trains; normalization statistics; small helpers.
+#pragma once
+
+#include "args.hpp"
+
+#include <mae/data.hpp>
+#include <mae/safetensors.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mae_tool {
+
+struct Stopwatch {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
+
+// One split ("train" or "val") as the model sees it.
+class Split {
+ public:
+  // labelled: classification (class directories required). For an unlabelled train split, a
+  // folder without train/ is used whole.
+  Split(const DataArgs& a, const std::string& split, Index channels, Index img_size, bool labelled) {
+    Index limit = split == "train" ? a.limit : a.val_limit;
+    if (a.fashion_mnist()) {
+      fm_ = std::make_unique<mae::FashionMnist>(a.fashion_mnist_dir, split == "train" ? "train" : "t10k");
+      ds_ = fm_.get();
+      if (channels != 1) ds_ = (repeat_ = std::make_unique<mae::RepeatChannels>(*ds_, channels)).get();
+    } else {
+      namespace fs = std::filesystem;
+      const fs::path root(a.data), dir = root / split;
+      if (!fs::is_directory(root)) throw mae::Error("--data '" + a.data + "': not a directory (nor fashion-mnist)");
+      std::string path = dir.string();
+      if (!fs::is_directory(dir)) {
+        if (labelled || split != "train")
+          throw mae::Error("'" + dir.string() + "' is missing: a labelled folder holds " + (root / "train").string() +
+                           "/<class>/*.png and " + (root / "val").string() + "/<class>/*.png");
+        path = root.string();  // pretraining on a flat folder
+      }
+      mae::ImageFolderOptions o;
+      o.channels = channels, o.max_pixels = a.max_pixels;
+      o.max_side = a.max_side > 0 ? a.max_side : 4 * img_size;
+      folder_ = std::make_unique<mae::ImageFolder>(path, o);
+      if (labelled) folder_->require_classes();
+      ds_ = folder_.get();
+    }
+    if (limit > 0) ds_ = (subset_ = std::make_unique<mae::EvenSubset>(*ds_, limit)).get();
+  }
+
+  const mae::ImageDataset& dataset() const { return *ds_; }
+  const mae::ImageFolder* folder() const { return folder_.get(); }
+  std::vector<std::string> classes() const { return ds_->class_names(); }
+  std::vector<int> labels() const {
+    std::vector<int> y(static_cast<std::size_t>(ds_->size()));
+    for (Index i = 0; i < ds_->size(); ++i) y[i] = ds_->label(i);
+    return y;
+  }
+  // Decodes every image of a folder once (an unreadable one stops here, named); returns
+  // the images per second of the pass.
+  void verify(bool enabled) const {
+    if (!folder_ || !enabled) return;
+    Stopwatch t;
+    folder_->verify();
+    std::printf("%s: %lld images, %lld classes, all decoded in %.1f s (%.0f images/s)\n", folder_->name().c_str(),
+                static_cast<long long>(folder_->size()), static_cast<long long>(folder_->class_names().size()),
+                t.seconds(), static_cast<double>(folder_->size()) / std::max(t.seconds(), 1e-9));
+    std::fflush(stdout);
+  }
+
+ private:
+  std::unique_ptr<mae::FashionMnist> fm_;
+  std::unique_ptr<mae::RepeatChannels> repeat_;
+  std::unique_ptr<mae::ImageFolder> folder_;
+  std::unique_ptr<mae::EvenSubset> subset_;
+  const mae::ImageDataset* ds_ = nullptr;
+};
+
+// A classifier needs the same classes in train and val.
+inline void require_same_classes(const Split& train, const Split& val) {
+  if (train.folder() && val.folder()) mae::require_same_classes(*train.folder(), *val.folder());
+}
+
+struct Normalization {
+  std::vector<double> mean, stddev;
+  std::string source;
+  void print() const {
+    std::printf("normalization (%s): mean", source.c_str());
+    for (double m : mean) std::printf(" %.4f", m);
+    std::printf(", std");
+    for (double v : stddev) std::printf(" %.4f", v);
+    std::printf("\n");
+  }
+};
+
+inline std::map<std::string, std::string> metadata_of(const std::string& path) {
+  return path.empty() ? std::map<std::string, std::string>{} : mae::safetensors::File(path).metadata();
+}
+
+// The statistics the images are normalized with: --normalize auto takes a checkpoint's (the
+// ones its model was trained with), ImageNet's for a checkpoint from elsewhere (converted
+// official weights: no mae.config), else the training split's; imagenet: the reference's.
+inline Normalization normalization(const DataArgs& a, const std::map<std::string, std::string>& meta,
+                                   const mae::ImageDataset& train, const std::string& checkpoint) {
+  Normalization n;
+  const Index C = train.channels();
+  const bool foreign = !checkpoint.empty() && !meta.count("mae.config");
+  if (a.normalize == "imagenet" || (a.normalize == "auto" && foreign)) {
+    n.mean = {0.485, 0.456, 0.406}, n.stddev = {0.229, 0.224, 0.225}, n.source = "ImageNet";
+    if (C == 1) n.mean = {0.449}, n.stddev = {0.226};  // the channel means
+    return n;
+  }
+  if (a.normalize == "auto" && meta.count("mae.normalize_mean") && meta.count("mae.normalize_std")) {
+    try {
+      n.mean = nlohmann::json::parse(meta.at("mae.normalize_mean")).get<std::vector<double>>();
+      n.stddev = nlohmann::json::parse(meta.at("mae.normalize_std")).get<std::vector<double>>();
+    } catch (const nlohmann::json::exception& e) {
+      throw mae::Error(checkpoint + ": corrupt normalization metadata (" + e.what() + ")");
+    }
+    if (static_cast<Index>(n.mean.size()) != C || static_cast<Index>(n.stddev.size()) != C)
+      throw mae::Error(checkpoint + ": its normalization has " + std::to_string(n.mean.size()) +
+                       " channels, the model " + std::to_string(C));
+    n.source = checkpoint;
+    return n;
+  }
+  mae::dataset_mean_std(train, n.mean, n.stddev);
+  n.source = train.name();
+  return n;
+}
+
+inline std::map<std::string, std::string> normalization_metadata(const mae::BatchLoader& l) {
+  return {{"mae.normalize_mean", nlohmann::json(l.mean()).dump()},
+          {"mae.normalize_std", nlohmann::json(l.stddev()).dump()}};
+}
+
+// The reference's crop_pct: 224/256 up to 224 pixels, 1 above (main_finetune.py).
+inline double crop_pct(const DataArgs& a, Index img_size) {
+  return a.crop_pct > 0 ? a.crop_pct : (img_size <= 224 ? 0.875 : 1.0);
+}
+
+inline std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+}  // namespace mae_tool

@@ -1,0 +1,303 @@
+// mae — pretrain a Masked Autoencoder on your images, fine-tune, probe, evaluate, predict,
+// extract features, draw reconstructions. `mae --help`, `mae <command> --help`.
+//
+//   mae presets
+//   mae pretrain --data fashion-mnist --out runs/fashion_mnist
+//   mae pretrain --model vit_tiny_64x64_rgb --data ~/pictures --epochs 100 --out runs/pics
+//   mae finetune --model vit_tiny_64x64_rgb --data ~/pictures --init runs/pics/mae_final.safetensors
+//   mae eval --checkpoint runs/finetune/classifier.safetensors --data ~/pictures
+//   mae predict --checkpoint runs/finetune/classifier.safetensors new_photos/ --out predictions.csv
+#include "args.hpp"
+#include "data.hpp"
+#include "presets.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <functional>
+#include <string>
+
+namespace {
+
+using namespace mae_tool;
+
+const Preset& find_preset(const std::string& name) {
+  for (const auto& p : presets())
+    if (p.name == name) return p;
+  std::string known;
+  for (const auto& p : presets()) known += " " + p.name;
+  throw mae::Error("no preset '" + name + "' (mae presets lists them:" + known + ")");
+}
+
+// --model, or the preset a checkpoint was saved from (its mae.config), or the default.
+const Preset& choose_preset(const std::string& model, const std::string& checkpoint) {
+  if (!model.empty()) return find_preset(model);
+  if (!checkpoint.empty()) {
+    const auto meta = metadata_of(checkpoint);
+    const auto it = meta.find("mae.config");
+    if (it != meta.end()) {
+      for (const auto& p : presets())
+        if (p.config == it->second) return p;
+      throw mae::Error(checkpoint + ": its configuration " + it->second +
+                       " is not a preset of this program; build one with the library (README: Use it as a library)");
+    }
+  }
+  return find_preset("vit_tiny_28x28_gray");
+}
+
+int list_presets() {
+  std::printf("%-28s %5s %5s %5s %-18s %-18s %12s  %s\n", "model", "image", "patch", "chans", "encoder (D/depth/h)",
+              "decoder (D/depth/h)", "parameters", "for");
+  for (const auto& p : presets()) {
+    char enc[32], dec[32];
+    std::snprintf(enc, sizeof enc, "%d/%d/%d", p.embed_dim, p.depth, p.num_heads);
+    std::snprintf(dec, sizeof dec, "%d/%d/%d", p.decoder_embed_dim, p.decoder_depth, p.decoder_num_heads);
+    std::printf("%-28s %5d %5d %5d %-19s %-19s %11.2fM  %s\n", p.name.c_str(), p.img_size, p.patch_size, p.in_chans,
+                enc, dec, static_cast<double>(p.parameters) / 1e6, p.description.c_str());
+  }
+  return 0;
+}
+
+void add_model(CLI::App& c, std::string& model) {
+  c.add_option("--model", model, "preset (mae presets); default: the checkpoint's own, else vit_tiny_28x28_gray");
+}
+
+void add_data(CLI::App& c, DataArgs& d, bool training) {
+  c.add_option("--data", d.data,
+               "fashion-mnist (Debian's dataset-fashion-mnist) or a folder: DIR/train/<class>/*.png|jpg and "
+               "DIR/val/<class>/*; pretraining also takes a flat folder");
+  c.add_option("--fashion-mnist-dir", d.fashion_mnist_dir, "where the Fashion-MNIST *.gz files are");
+  c.add_option("--limit", d.limit, "use N evenly spaced training images (0: all)")->check(CLI::NonNegativeNumber);
+  c.add_option("--val-limit", d.val_limit, "use N evenly spaced validation images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  c.add_option("--max-side", d.max_side, "shrink images whose shorter side is longer, when read (0: 4 x model size)")
+      ->check(CLI::NonNegativeNumber);
+  c.add_option("--max-pixels", d.max_pixels, "refuse images with more pixels (decompression bombs)")
+      ->check(CLI::PositiveNumber);
+  c.add_flag("!--no-verify", d.verify, "skip decoding every image of a folder once before starting");
+  c.add_option("--normalize", d.normalize,
+               "image statistics: auto (the checkpoint's, else the training images'), dataset, imagenet")
+      ->check(CLI::IsMember({"auto", "dataset", "imagenet"}));
+  c.add_option("--crop-pct", d.crop_pct,
+               "evaluation transform: resize the shorter side to size / crop_pct, center crop (0: 0.875 up to 224 "
+               "pixels, else 1, as the reference)")
+      ->check(CLI::Range(0.0, 1.0));
+  (void)training;
+}
+
+void add_run(CLI::App& c, RunArgs& r, const std::string& seed_help) {
+  c.add_option("--seed", r.seed, seed_help);
+  c.add_option("--threads", r.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
+      ->check(CLI::NonNegativeNumber);
+  c.add_flag("!--no-progress", r.progress, "no progress bar or periodic lines");
+}
+
+template <class O>
+void add_schedule(CLI::App& c, O& o, const std::string& blr_help) {
+  c.add_option("--epochs", o.epochs, "epochs")->check(CLI::Range(1, 1000000));
+  c.add_option("--batch", o.batch_size, "images per batch")->check(CLI::Range(1, 1 << 20));
+  c.add_option("--blr", o.blr, blr_help);
+  c.add_option("--lr", o.lr, "absolute learning rate (overrides --blr; 0: from --blr)");
+  c.add_option("--min-lr", o.min_lr, "final learning rate of the cosine schedule");
+  c.add_option("--warmup-epochs", o.warmup_epochs, "linear warmup, in epochs (fractions allowed)");
+  c.add_option("--weight-decay", o.weight_decay, "AdamW weight decay");
+  c.add_option("--max-steps", o.max_steps, "stop (with a checkpoint to resume from) after this many steps in all");
+}
+
+void add_features(CLI::App& c, FeatureArgs& f) {
+  c.add_option("--checkpoint", f.checkpoint,
+               "encoder: an MAE checkpoint (mae_final.safetensors, or converted official weights) or a classifier; "
+               "none: random init");
+  c.add_option("--pool", f.pool, "cls (the normed cls token) or avg (fc_norm of the patch-token mean)")
+      ->check(CLI::IsMember({"cls", "avg"}));
+  c.add_option("--block", f.block, "features of this block's output instead (1..depth; pooled by --pool, no norm)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "mae: Masked Autoencoders (ViT) on the CPU. Pretrain on your images, fine-tune, probe, evaluate, "
+      "predict, extract features.\nmae <command> --help shows a command's options and defaults."};
+  app.option_defaults()->always_capture_default();
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "mae 0.1.0");
+  std::function<int()> run;
+
+  auto* presets_cmd = app.add_subcommand("presets", "list the compiled models: image size, patch, widths, depths");
+  presets_cmd->callback([&] { run = list_presets; });
+
+  // --- pretrain
+  PretrainArgs pa;
+  std::string pa_model;
+  pa.train.epochs = 2, pa.train.batch_size = 128, pa.train.lr = 1.5e-3, pa.train.warmup_epochs = 0.5;
+  pa.train.out_dir = "runs/pretrain";
+  auto* pre = app.add_subcommand("pretrain",
+                                 "pretrain an MAE (main_pretrain.py): checkpoint, log.csv, loss.png, "
+                                 "reconstruction.png after every epoch");
+  pre->option_defaults()->always_capture_default();
+  add_model(*pre, pa_model);
+  add_data(*pre, pa.data, true);
+  add_schedule(*pre, pa.train, "base learning rate: lr = blr * batch * accum / 256");
+  pre->add_option("--accum", pa.train.accum_iter, "micro-batches per optimizer step")->check(CLI::Range(1, 1 << 20));
+  pre->add_option("--mask-ratio", pa.train.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
+  pre->add_flag("--norm-pix-loss,!--no-norm-pix-loss", pa.norm_pix, "per-patch normalized pixel targets");
+  pre->add_option("--init", pa.init,
+                  "start from this encoder (an MAE checkpoint or converted official weights, any image size); the "
+                  "decoder starts fresh");
+  pre->add_option("--resume", pa.resume, "continue this run from its checkpoint.safetensors (bit for bit)");
+  pre->add_option("--out", pa.train.out_dir, "output directory");
+  pre->add_option("--figure-images", pa.figure_images, "images in the reconstruction grid")->check(CLI::Range(1, 64));
+  add_run(*pre, pa.run, "seed of initialization, data order, augmentation and masking");
+  pre->callback(
+      [&] { run = [&] { return choose_preset(pa_model, pa.resume.empty() ? pa.init : pa.resume).pretrain(pa); }; });
+
+  // --- finetune
+  FinetuneArgs fa;
+  std::string fa_model;
+  fa.ft.epochs = 4, fa.ft.batch_size = 128, fa.ft.blr = 2e-3, fa.ft.warmup_epochs = 0.5;
+  fa.ft.out_dir = "runs/finetune";
+  fa.crop_min = 0.5;
+  auto* fin = app.add_subcommand("finetune",
+                                 "fine-tune a ViT classifier end to end (main_finetune.py): "
+                                 "classifier.safetensors, checkpoint.safetensors, log.csv, eval.csv");
+  fin->option_defaults()->always_capture_default();
+  add_model(*fin, fa_model);
+  add_data(*fin, fa.data, true);
+  add_schedule(*fin, fa.ft, "base learning rate: lr = blr * batch / 256");
+  fin->add_option("--init", fa.init,
+                  "the encoder: an MAE checkpoint or converted official weights (another image size: pos_embed is "
+                  "interpolated); none: from scratch");
+  fin->add_option("--resume", fa.resume, "continue from this fine-tuning's checkpoint.safetensors (bit for bit)");
+  fin->add_option("--pool", fa.pool, "avg (fc_norm of the patch-token mean, the reference's default) or cls")
+      ->check(CLI::IsMember({"cls", "avg"}));
+  fin->add_option("--layer-decay", fa.ft.layer_decay, "layer-wise lr decay (1: none)")->check(CLI::Range(0.0, 1.0));
+  fin->add_option("--drop-path", fa.drop_path, "drop path rate of the last block")->check(CLI::Range(0.0, 0.99));
+  fin->add_option("--smoothing", fa.smoothing, "label smoothing")->check(CLI::Range(0.0, 0.99));
+  fin->add_option("--crop-min", fa.crop_min, "RandomResizedCrop's smallest area fraction (1: no crop)")
+      ->check(CLI::Range(0.05, 1.0));
+  fin->add_option("--out", fa.ft.out_dir, "output directory");
+  add_run(*fin, fa.run, "seed of the head, data order, augmentation and drop path");
+  fin->callback(
+      [&] { run = [&] { return choose_preset(fa_model, fa.resume.empty() ? fa.init : fa.resume).finetune(fa); }; });
+
+  // --- probe
+  ProbeArgs pr;
+  std::string pr_model;
+  auto* pro = app.add_subcommand("probe",
+                                 "linear probe of a frozen encoder (main_linprobe.py): BatchNorm + linear, "
+                                 "LARS; log.csv, probe.safetensors");
+  pro->option_defaults()->always_capture_default();
+  add_model(*pro, pr_model);
+  add_data(*pro, pr.data, true);
+  pro->add_option("--checkpoint", pr.checkpoint, "the encoder (an MAE checkpoint); none: random init");
+  pro->add_flag("--raw-pixels", pr.raw_pixels, "probe the normalized pixels instead (logistic regression)");
+  pro->add_option("--pool", pr.pool, "cls (norm(x)[:, 0], the reference's default) or avg")
+      ->check(CLI::IsMember({"cls", "avg"}));
+  pro->add_option("--block", pr.block, "probe this block's output instead (1..depth)");
+  pro->add_option("--epochs", pr.probe.epochs, "epochs")->check(CLI::Range(1, 1000000));
+  pro->add_option("--batch", pr.probe.batch_size, "batch size")->check(CLI::Range(2, 1 << 20));
+  pro->add_option("--blr", pr.probe.blr, "base learning rate: lr = blr * batch / 256");
+  pro->add_option("--warmup-epochs", pr.probe.warmup_epochs, "linear warmup, in epochs");
+  pro->add_option("--weight-decay", pr.probe.weight_decay, "LARS weight decay");
+  pro->add_option("--out", pr.out, "output directory");
+  add_run(*pro, pr.run, "seed of a random encoder, the head and the data order");
+  pro->callback([&] { run = [&] { return choose_preset(pr_model, pr.checkpoint).probe(pr); }; });
+
+  // --- eval
+  EvalArgs ea;
+  std::string ea_model;
+  auto* ev = app.add_subcommand("eval",
+                                "evaluate a classifier: top-1, top-5, per-class accuracy, mean loss, "
+                                "confusion-matrix PNG");
+  ev->option_defaults()->always_capture_default();
+  add_model(*ev, ea_model);
+  add_data(*ev, ea.data, false);
+  ev->add_option("--checkpoint", ea.checkpoint, "classifier.safetensors of mae finetune")->required();
+  ev->add_option("--split", ea.split, "train or val")->check(CLI::IsMember({"train", "val"}));
+  ev->add_option("--out", ea.out,
+                 "directory for eval_<split>.csv and confusion_<split>.png (default: the checkpoint's)");
+  ev->add_option("--batch", ea.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
+  add_run(*ev, ea.run, "unused (evaluation is deterministic)");
+  ev->callback([&] { run = [&] { return choose_preset(ea_model, ea.checkpoint).eval(ea); }; });
+
+  // --- predict
+  PredictArgs pd;
+  std::string pd_model;
+  auto* pred = app.add_subcommand("predict", "label new images: a CSV of path, top-k labels and probabilities");
+  pred->option_defaults()->always_capture_default();
+  add_model(*pred, pd_model);
+  pred->add_option("inputs", pd.inputs, "image files or folders (searched recursively)")->required();
+  pred->add_option("--checkpoint", pd.checkpoint, "classifier.safetensors of mae finetune")->required();
+  pred->add_option("--out", pd.out, "the CSV file");
+  pred->add_option("--top", pd.topk, "labels per image")->check(CLI::Range(1, 1000));
+  pred->add_option("--batch", pd.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
+  pred->add_option("--max-side", pd.data.max_side, "shrink larger images when read (0: 4 x model size)");
+  pred->add_option("--max-pixels", pd.data.max_pixels, "refuse images with more pixels")->check(CLI::PositiveNumber);
+  pred->add_option("--crop-pct", pd.data.crop_pct, "evaluation transform's crop fraction (0: the reference's)")
+      ->check(CLI::Range(0.0, 1.0));
+  pred->add_option("--normalize", pd.data.normalize, "auto (the checkpoint's statistics), dataset, imagenet")
+      ->check(CLI::IsMember({"auto", "dataset", "imagenet"}));
+  add_run(*pred, pd.run, "unused");
+  pred->callback([&] { run = [&] { return choose_preset(pd_model, pd.checkpoint).predict(pd); }; });
+
+  // --- extract
+  ExtractArgs xa;
+  std::string xa_model;
+  auto* ext = app.add_subcommand("extract",
+                                 "features of every image (N x D) with labels and file names, as "
+                                 "safetensors");
+  ext->option_defaults()->always_capture_default();
+  add_model(*ext, xa_model);
+  add_data(*ext, xa.data, false);
+  add_features(*ext, xa.features);
+  ext->add_option("--split", xa.split, "train or val")->check(CLI::IsMember({"train", "val"}));
+  ext->add_option("--out", xa.out, "the safetensors file: features (N, D), labels (N), metadata mae.files");
+  ext->add_option("--batch", xa.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
+  add_run(*ext, xa.run, "seed of a random encoder");
+  ext->callback([&] { run = [&] { return choose_preset(xa_model, xa.features.checkpoint).extract(xa); }; });
+
+  // --- knn
+  KnnArgs ka;
+  std::string ka_model;
+  auto* kn = app.add_subcommand("knn",
+                                "weighted k-NN accuracy of an encoder's features (DINO's 20-NN vote): a "
+                                "quick check of a pretraining checkpoint");
+  kn->option_defaults()->always_capture_default();
+  add_model(*kn, ka_model);
+  add_data(*kn, ka.data, false);
+  add_features(*kn, ka.features);
+  kn->add_option("--k", ka.k, "neighbours")->check(CLI::Range(1, 100000));
+  kn->add_option("--temperature", ka.temperature, "vote weight exp(cosine / T)")->check(CLI::PositiveNumber);
+  kn->add_option("--batch", ka.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
+  add_run(*kn, ka.run, "seed of a random encoder");
+  kn->callback([&] { run = [&] { return choose_preset(ka_model, ka.features.checkpoint).knn(ka); }; });
+
+  // --- reconstruct
+  ReconstructArgs ra;
+  std::string ra_model;
+  auto* rec = app.add_subcommand("reconstruct", "the MAE figure: original | masked | reconstruction | + visible");
+  rec->option_defaults()->always_capture_default();
+  add_model(*rec, ra_model);
+  add_data(*rec, ra.data, false);
+  rec->add_option("--checkpoint", ra.checkpoint, "an MAE checkpoint (with its decoder)")->required();
+  rec->add_option("--split", ra.split, "train or val")->check(CLI::IsMember({"train", "val"}));
+  rec->add_option("--images", ra.images, "rows of the figure")->check(CLI::Range(1, 256));
+  rec->add_option("--mask-ratio", ra.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
+  rec->add_option("--out", ra.out, "the PNG file");
+  add_run(*rec, ra.run, "seed of the masking");
+  rec->callback([&] { run = [&] { return choose_preset(ra_model, ra.checkpoint).reconstruct(ra); }; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    return run ? run() : 0;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}
