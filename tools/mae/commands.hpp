@@ -361,6 +361,15 @@ struct Commands {
     std::printf("encoded in %.1f s (%lld features per image)\n", encode_s, static_cast<long long>(F));
     // the probe: BatchNorm (no affine) + linear, LARS, warmup + cosine (main_linprobe.py)
     mae::LinearProbe<float> probe(F, K, a.probe.seed);
+    // LARS moves a weight by about lr * 0.001 of its norm per step: the reference's recipe
+    // (blr 0.1, batch 4096, 90 epochs) is sized for ImageNet's 10^4 steps
+    const Index pb = std::min(a.probe.batch_size, nt), steps = static_cast<Index>(a.probe.epochs) * (nt / pb);
+    const double probe_lr = a.probe.blr * static_cast<double>(pb) / 256;
+    if (static_cast<double>(steps) * probe_lr < 1000)
+      std::fprintf(stderr,
+                   "note: %lld LARS steps at lr %.3g is little for the probe to move (the reference's recipe is sized "
+                   "for ImageNet); on a small folder try --batch 256 --blr 20, or more --epochs\n",
+                   static_cast<long long>(steps), probe_lr);
     std::ofstream log(a.out + "/log.csv");
     log << "epoch,train_loss,lr,val_accuracy,val_loss\n";
     Stopwatch train_time;
