@@ -75,15 +75,9 @@ struct FinetuneOptions {
             {"seed", seed}};
   }
   nlohmann::json to_json() const {
-    return {{"epochs", epochs},
-            {"batch_size", batch_size},
-            {"blr", blr},
-            {"lr", effective_lr()},
-            {"min_lr", min_lr},
-            {"warmup_epochs", warmup_epochs},
-            {"weight_decay", weight_decay},
-            {"layer_decay", layer_decay},
-            {"seed", seed}};
+    nlohmann::json j = trajectory_json();
+    j["blr"] = blr;
+    return j;
   }
 };
 
@@ -202,17 +196,7 @@ class Finetuner {
       if (!meta.count(key)) f.fail(std::string("not a fine-tuning checkpoint (no '") + key + "' in its metadata)");
     if (meta.at("mae.classifier") != model_.name())
       f.fail("checkpoint is for another classifier (" + meta.at("mae.classifier") + "); this one is " + model_.name());
-    nlohmann::json ft;
-    try {
-      ft = nlohmann::json::parse(meta.at("mae.finetune"));
-    } catch (const nlohmann::json::exception& e) {
-      f.fail(std::string("corrupt fine-tuning metadata: ") + e.what());
-    }
-    const nlohmann::json ours = opt_.trajectory_json();
-    for (const auto& [key, value] : ours.items())
-      if (!ft.contains(key) || ft[key] != value)
-        f.fail("checkpoint was fine-tuned with " + key + " = " + (ft.contains(key) ? ft[key].dump() : "?") +
-               ", this run has " + value.dump() + ": resuming would not continue the same run");
+    require_same_trajectory(f, "mae.finetune", opt_.trajectory_json(), "fine-tuned");
     const auto& params = model_.parameters();
     std::vector<S> m(static_cast<std::size_t>(params.size())), v(m.size()), w(m.size());
     for (const auto& info : params.tensors()) {

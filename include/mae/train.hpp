@@ -172,17 +172,7 @@ class Trainer {
     for (const char* key :
          {"mae.step", "mae.optimizer_steps", "mae.pending_micro_batches", "mae.lr", "mae.rng", "mae.train"})
       if (!meta.count(key)) f.fail(std::string("not a training checkpoint (no '") + key + "' in its metadata)");
-    nlohmann::json train;
-    try {
-      train = nlohmann::json::parse(meta.at("mae.train"));
-    } catch (const nlohmann::json::exception& e) {
-      f.fail(std::string("corrupt training metadata: ") + e.what());
-    }
-    const nlohmann::json ours = opt_.trajectory_json();
-    for (const auto& [key, value] : ours.items())
-      if (!train.contains(key) || train[key] != value)
-        f.fail("checkpoint was trained with " + key + " = " + (train.contains(key) ? train[key].dump() : "?") +
-               ", this run has " + value.dump() + ": resuming would not continue the same run");
+    require_same_trajectory(f, "mae.train", opt_.trajectory_json(), "trained");
     const auto& params = model_.parameters();
     std::vector<S> m(static_cast<std::size_t>(params.size())), v(m.size()), g(m.size(), S(0));
     const Index step = std::stoll(meta.at("mae.step"));

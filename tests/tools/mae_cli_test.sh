@@ -58,6 +58,9 @@ cmp <(cut -d, -f1-4 ft/log.csv) <(cut -d, -f1-4 ft_cut/log.csv)
 cmp <(cut -d, -f1-4 ft/eval.csv) <(cut -d, -f1-4 ft_cut/eval.csv)
 cmp ft/classifier.safetensors ft_cut/classifier.safetensors
 cmp ft/checkpoint.safetensors ft_cut/checkpoint.safetensors
+# a resume with another schedule would not continue the same run: refused, naming the field
+expect_refused "batch_size = 40, this run has 32" "$mae" finetune --data png --resume ft_cut/checkpoint.safetensors \
+  --epochs 2 --batch 32 "${q[@]}" --out ft_other
 
 "$mae" eval --data png --checkpoint ft/classifier.safetensors "${q[@]}" | tee eval.txt
 grep -q "TOP-1 .*top-5 .*mean loss" eval.txt
