@@ -389,7 +389,8 @@ inline void load_staged(const safetensors::File& f, const std::vector<TensorIn<S
              ") at index " + std::to_string(bad - v.begin()) + ": the checkpoint is of a diverged run");
   }
   if (strict)
-    for (const auto& [name, e] : f.tensors()) {
+    for (const auto& entry : f.tensors()) {
+      const std::string& name = entry.first;  // not a structured binding: C++17 lambdas cannot capture one
       const bool known =
           std::any_of(wanted.begin(), wanted.end(), [&](const TensorIn<S>& t) { return t.name == name; }) ||
           std::find(allowed.begin(), allowed.end(), name) != allowed.end();
