@@ -7,6 +7,8 @@ if [ "${1:-}" = "--with-torch" ]; then
   # only for the PyTorch interchange test, the fixture script and the benchmarks; Debian's
   # OpenBLAS so that PyTorch does not fall back to the reference BLAS (libblas3)
   PKGS+=(python3-torch python3-numpy libopenblas0-pthread)
+  # clang's libFuzzer, for the fuzz harnesses (scripts/fuzz.sh)
+  PKGS+=(clang libclang-rt-dev)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

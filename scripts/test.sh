@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds and runs every test: the optimized suite (with 1 and 2 OpenMP threads), the
 # static_assert cases, the install + find_package check, then the suite again under
-# AddressSanitizer and UBSan.   usage: bash scripts/test.sh
+# AddressSanitizer and UBSan, then each fuzz harness for a minute.   usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh --with-torch
@@ -16,3 +16,6 @@ cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DMAE_SANITIZE=
 cmake --build build/sanitize -j "$JOBS" --target mae_tests
 (cd build/sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -R '^unit_2_threads$')
+
+# the fuzz harnesses, 60 seconds each (bash scripts/fuzz.sh 600 for the long run)
+bash scripts/fuzz.sh 60

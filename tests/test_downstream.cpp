@@ -215,6 +215,25 @@ TEST_CASE("image folder: classes required, the same in train and val, sizes chec
   std::ofstream(d / "val" / "c" / "5.png").flush();
   CHECK_THROWS_WITH_AS(mae::ImageFolder((d / "val").string(), {1}), doctest::Contains("5.png: empty file (0 bytes)"),
                        mae::Error);
+  // a 16-bit PGM (the input tests/fuzz/fuzz_image found overflowing stb's reader) is refused
+  const fs::path pnm = mae_test::scratch_dir("folder_pnm");
+  fs::create_directories(pnm / "a");
+  std::ofstream(pnm / "a" / "wide.pgm", std::ios::binary)
+      << std::string("P5\n45\n545\n545\x03\0\0\0\x50", 17) << std::string(16, '\0');
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {3}), doctest::Contains("wide.pgm: a 16-bit PGM/PPM image"),
+                       mae::Error);
+  fs::remove(pnm / "a" / "wide.pgm");  // a header number stb's int parser overflows on
+  std::ofstream(pnm / "a" / "long.pgm", std::ios::binary) << "P5\n1111111111 2\n255\n" << std::string(8, '\0');
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {1}), doctest::Contains("long.pgm: corrupt PGM/PPM header"),
+                       mae::Error);
+  // a JPEG Huffman table of more than 256 codes (stb copies them into 256 places), after fill
+  // bytes, and past the end of the file, where stb reads zeros: refused before stb sees it
+  fs::remove(pnm / "a" / "long.pgm");
+  std::string jpeg("\xff\xff\xd8\xff\xc4\x01\x00\x00", 8);
+  jpeg += std::string(15, '\x12');  // 15 counts of 18 = 270 codes, the 16th count past the end
+  std::ofstream(pnm / "a" / "dht.jpg", std::ios::binary) << jpeg;
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {3}),
+                       doctest::Contains("dht.jpg: corrupt JPEG (a Huffman table of 270 codes"), mae::Error);
   // a directory symlink loop is an error naming the folder, not a hang
   const fs::path loop = mae_test::scratch_dir("folder_loop");
   fs::create_directories(loop / "x");

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -128,6 +129,7 @@ class ImageFolder : public ImageDataset {
   void load(Index i, float* out) const override {
     const Item& it = items_[static_cast<std::size_t>(i)];
     int w = 0, h = 0, n = 0;
+    refuse_unsafe_for_stb(it.path);  // again: the file may have been replaced since the scan
     std::unique_ptr<unsigned char, void (*)(void*)> px(
         stbi_load(it.path.c_str(), &w, &h, &n, static_cast<int>(opt_.channels)), stbi_image_free);
     if (!px) throw Error(it.path + ": unreadable image (" + failure_reason() + ")");
@@ -161,6 +163,63 @@ class ImageFolder : public ImageDataset {
     if (opt_.max_side < 0 || opt_.max_pixels <= 0)
       throw Error("image folder: max_side and max_pixels must be positive");
   }
+  // Two inputs that make Debian's stb (2022-09) write or read out of bounds, found by
+  // tests/fuzz/fuzz_image, are refused before stb sees the file:
+  //  - a 16-bit PGM/PPM: its channels are converted as 8-bit data, then twice that buffer read;
+  //  - a JPEG Huffman table (DHT) of more than 256 codes: stb copies them into 256 places
+  //    (the check upstream added later). The scan walks the markers, skipping entropy-coded
+  //    data, so progressive JPEGs' later tables are seen too.
+  static void refuse_unsafe_for_stb(const std::string& path) {
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+    if (!f) return;  // stbi reports it
+    const int a = std::getc(f.get()), b = std::getc(f.get());
+    if (a == 'P' && (b == '5' || b == '6')) {
+      for (int field = 0; field < 3; ++field) {  // width, height, maxval: stb's int overflows past 9 digits
+        int c = std::getc(f.get()), digits = 0;
+        while (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '#') {
+          if (c == '#')
+            while (c != EOF && c != '\n' && c != '\r') c = std::getc(f.get());
+          c = std::getc(f.get());
+        }
+        for (; c >= '0' && c <= '9'; c = std::getc(f.get())) ++digits;
+        if (digits > 9)
+          throw Error(path + ": corrupt PGM/PPM header (a number of " + std::to_string(digits) + " digits)");
+      }
+      if (stbi_is_16_bit(path.c_str()))
+        throw Error(path +
+                    ": a 16-bit PGM/PPM image; convert it to 8 bits or to PNG (stb's 16-bit PNM reader is unsafe)");
+      return;
+    }
+    int soi = b;
+    while (a == 0xFF && soi == 0xFF) soi = std::getc(f.get());  // stb skips fill bytes before SOI too
+    if (a != 0xFF || soi != 0xD8) return;                       // not a JPEG
+    const auto bad = [&](const std::string& why) { throw Error(path + ": corrupt JPEG (" + why + ")"); };
+    std::FILE* in = f.get();
+    for (;;) {
+      int c = std::getc(in);
+      if (c == EOF) return;
+      if (c != 0xFF) continue;  // entropy-coded data between markers
+      do c = std::getc(in);
+      while (c == 0xFF);                                                 // fill bytes
+      if (c == EOF || c == 0xD9) return;                                 // the end
+      if (c == 0x00 || c == 0x01 || (c >= 0xD0 && c <= 0xD8)) continue;  // stuffed byte, TEM, RST, SOI
+      const int hi = std::getc(in), lo = std::getc(in);
+      if (hi == EOF || lo == EOF) return;
+      long length = (hi << 8 | lo) - 2;
+      if (c != 0xC4) {  // any other segment: skipped (SOS's entropy data is then scanned byte by byte)
+        if (length > 0 && std::fseek(in, length, SEEK_CUR) != 0) return;
+        continue;
+      }
+      while (length > 0) {  // DHT: tables of (class/id, 16 counts, the codes); past the end
+        std::getc(in);      // of the file stb reads zeros, and so does this loop
+        long n = 0;
+        for (int k = 0; k < 16; ++k) n += std::max(std::getc(in), 0);
+        if (n > 256) bad("a Huffman table of " + std::to_string(n) + " codes; at most 256");
+        std::fseek(in, n, SEEK_CUR);
+        length -= 17 + n;
+      }
+    }
+  }
   void add(const std::string& path, int label) {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -170,6 +229,7 @@ class ImageFolder : public ImageDataset {
     Item it;
     it.path = path, it.label = label;
     int n = 0;
+    refuse_unsafe_for_stb(path);  // before stbi_info: a JPEG's header tables reach the bug too
     if (!stbi_info(path.c_str(), &it.w0, &it.h0, &n))
       throw Error(path + ": unreadable image (" + failure_reason() + ")");
     if (it.w0 <= 0 || it.h0 <= 0) throw Error(path + ": the image has no pixels");
