@@ -149,14 +149,68 @@ TEST_CASE("image folder: PNG and JPEG files, converted, labelled by subdirectory
   CHECK(px[200] == 0.0f);                  // green channel
   mae::ImageFolder gray(d.string(), {1});  // converted to one channel
   gray.load(0, px.data());
-  CHECK(px[0] == doctest::Approx(0.3).epsilon(0.1));        // stb's luma of pure red
+  CHECK(px[0] == 76.0f / 255.0f);                           // PIL's luminance of pure red
   mae::ImageFolder small(d.string(), {3, /*max_side=*/5});  // shrunk: shorter side 5
   CHECK(small.height(0) == 5);
   CHECK(small.width(0) == 10);
   spit(d / "dogs" / "broken.png", std::string("\x89PNG\r\n\x1a\n", 8) + "garbage");
-  CHECK_THROWS_WITH_AS(mae::ImageFolder(d.string(), {3}), doctest::Contains("broken.png: unreadable image"),
-                       mae::Error);
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(d.string(), {3}), doctest::Contains("broken.png: unreadable PNG"), mae::Error);
   CHECK_THROWS_WITH_AS(mae::ImageFolder(scratch_dir("empty").string(), {3}), doctest::Contains("holds no"), mae::Error);
+}
+
+TEST_CASE("image decoding: the format by content, PIL's channel conversion, corrupt files named") {
+  const fs::path d = scratch_dir("decode");
+  // three RGB pixels with alpha; PIL's Image.convert('L') of them is [76, 124, 31]
+  // (python3-pil 9.4: Image.new('RGB', (3, 1)), putpixel, convert('L'))
+  const unsigned char rgba[12] = {255, 0, 0, 255, 10, 200, 30, 0, 1, 2, 255, 128};
+  const std::string png = (d / "a.png").string(), named_jpg = (d / "png_named.jpg").string();
+  REQUIRE(stbi_write_png(png.c_str(), 3, 1, 4, rgba, 12));
+  fs::copy_file(png, named_jpg);
+  mae::ImageSize s;
+  for (const std::string& p : {png, named_jpg}) {  // the name's extension does not matter
+    CHECK(mae::image_format(p) == mae::ImageFormat::png);
+    CHECK(mae::decode_image(p, 1, &s) == std::vector<unsigned char>{76, 124, 31});
+    CHECK(s.width == 3);
+    CHECK(s.height == 1);
+    // alpha dropped, not composited: the fully transparent pixel keeps its colour
+    CHECK(mae::decode_image(p, 3, &s) == std::vector<unsigned char>{255, 0, 0, 10, 200, 30, 1, 2, 255});
+  }
+  const unsigned char g[2] = {7, 250};  // gray to RGB: copied
+  const std::string gray = (d / "g.bmp").string();
+  REQUIRE(stbi_write_bmp(gray.c_str(), 2, 1, 1, g));  // BMP: stb
+  CHECK(mae::image_format(gray) == mae::ImageFormat::bmp);
+  CHECK(mae::decode_image(gray, 3, &s) == std::vector<unsigned char>{7, 7, 7, 250, 250, 250});
+  CHECK(mae::decode_image(gray, 1, &s) == std::vector<unsigned char>{7, 250});
+  // JPEG: libjpeg-turbo; a flat colour survives quality 95 within a few levels
+  std::vector<unsigned char> flat(16 * 16 * 3);
+  for (std::size_t i = 0; i < flat.size(); ++i) flat[i] = static_cast<unsigned char>(i % 3 == 1 ? 200 : 40);
+  const std::string jpg = (d / "b.jpg").string();
+  REQUIRE(stbi_write_jpg(jpg.c_str(), 16, 16, 3, flat.data(), 95));
+  CHECK(mae::image_format(jpg) == mae::ImageFormat::jpeg);
+  CHECK(mae::read_image_size(jpg).width == 16);
+  const auto px = mae::decode_image(jpg, 3, &s);
+  REQUIRE(px.size() == flat.size());
+  for (std::size_t i = 0; i < px.size(); ++i) CHECK(std::abs(int(px[i]) - int(flat[i])) <= 3);
+  // a file that changed size since it was read is refused
+  const mae::ImageSize other{15, 16};
+  CHECK_THROWS_WITH_AS(mae::decode_image(jpg, 3, &s, &other), doctest::Contains("b.jpg: the image changed"),
+                       mae::Error);
+  // truncated and corrupt files: an error naming the file (a JPEG's warning is an error)
+  const std::string bytes = slurp(jpg), pbytes = slurp(png);
+  spit(d / "cut.jpg", bytes.substr(0, bytes.size() * 2 / 3));
+  CHECK_THROWS_WITH_AS(mae::decode_image((d / "cut.jpg").string(), 3, &s),
+                       doctest::Contains("cut.jpg: unreadable JPEG"), mae::Error);
+  spit(d / "cut.png", pbytes.substr(0, pbytes.size() - 20));
+  CHECK_THROWS_WITH_AS(mae::decode_image((d / "cut.png").string(), 3, &s), doctest::Contains("cut.png: unreadable PNG"),
+                       mae::Error);
+  std::string flipped = pbytes;
+  flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x40);  // a CRC mismatch
+  spit(d / "crc.png", flipped);
+  CHECK_THROWS_WITH_AS(mae::decode_image((d / "crc.png").string(), 3, &s), doctest::Contains("crc.png: unreadable PNG"),
+                       mae::Error);
+  spit(d / "x.tga", std::string("\0\0\2\0\0\0\0\0\0\0\0\0\1\0\1\0\x18\0\1\2\3", 21));
+  CHECK_THROWS_WITH_AS(mae::read_image_size((d / "x.tga").string()),
+                       doctest::Contains("x.tga: unreadable image (not a PNG, JPEG, BMP, GIF or PGM/PPM"), mae::Error);
 }
 
 TEST_CASE("bicubic resize: identity on the same grid, constants stay constant") {

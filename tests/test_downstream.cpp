@@ -226,14 +226,18 @@ TEST_CASE("image folder: classes required, the same in train and val, sizes chec
   std::ofstream(pnm / "a" / "long.pgm", std::ios::binary) << "P5\n1111111111 2\n255\n" << std::string(8, '\0');
   CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {1}), doctest::Contains("long.pgm: corrupt PGM/PPM header"),
                        mae::Error);
-  // a JPEG Huffman table of more than 256 codes (stb copies them into 256 places), after fill
-  // bytes, and past the end of the file, where stb reads zeros: refused before stb sees it
+  // ... also when a comment follows a number directly, as stb reads it (found by fuzz_image)
+  std::ofstream(pnm / "a" / "long.pgm", std::ios::binary) << "P5\n1#xy\n\v12222222222 2\n255\n" << std::string(8, '\0');
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {1}), doctest::Contains("long.pgm: corrupt PGM/PPM header"),
+                       mae::Error);
+  // a JPEG Huffman table of more than 256 codes (stb copied them into 256 places): JPEGs go
+  // to libjpeg-turbo, which refuses it
   fs::remove(pnm / "a" / "long.pgm");
-  std::string jpeg("\xff\xff\xd8\xff\xc4\x01\x00\x00", 8);
-  jpeg += std::string(15, '\x12');  // 15 counts of 18 = 270 codes, the 16th count past the end
+  std::string jpeg("\xff\xd8\xff\xc4\x01\x00\x00", 7);
+  jpeg += std::string(16, '\x12');  // 16 counts of 18 = 288 codes
   std::ofstream(pnm / "a" / "dht.jpg", std::ios::binary) << jpeg;
-  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {3}),
-                       doctest::Contains("dht.jpg: corrupt JPEG (a Huffman table of 270 codes"), mae::Error);
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {3}), doctest::Contains("dht.jpg: unreadable JPEG ("),
+                       mae::Error);
   // a directory symlink loop is an error naming the folder, not a hang
   const fs::path loop = mae_test::scratch_dir("folder_loop");
   fs::create_directories(loop / "x");

@@ -7,6 +7,7 @@
 
 #include "data/fashion_mnist.hpp"
 #include "data/figures.hpp"
+#include "data/image_decode.hpp"
 #include "data/image_folder.hpp"
 #include "data/loader.hpp"
 

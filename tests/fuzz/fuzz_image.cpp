@@ -1,10 +1,10 @@
-// libFuzzer harness: one image file (PNG, JPEG, BMP, GIF, TGA, PNM by content) through
+// libFuzzer harness: one image file (PNG, JPEG, BMP, GIF, PGM/PPM by content) through
 // ImageFolder's scan and decode, shrunk and converted to RGB and to gray. The pixel limit is
 // kept small so that a large but valid image is refused instead of exhausting the fuzzer.
 #include "fuzz_common.hpp"
 
 // stb_image compiled here, instrumented, instead of Debian's libstb: the fuzzer then sees
-// (and ASan checks) the decoder's own branches too.
+// (and ASan checks) the BMP/GIF/PNM decoders' own branches too.
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 #undef STB_IMAGE_IMPLEMENTATION  // image_folder.hpp includes the header again

@@ -1,26 +1,25 @@
-// mae/data/image_folder.hpp — a dataset of PNG/JPEG/BMP/... files (stb_image), converted to
-// the model's channel count, in torchvision's ImageFolder layout: the first directory under
+// mae/data/image_folder.hpp — a dataset of PNG/JPEG/BMP/GIF/PGM/PPM files (image_decode.hpp),
+// converted to the model's channel count, in torchvision's ImageFolder layout: the first directory under
 // the root names an image's class (files directly in the root have none).
 //
 // Images are decoded when they are used, not when the dataset is built, so a folder larger
-// than memory works: building reads only each file's header (stbi_info: its size, and a
+// than memory works: building reads only each file's header (its size, and a
 // refusal naming the file when it is empty, not an image, or over the pixel limit), and
 // verify() decodes everything once, in parallel, keeping nothing. An image whose shorter
 // side exceeds max_side is shrunk (bicubic, antialiased) straight from its 8-bit decode.
 //
-// Needs stb_image's implementation: link Debian's libstb (the mae::data CMake target does).
+// Needs libspng, libturbojpeg and libstb (the mae::data CMake target links them).
 #ifndef MAE_DATA_IMAGE_FOLDER_HPP
 #define MAE_DATA_IMAGE_FOLDER_HPP
 
 #include "loader.hpp"
 
-#include <stb/stb_image.h>
+#include "image_decode.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -40,7 +39,7 @@ struct ImageFolderOptions {
 inline bool is_image_file(const std::filesystem::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"})
+  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm"})
     if (ext == e) return true;
   return false;
 }
@@ -60,7 +59,7 @@ class ImageFolder : public ImageDataset {
       throw Error("image folder '" + dir + "': " + e.what());
     }
     std::sort(files.begin(), files.end());
-    if (files.empty()) throw Error("image folder '" + dir + "' holds no PNG/JPEG/BMP/GIF/TGA/PNM images");
+    if (files.empty()) throw Error("image folder '" + dir + "' holds no PNG/JPEG/BMP/GIF/PGM/PPM images");
     std::map<std::string, int> classes;
     std::vector<std::string> cls(files.size());
     for (std::size_t i = 0; i < files.size(); ++i) {
@@ -128,21 +127,16 @@ class ImageFolder : public ImageDataset {
 
   void load(Index i, float* out) const override {
     const Item& it = items_[static_cast<std::size_t>(i)];
-    int w = 0, h = 0, n = 0;
-    refuse_unsafe_for_stb(it.path);  // again: the file may have been replaced since the scan
-    std::unique_ptr<unsigned char, void (*)(void*)> px(
-        stbi_load(it.path.c_str(), &w, &h, &n, static_cast<int>(opt_.channels)), stbi_image_free);
-    if (!px) throw Error(it.path + ": unreadable image (" + failure_reason() + ")");
-    if (w != it.w0 || h != it.h0)
-      throw Error(it.path + ": the image changed since the folder was read (" + std::to_string(it.w0) + "x" +
-                  std::to_string(it.h0) + ", now " + std::to_string(w) + "x" + std::to_string(h) + ")");
-    const Index C = opt_.channels, H = h, W = w;
+    const ImageSize expect{it.w0, it.h0};  // the file may have been replaced since the scan
+    ImageSize s;
+    const std::vector<unsigned char> px = decode_image(it.path, static_cast<int>(opt_.channels), &s, &expect);
+    const Index C = opt_.channels, H = s.height, W = s.width;
     if (it.h == H && it.w == W) {  // (H, W, C) bytes -> (C, H, W) floats
       for (Index c = 0; c < C; ++c)
-        for (Index k = 0; k < H * W; ++k) out[c * H * W + k] = static_cast<float>(px.get()[k * C + c]) / 255.0f;
+        for (Index k = 0; k < H * W; ++k) out[c * H * W + k] = static_cast<float>(px[k * C + c]) / 255.0f;
     } else {  // shrink from the 8-bit pixels
-      resize_bicubic_strided(out, it.h, it.w, px.get(), C, H, W, 1, W * C, C, 1.0 / 255.0, 0, 0, static_cast<double>(H),
-                             static_cast<double>(W));
+      resize_bicubic_strided(out, it.h, it.w, px.data(), C, H, W, 1, W * C, C, 1.0 / 255.0, 0, 0,
+                             static_cast<double>(H), static_cast<double>(W));
     }
   }
 
@@ -154,71 +148,10 @@ class ImageFolder : public ImageDataset {
     Index h = 0, w = 0;  // as loaded (after shrinking)
   };
 
-  static std::string failure_reason() {
-    const char* r = stbi_failure_reason();
-    return r ? r : "unknown error";
-  }
   void check_options() const {
     if (opt_.channels != 1 && opt_.channels != 3) throw Error("image folder: channels must be 1 (gray) or 3 (RGB)");
     if (opt_.max_side < 0 || opt_.max_pixels <= 0)
       throw Error("image folder: max_side and max_pixels must be positive");
-  }
-  // Two inputs that make Debian's stb (2022-09) write or read out of bounds, found by
-  // tests/fuzz/fuzz_image, are refused before stb sees the file:
-  //  - a 16-bit PGM/PPM: its channels are converted as 8-bit data, then twice that buffer read;
-  //  - a JPEG Huffman table (DHT) of more than 256 codes: stb copies them into 256 places
-  //    (the check upstream added later). The scan walks the markers, skipping entropy-coded
-  //    data, so progressive JPEGs' later tables are seen too.
-  static void refuse_unsafe_for_stb(const std::string& path) {
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
-    if (!f) return;  // stbi reports it
-    const int a = std::getc(f.get()), b = std::getc(f.get());
-    if (a == 'P' && (b == '5' || b == '6')) {
-      for (int field = 0; field < 3; ++field) {  // width, height, maxval: stb's int overflows past 9 digits
-        int c = std::getc(f.get()), digits = 0;
-        while (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '#') {
-          if (c == '#')
-            while (c != EOF && c != '\n' && c != '\r') c = std::getc(f.get());
-          c = std::getc(f.get());
-        }
-        for (; c >= '0' && c <= '9'; c = std::getc(f.get())) ++digits;
-        if (digits > 9)
-          throw Error(path + ": corrupt PGM/PPM header (a number of " + std::to_string(digits) + " digits)");
-      }
-      if (stbi_is_16_bit(path.c_str()))
-        throw Error(path +
-                    ": a 16-bit PGM/PPM image; convert it to 8 bits or to PNG (stb's 16-bit PNM reader is unsafe)");
-      return;
-    }
-    int soi = b;
-    while (a == 0xFF && soi == 0xFF) soi = std::getc(f.get());  // stb skips fill bytes before SOI too
-    if (a != 0xFF || soi != 0xD8) return;                       // not a JPEG
-    const auto bad = [&](const std::string& why) { throw Error(path + ": corrupt JPEG (" + why + ")"); };
-    std::FILE* in = f.get();
-    for (;;) {
-      int c = std::getc(in);
-      if (c == EOF) return;
-      if (c != 0xFF) continue;  // entropy-coded data between markers
-      do c = std::getc(in);
-      while (c == 0xFF);                                                 // fill bytes
-      if (c == EOF || c == 0xD9) return;                                 // the end
-      if (c == 0x00 || c == 0x01 || (c >= 0xD0 && c <= 0xD8)) continue;  // stuffed byte, TEM, RST, SOI
-      const int hi = std::getc(in), lo = std::getc(in);
-      if (hi == EOF || lo == EOF) return;
-      long length = (hi << 8 | lo) - 2;
-      if (c != 0xC4) {  // any other segment: skipped (SOS's entropy data is then scanned byte by byte)
-        if (length > 0 && std::fseek(in, length, SEEK_CUR) != 0) return;
-        continue;
-      }
-      while (length > 0) {  // DHT: tables of (class/id, 16 counts, the codes); past the end
-        std::getc(in);      // of the file stb reads zeros, and so does this loop
-        long n = 0;
-        for (int k = 0; k < 16; ++k) n += std::max(std::getc(in), 0);
-        if (n > 256) bad("a Huffman table of " + std::to_string(n) + " codes; at most 256");
-        std::fseek(in, n, SEEK_CUR);
-        length -= 17 + n;
-      }
-    }
   }
   void add(const std::string& path, int label) {
     namespace fs = std::filesystem;
@@ -228,10 +161,8 @@ class ImageFolder : public ImageDataset {
     if (bytes == 0) throw Error(path + ": empty file (0 bytes), not an image");
     Item it;
     it.path = path, it.label = label;
-    int n = 0;
-    refuse_unsafe_for_stb(path);  // before stbi_info: a JPEG's header tables reach the bug too
-    if (!stbi_info(path.c_str(), &it.w0, &it.h0, &n))
-      throw Error(path + ": unreadable image (" + failure_reason() + ")");
+    const ImageSize s = read_image_size(path);
+    it.w0 = s.width, it.h0 = s.height;
     if (it.w0 <= 0 || it.h0 <= 0) throw Error(path + ": the image has no pixels");
     if (static_cast<std::int64_t>(it.w0) * it.h0 > opt_.max_pixels)
       throw Error(path + ": " + std::to_string(it.w0) + "x" + std::to_string(it.h0) + " pixels, over the limit of " +
