@@ -481,7 +481,7 @@ struct Commands {
         } catch (const fs::filesystem_error& e) {
           throw mae::Error(in + ": " + e.what());
         }
-        if (found.empty()) throw mae::Error(in + ": holds no PNG/JPEG/BMP/GIF/PGM/PPM images");
+        if (found.empty()) throw mae::Error(in + ": holds no " + mae::kImageFormats + " images");
         std::sort(found.begin(), found.end());
         files.insert(files.end(), found.begin(), found.end());
       } else {

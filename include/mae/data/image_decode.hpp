@@ -29,6 +29,7 @@
 namespace mae {
 
 enum class ImageFormat { png, jpeg, bmp, gif, pnm, unknown };
+inline constexpr const char* kImageFormats = "PNG, JPEG, BMP, GIF or PGM/PPM";  // for messages
 
 struct ImageSize {
   int width = 0, height = 0;
@@ -57,10 +58,6 @@ inline ImageFormat sniff(std::FILE* f) {
     return ImageFormat::gif;
   if (n >= 2 && m[0] == 'P' && (m[1] == '5' || m[1] == '6')) return ImageFormat::pnm;
   return ImageFormat::unknown;
-}
-
-[[noreturn]] inline void unknown_format(const std::string& path) {
-  throw Error(path + ": unreadable image (not a PNG, JPEG, BMP, GIF or PGM/PPM file)");
 }
 
 // (pixels, comps) bytes, comps 1 (G), 2 (GA), 3 (RGB), 4 (RGBA) -> (pixels, channels), channels 1 or 3.
@@ -135,7 +132,6 @@ struct Jpeg {
   [[noreturn]] void fail(const std::string& why) const { throw Error(path + ": unreadable JPEG (" + why + ")"); }
   std::string message() const { return tjGetErrorStr2(tj.get()); }
   std::vector<unsigned char> decode(int channels) {
-    if (data.empty()) fail("not read");
     if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) fail("a CMYK image; convert it to RGB");
     const bool gray = colorspace == TJCS_GRAY;
     const int comps = gray ? 1 : 3;
@@ -188,80 +184,72 @@ inline ImageFormat image_format(const std::string& path) {
   return image_detail::sniff(f.get());
 }
 
-// Width and height from the header; decodes nothing.
-inline ImageSize read_image_size(const std::string& path) {
-  using namespace image_detail;
-  const File f = open(path);
-  switch (sniff(f.get())) {
-    case ImageFormat::png: {
-      Png png(f.get(), path);
-      return {static_cast<int>(png.ihdr.width), static_cast<int>(png.ihdr.height)};
-    }
-    case ImageFormat::jpeg: {
-      Jpeg jpeg(f.get(), path, /*header_only=*/true);
-      return {jpeg.w, jpeg.h};
-    }
-    case ImageFormat::bmp:
-    case ImageFormat::gif:
-    case ImageFormat::pnm: {
-      if (sniff(f.get()) == ImageFormat::pnm) refuse_unsafe_pnm(f.get(), path);
-      ImageSize s;
-      int n = 0;
-      if (!stbi_info_from_file(f.get(), &s.width, &s.height, &n))
-        throw Error(path + ": unreadable image (" + stb_reason() + ")");
-      return s;
-    }
-    default:
-      unknown_format(path);
-  }
-}
+namespace image_detail {
 
-// The whole image as (height, width, channels) bytes; channels 1 or 3. `expect`, if given,
-// is the size read before: a file that changed since is an error, not a surprise.
-inline std::vector<unsigned char> decode_image(const std::string& path, int channels, ImageSize* size,
-                                               const ImageSize* expect = nullptr) {
-  using namespace image_detail;
-  if (channels != 1 && channels != 3)
-    throw Error(path + ": decode to 1 or 3 channels, not " + std::to_string(channels));
+// The header, then, for channels 1 or 3, the pixels as (height, width, channels) bytes
+// (channels 0: the header only). A size other than `expect` (if given) is an error.
+inline std::vector<unsigned char> read_image(const std::string& path, int channels, ImageSize& s,
+                                             const ImageSize* expect) {
   const File f = open(path);
-  std::vector<unsigned char> px;
-  ImageSize s;
   const auto check_size = [&] {
     if (expect && (s.width != expect->width || s.height != expect->height))
       throw Error(path + ": the image changed since the folder was read (" + std::to_string(expect->width) + "x" +
                   std::to_string(expect->height) + ", now " + std::to_string(s.width) + "x" + std::to_string(s.height) +
                   ")");
   };
-  switch (sniff(f.get())) {
+  const ImageFormat format = sniff(f.get());
+  switch (format) {
     case ImageFormat::png: {
       Png png(f.get(), path);
       s = {static_cast<int>(png.ihdr.width), static_cast<int>(png.ihdr.height)};
       check_size();
-      px = png.decode(channels);
-      break;
+      return channels ? png.decode(channels) : std::vector<unsigned char>{};
     }
     case ImageFormat::jpeg: {
-      Jpeg jpeg(f.get(), path, /*header_only=*/false);
+      Jpeg jpeg(f.get(), path, /*header_only=*/channels == 0);
       s = {jpeg.w, jpeg.h};
       check_size();
-      px = jpeg.decode(channels);
-      break;
+      return channels ? jpeg.decode(channels) : std::vector<unsigned char>{};
     }
     case ImageFormat::bmp:
     case ImageFormat::gif:
     case ImageFormat::pnm: {
-      if (sniff(f.get()) == ImageFormat::pnm) refuse_unsafe_pnm(f.get(), path);
+      if (format == ImageFormat::pnm) refuse_unsafe_pnm(f.get(), path);
       int n = 0;
+      if (!channels) {
+        if (!stbi_info_from_file(f.get(), &s.width, &s.height, &n))
+          throw Error(path + ": unreadable image (" + stb_reason() + ")");
+        check_size();
+        return {};
+      }
       std::unique_ptr<unsigned char, void (*)(void*)> raw(stbi_load_from_file(f.get(), &s.width, &s.height, &n, 0),
                                                           stbi_image_free);
       if (!raw) throw Error(path + ": unreadable image (" + stb_reason() + ")");
       check_size();
-      px = convert(raw.get(), n, static_cast<std::size_t>(s.width) * static_cast<std::size_t>(s.height), channels);
-      break;
+      return convert(raw.get(), n, static_cast<std::size_t>(s.width) * static_cast<std::size_t>(s.height), channels);
     }
     default:
-      unknown_format(path);
+      throw Error(path + ": unreadable image (not a " + kImageFormats + " file)");
   }
+}
+
+}  // namespace image_detail
+
+// Width and height from the header; decodes nothing.
+inline ImageSize read_image_size(const std::string& path) {
+  ImageSize s;
+  image_detail::read_image(path, 0, s, nullptr);
+  return s;
+}
+
+// The whole image as (height, width, channels) bytes; channels 1 or 3. `expect`, if given,
+// is the size read before: a file that changed since is an error, not a surprise.
+inline std::vector<unsigned char> decode_image(const std::string& path, int channels, ImageSize* size,
+                                               const ImageSize* expect = nullptr) {
+  if (channels != 1 && channels != 3)
+    throw Error(path + ": decode to 1 or 3 channels, not " + std::to_string(channels));
+  ImageSize s;
+  std::vector<unsigned char> px = image_detail::read_image(path, channels, s, expect);
   if (size) *size = s;
   return px;
 }

@@ -59,7 +59,7 @@ class ImageFolder : public ImageDataset {
       throw Error("image folder '" + dir + "': " + e.what());
     }
     std::sort(files.begin(), files.end());
-    if (files.empty()) throw Error("image folder '" + dir + "' holds no PNG/JPEG/BMP/GIF/PGM/PPM images");
+    if (files.empty()) throw Error("image folder '" + dir + "' holds no " + kImageFormats + " images");
     std::map<std::string, int> classes;
     std::vector<std::string> cls(files.size());
     for (std::size_t i = 0; i < files.size(); ++i) {
