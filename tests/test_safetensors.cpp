@@ -253,6 +253,33 @@ TEST_CASE("safetensors: a killed writer's temporary file is removed by the next 
   CHECK(mae::safetensors::File(p.string()).contains("cls_token"));
 }
 
+TEST_CASE("safetensors: a training run's start removes every dead writer's temporary file of its directory") {
+  // a figure of an epoch that a resumed run does not repeat is never written again, so only a
+  // sweep of the whole directory removes its temporary file (a CI finding of the crash test)
+  const fs::path dir = scratch("stale_dir");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  pid_t gone = 0;
+  if ((gone = ::fork()) == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(gone, &status, 0);
+  const std::string dead = ".tmp." + std::to_string(gone);
+  const fs::path png = dir / ("reconstruction_epoch010.png" + dead), dat = dir / ("loss.png.dat" + dead),
+                 ckpt = dir / ("checkpoint.safetensors" + dead), alive = dir / "loss.png.tmp.1",
+                 mine = dir / mae::safetensors::temp_path_for("log.csv"), bare = dir / (".tmp." + std::to_string(gone)),
+                 other = dir / "notes.tmp.txt", plain = dir / "log.csv";
+  for (const auto& f : {png, dat, ckpt, alive, mine, bare, other, plain}) spit(f, "partial");
+  mae::safetensors::remove_stale_temp_files_in(dir.string());
+  CHECK_FALSE(fs::exists(png));
+  CHECK_FALSE(fs::exists(dat));
+  CHECK_FALSE(fs::exists(ckpt));
+  CHECK(fs::exists(alive));  // pid 1 is alive
+  CHECK(fs::exists(mine));   // this process is alive
+  CHECK(fs::exists(bare));   // no target name: not ours
+  CHECK(fs::exists(other));  // not a pid
+  CHECK(fs::exists(plain));
+}
+
 TEST_CASE("safetensors: a write that cannot happen leaves the old file intact") {
   M a(M::Options{false, 1});
   CHECK_THROWS_WITH_AS(a.save("/nonexistent-dir/x.safetensors"), doctest::Contains("cannot create"), mae::Error);

@@ -254,24 +254,39 @@ class File {
   std::map<std::string, std::string> metadata_;
 };
 
-// Removes `path.tmp.<pid>` files that a writer killed mid-write left behind: only those whose
-// process no longer exists (a live writer's file is never touched).
-inline void remove_stale_temp_files(const std::string& path) {
+// The temporary name a writer in this process uses for `path`: `path.tmp.<pid>`.
+inline std::string temp_path_for(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
+
+namespace detail {
+// Removes the files of `dir` named `<target>.tmp.<pid>` (target "" = any name) whose process
+// no longer exists: what a writer killed mid-write left. A live writer's file is never touched.
+inline void remove_dead_writers_temp_files(const std::filesystem::path& dir, const std::string& target) {
   namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string prefix = target.filename().string() + ".tmp.";
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string pid = name.substr(prefix.size());
-    if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    const std::size_t at = name.rfind(".tmp.");
+    if (at == std::string::npos || at == 0 || (!target.empty() && name.compare(0, at, target) != 0)) continue;
+    const std::string pid = name.substr(at + 5);
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
     const pid_t p = static_cast<pid_t>(std::stol(pid));
     std::error_code rm;
     if (p > 0 && p != ::getpid() && ::kill(p, 0) != 0 && errno == ESRCH) fs::remove(it->path(), rm);
   }
 }
+}  // namespace detail
+
+// Removes `path.tmp.<pid>` files that a writer killed mid-write left behind: only those whose
+// process no longer exists (a live writer's file is never touched).
+inline void remove_stale_temp_files(const std::string& path) {
+  const std::filesystem::path target(path);
+  detail::remove_dead_writers_temp_files(target.has_parent_path() ? target.parent_path() : ".",
+                                         target.filename().string());
+}
+
+// The same for every file of a directory: a training run calls it on its output directory at
+// start, since a figure of an epoch that a resumed run does not repeat is never written again.
+inline void remove_stale_temp_files_in(const std::string& dir) { detail::remove_dead_writers_temp_files(dir, ""); }
 
 // Write `bytes` to `path` atomically: a temporary file beside it, fsync, then rename. Stale
 // temporary files of killed writers of the same path are removed first.
@@ -279,7 +294,7 @@ inline void write_file_atomic(const std::string& path, const std::string& bytes)
   remove_stale_temp_files(path);
   const std::string previous =
       std::filesystem::exists(path) ? "; the previous file is untouched" : "; no file was written";
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = temp_path_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) throw Error(path + ": cannot create '" + tmp + "' (" + std::strerror(errno) + ")");
   std::size_t done = 0;

@@ -70,7 +70,10 @@ class TrainingLoop {
   TrainingLoop(LoopOptions opt, Index steps_per_epoch) : opt_(std::move(opt)), iters_(steps_per_epoch) {
     if (opt_.epochs <= 0) throw Error("epochs must be positive");
     if (iters_ <= 0) throw Error("no step in an epoch: the dataset is smaller than one batch");
-    if (!opt_.out_dir.empty()) std::filesystem::create_directories(opt_.out_dir);
+    if (!opt_.out_dir.empty()) {
+      std::filesystem::create_directories(opt_.out_dir);
+      safetensors::remove_stale_temp_files_in(opt_.out_dir);
+    }
   }
 
   Index steps_per_epoch() const { return iters_; }

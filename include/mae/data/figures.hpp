@@ -120,7 +120,7 @@ inline bool plot_loss_curve(const std::string& csv, const std::string& png,
     std::fprintf(stderr, "loss plot skipped: gnuplot is not installed (apt-get install gnuplot-nox)\n");
     return false;
   }
-  const std::string tmp = png + ".tmp.png";
+  const std::string tmp = safetensors::temp_path_for(png);
   const std::string script = "set terminal pngcairo size 900,500 noenhanced; set output '" + tmp +
                              "'; set datafile separator ',';"
                              "set title '" +
@@ -155,7 +155,7 @@ inline bool plot_confusion_matrix(const std::string& png, const ClassificationRe
       if (c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`') c = '_';
     return n;
   };
-  const std::string dat = png + ".tmp.dat", tmp = png + ".tmp.png";
+  const std::string dat = safetensors::temp_path_for(png + ".dat"), tmp = safetensors::temp_path_for(png);
   {
     std::ofstream f(dat);
     for (Index t = 0; t < K; ++t) {
