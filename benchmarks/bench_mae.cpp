@@ -89,29 +89,36 @@ void set_flops(benchmark::State& st, double flops) {
 // The same product with the library's own GEMM (mae/kernels/gemm.hpp), run as the linear layers run it:
 // a bias-free linear_forward, C = A W^T, W packed once by all threads, chunks of rows of C
 // split between the threads.
+template <mae::Precision P>
 void BM_peak_gemm_mae(benchmark::State& st) {
   const Index n = st.range(0);
   auto a = randv(n * n, 1), w = randv(n * n, 2), c = randv(n * n, 3);
   for (auto _ : st) {
-    mae::linear_forward<float>(c.data(), a.data(), w.data(), nullptr, n, n, n);
+    mae::linear_forward<float, P>(c.data(), a.data(), w.data(), nullptr, n, n, n);
     benchmark::DoNotOptimize(c.data());
   }
   st.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_peak_gemm_mae)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+// fp32, and bf16 operands with fp32 sums (kernels/gemm_bf16.hpp: AVX512-BF16 where compiled
+// for it, else the portable tile)
+BENCHMARK_TEMPLATE(BM_peak_gemm_mae, mae::Precision::fp32)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_peak_gemm_mae, mae::Precision::bf16)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Linear at (rows, in, out): the 32x32 encoder's qkv and fc2, the toy encoder's fc1, the 32x32 decoder's qkv and fc2.
+template <mae::Precision P>
 void BM_linear_forward(benchmark::State& st) {
   const Index rows = st.range(0), in = st.range(1), out = st.range(2);
   auto x = randv(rows * in, 1), w = randv(out * in, 2), b = randv(out, 3), y = randv(rows * out, 4);
-  for (auto _ : st) mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out);
+  for (auto _ : st) mae::linear_forward<float, P>(y.data(), x.data(), w.data(), b.data(), rows, in, out);
   set_flops(st, 2.0 * rows * in * out);
 }
+template <mae::Precision P>
 void BM_linear_backward(benchmark::State& st) {
   const Index rows = st.range(0), in = st.range(1), out = st.range(2);
   auto x = randv(rows * in, 1), w = randv(out * in, 2), dy = randv(rows * out, 4), dx = x, dw = w, db = randv(out, 5);
-  for (auto _ : st) mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out);
+  for (auto _ : st)
+    mae::linear_backward<float, P>(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out);
   set_flops(st, 4.0 * rows * in * out);
 }
 void BM_layernorm_forward(benchmark::State& st) {
@@ -174,20 +181,18 @@ void BM_block_backward(benchmark::State& st) {
     mae::block_backward(b.dx.data(), b.bg, b.scratch, b.dy.data(), b.x.data(), b.cache, b.bp, kN, kT, b.s);
   set_flops(st, 2 * kN * mae_bench::block_flops(kT, kD, 4));
 }
-BENCHMARK(BM_linear_forward)
-    ->Args({544, 192, 576})
-    ->Args({544, 768, 192})
-    ->Args({kRows, kD, kHidden})
-    ->Args({2080, 128, 384})
-    ->Args({2080, 512, 128})
-    ->UseRealTime();
-BENCHMARK(BM_linear_backward)
-    ->Args({544, 192, 576})
-    ->Args({544, 768, 192})
-    ->Args({kRows, kD, kHidden})
-    ->Args({2080, 128, 384})
-    ->Args({2080, 512, 128})
-    ->UseRealTime();
+// Linear layers in fp32 and in bf16 at the same shapes.
+#define MAE_LINEAR_SHAPES(B)       \
+  B->Args({544, 192, 576})         \
+      ->Args({544, 768, 192})      \
+      ->Args({kRows, kD, kHidden}) \
+      ->Args({2080, 128, 384})     \
+      ->Args({2080, 512, 128})     \
+      ->UseRealTime()
+MAE_LINEAR_SHAPES(BENCHMARK_TEMPLATE(BM_linear_forward, mae::Precision::fp32));
+MAE_LINEAR_SHAPES(BENCHMARK_TEMPLATE(BM_linear_backward, mae::Precision::fp32));
+MAE_LINEAR_SHAPES(BENCHMARK_TEMPLATE(BM_linear_forward, mae::Precision::bf16));
+MAE_LINEAR_SHAPES(BENCHMARK_TEMPLATE(BM_linear_backward, mae::Precision::bf16));
 BENCHMARK(BM_layernorm_forward)->UseRealTime();
 BENCHMARK(BM_layernorm_backward)->UseRealTime();
 BENCHMARK(BM_attention_forward)

@@ -3,9 +3,12 @@
 // same bits for any split of the work.
 #include "test_util.hpp"
 
+#include <mae/kernels/gemm_bf16.hpp>
 #include <mae/kernels/reference.hpp>
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 using mae::Index;
@@ -90,6 +93,91 @@ TEST_CASE(
           else
             CHECK(std::abs(c1[idx] - c0[idx]) <= bound[idx]);
         }
+    }
+  }
+}
+
+TEST_CASE("bf16 rounding is PyTorch's: to nearest, ties to even, NaN to 0x7fc0, infinities and signs kept") {
+  const auto bits = [](std::uint32_t u) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    return K::to_bf16(x);
+  };
+  CHECK(bits(0x3f800000u) == 0x3f80u);  // 1
+  CHECK(bits(0x3f808000u) == 0x3f80u);  // 1 + 2^-8: a tie, to the even 1
+  CHECK(bits(0x3f818000u) == 0x3f82u);  // a tie, to the even 0x3f82
+  CHECK(bits(0x3f808001u) == 0x3f81u);  // just above the tie: up
+  CHECK(bits(0x3f807fffu) == 0x3f80u);  // just below: down
+  CHECK(bits(0xbf808001u) == 0xbf81u);  // the sign kept
+  CHECK(bits(0x7f7fffffu) == 0x7f80u);  // the largest float rounds to infinity
+  CHECK(bits(0xff800000u) == 0xff80u);  // -inf
+  CHECK(bits(0x7fc00001u) == 0x7fc0u);  // NaN
+  CHECK(bits(0xffa00000u) == 0x7fc0u);  // a negative signalling NaN
+  CHECK(bits(0x00000001u) == 0x0000u);  // the smallest subnormal: to zero (ties to even is up only past half)
+  CHECK(K::from_bf16(0x4049u) == 3.140625f);
+}
+
+TEST_CASE("gemm_bf16 equals the reference (operands rounded to bf16, products summed in double), at every edge") {
+  // sizes around the tiles, the 512-step (256-pair) k blocks and an odd K's half pair
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1},
+                                                                 {8, 48, 16},
+                                                                 {9, 49, 3},
+                                                                 {17, 130, 513},
+                                                                 {263, 500, 1030},
+                                                                 {5, 481, 7},
+                                                                 {64, 16, 600},
+                                                                 {12, 161, 31}}) {
+    for (int orientation = 0; orientation < 4; ++orientation) {
+      const bool at = orientation & 1, bt = orientation & 2;
+      const std::vector<float> a = random_floats(M * K, 80 + M), b = random_floats(K * N, 90 + N);
+      const K::GemmOperand<float> A{a.data(), at ? M : K, at}, B{b.data(), bt ? K : N, bt};
+      const Index ldc = N + 3;
+      const std::vector<float> c_init = random_floats(M * ldc, 70);
+      std::vector<float> want = c_init, fp32 = c_init, c1 = c_init;
+      K::reference::gemm_bf16(want.data(), ldc, A, B, M, N, K);
+      K::reference::gemm(fp32.data(), ldc, A, B, M, N, K);
+      // the error bound of an fp32 sum, as the fp32 gemm's test: 1e-6 of sum over k of |a b|
+      std::vector<float> abs_a(a.size()), abs_b(b.size()), bound(M * ldc, 0);
+      std::transform(a.begin(), a.end(), abs_a.begin(), [](float v) { return std::abs(v); });
+      std::transform(b.begin(), b.end(), abs_b.begin(), [](float v) { return std::abs(v); });
+      K::reference::gemm(bound.data(), ldc, K::GemmOperand<float>{abs_a.data(), A.ld, at},
+                         K::GemmOperand<float>{abs_b.data(), B.ld, bt}, M, N, K, 1e-6f);
+      for (Index i = 0; i < M * ldc; ++i) bound[i] += 1e-6f * std::abs(c_init[i]);
+      K::gemm_bf16(c1.data(), ldc, A, B, M, N, K);
+      // B packed beforehand (over a NaN-filled buffer: every word used is written), and
+      // column range by column range: the same bits
+      std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> packed(
+          static_cast<std::size_t>(K::gemm_bf16_packed_size(K, N)), 0x7fc07fc0u);
+      for (Index u = 0; u < K::gemm_bf16_pack_units(K, N); ++u) K::gemm_bf16_pack_unit(packed.data(), B, K, N, u);
+      const K::PackedBf16 P{packed.data(), K, N};
+      std::vector<float> c2 = c_init, c3 = c_init, c4 = c_init;
+      K::gemm_bf16(c2.data(), ldc, A, P, M);
+      const Index step = K::kGemmBf16ColumnStep, mid = std::min(N, (N / 2 + step - 1) / step * step);
+      K::gemm_bf16_columns(c3.data(), ldc, A, P, M, mid, N);
+      K::gemm_bf16_columns(c3.data(), ldc, A, P, M, 0, mid);
+      K::gemm_bf16_columns(c4.data(), ldc, A, B, M, N, K, 0, mid);
+      K::gemm_bf16_columns(c4.data(), ldc, A, B, M, N, K, mid, N);
+      INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
+      CHECK(c1 == c2);
+      CHECK(c1 == c3);
+      CHECK(c1 == c4);
+      if constexpr (K::kNativeBf16) {  // the portable tile gives the instruction's bits
+        std::vector<float> c5 = c_init;
+        K::gemm_bf16_detail::run<false>(c5.data(), ldc, A, B, nullptr, M, N, K, 0, N);
+        CHECK(c1 == c5);
+      }
+      Index off_fp32 = 0;  // elements the rounding of the operands moved past the fp32 bound
+      for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < ldc; ++j) {
+          const Index idx = i * ldc + j;
+          if (j >= N) {
+            CHECK(c1[idx] == c_init[idx]);
+            continue;
+          }
+          CHECK(std::abs(c1[idx] - want[idx]) <= bound[idx]);
+          off_fp32 += std::abs(c1[idx] - fp32[idx]) > bound[idx];
+        }
+      if (K > 8) CHECK(off_fp32 > M * N / 2);  // the operands really were rounded
     }
   }
 }

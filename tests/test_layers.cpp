@@ -276,6 +276,38 @@ TEST_CASE("linear: both splits between threads (by columns, few rows; by rows) g
   for (Index i = 0; i < rows * in; ++i) REQUIRE(seen[i] == (i < few * in ? 2 : 1));
 }
 
+TEST_CASE("linear in bf16: gemm_bf16's products (operands rounded to bf16, fp32 sums), for both thread splits") {
+  using F = std::vector<float>;
+  namespace K = mae::kernels;
+  constexpr auto bf16 = mae::Precision::bf16;
+  const Index in = 200, out = 170;
+  for (const Index rows : {Index(70), Index(300)}) {  // by columns (few rows), by chunks of rows
+    INFO("rows " << rows);
+    const F x = random_floats(rows * in, 1), w = random_floats(out * in, 2), b = random_floats(out, 3),
+            r = random_floats(rows * out, 4), dy = random_floats(rows * out, 5), dw0 = random_floats(out * in, 6),
+            db0 = random_floats(out, 7);
+    F y(rows * out), want_y(rows * out), y32(rows * out);
+    mae::linear_forward<float, bf16>(y.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
+    mae::linear_forward(y32.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
+    for (Index i = 0; i < rows; ++i)
+      for (Index o = 0; o < out; ++o) want_y[i * out + o] = r[i * out + o] + b[o];
+    K::gemm_bf16(want_y.data(), out, {x.data(), in}, {w.data(), in, true}, rows, out, in);
+    CHECK(y == want_y);
+    CHECK(y != y32);
+    F dx(rows * in, std::numeric_limits<float>::quiet_NaN()), dw = dw0, db = db0, want_dx(rows * in, 0.f),
+                                                              want_dw = dw0, want_db = db0;
+    mae::linear_backward<float, bf16>(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
+                                      {mae::Grad::assign});
+    K::gemm_bf16(want_dx.data(), in, {dy.data(), out}, {w.data(), in}, rows, in, out);        // dX = dY W
+    K::gemm_bf16(want_dw.data(), in, {dy.data(), out, true}, {x.data(), in}, out, in, rows);  // dW += dY^T X
+    for (Index i = 0; i < rows; ++i)
+      for (Index o = 0; o < out; ++o) want_db[o] += dy[i * out + o];  // the bias gradient stays fp32
+    CHECK(dx == want_dx);
+    CHECK(dw == want_dw);
+    CHECK(db == want_db);
+  }
+}
+
 TEST_CASE(
     "Grad::assign on an input gradient gives the same bits as accumulating into zeros (linear, gelu, attention, "
     "block)") {

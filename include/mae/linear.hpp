@@ -34,6 +34,11 @@ inline void init_linear(LinearParams<S>& l, Index out_dim, Index in_dim, Rng& r)
   zero(l.bias, out_dim);
 }
 
+// The products' arithmetic: Precision::fp32 (the default), or Precision::bf16, bf16 operands
+// (rounded to nearest even) with fp32 sums, the recipe of PyTorch's CPU autocast for
+// nn.Linear; inputs, outputs and gradients are fp32 either way (kernels/gemm_bf16.hpp).
+using kernels::Precision;
+
 // f(r0, nr, j0, nc) on the block rows [r0, r0 + nr) x columns [j0, j0 + nc) of a finished output.
 using kernels::BlockFn;
 
@@ -47,10 +52,10 @@ struct LinearForwardOptions {
 };
 
 // out (rows, out_dim) = inp (rows, in_dim) W^T + b  (+ residual)
-template <class S>
+template <class S, Precision P = Precision::fp32>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
                            Index out_dim, LinearForwardOptions<S> opt = {}) {
-  kernels::linear_products_forward(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim, opt.after_block);
+  kernels::linear_products_forward<S, P>(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim, opt.after_block);
 }
 
 struct LinearBackwardOptions {
@@ -63,11 +68,11 @@ struct LinearBackwardOptions {
 
 // The gradients of linear_forward (dinp may be null: no gradient wanted for the input):
 //   forward: out = inp W^T + b   =>   dinp += dout W,   dW += dout^T inp,   db += sum over rows of dout
-template <class S>
+template <class S, Precision P = Precision::fp32>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight, Index rows,
                             Index in_dim, Index out_dim, LinearBackwardOptions opt = {}) {
-  kernels::linear_products_backward(dinp, opt.dinp == Grad::assign, opt.after_dinp_block, dweight, dbias, dout, inp,
-                                    weight, rows, in_dim, out_dim);
+  kernels::linear_products_backward<S, P>(dinp, opt.dinp == Grad::assign, opt.after_dinp_block, dweight, dbias, dout,
+                                          inp, weight, rows, in_dim, out_dim);
 }
 
 }  // namespace mae

@@ -5,7 +5,8 @@
 #define MAE_KERNELS_REFERENCE_HPP
 
 #include "../common.hpp"
-#include "gemm.hpp"  // GemmOperand
+#include "gemm.hpp"       // GemmOperand
+#include "gemm_bf16.hpp"  // round_bf16
 
 #include <cmath>
 #include <vector>
@@ -22,6 +23,20 @@ inline void gemm(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, I
       double acc = 0;
       for (Index k = 0; k < K; ++k) acc += static_cast<double>(a(i, k)) * static_cast<double>(b(k, j));
       c[i * ldc + j] = static_cast<S>(c[i * ldc + j] + alpha * acc);
+    }
+}
+
+// C (M, N; row stride ldc) += bf16(A) bf16(B) as kernels::gemm_bf16: the operands rounded to
+// bf16 (round to nearest even), the products summed in double.
+inline void gemm_bf16(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, Index M, Index N, Index K) {
+  const auto r = [](float x) { return static_cast<double>(round_bf16(x)); };
+  const auto a = [&](Index i, Index k) { return r(A.transposed ? A.data[k * A.ld + i] : A.data[i * A.ld + k]); };
+  const auto b = [&](Index k, Index j) { return r(B.transposed ? B.data[j * B.ld + k] : B.data[k * B.ld + j]); };
+  for (Index i = 0; i < M; ++i)
+    for (Index j = 0; j < N; ++j) {
+      double acc = 0;
+      for (Index k = 0; k < K; ++k) acc += a(i, k) * b(k, j);
+      c[i * ldc + j] = static_cast<float>(c[i * ldc + j] + acc);
     }
 }
 

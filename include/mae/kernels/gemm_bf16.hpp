@@ -1,0 +1,334 @@
+// mae/kernels/gemm_bf16.hpp — C (M, N) += bf16(A) (M, K) bf16(B) (K, N) with fp32 accumulation:
+// the products of the linear layers under bf16 mixed precision (the recipe of PyTorch's CPU
+// autocast: fp32 operands rounded to bf16, round to nearest even, products summed in fp32).
+//
+// The same blocking as gemm.hpp (read that first); what differs is the packed operands. Both
+// are packed as bf16 *pairs*: one 32-bit word holds two consecutive steps of k,
+//   word = bf16(x[k]) | bf16(x[k + 1]) << 16      (k even; a zero pads an odd K),
+// A's slab as MR words per pair of k, B's panels as NR words per pair of k. That is the operand
+// layout of AVX512-BF16's vdpbf16ps (acc[j] += a.hi b[j].hi, then += a.lo b[j].lo, per 32-bit
+// lane j), so where the compiler targets it (__AVX512BF16__) the tile is one broadcast of A's
+// pair and NV dot-product instructions per row: twice the steps of k per instruction of fp32's
+// FMA, half the bytes of B per step.
+// Everywhere else a portable tile does the same arithmetic in fp32 on the same packed words:
+// a bf16 times a bf16 is exact in fp32 (8 + 8 significant bits), so acc + a b rounds once,
+// as the instruction's does, in the same order (the high half first). The two paths give the
+// same bits (tests/test_kernels.cpp checks it where both are compiled), except that the
+// instruction flushes subnormal inputs and results to zero (values below 1.2e-38).
+// Rounding to bf16 is done in software (to_bf16 below, as PyTorch's c10::BFloat16), so the
+// rounding is the same on every CPU.
+//
+// A B used by many calls (a layer's weights) is packed once (PackedBf16), as gemm.hpp's
+// PackedB: under mixed precision the weights are rounded once per optimizer step, not per
+// product. Each element of C takes its k terms in one order whatever the chunk of C or the
+// thread (bitwise the same for any thread count). Buffers as gemm.hpp: per thread, grow-only.
+#ifndef MAE_KERNELS_GEMM_BF16_HPP
+#define MAE_KERNELS_GEMM_BF16_HPP
+
+#include "../common.hpp"
+#include "arch.hpp"
+#include "gemm.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#endif
+
+namespace mae::kernels {
+
+// fp32 -> bf16 bits, round to nearest even (every NaN becomes the quiet NaN 0x7fc0): the
+// rounding of PyTorch's c10::BFloat16 (round_to_nearest_even) and so of its autocast.
+inline std::uint16_t to_bf16(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? 0x7fc0u : rounded);  // branch-free: vectorizes
+}
+inline float from_bf16(std::uint16_t b) {
+  const std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+// x rounded to the nearest bf16, as an fp32 value
+inline float round_bf16(float x) { return from_bf16(to_bf16(x)); }
+
+// Where the tuned path is compiled: true with AVX512-BF16, false for the portable tile.
+#ifdef __AVX512BF16__
+inline constexpr bool kNativeBf16 = true;
+#else
+inline constexpr bool kNativeBf16 = false;
+#endif
+
+namespace gemm_bf16_detail {
+
+using Word = std::uint32_t;  // two bf16: k (low half) and k + 1 (high half)
+inline Word pair(float lo, float hi) { return static_cast<Word>(to_bf16(lo)) | static_cast<Word>(to_bf16(hi)) << 16; }
+inline float high(Word w) {
+  const Word u = w & 0xffff0000u;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+inline float low(Word w) {
+  const Word u = w << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+inline constexpr int kNV = kGemmTilePackets;
+inline constexpr Index kMR = kTileRows;
+inline constexpr Index kP = kPacket<float>;  // 32-bit lanes per packet (16 with AVX-512)
+inline constexpr Index kNR = kNV * kP;
+// K in blocks of equal, even length (at most KC): each block's pairs are whole, only the last
+// block may end on a half pair. Depends on K only.
+inline constexpr Index kKC = 512;  // 256 pairs: a slab of A is MR x 256 words, as fp32's
+inline Index block_k(Index K) {
+  const Index blocks = std::max<Index>(1, num_chunks(K, kKC));
+  return std::max<Index>(2, num_chunks(num_chunks(K, blocks), 2) * 2);
+}
+inline Index pairs(Index kc) { return num_chunks(kc, 2); }
+inline constexpr Index kMC = 256;
+inline constexpr Index kNC = 10 * kNR;
+
+// A (M, K) rounded to bf16 pairs once per call, in a buffer of the calling thread: word (r, q)
+// holds A (r, 2q) and A (r, 2q + 1), at data[r ld + q], or (transposed, from a transposed A)
+// at data[q ld + r]; both read along A's contiguous rows (vectorized). The slabs are then
+// cut from it, once per block of NC columns, without rounding again.
+struct AWords {
+  const Word* data;
+  Index ld;
+  bool transposed;
+};
+struct AWordsBuffer;
+inline AWords round_a(GemmOperand<float> A, Index M, Index K) {
+  const Index np = pairs(K), whole = K / 2;
+  Word* const w = thread_buffer<AWordsBuffer, Word>(M * np);
+  if (!A.transposed) {
+    for (Index r = 0; r < M; ++r) {
+      const float* src = A.data + r * A.ld;
+      Word* d = w + r * np;
+      for (Index q = 0; q < whole; ++q) d[q] = pair(src[2 * q], src[2 * q + 1]);
+      if (K % 2) d[whole] = pair(src[K - 1], 0.0f);
+    }
+    return {w, np, false};
+  }
+  for (Index q = 0; q < np; ++q) {
+    const float* k0 = A.data + 2 * q * A.ld;
+    Word* d = w + q * M;
+    if (2 * q + 1 < K)
+      for (Index r = 0; r < M; ++r) d[r] = pair(k0[r], k0[r + A.ld]);
+    else
+      for (Index r = 0; r < M; ++r) d[r] = pair(k0[r], 0.0f);
+  }
+  return {w, M, true};
+}
+
+// Rows [i0, i0 + nr) of A, pairs [q0, q0 + np), as np columns of MR words, zero past row nr.
+inline void pack_a(Word* out, const AWords& A, Index i0, Index nr, Index q0, Index np) {
+  if (nr < kMR) std::fill(out, out + kMR * np, Word(0));
+  if (A.transposed) {
+    for (Index q = 0; q < np; ++q) std::copy_n(A.data + (q0 + q) * A.ld + i0, nr, out + q * kMR);
+    return;
+  }
+  for (Index r = 0; r < nr; ++r) {
+    const Word* src = A.data + (i0 + r) * A.ld + q0;
+    for (Index q = 0; q < np; ++q) out[q * kMR + r] = src[q];
+  }
+}
+
+// Panels of B's block k [p0, p0 + kc) x columns [j0, j0 + nc): panel q holds columns
+// [q NR, q NR + NR) as pairs(kc) rows of its width (NR, or the last panel's valid columns
+// rounded up to whole packets, zero padded).
+inline void pack_b(Word* out, GemmOperand<float> B, Index p0, Index kc, Index j0, Index nc) {
+  const Index np = pairs(kc);
+  for (Index c0 = j0; c0 < j0 + nc; c0 += kNR) {
+    const Index ncols = std::min(kNR, j0 + nc - c0), w = num_chunks(ncols, kP) * kP;
+    if (ncols < w) std::fill(out, out + w * np, Word(0));
+    const Index whole = kc / 2;
+    if (B.transposed) {  // B (k, j) = data[j ld + k]: column j's steps of k are contiguous
+      for (Index j = 0; j < ncols; ++j) {
+        const float* src = B.data + (c0 + j) * B.ld + p0;
+        for (Index q = 0; q < whole; ++q) out[q * w + j] = pair(src[2 * q], src[2 * q + 1]);
+        if (kc % 2) out[whole * w + j] = pair(src[kc - 1], 0.0f);
+      }
+    } else {  // B (k, j) = data[k ld + j]: each step's columns are contiguous
+      for (Index q = 0; q < np; ++q) {
+        const float* k0 = B.data + (p0 + 2 * q) * B.ld + c0;
+        if (2 * q + 1 < kc)
+          for (Index j = 0; j < ncols; ++j) out[q * w + j] = pair(k0[j], k0[j + B.ld]);
+        else
+          for (Index j = 0; j < ncols; ++j) out[q * w + j] = pair(k0[j], 0.0f);
+      }
+    }
+    out += w * np;
+  }
+}
+
+// C (MR, NV packets) += A (MR, np pairs) B panel (np pairs, NV packets), in fp32 on the
+// unpacked halves: per pair, the high half first, as vdpbf16ps.
+template <int NV>
+inline void tile_portable(float* c, Index ldc, const Word* a, const Word* bp, Index np) {
+  constexpr Index W = NV * kP;
+  alignas(64) float acc[kMR][W] = {};
+  for (Index q = 0; q < np; ++q, a += kMR, bp += W) {
+    alignas(64) float bh[W], bl[W];
+    for (Index j = 0; j < W; ++j) bh[j] = high(bp[j]), bl[j] = low(bp[j]);
+    for (Index r = 0; r < kMR; ++r) {
+      const float ah = high(a[r]), al = low(a[r]);
+      for (Index j = 0; j < W; ++j) acc[r][j] += ah * bh[j];
+      for (Index j = 0; j < W; ++j) acc[r][j] += al * bl[j];
+    }
+  }
+  for (Index r = 0; r < kMR; ++r)
+    for (Index j = 0; j < W; ++j) c[r * ldc + j] += acc[r][j];
+}
+
+#ifdef __AVX512BF16__
+static_assert(kP == 16, "AVX512-BF16 works on 16 lanes: Eigen's float packet must be AVX-512's");
+template <int NV>
+inline void tile_native(float* c, Index ldc, const Word* a, const Word* bp, Index np) {
+  constexpr Index W = NV * kP;
+  __m512 acc[kMR][NV];
+  for (Index r = 0; r < kMR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (Index q = 0; q < np; ++q, a += kMR, bp += W) {
+    __m512bh b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = (__m512bh)_mm512_load_si512(bp + v * kP);
+    for (Index r = 0; r < kMR; ++r) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r]));
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, b[v]);
+    }
+  }
+  for (Index r = 0; r < kMR; ++r)
+    for (int v = 0; v < NV; ++v) {
+      float* cr = c + r * ldc + v * kP;
+      _mm512_storeu_ps(cr, _mm512_add_ps(_mm512_loadu_ps(cr), acc[r][v]));
+    }
+}
+#endif
+
+template <bool Native, int NV>
+inline void tile(float* c, Index ldc, const Word* a, const Word* bp, Index np) {
+#ifdef __AVX512BF16__
+  if constexpr (Native) return tile_native<NV>(c, ldc, a, bp, np);
+#endif
+  tile_portable<NV>(c, ldc, a, bp, np);
+}
+
+// The tile at C's nr x ncols corner: on C itself when whole, else on a copy (as gemm.hpp).
+template <bool Native, int NV>
+inline void tile_at(float* c, Index ldc, const Word* a, const Word* bp, Index np, Index nr, Index ncols) {
+  constexpr Index W = NV * kP;
+  if (nr == kMR && ncols == W) return tile<Native, NV>(c, ldc, a, bp, np);
+  alignas(64) float t[kMR * W] = {};
+  for (Index r = 0; r < nr; ++r) std::copy_n(c + r * ldc, ncols, t + r * W);
+  tile<Native, NV>(t, W, a, bp, np);
+  for (Index r = 0; r < nr; ++r) std::copy_n(t + r * W, ncols, c + r * ldc);
+}
+
+inline Index packed_width(Index N) { return N / kNR * kNR + num_chunks(N % kNR, kP) * kP; }
+// Where block k [p0, p0 + kc) of a B packed beforehand holds the panels from column j0.
+inline Index packed_offset(Index N, Index p0, Index kc, Index j0) { return p0 / 2 * packed_width(N) + j0 * pairs(kc); }
+
+struct ASlabBuffer;
+struct BBlockBuffer;
+
+// As gemm_detail::run: B packed here block by block, or (packed != null) beforehand; only C's
+// columns [jb, je).
+template <bool Native>
+inline void run(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, const Word* packed, Index M, Index N,
+                Index K, Index jb, Index je) {
+  Word* const ap = thread_buffer<ASlabBuffer, Word>(kMR * pairs(kKC));
+  Word* const bb = thread_buffer<BBlockBuffer, Word>(kNC * pairs(kKC));
+  const Index KC = block_k(K);
+  const AWords aw = round_a(A, M, K);
+  for (Index j0 = jb; j0 < je; j0 += kNC) {
+    const Index nc = std::min(kNC, je - j0);
+    for (Index p0 = 0; p0 < K; p0 += KC) {
+      const Index kc = std::min(KC, K - p0), np = pairs(kc);
+      const Word* bp = bb;
+      if (packed)
+        bp = packed + packed_offset(N, p0, kc, j0);
+      else
+        pack_b(bb, B, p0, kc, j0, nc);
+      for (Index i0 = 0; i0 < M; i0 += kMC) {
+        const Index mc = std::min(kMC, M - i0);
+        for (Index r0 = 0; r0 < mc; r0 += kMR) {
+          const Index i = i0 + r0, nr = std::min(kMR, mc - r0);
+          pack_a(ap, aw, i, nr, p0 / 2, np);
+          for (Index c0 = 0; c0 < nc; c0 += kNR) {
+            const Index ncols = std::min(kNR, nc - c0), nv = num_chunks(ncols, kP);
+            const Word* bq = bp + c0 * np;
+            float* cq = c + i * ldc + j0 + c0;
+            static_assert(kNV == 2 || kNV == 3, "one case per panel width in packets");
+            if (nv == kNV)
+              tile_at<Native, kNV>(cq, ldc, ap, bq, np, nr, ncols);
+            else if (nv == 2)
+              tile_at<Native, 2>(cq, ldc, ap, bq, np, nr, ncols);
+            else
+              tile_at<Native, 1>(cq, ldc, ap, bq, np, nr, ncols);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace gemm_bf16_detail
+
+// C (M, N; row stride ldc) += bf16(A) bf16(B), A (M, K), B (K, N) fp32, products summed in fp32.
+inline void gemm_bf16(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, Index M, Index N, Index K) {
+  if (M == 0 || N == 0 || K == 0) return;
+  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, B, nullptr, M, N, K, 0, N);
+}
+
+// B (K, N) rounded to bf16 and packed once for every product with it (as gemm.hpp's PackedB):
+//   for (u = 0; u < gemm_bf16_pack_units(K, N); ++u) gemm_bf16_pack_unit(buf, B, K, N, u);
+//   gemm_bf16(c, ldc, A, PackedBf16{buf, K, N}, M);
+// in one buffer of gemm_bf16_packed_size(K, N) words, 64-byte aligned (thread_buffer's are).
+struct PackedBf16 {
+  const std::uint32_t* data;
+  Index K, N;
+};
+inline Index gemm_bf16_packed_size(Index K, Index N) {
+  return gemm_bf16_detail::pairs(K) * gemm_bf16_detail::packed_width(N);
+}
+inline Index gemm_bf16_pack_units(Index K, Index N) {
+  using namespace gemm_bf16_detail;
+  return num_chunks(K, block_k(K)) * num_chunks(N, kNR);
+}
+inline void gemm_bf16_pack_unit(std::uint32_t* out, GemmOperand<float> B, Index K, Index N, Index u) {
+  using namespace gemm_bf16_detail;
+  const Index kb = block_k(K), panels = num_chunks(N, kNR), p0 = u / panels * kb, j0 = u % panels * kNR;
+  const Index kc = std::min(kb, K - p0);
+  pack_b(out + packed_offset(N, p0, kc, j0), B, p0, kc, j0, std::min(kNR, N - j0));
+}
+inline void gemm_bf16(float* c, Index ldc, GemmOperand<float> A, const PackedBf16& B, Index M) {
+  if (M == 0 || B.N == 0 || B.K == 0) return;
+  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, GemmOperand<float>{nullptr, 0}, B.data, M, B.N, B.K, 0, B.N);
+}
+
+// Only C's columns [j_begin, j_end) (multiples of kGemmBf16ColumnStep, or N): the same values
+// as the whole product there, so threads can share the columns of one C.
+inline constexpr Index kGemmBf16ColumnStep = gemm_bf16_detail::kNR;
+inline void gemm_bf16_columns(float* c, Index ldc, GemmOperand<float> A, const PackedBf16& B, Index M, Index j_begin,
+                              Index j_end) {
+  gemm_detail::check_columns(j_begin, j_end, B.N, kGemmBf16ColumnStep);
+  if (M == 0 || j_end == j_begin || B.K == 0) return;
+  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, GemmOperand<float>{nullptr, 0}, B.data, M, B.N, B.K, j_begin, j_end);
+}
+inline void gemm_bf16_columns(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, Index M, Index N,
+                              Index K, Index j_begin, Index j_end) {
+  gemm_detail::check_columns(j_begin, j_end, N, kGemmBf16ColumnStep);
+  if (M == 0 || j_end == j_begin || K == 0) return;
+  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, B, nullptr, M, N, K, j_begin, j_end);
+}
+
+}  // namespace mae::kernels
+
+#endif  // MAE_KERNELS_GEMM_BF16_HPP
