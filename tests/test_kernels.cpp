@@ -16,6 +16,20 @@ using mae_test::random_floats;
 using mae_test::random_vector;
 namespace K = mae::kernels;
 
+// The error bound of an fp32 sum of products, per element of C: 1e-6 of sum over k of |a b|
+// (the same product on absolute values) and of |C's initial value|.
+std::vector<float> float_sum_bound(const std::vector<float>& a, const std::vector<float>& b, K::GemmOperand<float> A,
+                                   K::GemmOperand<float> B, const std::vector<float>& c_init, Index M, Index N, Index K,
+                                   Index ldc) {
+  std::vector<float> abs_a(a.size()), abs_b(b.size()), bound(M * ldc, 0);
+  std::transform(a.begin(), a.end(), abs_a.begin(), [](float v) { return std::abs(v); });
+  std::transform(b.begin(), b.end(), abs_b.begin(), [](float v) { return std::abs(v); });
+  K::reference::gemm(bound.data(), ldc, K::GemmOperand<float>{abs_a.data(), A.ld, A.transposed},
+                     K::GemmOperand<float>{abs_b.data(), B.ld, B.transposed}, M, N, K, 1e-6f);
+  for (Index i = 0; i < M * ldc; ++i) bound[i] += 1e-6f * std::abs(c_init[i]);
+  return bound;
+}
+
 TEST_CASE("sum16 (the vectorized reduction) equals the plain sum, for every length around its blocks") {
   for (Index n : {0, 1, 7, 15, 16, 17, 31, 33, 192, 1000}) {
     const std::vector<float> x = random_floats(n, 40 + n);
@@ -54,13 +68,7 @@ TEST_CASE(
       const std::vector<float> c_init = random_floats(M * ldc, 70);
       std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
       K::reference::gemm(c0.data(), ldc, A, B, M, N, K, 0.5f);
-      // the error bound of a float sum: sum over k of |a b| (the same product on absolute values)
-      std::vector<float> abs_a(a.size()), abs_b(b.size()), bound(M * ldc, 0);
-      std::transform(a.begin(), a.end(), abs_a.begin(), [](float v) { return std::abs(v); });
-      std::transform(b.begin(), b.end(), abs_b.begin(), [](float v) { return std::abs(v); });
-      K::reference::gemm(bound.data(), ldc, K::GemmOperand<float>{abs_a.data(), A.ld, at},
-                         K::GemmOperand<float>{abs_b.data(), B.ld, bt}, M, N, K, 1e-6f);
-      for (Index i = 0; i < M * ldc; ++i) bound[i] += 1e-6f * std::abs(c_init[i]);
+      const std::vector<float> bound = float_sum_bound(a, b, A, B, c_init, M, N, K, ldc);
       K::gemm(c1.data(), ldc, A, B, M, N, K, 0.5f);
       // the same product in two chunks of rows split off the tile grid: the same bits
       const Index split = M / 2 + 1 < M ? M / 2 + 1 : M;
@@ -136,13 +144,7 @@ TEST_CASE("gemm_bf16 equals the reference (operands rounded to bf16, products su
       std::vector<float> want = c_init, fp32 = c_init, c1 = c_init;
       K::reference::gemm_bf16(want.data(), ldc, A, B, M, N, K);
       K::reference::gemm(fp32.data(), ldc, A, B, M, N, K);
-      // the error bound of an fp32 sum, as the fp32 gemm's test: 1e-6 of sum over k of |a b|
-      std::vector<float> abs_a(a.size()), abs_b(b.size()), bound(M * ldc, 0);
-      std::transform(a.begin(), a.end(), abs_a.begin(), [](float v) { return std::abs(v); });
-      std::transform(b.begin(), b.end(), abs_b.begin(), [](float v) { return std::abs(v); });
-      K::reference::gemm(bound.data(), ldc, K::GemmOperand<float>{abs_a.data(), A.ld, at},
-                         K::GemmOperand<float>{abs_b.data(), B.ld, bt}, M, N, K, 1e-6f);
-      for (Index i = 0; i < M * ldc; ++i) bound[i] += 1e-6f * std::abs(c_init[i]);
+      const std::vector<float> bound = float_sum_bound(a, b, A, B, c_init, M, N, K, ldc);
       K::gemm_bf16(c1.data(), ldc, A, B, M, N, K);
       // B packed beforehand (over a NaN-filled buffer: every word used is written), and
       // column range by column range: the same bits

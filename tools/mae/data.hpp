@@ -64,8 +64,8 @@ class Split {
     for (Index i = 0; i < ds_->size(); ++i) y[i] = ds_->label(i);
     return y;
   }
-  // Decodes every image of a folder once (an unreadable one stops here, named); returns
-  // the images per second of the pass.
+  // Decodes every image of a folder once (an unreadable one stops here, named) and prints
+  // the count and the images per second of the pass.
   void verify(bool enabled) const {
     if (!folder_ || !enabled) return;
     Stopwatch t;
