@@ -94,7 +94,7 @@ void BM_peak_gemm_mae(benchmark::State& st) {
   const Index n = st.range(0);
   auto a = randv(n * n, 1), w = randv(n * n, 2), c = randv(n * n, 3);
   for (auto _ : st) {
-    mae::linear_forward<float, P>(c.data(), a.data(), w.data(), nullptr, n, n, n);
+    mae::linear_forward<float>(c.data(), a.data(), w.data(), nullptr, n, n, n, {nullptr, {}, P});
     benchmark::DoNotOptimize(c.data());
   }
   st.counters["GFLOP/s"] =
@@ -110,7 +110,7 @@ template <mae::Precision P>
 void BM_linear_forward(benchmark::State& st) {
   const Index rows = st.range(0), in = st.range(1), out = st.range(2);
   auto x = randv(rows * in, 1), w = randv(out * in, 2), b = randv(out, 3), y = randv(rows * out, 4);
-  for (auto _ : st) mae::linear_forward<float, P>(y.data(), x.data(), w.data(), b.data(), rows, in, out);
+  for (auto _ : st) mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, {nullptr, {}, P});
   set_flops(st, 2.0 * rows * in * out);
 }
 template <mae::Precision P>
@@ -118,7 +118,8 @@ void BM_linear_backward(benchmark::State& st) {
   const Index rows = st.range(0), in = st.range(1), out = st.range(2);
   auto x = randv(rows * in, 1), w = randv(out * in, 2), dy = randv(rows * out, 4), dx = x, dw = w, db = randv(out, 5);
   for (auto _ : st)
-    mae::linear_backward<float, P>(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out);
+    mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
+                         {mae::Grad::accumulate, {}, P});
   set_flops(st, 4.0 * rows * in * out);
 }
 void BM_layernorm_forward(benchmark::State& st) {
@@ -217,12 +218,12 @@ BENCHMARK(BM_block_backward)->UseRealTime();
 // --- whole models ---------------------------------------------------------------------------
 enum Phase { kForward, kBackward, kStep };
 
-template <class Cfg>
+template <class Cfg, mae::Precision P>
 void BM_model(benchmark::State& st) {
   using M = mae::MaskedAutoencoder<Cfg>;
   const Index N = st.range(0);
   const auto phase = static_cast<Phase>(st.range(1));
-  M model(typename M::Options{false, 0});
+  M model(typename M::Options{false, 0, P});
   mae::AdamW<float> opt(model.parameters(), mae::AdamWOptions{});
   const Index S = Cfg::img_size;
   auto imgs = randv(N * Cfg::in_chans * S * S, 7);
@@ -249,22 +250,21 @@ void BM_model(benchmark::State& st) {
   st.counters["maxrss_MiB"] = static_cast<double>(ru.ru_maxrss) / 1024.0;
 }
 
-#define MAE_MODEL_BENCH(NAME, CFG, BATCH) \
-  BENCHMARK_TEMPLATE(BM_model, CFG)       \
-      ->Name("forward/" NAME)             \
-      ->Args({BATCH, kForward})           \
-      ->UseRealTime()                     \
-      ->Unit(benchmark::kMillisecond);    \
-  BENCHMARK_TEMPLATE(BM_model, CFG)       \
-      ->Name("backward/" NAME)            \
-      ->Args({BATCH, kBackward})          \
-      ->UseRealTime()                     \
-      ->Unit(benchmark::kMillisecond);    \
-  BENCHMARK_TEMPLATE(BM_model, CFG)       \
-      ->Name("step/" NAME)                \
-      ->Args({BATCH, kStep})              \
-      ->UseRealTime()                     \
+// Names: forward/<model>, backward/<model>, step/<model> in fp32; bf16 (mixed precision):
+// forward_bf16/<model>, ...
+#define MAE_MODEL_PHASE(PHASE, ENUM, NAME, CFG, BATCH, P) \
+  BENCHMARK_TEMPLATE(BM_model, CFG, P)                    \
+      ->Name(PHASE "/" NAME)                              \
+      ->Args({BATCH, ENUM})                               \
+      ->UseRealTime()                                     \
       ->Unit(benchmark::kMillisecond)
+#define MAE_MODEL_BENCH(NAME, CFG, BATCH)                                              \
+  MAE_MODEL_PHASE("forward", kForward, NAME, CFG, BATCH, mae::Precision::fp32);        \
+  MAE_MODEL_PHASE("backward", kBackward, NAME, CFG, BATCH, mae::Precision::fp32);      \
+  MAE_MODEL_PHASE("step", kStep, NAME, CFG, BATCH, mae::Precision::fp32);              \
+  MAE_MODEL_PHASE("forward_bf16", kForward, NAME, CFG, BATCH, mae::Precision::bf16);   \
+  MAE_MODEL_PHASE("backward_bf16", kBackward, NAME, CFG, BATCH, mae::Precision::bf16); \
+  MAE_MODEL_PHASE("step_bf16", kStep, NAME, CFG, BATCH, mae::Precision::bf16)
 
 MAE_MODEL_BENCH("tiny_28x28_gray/batch:64", mae::presets::vit_tiny_28x28_gray<float>, 64);
 MAE_MODEL_BENCH("tiny_32x32_rgb/batch:32", mae::presets::vit_tiny_32x32_rgb<float>, 32);

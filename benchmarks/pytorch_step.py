@@ -3,7 +3,9 @@
 model (tests/make_fixtures.py) and prints one JSON line: ms per step (best of the repeats),
 images/s, peak resident memory, torch's thread count and CPU capability.
 
-usage: pytorch_step.py CONFIG BATCH [--torch-threads N] [--seconds S]
+usage: pytorch_step.py CONFIG BATCH [--torch-threads N] [--seconds S] [--bf16]
+--bf16: the forward under torch.autocast("cpu", dtype=torch.bfloat16) (mixed precision, fp32
+weights and optimizer), the backward and AdamW as always
 CONFIG: tiny_28x28_gray | tiny_32x32_rgb | tiny_patch16_224 | vit_base_patch16_dec512d8b"""
 import argparse
 import json
@@ -29,6 +31,7 @@ ap.add_argument("config", choices=CONFIGS)
 ap.add_argument("batch", type=int)
 ap.add_argument("--torch-threads", type=int, default=0, help="0: leave torch's default")
 ap.add_argument("--seconds", type=float, default=8.0)
+ap.add_argument("--bf16", action="store_true", help="CPU autocast in bfloat16")
 a = ap.parse_args()
 if a.torch_threads > 0:
     torch.set_num_threads(a.torch_threads)
@@ -41,8 +44,9 @@ L = (img // p) ** 2
 
 
 def step():
-    loss, _, _ = model(imgs, 0.75, torch.rand(a.batch, L))
-    loss.backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+        loss, _, _ = model(imgs, 0.75, torch.rand(a.batch, L))
+    loss.float().backward()
     opt.step()
     opt.zero_grad()
 
@@ -58,4 +62,5 @@ times.sort()
 ms = 1000 * times[len(times) // 2]  # median
 cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else os.environ.get("ATEN_CPU_CAPABILITY", "default")
 print(json.dumps({"ms": ms, "images_per_s": a.batch * 1000 / ms, "maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "torch_threads": torch.get_num_threads(), "steps": len(times), "capability": cap}))
+                  "torch_threads": torch.get_num_threads(), "steps": len(times), "capability": cap,
+                  "bf16_autocast": a.bf16}))

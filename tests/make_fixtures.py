@@ -239,6 +239,35 @@ def make(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
     print(f"{name}: loss {loss.item():.6f}, {sum(t.numel() for t in tensors.values())} values")
 
 
+def make_autocast(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
+    """The same step in fp32 and under torch.autocast("cpu", dtype=torch.bfloat16): loss, pred
+    and every gradient of both (the fp32 ones as "fp32.*"), for the bf16 parity test."""
+    torch.manual_seed(seed)
+    img, p, ch, D, depth, h, Dd, ddepth, dh = cfg
+    model = MaskedAutoencoderViT(img, p, ch, D, depth, h, Dd, ddepth, dh, 4., norm_pix)
+    L = (img // p) ** 2
+    imgs = torch.randn(batch, ch, img, img)
+    noise = torch.rand(batch, L)
+    tensors = dict(model.state_dict())
+    tensors["input.imgs"] = imgs
+    tensors["input.noise"] = noise
+    for prefix, autocast in (("fp32.", False), ("", True)):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss, pred, mask = model(imgs, mask_ratio, noise)
+        loss.float().backward()
+        tensors[prefix + "output.loss"] = loss.detach().float().reshape(1)
+        tensors[prefix + "output.pred"] = pred.detach().float()
+        tensors[prefix + "output.mask"] = mask.float()
+        for n, prm in model.named_parameters():
+            if prm.requires_grad:
+                tensors[prefix + "grad." + n] = prm.grad.clone()
+        print(f"{name}: {'autocast bf16' if autocast else 'fp32'} loss {loss.item():.6f} (pred {pred.dtype})")
+    meta = {"mae.config": config_name(cfg), "mask_ratio": repr(mask_ratio), "norm_pix_loss": "1" if norm_pix else "0",
+            "torch": torch.__version__, "autocast": "cpu bfloat16"}
+    save_safetensors(os.path.join(outdir, name + ".safetensors"), tensors, meta)
+
+
 # ---------------------------------------------------------------- util/lr_sched.py
 def adjust_learning_rate(optimizer, epoch, lr, min_lr, warmup_epochs, epochs):
     import math
@@ -554,6 +583,8 @@ if __name__ == "__main__":
         make(*f, outdir)
     # AdamW + schedule + accumulation: 2 epochs of 5 micro-batches, a step every 2 (one window
     # spans the epoch boundary), warmup 1 epoch then cosine.
+    # bf16 mixed precision: the rgb16 step under CPU autocast, beside the same step in fp32.
+    make_autocast("rgb16_autocast_bf16", (16, 4, 3, 64, 2, 4, 32, 1, 2), 4, 0.5, False, 4, outdir)
     make_adamw("adamw_tiny_gray", (8, 2, 1, 16, 2, 2, 16, 1, 2), 3, 0.75, False, 11, outdir)
     make_adamw("adamw_small_rgb_normpix", (12, 4, 3, 24, 2, 3, 16, 2, 2), 2, 0.6, True, 12, outdir)
     # Downstream: the classifier of models_vit.py (both heads) with a few fine-tuning steps

@@ -232,6 +232,29 @@ TEST_CASE("small_gemm (attention's products) equals the reference triple loop, f
   }
 }
 
+TEST_CASE("small_gemm in bf16: the fp32 product of the operands rounded to bf16, bit for bit") {
+  // rounding is idempotent, so bf16 on raw operands must equal fp32 on pre-rounded ones (the
+  // same fused chain over k); and must differ from fp32 on the raw operands
+  for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{13, 13, 64}, {17, 33, 5}, {9, 47, 20}}) {
+    for (int transposed = 0; transposed < 2; ++transposed) {
+      const std::vector<float> a = random_floats(M * K, 90 + M), b = random_floats(K * N, 95 + N);
+      std::vector<float> ar = a, br = b;
+      for (auto& v : ar) v = K::round_bf16(v);
+      for (auto& v : br) v = K::round_bf16(v);
+      const Index a_rs = transposed ? 1 : K, a_cs = transposed ? M : 1;
+      const Index b_rs = transposed ? 1 : N, b_cs = transposed ? K : 1;
+      const std::vector<float> c_init = random_floats(M * N, 99);
+      std::vector<float> c16 = c_init, want = c_init, c32 = c_init;
+      K::small_gemm<float, true>(c16.data(), N, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::add);
+      K::small_gemm(want.data(), N, ar.data(), a_rs, a_cs, br.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::add);
+      K::small_gemm(c32.data(), N, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::add);
+      INFO("M " << M << " N " << N << " K " << K << " transposed " << transposed);
+      CHECK(c16 == want);
+      CHECK(c16 != c32);
+    }
+  }
+}
+
 TEST_CASE("attention core equals the naive reference (softmax(q k^T / sqrt(hd)) v), forward and backward") {
   // T spanning blocks of query rows (kAttentionRows) with a partial last one, and a short T
   for (const Index T : {Index(7), mae::kAttentionRows<float> * 2 + 3}) {

@@ -287,7 +287,7 @@ TEST_CASE("linear in bf16: gemm_bf16's products (operands rounded to bf16, fp32 
             r = random_floats(rows * out, 4), dy = random_floats(rows * out, 5), dw0 = random_floats(out * in, 6),
             db0 = random_floats(out, 7);
     F y(rows * out), want_y(rows * out), y32(rows * out);
-    mae::linear_forward<float, bf16>(y.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
+    mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data(), {}, bf16});
     mae::linear_forward(y32.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
     for (Index i = 0; i < rows; ++i)
       for (Index o = 0; o < out; ++o) want_y[i * out + o] = r[i * out + o] + b[o];
@@ -296,8 +296,8 @@ TEST_CASE("linear in bf16: gemm_bf16's products (operands rounded to bf16, fp32 
     CHECK(y != y32);
     F dx(rows * in, std::numeric_limits<float>::quiet_NaN()), dw = dw0, db = db0, want_dx(rows * in, 0.f),
                                                               want_dw = dw0, want_db = db0;
-    mae::linear_backward<float, bf16>(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                                      {mae::Grad::assign});
+    mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
+                         {mae::Grad::assign, {}, bf16});
     K::gemm_bf16(want_dx.data(), in, {dy.data(), out}, {w.data(), in}, rows, in, out);        // dX = dY W
     K::gemm_bf16(want_dw.data(), in, {dy.data(), out, true}, {x.data(), in}, out, in, rows);  // dW += dY^T X
     for (Index i = 0; i < rows; ++i)

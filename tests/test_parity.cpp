@@ -3,7 +3,9 @@
 // gradient. The float model must reproduce each tensor within 1e-5 absolute + 1e-4 relative.
 #include "test_util.hpp"
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 
 using mae::Index;
 
@@ -71,4 +73,96 @@ TEST_CASE("parity with PyTorch: 28x28 grayscale, patch 7, norm_pix, ratio 0.75")
 }
 TEST_CASE("parity with PyTorch: 3 channels, pixel loss, ratio 0.5, batch 4") {
   check_fixture<mae::Config<16, 4, 3, 64, 2, 4, 32, 1, 2>>("rgb16_ratio50");
+}
+
+// bf16 mixed precision against PyTorch's CPU autocast (torch.autocast("cpu", torch.bfloat16)),
+// from a fixture that holds the same step in both (make_fixtures.py: make_autocast).
+//
+// The two recipes round the same operands (every linear's and attention's products: bf16
+// operands, fp32 sums), but autocast also rounds each product's *output* to bf16 and runs the
+// softmax and GELU on those bf16 values, where ours keep fp32. So neither is the other's exact
+// result: both are fp32's step plus bf16 rounding noise. For each tensor, with e_ac the relative
+// distance of autocast from fp32 (||ac - fp32|| / ||fp32||, Frobenius, measured in the fixture):
+//   1. ours bf16 is no further from fp32 than 2 e_ac (our rounding is a subset of autocast's);
+//   2. ours bf16 is within 3 e_ac of autocast (two noises of size <= e_ac, with margin);
+//   3. ours bf16 differs from ours fp32 (the operands really are rounded).
+// e_ac is 0.3-3% here; a wrong gradient (a dropped term, a factor) is off by O(1) and fails.
+TEST_CASE("bf16 mixed precision: as close to fp32 as PyTorch's CPU autocast, and close to it") {
+  using Cfg = mae::Config<16, 4, 3, 64, 2, 4, 32, 1, 2>;
+  using M = mae::MaskedAutoencoder<Cfg>;
+  const mae::safetensors::File f(fixture("rgb16_autocast_bf16"));
+  REQUIRE(f.metadata().at("mae.config") == Cfg::name());
+  REQUIRE(f.metadata().at("autocast") == "cpu bfloat16");
+  const double ratio = std::stod(f.metadata().at("mask_ratio"));
+  mae::Shape ishape;
+  const std::vector<float> imgs = f.read<float>("input.imgs", &ishape);
+  const std::vector<float> noise = f.read<float>("input.noise");
+  const Index N = ishape[0];
+  struct Step {
+    std::vector<float> loss, pred, grads;
+  };
+  const auto run = [&](mae::Precision p) {
+    M model(M::Options{false, 0, p});
+    model.load(f, /*strict=*/false);
+    Step s;
+    s.loss = {model.forward(mae::images(imgs.data(), N, ishape[1], ishape[2], ishape[3]), ratio, noise.data())};
+    s.pred.assign(model.pred().data(), model.pred().data() + model.pred().size());
+    model.zero_grad();
+    model.backward();
+    s.grads.assign(model.gradients().data(), model.gradients().data() + model.gradients().size());
+    return s;
+  };
+  const Step ours16 = run(mae::Precision::bf16), ours32 = run(mae::Precision::fp32);
+  const auto dist = [](const float* a, const float* b, Index n) {
+    double d = 0, r = 0;
+    for (Index i = 0; i < n; ++i) d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), r += double(b[i]) * b[i];
+    return std::sqrt(d / r);
+  };
+  std::string table = "bf16 against autocast (relative Frobenius distances):";
+  const auto check = [&](const std::string& name, const float* o16, const float* o32, Index n) {
+    const std::vector<float> ac = f.read<float>(name), fp = f.read<float>("fp32." + name);
+    INFO(name);
+    REQUIRE(static_cast<Index>(ac.size()) == n);
+    const double e_ac = dist(ac.data(), fp.data(), n), e_ours = dist(o16, fp.data(), n),
+                 e_between = dist(o16, ac.data(), n);
+    char line[200];
+    std::snprintf(line, sizeof line, "\n  %-34s autocast-fp32 %.2e  ours-fp32 %.2e  ours-autocast %.2e", name.c_str(),
+                  e_ac, e_ours, e_between);
+    table += line;
+    CHECK(dist(o32, fp.data(), n) < 1e-4);  // our fp32 step is PyTorch's (parity above)
+    CHECK(e_ours <= 2 * e_ac);
+    CHECK(e_between <= 3 * e_ac);
+    CHECK(std::memcmp(o16, o32, sizeof(float) * n) != 0);
+  };
+  check("output.loss", ours16.loss.data(), ours32.loss.data(), 1);
+  check("output.pred", ours16.pred.data(), ours32.pred.data(), static_cast<Index>(ours16.pred.size()));
+  M layout(M::Options{});
+  for (const auto& t : layout.gradients().tensors())
+    check("grad." + t.name, ours16.grads.data() + t.offset, ours32.grads.data() + t.offset, t.size);
+  MESSAGE(table);
+}
+
+TEST_CASE("bf16 mixed precision: bitwise identical with 1 and 2 threads; refused for double models") {
+  using M = mae::mae_vit_tiny_28x28_gray;
+  const Index N = 16;
+  std::vector<float> img(N * 28 * 28);
+  mae::Rng r(32);
+  for (auto& v : img) v = static_cast<float>(r.normal());
+  const auto run = [&](int threads) {
+    mae::set_num_threads(threads);
+    M m(M::Options{true, 7, mae::Precision::bf16});
+    std::vector<float> out{m.forward(mae::images(img.data(), N, 1, 28, 28), 0.75)};
+    m.backward();
+    out.insert(out.end(), m.pred().data(), m.pred().data() + m.pred().size());
+    out.insert(out.end(), m.gradients().data(), m.gradients().data() + m.gradients().size());
+    return out;
+  };
+  const int before = mae::max_threads();
+  const std::vector<float> one = run(1), two = run(2);
+  mae::set_num_threads(before);
+  REQUIRE(one.size() == two.size());
+  CHECK(std::memcmp(one.data(), two.data(), sizeof(float) * one.size()) == 0);
+  using D = mae::MaskedAutoencoder<mae::presets::vit_tiny_28x28_gray<double>>;
+  CHECK_THROWS_WITH_AS(D(D::Options{false, 0, mae::Precision::bf16}), doctest::Contains("need a float model"),
+                       mae::Error);
 }

@@ -13,6 +13,7 @@
 #include "linear.hpp"
 
 #include <cmath>
+#include <type_traits>
 
 namespace mae {
 
@@ -52,12 +53,42 @@ struct AttentionKeys;
 struct AttentionValues;
 struct AttentionScores;
 
+namespace attention_detail {
+template <class S, bool Bf16>
+void forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H);
+template <class S, bool Bf16>
+void backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H, Grad mode);
+}  // namespace attention_detail
+
 // The core, between the two linears: ctx (N, T, D), att (N, H, T, T) from qkv (N, T, 3D).
 // Per sample n and head h, q, k, v are (T, hd) views into qkv with row stride 3D; the products
 // are small_gemm calls (a transposed operand is just swapped strides), k^T and v packed once
-// per head for every block of query rows.
+// per head for every block of query rows. Precision::bf16: the four products' operands rounded
+// to bf16, fp32 sums (the softmax and the scores it keeps stay fp32).
 template <class S>
-inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
+inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H,
+                              Precision precision = Precision::fp32) {
+  if constexpr (std::is_same_v<S, float>) {
+    if (precision == Precision::bf16) return attention_detail::forward<S, true>(ctx, att, qkv, N, T, D, H);
+  }
+  check_precision_for_scalar(precision, std::is_same_v<S, float>);
+  attention_detail::forward<S, false>(ctx, att, qkv, N, T, D, H);
+}
+
+// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
+template <class S>
+inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H,
+                               Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
+  if constexpr (std::is_same_v<S, float>) {
+    if (precision == Precision::bf16)
+      return attention_detail::backward<S, true>(dqkv, dctx, qkv, att, N, T, D, H, mode);
+  }
+  check_precision_for_scalar(precision, std::is_same_v<S, float>);
+  attention_detail::backward<S, false>(dqkv, dctx, qkv, att, N, T, D, H, mode);
+}
+
+template <class S, bool Bf16>
+inline void attention_detail::forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
   using namespace kernels;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
@@ -73,25 +104,24 @@ inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, In
       const S* v = q + 2 * D;                  // (T, hd)
       S* a = att + nh * T * T;                 // (T, T)
       S* o = ctx + n * T * D + h * hd;         // (T, hd), row stride D
-      small_gemm_pack(kt, k, 1, ld, hd, T);
-      small_gemm_pack(vp, v, ld, 1, T, hd);
+      small_gemm_pack<S, Bf16>(kt, k, 1, ld, hd, T);
+      small_gemm_pack<S, Bf16>(vp, v, ld, 1, T, hd);
       for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
         const Index m = std::min(R, T - i0);
         S* ai = a + i0 * T;  // (m, T)
         // a = q k^T * scale
-        small_gemm_packed(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Out::assign);
+        small_gemm_packed<S, Bf16>(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Out::assign);
         for (Index i = 0; i < m; ++i) softmax_row(ai + i * T, T);  // softmax over keys
         // o = a v
-        small_gemm_packed(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Out::assign);
+        small_gemm_packed<S, Bf16>(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Out::assign);
       }
     }
   }
 }
 
-// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
-template <class S>
-inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H,
-                               Grad mode = Grad::accumulate) {
+template <class S, bool Bf16>
+inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D,
+                                       Index H, Grad mode) {
   using namespace kernels;
   const Out out_mode = mode == Grad::assign ? Out::assign : Out::add;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
@@ -112,13 +142,13 @@ inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* at
       S* dv = dq + 2 * D;
       const S* a = att + nh * T * T;
       const S* dout = dctx + n * T * D + h * hd;  // (T, hd), row stride D
-      small_gemm_pack(vt, v, 1, ld, hd, T);
-      small_gemm_pack(kp, k, ld, 1, T, hd);
+      small_gemm_pack<S, Bf16>(vt, v, 1, ld, hd, T);
+      small_gemm_pack<S, Bf16>(kp, k, ld, 1, T, hd);
       for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
         const Index m = std::min(R, T - i0);
         S* dr0 = da + i0 * T;  // (m, T)
         // forward: o = a v   =>   da = do v^T
-        small_gemm_packed(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Out::assign);
+        small_gemm_packed<S, Bf16>(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Out::assign);
         // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)
         for (Index i = i0; i < i0 + m; ++i) {
           const S* ar = a + i * T;
@@ -127,12 +157,12 @@ inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* at
           for (Index j = 0; j < T; ++j) dr[j] = ar[j] * (dr[j] - dot);
         }
         // forward: s = q k^T * scale   =>   dq += ds k * scale
-        small_gemm_packed(dq + i0 * ld, ld, dr0, T, 1, kp, m, hd, T, scale, out_mode);
+        small_gemm_packed<S, Bf16>(dq + i0 * ld, ld, dr0, T, 1, kp, m, hd, T, scale, out_mode);
       }
       // forward: o = a v   =>   dv += a^T do
-      small_gemm(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), out_mode);
+      small_gemm<S, Bf16>(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), out_mode);
       // forward: s = q k^T * scale   =>   dk += ds^T q * scale
-      small_gemm(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, out_mode);
+      small_gemm<S, Bf16>(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, out_mode);
     }
   }
 }

@@ -59,6 +59,8 @@ class VisionTransformer {
     double drop_path = 0.1;        // the last block's rate
     double label_smoothing = 0.1;  // 0: plain cross-entropy
     std::uint64_t seed = 0;        // initialization and the drop-path draws
+    // The products of the linear layers and attention (as MaskedAutoencoder::Options)
+    Precision precision = Precision::fp32;
   };
 
   struct Params {
@@ -82,6 +84,7 @@ class VisionTransformer {
     if (opt.num_classes < 1) throw Error("a classifier needs at least one class");
     if (!(opt.drop_path >= 0 && opt.drop_path < 1)) throw Error("drop_path must be in [0, 1)");
     if (!(opt.label_smoothing >= 0 && opt.label_smoothing < 1)) throw Error("label_smoothing must be in [0, 1)");
+    check_precision_for_scalar(opt.precision, std::is_same_v<S, float>);
     params_.build([this](auto&& f) { visit(w_, f); });
     grads_.build([this](auto&& f) { visit(g_, f); });
     initialize(opt.seed);
@@ -138,14 +141,15 @@ class VisionTransformer {
     ws.has_labels = labels != nullptr;
     draw_drop_path(ws, N, training);
     // x = blocks([cls_token, patch_embed(imgs)] + pos_embed)                  (N, 1+L, D)
-    Enc::forward(ws.enc, w_.encoder, w_.pos_embed, imgs.data, N, nullptr, L, ws.keep_ptrs.data());
+    Enc::forward(ws.enc, w_.encoder, w_.pos_embed, imgs.data, N, nullptr, L, ws.keep_ptrs.data(), opt_.precision);
     // pooled = mean_{t>=1} x[:, t] (global_pool) or x[:, 0]                  (N, D)
     pool_tokens_forward(ws.pooled.data(), ws.enc.output(), N, T, D, pool());
     // feat = fc_norm(pooled) / norm(cls)                                      (N, D)
     layernorm_forward(ws.feat.data(), ws.feat_mean.data(), ws.feat_rstd.data(), ws.pooled.data(), w_.norm.weight,
                       w_.norm.bias, N, D);
     // logits = head(feat)                                                    (N, classes)
-    linear_forward(ws.logits.data(), ws.feat.data(), w_.head.weight, w_.head.bias, N, D, K);
+    linear_forward(ws.logits.data(), ws.feat.data(), w_.head.weight, w_.head.bias, N, D, K,
+                   {nullptr, {}, opt_.precision});
     ws.loss = 0;
     if (labels) {
       std::copy(labels, labels + N, ws.labels.begin());
@@ -167,7 +171,7 @@ class VisionTransformer {
     cross_entropy_backward(ws.d_logits.data(), ws.probs.data(), ws.labels.data(), N, K, opt_.label_smoothing, dloss);
     // forward: logits = head(feat)
     linear_backward(ws.d_feat.data(), g.head.weight, g.head.bias, ws.d_logits.data(), ws.feat.data(), w_.head.weight, N,
-                    D, K, {Grad::assign});
+                    D, K, {Grad::assign, {}, opt_.precision});
     // forward: feat = norm(pooled)
     zero(ws.d_pooled.data(), N * D);
     layernorm_backward(ws.d_pooled.data(), g.norm.weight, g.norm.bias, ws.d_feat.data(), ws.pooled.data(),
@@ -177,7 +181,7 @@ class VisionTransformer {
     pool_tokens_backward(ws.d_x.data(), ws.d_pooled.data(), N, T, D, pool());
     // forward: x = encoder(imgs) with pos_embed
     Enc::backward(g.encoder, g.pos_embed, ws.enc_scratch, ws.d_x.data(), ws.enc, w_.encoder, N, nullptr, L,
-                  ws.keep_ptrs.data());
+                  ws.keep_ptrs.data(), opt_.precision);
   }
 
   // Evaluation-mode forwards over `count` images in batches of `batch`: image(i, dst) writes

@@ -75,30 +75,32 @@ struct Encoder {
 
   // a.output() (N, 1+K, D) from imgs (N, C, H, W); keep: drop-path scales (block.hpp), or null.
   static void forward(Activations& a, const Params& w, const S* pos, const S* imgs, Index N, const std::int64_t* ids,
-                      Index K, const S* const* keep = nullptr) {
+                      Index K, const S* const* keep = nullptr, Precision precision = Precision::fp32) {
     a.reserve(N, K);
     // x_patch = im2col(imgs)[ids] W^T + b: the reference embeds every patch and keeps the rows
     // ids_keep; embedding the kept patches only gives the same rows for a fraction of the work
     im2col<S, false>(a.cols.data(), imgs, N, patch_shape, ids, ids ? K : 0);
-    linear_forward(a.x_patch.data(), a.cols.data(), w.patch_embed.weight, w.patch_embed.bias, N * K, kPatchDim, D);
+    linear_forward(a.x_patch.data(), a.cols.data(), w.patch_embed.weight, w.patch_embed.bias, N * K, kPatchDim, D,
+                   {nullptr, {}, precision});
     // x[0] = [cls_token + pos[0], x_patch + pos[1 + ids]]
     embed_tokens_forward(a.stack.input(), a.x_patch.data(), w.cls_token, pos, ids, N, K, L, D);
     // x[b+1] = blocks[b](x[b])
-    stack_forward(a.stack, w.blocks, N, 1 + K, block_shape, keep);
+    stack_forward(a.stack, w.blocks, N, 1 + K, with_precision(block_shape, precision), keep);
   }
 
   // g += the gradient of <x[depth], dx_out> through forward; dpos (1+L, D) += too unless null.
   static void backward(Params& g, S* dpos, Scratch& s, const S* dx_out, const Activations& a, const Params& w, Index N,
-                       const std::int64_t* ids, Index K, const S* const* keep = nullptr) {
+                       const std::int64_t* ids, Index K, const S* const* keep = nullptr,
+                       Precision precision = Precision::fp32) {
     s.reserve(N, K);
     // forward: x[b+1] = blocks[b](x[b])
     const S* dx0 = stack_backward(g.blocks, s.blocks, s.d_a.data(), s.d_b.data(), dx_out, a.stack, w.blocks, N, 1 + K,
-                                  block_shape, keep);
+                                  with_precision(block_shape, precision), keep);
     // forward: x[0] = [cls_token + pos[0], x_patch + pos[1 + ids]]
     embed_tokens_backward(s.d_x_patch.data(), g.cls_token, dpos, dx0, ids, N, K, L, D, Grad::assign);
     // forward: x_patch = cols W^T + b (the images get no gradient)
     linear_backward<S>(nullptr, g.patch_embed.weight, g.patch_embed.bias, s.d_x_patch.data(), a.cols.data(),
-                       w.patch_embed.weight, N * K, kPatchDim, D);
+                       w.patch_embed.weight, N * K, kPatchDim, D, {Grad::accumulate, {}, precision});
   }
 };
 

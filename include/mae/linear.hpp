@@ -11,6 +11,7 @@
 #include "rng.hpp"
 
 #include <cmath>
+#include <type_traits>
 
 namespace mae {
 
@@ -42,37 +43,58 @@ using kernels::Precision;
 // f(r0, nr, j0, nc) on the block rows [r0, r0 + nr) x columns [j0, j0 + nc) of a finished output.
 using kernels::BlockFn;
 
+// Precision::bf16 is for float layers only: a double layer (the gradient checks) is always
+// computed in double.
+inline void check_precision_for_scalar(Precision p, bool is_float) {
+  if (p == Precision::bf16 && !is_float) throw Error("bf16 products need a float model (this one is double)");
+}
+
 template <class S>
 struct LinearForwardOptions {
-  const S* residual = nullptr;  // (rows, out): out = x W^T + b + residual
-  BlockFn after_block;          // on each finished block of out
+  const S* residual = nullptr;            // (rows, out): out = x W^T + b + residual
+  BlockFn after_block;                    // on each finished block of out
+  Precision precision = Precision::fp32;  // the products' arithmetic
   LinearForwardOptions() = default;
-  LinearForwardOptions(const S* residual_, BlockFn after_block_ = {})
-      : residual(residual_), after_block(after_block_) {}
+  LinearForwardOptions(const S* residual_, BlockFn after_block_ = {}, Precision precision_ = Precision::fp32)
+      : residual(residual_), after_block(after_block_), precision(precision_) {}
 };
 
 // out (rows, out_dim) = inp (rows, in_dim) W^T + b  (+ residual)
-template <class S, Precision P = Precision::fp32>
+template <class S>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
                            Index out_dim, LinearForwardOptions<S> opt = {}) {
-  kernels::linear_products_forward<S, P>(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim, opt.after_block);
+  if constexpr (std::is_same_v<S, float>) {
+    if (opt.precision == Precision::bf16)
+      return kernels::linear_products_forward<S, Precision::bf16>(out, inp, weight, bias, opt.residual, rows, in_dim,
+                                                                  out_dim, opt.after_block);
+  }
+  check_precision_for_scalar(opt.precision, std::is_same_v<S, float>);
+  kernels::linear_products_forward<S>(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim, opt.after_block);
 }
 
 struct LinearBackwardOptions {
-  Grad dinp = Grad::accumulate;  // Grad::assign: dinp is scratch, assigned rather than added to
-  BlockFn after_dinp_block;      // on each finished block of dinp
+  Grad dinp = Grad::accumulate;           // Grad::assign: dinp is scratch, assigned rather than added to
+  BlockFn after_dinp_block;               // on each finished block of dinp
+  Precision precision = Precision::fp32;  // the products' arithmetic (as the forward's)
   LinearBackwardOptions() = default;
-  LinearBackwardOptions(Grad dinp_, BlockFn after_dinp_block_ = {})
-      : dinp(dinp_), after_dinp_block(after_dinp_block_) {}
+  LinearBackwardOptions(Grad dinp_, BlockFn after_dinp_block_ = {}, Precision precision_ = Precision::fp32)
+      : dinp(dinp_), after_dinp_block(after_dinp_block_), precision(precision_) {}
 };
 
 // The gradients of linear_forward (dinp may be null: no gradient wanted for the input):
 //   forward: out = inp W^T + b   =>   dinp += dout W,   dW += dout^T inp,   db += sum over rows of dout
-template <class S, Precision P = Precision::fp32>
+template <class S>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight, Index rows,
                             Index in_dim, Index out_dim, LinearBackwardOptions opt = {}) {
-  kernels::linear_products_backward<S, P>(dinp, opt.dinp == Grad::assign, opt.after_dinp_block, dweight, dbias, dout,
-                                          inp, weight, rows, in_dim, out_dim);
+  const bool assign = opt.dinp == Grad::assign;
+  if constexpr (std::is_same_v<S, float>) {
+    if (opt.precision == Precision::bf16)
+      return kernels::linear_products_backward<S, Precision::bf16>(dinp, assign, opt.after_dinp_block, dweight, dbias,
+                                                                   dout, inp, weight, rows, in_dim, out_dim);
+  }
+  check_precision_for_scalar(opt.precision, std::is_same_v<S, float>);
+  kernels::linear_products_backward<S>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, inp, weight, rows,
+                                       in_dim, out_dim);
 }
 
 }  // namespace mae

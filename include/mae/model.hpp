@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mae {
@@ -82,9 +83,14 @@ class MaskedAutoencoder {
   struct Options {
     bool norm_pix_loss = false;
     std::uint64_t seed = 0;  // initialization and the default masking noise
+    // The products of every linear layer and of attention: fp32, or bf16 operands with fp32
+    // sums (mixed precision, the recipe of PyTorch's CPU autocast; float models only).
+    // Parameters, gradients, optimizer state and every other operation stay fp32.
+    Precision precision = Precision::fp32;
   };
 
   explicit MaskedAutoencoder(Options opt = Options{}) : opt_(opt), rng_(opt.seed) {
+    check_precision_for_scalar(opt.precision, std::is_same_v<S, float>);
     params_.build([this](auto&& f) { visit(w_, f); });
     grads_.build([this](auto&& f) { visit(g_, f); });
     pos_embed_.resize(static_cast<std::size_t>((1 + L) * D));
@@ -106,6 +112,7 @@ class MaskedAutoencoder {
   const S* pos_embed() const { return pos_embed_.data(); }                  // (1 + L, D)
   const S* decoder_pos_embed() const { return decoder_pos_embed_.data(); }  // (1 + L, D')
   bool norm_pix_loss() const { return opt_.norm_pix_loss; }
+  Precision precision() const { return opt_.precision; }
   Rng& rng() { return rng_; }
 
   // The reference initialization (initialize_weights in models_mae.py), from a seed.
@@ -169,7 +176,7 @@ class MaskedAutoencoder {
     drop_cls_backward(ws.d_pred_full.data(), ws.d_pred.data(), N, Td, P, Grad::assign);
     // forward: pred_full = decoder_pred(dec_normed)
     linear_backward(ws.d_dec_normed.data(), g.decoder_pred.weight, g.decoder_pred.bias, ws.d_pred_full.data(),
-                    ws.dec_normed.data(), w_.decoder_pred.weight, N * Td, Dd, P, {Grad::assign});
+                    ws.dec_normed.data(), w_.decoder_pred.weight, N * Td, Dd, P, {Grad::assign, {}, opt_.precision});
     // forward: dec_normed = decoder_norm(dec.x[depth])
     zero(ws.d_dec_out.data(), N * Td * Dd);
     layernorm_backward(ws.d_dec_out.data(), g.decoder_norm.weight, g.decoder_norm.bias, ws.d_dec_normed.data(),
@@ -177,12 +184,12 @@ class MaskedAutoencoder {
                        N * Td, Dd);
     // forward: dec.x[b+1] = decoder_blocks[b](dec.x[b])
     const S* d_dec_in = stack_backward(g.decoder_blocks, ws.dec_scratch, ws.d_dec_a.data(), ws.d_dec_b.data(),
-                                       ws.d_dec_out.data(), ws.dec, w_.decoder_blocks, N, Td, decoder_block);
+                                       ws.d_dec_out.data(), ws.dec, w_.decoder_blocks, N, Td, decoder_shape());
     // forward: dec.x[0] = [emb_cls, unshuffle(emb_vis, mask_token)] + decoder_pos_embed
     unshuffle_backward(ws.d_emb.data(), g.mask_token, d_dec_in, ws.ids_restore.data(), N, K, L, Dd, Grad::assign);
     // forward: emb = decoder_embed(latent)
     linear_backward(ws.d_latent.data(), g.decoder_embed.weight, g.decoder_embed.bias, ws.d_emb.data(), ws.latent.data(),
-                    w_.decoder_embed.weight, N * T, D, Dd, {Grad::assign});
+                    w_.decoder_embed.weight, N * T, D, Dd, {Grad::assign, {}, opt_.precision});
     // --- the encoder
     // forward: latent = norm(enc.output())
     zero(ws.d_enc_out.data(), N * T * D);
@@ -190,7 +197,7 @@ class MaskedAutoencoder {
                        w_.norm.weight, ws.norm_mean.data(), ws.norm_rstd.data(), N * T, D);
     // forward: enc = encoder(imgs, ids_keep)
     Enc::backward(g.encoder, nullptr, ws.enc_scratch, ws.d_enc_out.data(), ws.enc, w_.encoder, N, ws.ids_shuffle.data(),
-                  K);
+                  K, nullptr, opt_.precision);
   }
 
   // Results of the last forward.
@@ -312,10 +319,12 @@ class MaskedAutoencoder {
     }
   };
 
+  BlockShape decoder_shape() const { return with_precision(decoder_block, opt_.precision); }
+
   // latent (N, 1+K, D) = norm(encoder(imgs, ids))
   void encode(Workspace& ws, const S* imgs, Index N, const std::int64_t* ids, Index K) {
     const Index T = 1 + K;
-    Enc::forward(ws.enc, w_.encoder, pos_embed_.data(), imgs, N, ids, K);
+    Enc::forward(ws.enc, w_.encoder, pos_embed_.data(), imgs, N, ids, K, nullptr, opt_.precision);
     layernorm_forward(ws.latent.data(), ws.norm_mean.data(), ws.norm_rstd.data(), ws.enc.output(), w_.norm.weight,
                       w_.norm.bias, N * T, D);
   }
@@ -324,17 +333,18 @@ class MaskedAutoencoder {
   void decode(Workspace& ws, Index N, Index K) {
     const Index T = 1 + K, Td = 1 + L;
     // emb = decoder_embed(latent)                                              (N, 1+K, D')
-    linear_forward(ws.emb.data(), ws.latent.data(), w_.decoder_embed.weight, w_.decoder_embed.bias, N * T, D, Dd);
+    linear_forward(ws.emb.data(), ws.latent.data(), w_.decoder_embed.weight, w_.decoder_embed.bias, N * T, D, Dd,
+                   {nullptr, {}, opt_.precision});
     // dec.x[0] = [emb_cls, unshuffle([emb_vis, mask_token x (L-K)])] + decoder_pos_embed   (N, 1+L, D')
     unshuffle_forward(ws.dec.input(), ws.emb.data(), w_.mask_token, decoder_pos_embed_.data(), ws.ids_restore.data(), N,
                       K, L, Dd);
     // dec.x[b+1] = decoder_blocks[b](dec.x[b])                                  (N, 1+L, D')
-    stack_forward(ws.dec, w_.decoder_blocks, N, Td, decoder_block);
+    stack_forward(ws.dec, w_.decoder_blocks, N, Td, decoder_shape());
     layernorm_forward(ws.dec_normed.data(), ws.dec_norm_mean.data(), ws.dec_norm_rstd.data(), ws.dec.output(),
                       w_.decoder_norm.weight, w_.decoder_norm.bias, N * Td, Dd);
     // pred = decoder_pred(dec_normed)[:, 1:]                                   (N, L, P)
     linear_forward(ws.pred_full.data(), ws.dec_normed.data(), w_.decoder_pred.weight, w_.decoder_pred.bias, N * Td, Dd,
-                   P);
+                   P, {nullptr, {}, opt_.precision});
     drop_cls_forward(ws.pred.data(), ws.pred_full.data(), N, Td, P);
   }
 

@@ -40,6 +40,7 @@ struct PretrainArgs {
   RunArgs run;
   mae::TrainOptions train;
   bool norm_pix = false;
+  bool bf16 = false;   // bf16 mixed precision (the products' operands; fp32 master weights)
   std::string init;    // encoder weights to start from (a fresh decoder)
   std::string resume;  // a checkpoint.safetensors of this run
   int figure_images = 8;
@@ -51,6 +52,7 @@ struct FinetuneArgs {
   mae::FinetuneOptions ft;
   std::string init, resume, pool = "avg";
   double drop_path = 0.1, smoothing = 0.1, crop_min = 0.08;
+  bool bf16 = false;
 };
 
 struct ProbeArgs {

@@ -66,6 +66,8 @@ inline ClassifierInfo classifier_info(const std::string& path, const std::map<st
   return c;
 }
 
+inline mae::Precision precision_of(bool bf16) { return bf16 ? mae::Precision::bf16 : mae::Precision::fp32; }
+
 inline void set_threads(const RunArgs& r) {
   if (r.threads > 0) mae::set_num_threads(r.threads);
 }
@@ -81,7 +83,7 @@ struct Commands {
     set_threads(a.run);
     a.train.seed = a.run.seed, a.train.progress = a.run.progress;
     const std::string out = a.train.out_dir;
-    Model model(typename Model::Options{a.norm_pix, a.train.seed});
+    Model model(typename Model::Options{a.norm_pix, a.train.seed, precision_of(a.bf16)});
     if (!a.init.empty() && a.resume.empty()) {  // a bad file stops here, before the data is read
       model.load_encoder(a.init);
       std::printf("encoder: %s (decoder freshly initialized)\n", a.init.c_str());
@@ -111,10 +113,11 @@ struct Commands {
       trainer.resume(a.resume);
       std::printf("resumed from %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.steps_done()));
     }
-    std::printf("%s on %s: %lld images, %lld steps/epoch, %d epochs, lr %.3g, %d threads, norm_pix_loss %s\n",
-                Cfg::name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
-                static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs, a.train.effective_lr(),
-                mae::max_threads(), a.norm_pix ? "on" : "off");
+    std::printf(
+        "%s on %s: %lld images, %lld steps/epoch, %d epochs, lr %.3g, %d threads, norm_pix_loss %s, %s products\n",
+        Cfg::name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
+        static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs, a.train.effective_lr(), mae::max_threads(),
+        a.norm_pix ? "on" : "off", a.bf16 ? "bf16" : "fp32");
     std::fflush(stdout);
     Stopwatch t;
     auto figures = [&](int epoch) {
@@ -151,6 +154,7 @@ struct Commands {
     typename Vit::Options vo;
     vo.num_classes = static_cast<Index>(classes.size()), vo.drop_path = a.drop_path;
     vo.label_smoothing = a.smoothing, vo.global_pool = a.pool == "avg", vo.seed = a.ft.seed;
+    vo.precision = precision_of(a.bf16);
     Vit model(vo);
     if (!a.init.empty() && a.resume.empty()) {
       const Index g0 = model.load_encoder(a.init);

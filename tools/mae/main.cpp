@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
   pre->add_option("--accum", pa.train.accum_iter, "micro-batches per optimizer step")->check(CLI::Range(1, 1 << 20));
   pre->add_option("--mask-ratio", pa.train.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
   pre->add_flag("--norm-pix-loss,!--no-norm-pix-loss", pa.norm_pix, "per-patch normalized pixel targets");
+  pre->add_flag("--bf16", pa.bf16, "bf16 mixed precision: the products in bf16, weights and the rest fp32");
   pre->add_option("--init", pa.init,
                   "start from this encoder (an MAE checkpoint or converted official weights, any image size); the "
                   "decoder starts fresh");
@@ -173,6 +174,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cls", "avg"}));
   fin->add_option("--layer-decay", fa.ft.layer_decay, "layer-wise lr decay (1: none)")->check(CLI::Range(0.0, 1.0));
   fin->add_option("--drop-path", fa.drop_path, "drop path rate of the last block")->check(CLI::Range(0.0, 0.99));
+  fin->add_flag("--bf16", fa.bf16, "bf16 mixed precision: the products in bf16, weights and the rest fp32");
   fin->add_option("--smoothing", fa.smoothing, "label smoothing")->check(CLI::Range(0.0, 0.99));
   fin->add_option("--crop-min", fa.crop_min, "RandomResizedCrop's smallest area fraction (1: no crop)")
       ->check(CLI::Range(0.05, 1.0));

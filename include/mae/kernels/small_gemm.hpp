@@ -11,13 +11,20 @@
 // Each C element is the fused multiply-add chain over k = 0..K-1, whatever M, N and the tile
 // it falls in, so results are reproducible; tests/test_kernels.cpp compares it with
 // reference::small_gemm.
+//
+// Under bf16 mixed precision (Bf16 = true, float only) both operands are rounded to bf16 (to
+// nearest even, gemm_bf16.hpp's to_bf16): B as it is packed, A as each value is broadcast; the
+// products of two bf16 values are exact in fp32 and are summed in fp32 as above. The rounding is
+// autocast's; the speed is fp32's (these products are a few percent of a step).
 #ifndef MAE_KERNELS_SMALL_GEMM_HPP
 #define MAE_KERNELS_SMALL_GEMM_HPP
 
 #include "../common.hpp"
 #include "arch.hpp"
+#include "gemm_bf16.hpp"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace mae::kernels {
@@ -61,8 +68,23 @@ inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Ind
   }
 }
 
+// The packed B rounded to bf16 in place (zero padding stays zero).
+inline void round_panels_bf16(float* bp, Index K, Index N) {
+  const Index n = (N + kWidth<float> - 1) / kWidth<float> * K * kWidth<float>;
+  for (Index i = 0; i < n; ++i) bp[i] = round_bf16(bp[i]);
+}
+
+// A's value as the tile multiplies it: itself, or rounded to bf16
+template <bool Bf16, class S>
+inline S a_value(S a) {
+  if constexpr (Bf16)
+    return round_bf16(a);
+  else
+    return a;
+}
+
 // C[0..MR) x [0..n_valid) (n_valid <= NP P) = or += alpha * A[0..MR) x B-panels[0..NP)
-template <class S, int MR, int NP>
+template <class S, int MR, int NP, bool Bf16>
 inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K, Index n_valid, S alpha,
                  Out mode) {
   using Pk = Packet<S>;
@@ -75,7 +97,7 @@ inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b
     Pk b[NP];
     for (int p = 0; p < NP; ++p) b[p] = ei::ploadu<Pk>(bp + (p * K + k) * P);
     for (int r = 0; r < MR; ++r) {
-      const Pk av = ei::pset1<Pk>(a[r * a_rs + k * a_cs]);
+      const Pk av = ei::pset1<Pk>(a_value<Bf16>(a[r * a_rs + k * a_cs]));
       for (int p = 0; p < NP; ++p) acc[r][p] = ei::pmadd(av, b[p], acc[r][p]);
     }
   }
@@ -96,13 +118,13 @@ inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b
     }
 }
 
-template <class S, int MR>
+template <class S, int MR, bool Bf16>
 inline void tile_rows(int panels, S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K,
                       Index n_valid, S alpha, Out mode) {
   if (panels == 2)
-    tile<S, MR, 2>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
+    tile<S, MR, 2, Bf16>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
   else
-    tile<S, MR, 1>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
+    tile<S, MR, 1, Bf16>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
 }
 
 }  // namespace small_gemm_detail
@@ -115,15 +137,21 @@ inline Index small_gemm_packed_size(Index K, Index N) {
   constexpr Index P = small_gemm_detail::kWidth<S>;
   return (N + P - 1) / P * K * P;
 }
-template <class S>
+// Bf16: the packed values rounded to bf16, for small_gemm_packed<S, true>.
+template <class S, bool Bf16 = false>
 inline void small_gemm_pack(S* out, const S* b, Index b_rs, Index b_cs, Index K, Index N) {
   small_gemm_detail::pack_panels(out, b, b_rs, b_cs, K, N);
+  if constexpr (Bf16) {
+    static_assert(std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
+    small_gemm_detail::round_panels_bf16(out, K, N);
+  }
 }
 
 // C (M, N; row stride ldc) = alpha A B (Out::assign) or += alpha A B (Out::add), where
 // A (M, K) has element (i, k) at a[i * a_rs + k * a_cs] and B (K, N) was packed by
-// small_gemm_pack. Single-threaded (call it inside a parallel loop).
-template <class S>
+// small_gemm_pack (with the same Bf16: then A is rounded to bf16 too). Single-threaded (call
+// it inside a parallel loop).
+template <class S, bool Bf16 = false>
 inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index M, Index N,
                               Index K, S alpha, Out mode) {
   namespace d = small_gemm_detail;
@@ -139,28 +167,28 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
       const S* ai = a + i * a_rs;
       switch (std::min<Index>(kTileRows, M - i)) {
         case 8:
-          d::tile_rows<S, 8>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 8, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 7:
-          d::tile_rows<S, 7>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 7, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 6:
-          d::tile_rows<S, 6>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 6, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 5:
-          d::tile_rows<S, 5>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 5, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 4:
-          d::tile_rows<S, 4>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 4, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 3:
-          d::tile_rows<S, 3>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 3, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 2:
-          d::tile_rows<S, 2>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 2, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         default:
-          d::tile_rows<S, 1>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 1, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
       }
     }
@@ -169,12 +197,12 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
 
 // The same with B (K, N) as in small_gemm_pack, packed here into a per-thread buffer that only
 // grows (steady-state calls allocate nothing).
-template <class S>
+template <class S, bool Bf16 = false>
 inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs, Index M,
                        Index N, Index K, S alpha, Out mode) {
   S* bp = thread_buffer<small_gemm_detail::PackBuffer, S>(small_gemm_packed_size<S>(K, N));
-  small_gemm_pack(bp, b, b_rs, b_cs, K, N);
-  small_gemm_packed(c, ldc, a, a_rs, a_cs, bp, M, N, K, alpha, mode);
+  small_gemm_pack<S, Bf16>(bp, b, b_rs, b_cs, K, N);
+  small_gemm_packed<S, Bf16>(c, ldc, a, a_rs, a_cs, bp, M, N, K, alpha, mode);
 }
 
 }  // namespace mae::kernels
