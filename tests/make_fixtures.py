@@ -215,13 +215,22 @@ def config_name(c, mlp_ratio=4):
     return f"img{img}_patch{p}_chans{ch}_enc{D}d{depth}h{h}_dec{Dd}d{ddepth}h{dh}_mlp{mlp_ratio}"
 
 
-def make(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
+def seeded_model(cfg, norm_pix, seed):
+    """The model after torch.manual_seed(seed) (its initialization draws first), and its L."""
     torch.manual_seed(seed)
     img, p, ch, D, depth, h, Dd, ddepth, dh = cfg
-    model = MaskedAutoencoderViT(img, p, ch, D, depth, h, Dd, ddepth, dh, 4., norm_pix)
-    L = (img // p) ** 2
-    imgs = torch.randn(batch, ch, img, img)
-    noise = torch.rand(batch, L)
+    return MaskedAutoencoderViT(img, p, ch, D, depth, h, Dd, ddepth, dh, 4., norm_pix), (img // p) ** 2
+
+
+def seeded_step_inputs(cfg, norm_pix, seed, batch):
+    """seeded_model, then the images and the masking noise of one step, drawn in that order."""
+    model, L = seeded_model(cfg, norm_pix, seed)
+    img, ch = cfg[0], cfg[2]
+    return model, torch.randn(batch, ch, img, img), torch.rand(batch, L)
+
+
+def make(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
+    model, imgs, noise = seeded_step_inputs(cfg, norm_pix, seed, batch)
     loss, pred, mask = model(imgs, mask_ratio, noise)
     loss.backward()
     tensors = dict(model.state_dict())
@@ -242,12 +251,7 @@ def make(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
 def make_autocast(name, cfg, batch, mask_ratio, norm_pix, seed, outdir):
     """The same step in fp32 and under torch.autocast("cpu", dtype=torch.bfloat16): loss, pred
     and every gradient of both (the fp32 ones as "fp32.*"), for the bf16 parity test."""
-    torch.manual_seed(seed)
-    img, p, ch, D, depth, h, Dd, ddepth, dh = cfg
-    model = MaskedAutoencoderViT(img, p, ch, D, depth, h, Dd, ddepth, dh, 4., norm_pix)
-    L = (img // p) ** 2
-    imgs = torch.randn(batch, ch, img, img)
-    noise = torch.rand(batch, L)
+    model, imgs, noise = seeded_step_inputs(cfg, norm_pix, seed, batch)
     tensors = dict(model.state_dict())
     tensors["input.imgs"] = imgs
     tensors["input.noise"] = noise
@@ -297,10 +301,8 @@ def make_adamw(name, cfg, batch, mask_ratio, norm_pix, seed, outdir, iters_per_e
                lr=2e-3, min_lr=1e-4, warmup_epochs=1, weight_decay=0.05):
     """engine_pretrain.py's loop: lr set at the start of each accumulation window, loss / accum,
     AdamW(betas=(0.9, 0.95)) step every accum micro-batches (a window may span epochs)."""
-    torch.manual_seed(seed)
-    img, p, ch, D, depth, h, Dd, ddepth, dh = cfg
-    model = MaskedAutoencoderViT(img, p, ch, D, depth, h, Dd, ddepth, dh, 4., norm_pix)
-    L = (img // p) ** 2
+    model, L = seeded_model(cfg, norm_pix, seed)
+    img, ch = cfg[0], cfg[2]
     tensors = {k: v.clone() for k, v in model.state_dict().items()}
     opt = torch.optim.AdamW(param_groups_weight_decay(model, weight_decay), lr=lr, betas=(0.9, 0.95))
     losses, lrs = [], []

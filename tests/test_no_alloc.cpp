@@ -56,8 +56,10 @@ long allocations_in_steady_state(F&& f) {
 }
 
 template <class M>
-long mae_step_allocations(Index N) {
-  M model;
+long mae_step_allocations(Index N, mae::Precision precision = mae::Precision::fp32) {
+  typename M::Options o;
+  o.precision = precision;
+  M model(o);
   mae::AdamW<float> opt(model.parameters(), mae::AdamWOptions{});
   const Index S = M::Config::img_size, C = M::Config::in_chans;
   std::vector<float> img(static_cast<std::size_t>(N * C * S * S));
@@ -85,21 +87,29 @@ TEST_CASE("a steady-state MAE training step allocates nothing on the heap") {
   CHECK(mae_step_allocations<mae::mae_vit_tiny_32x32_rgb>(32) == 0);
 }
 
-TEST_CASE("a steady-state fine-tuning step allocates nothing on the heap") {
-  using M = mae::VisionTransformer<mae::presets::vit_tiny_32x32_rgb<float>>;
-  typename M::Options o;
-  o.num_classes = 10, o.drop_path = 0.1, o.label_smoothing = 0.1;
-  M model(o);
-  mae::AdamW<float> opt(model.parameters(), mae::AdamWOptions{});
-  const Index N = 16;
-  std::vector<float> img(static_cast<std::size_t>(N * 3 * 32 * 32), 0.25f);
-  std::vector<int> labels(static_cast<std::size_t>(N));
-  for (Index n = 0; n < N; ++n) labels[static_cast<std::size_t>(n)] = static_cast<int>(n % 10);
-  const auto batch = mae::images(img.data(), N, 3, 32, 32);
-  CHECK(allocations_in_steady_state([&] {
-          model.forward(batch, labels.data(), /*training=*/true);
-          model.zero_grad();
-          model.backward();
-          opt.step(model.parameters(), model.gradients(), 1e-4);
-        }) == 0);
+TEST_CASE("a steady-state bf16 MAE training step allocates nothing on the heap") {
+  CHECK(mae_step_allocations<mae::mae_vit_tiny_28x28_gray>(64, mae::Precision::bf16) == 0);  // rows-chunked products
+  CHECK(mae_step_allocations<mae::mae_vit_tiny_32x32_rgb>(4, mae::Precision::bf16) == 0);    // few rows: by columns
+}
+
+TEST_CASE("a steady-state fine-tuning step allocates nothing on the heap, in fp32 and bf16") {
+  for (const mae::Precision precision : {mae::Precision::fp32, mae::Precision::bf16}) {
+    INFO("bf16: " << (precision == mae::Precision::bf16));
+    using M = mae::VisionTransformer<mae::presets::vit_tiny_32x32_rgb<float>>;
+    typename M::Options o;
+    o.num_classes = 10, o.drop_path = 0.1, o.label_smoothing = 0.1, o.precision = precision;
+    M model(o);
+    mae::AdamW<float> opt(model.parameters(), mae::AdamWOptions{});
+    const Index N = 16;
+    std::vector<float> img(static_cast<std::size_t>(N * 3 * 32 * 32), 0.25f);
+    std::vector<int> labels(static_cast<std::size_t>(N));
+    for (Index n = 0; n < N; ++n) labels[static_cast<std::size_t>(n)] = static_cast<int>(n % 10);
+    const auto batch = mae::images(img.data(), N, 3, 32, 32);
+    CHECK(allocations_in_steady_state([&] {
+            model.forward(batch, labels.data(), /*training=*/true);
+            model.zero_grad();
+            model.backward();
+            opt.step(model.parameters(), model.gradients(), 1e-4);
+          }) == 0);
+  }
 }

@@ -68,23 +68,17 @@ void backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index
 template <class S>
 inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H,
                               Precision precision = Precision::fp32) {
-  if constexpr (std::is_same_v<S, float>) {
-    if (precision == Precision::bf16) return attention_detail::forward<S, true>(ctx, att, qkv, N, T, D, H);
-  }
-  check_precision_for_scalar(precision, std::is_same_v<S, float>);
-  attention_detail::forward<S, false>(ctx, att, qkv, N, T, D, H);
+  with_precision<S>(precision,
+                    [&](auto bf16) { attention_detail::forward<S, decltype(bf16)::value>(ctx, att, qkv, N, T, D, H); });
 }
 
 // Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
 template <class S>
 inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H,
                                Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
-  if constexpr (std::is_same_v<S, float>) {
-    if (precision == Precision::bf16)
-      return attention_detail::backward<S, true>(dqkv, dctx, qkv, att, N, T, D, H, mode);
-  }
-  check_precision_for_scalar(precision, std::is_same_v<S, float>);
-  attention_detail::backward<S, false>(dqkv, dctx, qkv, att, N, T, D, H, mode);
+  with_precision<S>(precision, [&](auto bf16) {
+    attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, att, N, T, D, H, mode);
+  });
 }
 
 template <class S, bool Bf16>

@@ -18,10 +18,12 @@
 // Rounding to bf16 is done in software (to_bf16 below, as PyTorch's c10::BFloat16), so the
 // rounding is the same on every CPU.
 //
-// A B used by many calls (a layer's weights) is packed once (PackedBf16), as gemm.hpp's
-// PackedB: under mixed precision the weights are rounded once per optimizer step, not per
-// product. Each element of C takes its k terms in one order whatever the chunk of C or the
-// thread (bitwise the same for any thread count). Buffers as gemm.hpp: per thread, grow-only.
+// A B used by many blocks of rows (a layer's weights) is packed once per product (PackedBf16),
+// as gemm.hpp's PackedB, and rounded as it is packed: a layer's weights are rounded once by its
+// forward and once by its backward, O(in out) work beside the product's O(rows in out), a
+// fraction 1/rows of it. Each element of C takes its k terms in one order whatever the chunk
+// of C or the thread (bitwise the same for any thread count). Buffers as gemm.hpp: per
+// thread, grow-only.
 #ifndef MAE_KERNELS_GEMM_BF16_HPP
 #define MAE_KERNELS_GEMM_BF16_HPP
 
