@@ -13,9 +13,10 @@
 // reference::small_gemm.
 //
 // Under bf16 mixed precision (Bf16 = true, float only) both operands are rounded to bf16 (to
-// nearest even, gemm_bf16.hpp's to_bf16): B as it is packed, A as each value is broadcast; the
-// products of two bf16 values are exact in fp32 and are summed in fp32 as above. The rounding is
-// autocast's; the speed is fp32's (these products are a few percent of a step).
+// nearest even, gemm_bf16.hpp's to_bf16): B as it is packed, A once per call into a row-major
+// copy (rounding each value as the tile broadcasts it did the same rounding once per pair of
+// panels, and made attention's products twice as slow as fp32's). The products of two bf16
+// values are exact in fp32 and are summed in fp32 as above: autocast's rounding at fp32's speed.
 #ifndef MAE_KERNELS_SMALL_GEMM_HPP
 #define MAE_KERNELS_SMALL_GEMM_HPP
 
@@ -34,7 +35,8 @@ enum class Out { assign, add };
 
 namespace small_gemm_detail {
 
-struct PackBuffer;  // thread_buffer tag
+struct PackBuffer;  // thread_buffer tags
+struct RoundedABuffer;
 
 template <class S>
 inline constexpr Index kWidth = kPacket<S>;
@@ -74,17 +76,19 @@ inline void round_panels_bf16(float* bp, Index K, Index N) {
   for (Index i = 0; i < n; ++i) bp[i] = round_bf16(bp[i]);
 }
 
-// A's value as the tile multiplies it: itself, or rounded to bf16
-template <bool Bf16, class S>
-inline S a_value(S a) {
-  if constexpr (Bf16)
-    return round_bf16(a);
-  else
-    return a;
+// out (M, K) row-major = A (M, K) rounded to bf16, element (i, k) at a[i * a_rs + k * a_cs]
+inline void round_a_bf16(float* out, const float* a, Index a_rs, Index a_cs, Index M, Index K) {
+  if (a_cs == 1) {
+    for (Index i = 0; i < M; ++i)
+      for (Index k = 0; k < K; ++k) out[i * K + k] = round_bf16(a[i * a_rs + k]);  // vectorizes
+  } else {
+    for (Index k = 0; k < K; ++k)  // a transposed view (a_rs = 1): read along rows of memory
+      for (Index i = 0; i < M; ++i) out[i * K + k] = round_bf16(a[i * a_rs + k * a_cs]);
+  }
 }
 
 // C[0..MR) x [0..n_valid) (n_valid <= NP P) = or += alpha * A[0..MR) x B-panels[0..NP)
-template <class S, int MR, int NP, bool Bf16>
+template <class S, int MR, int NP>
 inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K, Index n_valid, S alpha,
                  Out mode) {
   using Pk = Packet<S>;
@@ -97,7 +101,7 @@ inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b
     Pk b[NP];
     for (int p = 0; p < NP; ++p) b[p] = ei::ploadu<Pk>(bp + (p * K + k) * P);
     for (int r = 0; r < MR; ++r) {
-      const Pk av = ei::pset1<Pk>(a_value<Bf16>(a[r * a_rs + k * a_cs]));
+      const Pk av = ei::pset1<Pk>(a[r * a_rs + k * a_cs]);
       for (int p = 0; p < NP; ++p) acc[r][p] = ei::pmadd(av, b[p], acc[r][p]);
     }
   }
@@ -118,13 +122,13 @@ inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b
     }
 }
 
-template <class S, int MR, bool Bf16>
+template <class S, int MR>
 inline void tile_rows(int panels, S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K,
                       Index n_valid, S alpha, Out mode) {
   if (panels == 2)
-    tile<S, MR, 2, Bf16>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
+    tile<S, MR, 2>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
   else
-    tile<S, MR, 1, Bf16>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
+    tile<S, MR, 1>(c, ldc, a, a_rs, a_cs, bp, K, n_valid, alpha, mode);
 }
 
 }  // namespace small_gemm_detail
@@ -155,6 +159,12 @@ template <class S, bool Bf16 = false>
 inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index M, Index N,
                               Index K, S alpha, Out mode) {
   namespace d = small_gemm_detail;
+  if constexpr (Bf16) {
+    static_assert(std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
+    float* const ar = thread_buffer<d::RoundedABuffer, float>(M * K);
+    d::round_a_bf16(ar, a, a_rs, a_cs, M, K);
+    return small_gemm_packed<S, false>(c, ldc, ar, K, 1, bp, M, N, K, alpha, mode);
+  }
   constexpr Index P = d::kWidth<S>;
   const Index panels = (N + P - 1) / P;
   for (Index p0 = 0; p0 < panels; p0 += 2) {
@@ -167,28 +177,28 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
       const S* ai = a + i * a_rs;
       switch (std::min<Index>(kTileRows, M - i)) {
         case 8:
-          d::tile_rows<S, 8, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 8>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 7:
-          d::tile_rows<S, 7, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 7>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 6:
-          d::tile_rows<S, 6, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 6>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 5:
-          d::tile_rows<S, 5, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 5>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 4:
-          d::tile_rows<S, 4, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 4>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 3:
-          d::tile_rows<S, 3, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 3>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         case 2:
-          d::tile_rows<S, 2, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 2>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
         default:
-          d::tile_rows<S, 1, Bf16>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
+          d::tile_rows<S, 1>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
           break;
       }
     }
