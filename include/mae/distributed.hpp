@@ -1,0 +1,147 @@
+// mae/distributed.hpp — data-parallel training over MPI, as the reference's
+// DistributedDataParallel: every rank holds the whole model, the global batch is split across
+// the ranks, the gradients are averaged, and every rank applies the same optimizer step.
+// A separate header and CMake target (mae::mpi: mae::mae + MPI::MPI_CXX) so that nothing else
+// in the library needs MPI.
+//
+//   mae::mpi::Session mpi(argc, argv);             // MPI_Init_thread .. MPI_Finalize
+//   auto mine = mae::mpi::sampler_share(perm, mpi.rank(), mpi.size());   // DistributedSampler
+//   ... forward / backward on this rank's share of the batch ...
+//   mae::mpi::allreduce_mean(grads.data(), grads.size(), mpi.comm());    // DDP's averaging
+//   opt.step(...);                                 // the same step on every rank
+//
+// What a rank draws must not depend on the rank count, so that R ranks train the model one
+// process trains at the same global batch: the data order is one permutation per epoch seeded
+// by (seed, epoch) on every rank, augmentation is seeded by (seed, epoch, position in the
+// epoch) (data/loader.hpp), and so is the masking noise (masking_noise below).
+//
+// Reproducibility: the average is MPI_Allreduce's sum, then a multiplication by 1 / R on every
+// rank. Each rank's gradients are themselves bitwise the same for any OpenMP thread count, so
+// for a fixed rank count and MPI build the run is the same run to run and thread count to
+// thread count. Against one process the sum over the batch is taken in another order (per
+// rank, then across ranks), so the two agree to float rounding, not bit for bit.
+#ifndef MAE_DISTRIBUTED_HPP
+#define MAE_DISTRIBUTED_HPP
+
+#include "common.hpp"
+#include "rng.hpp"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace mae::mpi {
+
+// Throws mae::Error naming the call when an MPI function fails (with MPI_ERRORS_RETURN set
+// on the communicator; the default handler aborts the job itself).
+inline void check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw Error(std::string(what) + " failed: " + std::string(text, static_cast<std::size_t>(len)));
+}
+
+// MPI for the life of the object (one per process). Threads: only the thread that made the
+// Session calls MPI (MPI_THREAD_FUNNELED); the OpenMP teams inside a step never do.
+class Session {
+ public:
+  Session(int& argc, char**& argv) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      int provided = 0;
+      check(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+      owner_ = true;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session() {
+    if (!owner_) return;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  MPI_Comm comm() const { return MPI_COMM_WORLD; }
+
+ private:
+  int rank_ = 0, size_ = 1;
+  bool owner_ = false;
+};
+
+// DistributedSampler's share of one epoch's order (drop_last = true): the first
+// (n / size) * size positions, rank r taking positions r, r + size, r + 2 size, ...
+// Batch k of rank r (local batch B) is then positions [k B R, (k + 1) B R) of the epoch split
+// across the ranks: the same images as one process's batch k at the global batch B R.
+inline std::vector<Index> sampler_share(const std::vector<Index>& order, int rank, int size) {
+  if (size <= 0 || rank < 0 || rank >= size)
+    throw Error("sampler_share: rank " + std::to_string(rank) + " of " + std::to_string(size));
+  const Index per_rank = static_cast<Index>(order.size()) / size;
+  std::vector<Index> mine(static_cast<std::size_t>(per_rank));
+  for (Index i = 0; i < per_rank; ++i) mine[i] = order[static_cast<std::size_t>(i * size + rank)];
+  return mine;
+}
+
+// The masking noise (L values in [0, 1)) of the image at position pos of an epoch: seeded by
+// (seed, epoch, pos), so the same image gets the same mask whichever rank holds it.
+template <class S>
+inline void masking_noise(S* out, Index L, std::uint64_t seed, Index epoch, Index pos) {
+  Rng r(mix_seed(seed ^ 0x6d61736bull, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(pos)));
+  for (Index i = 0; i < L; ++i) out[i] = static_cast<S>(r.uniform());
+}
+
+template <class S>
+inline MPI_Datatype datatype() {
+  static_assert(std::is_same_v<S, float> || std::is_same_v<S, double>, "mae::mpi: float or double");
+  return std::is_same_v<S, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+// data (n values, the same n on every rank) = the mean over the ranks, in place.
+template <class S>
+inline void allreduce_mean(S* data, Index n, MPI_Comm comm) {
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  constexpr Index kChunk = Index(1) << 30;  // MPI counts are int
+  for (Index i = 0; i < n; i += kChunk)
+    check(
+        MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(kChunk, n - i)), datatype<S>(), MPI_SUM, comm),
+        "MPI_Allreduce (gradients)");
+  const S inv = S(1) / static_cast<S>(size);
+  for (Index i = 0; i < n; ++i) data[i] *= inv;
+}
+
+// One value's mean over the ranks (a loss, for the log).
+template <class S>
+inline S mean_over_ranks(S value, MPI_Comm comm) {
+  allreduce_mean(&value, 1, comm);
+  return value;
+}
+
+// Runs f() and returns its exit code; an exception on any rank prints "rank r: message" and
+// aborts the whole job (MPI_Abort), so the other ranks do not wait forever in a collective.
+template <class F>
+inline int run_or_abort(F&& f, MPI_Comm comm = MPI_COMM_WORLD) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+    std::fflush(stderr);
+    MPI_Abort(comm, 1);
+  }
+  return 1;
+}
+
+}  // namespace mae::mpi
+
+#endif  // MAE_DISTRIBUTED_HPP
