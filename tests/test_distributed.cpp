@@ -3,8 +3,11 @@
 // (tests/CMakeLists.txt); with one rank it checks the same things against itself.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+#include <mae/data.hpp>
 #include <mae/distributed.hpp>
 #include <mae/mae.hpp>
+
+#include <filesystem>
 
 #include <cmath>
 #include <cstring>
@@ -59,7 +62,7 @@ Run train(Index G, Index steps, int ranks) {
       const Index idx = mine[k * B + j], pos = (k * B + j) * ranks + rank;  // position in the epoch
       REQUIRE(order[pos] == idx);
       std::copy_n(data.data() + idx * kChw, kChw, imgs.data() + j * kChw);
-      mae::mpi::masking_noise(noise.data() + j * kL, kL, kSeed, epoch, pos);
+      mae::masking_noise(noise.data() + j * kL, kL, kSeed, epoch, pos);
     }
     float loss = model.forward(mae::images(imgs.data(), B, 3, 16, 16), kRatio, noise.data());
     model.zero_grad();
@@ -105,9 +108,9 @@ TEST_CASE("sampler_share: DistributedSampler's strided share, drop_last") {
 
 TEST_CASE("masking_noise depends on (seed, epoch, position) only") {
   std::vector<float> a(kL), b(kL), c(kL);
-  mae::mpi::masking_noise(a.data(), kL, kSeed, 1, 7);
-  mae::mpi::masking_noise(b.data(), kL, kSeed, 1, 7);
-  mae::mpi::masking_noise(c.data(), kL, kSeed, 1, 8);
+  mae::masking_noise(a.data(), kL, kSeed, 1, 7);
+  mae::masking_noise(b.data(), kL, kSeed, 1, 7);
+  mae::masking_noise(c.data(), kL, kSeed, 1, 8);
   CHECK(a == b);
   CHECK(a != c);
   for (float v : a) CHECK((v >= 0.0f && v < 1.0f));
@@ -151,6 +154,76 @@ TEST_CASE("bitwise the same for 1 and 2 OpenMP threads per rank") {
   mae::set_num_threads(before);
   CHECK(std::memcmp(a.params.data(), b.params.data(), sizeof(float) * a.params.size()) == 0);
   CHECK(std::memcmp(a.losses.data(), b.losses.data(), sizeof(float) * a.losses.size()) == 0);
+}
+
+namespace {
+// kImages random 3 x 20 x 20 images (the loader crops and resizes them to 16 x 16)
+class RandomImages : public mae::ImageDataset {
+ public:
+  RandomImages() : data_(static_cast<std::size_t>(kImages * 3 * 20 * 20)) {
+    mae::Rng r(91);
+    for (auto& v : data_) v = static_cast<float>(r.uniform());
+  }
+  Index size() const override { return kImages; }
+  Index channels() const override { return 3; }
+  Index height(Index) const override { return 20; }
+  Index width(Index) const override { return 20; }
+  void load(Index i, float* out) const override { std::copy_n(data_.data() + i * 1200, 1200, out); }
+  std::string name() const override { return "random"; }
+
+ private:
+  std::vector<float> data_;
+};
+
+struct TrainerRun {
+  std::vector<float> losses, update;  // update: the parameters' change over the run
+};
+
+// mae::Trainer for 2 epochs at a global batch of 16: 2 accumulated micro-batches of 8 images,
+// split across the processes; out: its output directory.
+TrainerRun run_trainer(const mae::DataParallel& parallel, const std::string& out) {
+  const RandomImages ds;
+  mae::TrainOptions o;
+  o.epochs = 2, o.batch_size = 4 * 2 / parallel.ranks, o.accum_iter = 2, o.seed = 9, o.warmup_epochs = 0.5;
+  o.noise_by_position = true, o.parallel = parallel, o.out_dir = out, o.progress = false;
+  mae::BatchLoader loader(ds, 16, o.batch_size, o.seed, mae::AugmentOptions{}, {0.5, 0.5, 0.5}, {0.3, 0.3, 0.3});
+  M model(M::Options{false, 4});
+  const std::vector<float> init(model.parameters().data(), model.parameters().data() + model.parameters().size());
+  mae::Trainer<M> trainer(model, loader, o);
+  trainer.run();
+  TrainerRun r;
+  for (const auto& h : trainer.history()) r.losses.push_back(static_cast<float>(h.loss));
+  for (std::size_t i = 0; i < init.size(); ++i) r.update.push_back(model.parameters().data()[i] - init[i]);
+  return r;
+}
+}  // namespace
+
+// mae::Trainer with a DataParallel: the DistributedSampler share, noise by position, the
+// gradients' mean once per optimizer step (accumulation), lr from the global batch, and only
+// the first process writing. Tolerances as above.
+TEST_CASE("Trainer on R processes trains the model one process trains at the same global batch") {
+  const std::string base = "/tmp/mae_test_distributed_trainer";
+  const std::string mine = base + "_rank" + std::to_string(g_rank);
+  std::filesystem::remove_all(mine);
+  const TrainerRun one = run_trainer(mae::DataParallel{}, "");
+  MPI_Barrier(MPI_COMM_WORLD);
+  const TrainerRun dist = run_trainer(mae::mpi::data_parallel(), mine);
+  REQUIRE(dist.losses.size() == one.losses.size());
+  REQUIRE(one.losses.size() == 2 * kImages / 8);  // micro-batches: 8 images (one process) or 4 on each of 2
+  double e_loss = 0;
+  for (std::size_t s = 0; s < one.losses.size(); ++s)
+    e_loss = std::max(e_loss, std::abs(double(dist.losses[s]) / one.losses[s] - 1));
+  const double e_update = rel_dist(dist.update, one.update);
+  MESSAGE("Trainer, rank " << g_rank << " of " << g_size << ": losses " << e_loss << ", parameter updates "
+                           << e_update);
+  CHECK(e_loss < 1e-4);
+  CHECK(e_update < 1e-4);
+  CHECK(same_on_every_rank(dist.update));
+  CHECK(std::filesystem::exists(mine + "/checkpoint.safetensors") == (g_rank == 0));
+  CHECK(std::filesystem::exists(mine + "/log.csv") == (g_rank == 0));
+  std::filesystem::remove_all(mine);
+  CHECK_THROWS_WITH_AS(run_trainer(mae::DataParallel{0, 2, {}}, ""), doctest::Contains("needs a mean function"),
+                       mae::Error);
 }
 
 int main(int argc, char** argv) {

@@ -13,7 +13,10 @@
 // What a rank draws must not depend on the rank count, so that R ranks train the model one
 // process trains at the same global batch: the data order is one permutation per epoch seeded
 // by (seed, epoch) on every rank, augmentation is seeded by (seed, epoch, position in the
-// epoch) (data/loader.hpp), and so is the masking noise (masking_noise below).
+// epoch) (data/loader.hpp), and so is the masking noise (masking.hpp's masking_noise).
+// Trainer (train.hpp) does all of this given a DataParallel, which data_parallel() fills:
+//
+//   mae::TrainOptions o;  o.parallel = mae::mpi::data_parallel();  // o.batch_size: per process
 //
 // Reproducibility: the average is MPI_Allreduce's sum, then a multiplication by 1 / R on every
 // rank. Each rank's gradients are themselves bitwise the same for any OpenMP thread count, so
@@ -24,7 +27,8 @@
 #define MAE_DISTRIBUTED_HPP
 
 #include "common.hpp"
-#include "rng.hpp"
+#include "masking.hpp"
+#include "train.hpp"
 
 #include <mpi.h>
 
@@ -91,14 +95,6 @@ inline std::vector<Index> sampler_share(const std::vector<Index>& order, int ran
   return mine;
 }
 
-// The masking noise (L values in [0, 1)) of the image at position pos of an epoch: seeded by
-// (seed, epoch, pos), so the same image gets the same mask whichever rank holds it.
-template <class S>
-inline void masking_noise(S* out, Index L, std::uint64_t seed, Index epoch, Index pos) {
-  Rng r(mix_seed(seed ^ 0x6d61736bull, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(pos)));
-  for (Index i = 0; i < L; ++i) out[i] = static_cast<S>(r.uniform());
-}
-
 template <class S>
 inline MPI_Datatype datatype() {
   static_assert(std::is_same_v<S, float> || std::is_same_v<S, double>, "mae::mpi: float or double");
@@ -124,6 +120,14 @@ template <class S>
 inline S mean_over_ranks(S value, MPI_Comm comm) {
   allreduce_mean(&value, 1, comm);
   return value;
+}
+
+// This process's part in a data-parallel Trainer run over comm (after a Session started MPI).
+inline DataParallel data_parallel(MPI_Comm comm = MPI_COMM_WORLD) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  return DataParallel{rank, size, [comm](float* data, Index n) { allreduce_mean(data, n, comm); }};
 }
 
 // Runs f() and returns its exit code; an exception on any rank prints "rank r: message" and

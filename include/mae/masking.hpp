@@ -8,6 +8,7 @@
 #define MAE_MASKING_HPP
 
 #include "common.hpp"
+#include "rng.hpp"
 
 #include <cstdint>
 #include <numeric>
@@ -23,6 +24,15 @@ inline Index num_visible(Index L, double mask_ratio) {
     throw Error("mask ratio " + std::to_string(mask_ratio) + " masks no patch of " + std::to_string(L) +
                 ": the loss (mean over removed patches) would be undefined");
   return K;
+}
+
+// The masking noise (L values in [0, 1)) of the image at position pos of an epoch, seeded by
+// (seed, epoch, pos): the same image gets the same mask whichever process of a data-parallel
+// run holds it (TrainOptions::noise_by_position, mae/distributed.hpp).
+template <class S>
+inline void masking_noise(S* out, Index L, std::uint64_t seed, Index epoch, Index pos) {
+  Rng r(mix_seed(seed ^ 0x6d61736bull, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(pos)));
+  for (Index i = 0; i < L; ++i) out[i] = static_cast<S>(r.uniform());
 }
 
 // ids_shuffle, ids_restore (N, L), mask (N, L) from noise (N, L)

@@ -24,6 +24,15 @@
 
 namespace mae {
 
+// This process's part in data-parallel training (DistributedDataParallel's): the batch of
+// each step is split across `ranks` processes, each computing the gradients of its share and
+// `mean` replacing them by their mean over the processes before every optimizer step.
+// mae::mpi::data_parallel (mae/distributed.hpp) fills it from MPI; the default is one process.
+struct DataParallel {
+  int rank = 0, ranks = 1;
+  std::function<void(float* data, Index n)> mean;  // in place: data = its mean over the processes
+};
+
 struct TrainOptions {
   int epochs = 10;
   Index batch_size = 64;  // images per micro-batch
@@ -39,13 +48,22 @@ struct TrainOptions {
   bool progress = true;        // a bar on a terminal, plain lines otherwise
   double log_interval_s = 15;  // plain-line interval when not on a terminal
   Index max_steps = -1;        // stop after this many micro-batches in all (an interruption)
+  // Masking noise seeded by each image's position in the epoch (masking.hpp's masking_noise)
+  // instead of drawn from the model's generator: what a data-parallel run uses (always, with
+  // more than one process), and what one process must use to train the same model.
+  bool noise_by_position = false;
+  DataParallel parallel;  // batch_size is then per process: the global batch is ranks times it
 
-  double effective_lr() const {
-    return lr > 0 ? lr : LrSchedule::scaled(blr, batch_size * static_cast<Index>(accum_iter));
-  }
+  Index global_batch() const { return batch_size * static_cast<Index>(accum_iter) * parallel.ranks; }
+  bool position_noise() const { return noise_by_position || parallel.ranks > 1; }
+  double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, global_batch()); }
   // What determines the trajectory: a resume must agree on these.
   nlohmann::json trajectory_json() const {
-    return {{"batch_size", batch_size}, {"accum_iter", accum_iter}, {"seed", seed}, {"mask_ratio", mask_ratio}};
+    nlohmann::json j = {
+        {"batch_size", batch_size}, {"accum_iter", accum_iter}, {"seed", seed}, {"mask_ratio", mask_ratio}};
+    if (parallel.ranks > 1) j["ranks"] = parallel.ranks;  // (absent: one process, as before)
+    if (position_noise()) j["noise_by_position"] = true;
+    return j;
   }
   nlohmann::json to_json() const {
     nlohmann::json j = trajectory_json();
@@ -59,8 +77,16 @@ struct TrainOptions {
   }
 };
 
+// Only the first process of a data-parallel run writes the log and shows progress.
 inline LoopOptions loop_options(const TrainOptions& o) {
-  return LoopOptions{o.epochs, o.batch_size, o.max_steps, o.out_dir, o.progress, o.log_interval_s, "training"};
+  const bool first = o.parallel.rank == 0;
+  return LoopOptions{o.epochs,
+                     o.global_batch() / o.accum_iter,
+                     o.max_steps,
+                     first ? o.out_dir : "",
+                     first && o.progress,
+                     o.log_interval_s,
+                     "training"};
 }
 
 template <class Model>
@@ -69,8 +95,11 @@ class Trainer {
   using S = typename Model::Scalar;
 
   Trainer(Model& model, BatchLoader& loader, TrainOptions opt)
-      : model_(model), loader_(loader), opt_(std::move(opt)), loop_(loop_options(opt_), loader_.batches_per_epoch()) {
+      : model_(model), loader_(loader), opt_(std::move(opt)), loop_(loop_options(opt_), shard(loader_, opt_.parallel)) {
     if (opt_.accum_iter <= 0) throw Error("accum_iter must be positive");
+    if (opt_.parallel.ranks > 1 && !opt_.parallel.mean)
+      throw Error("data parallel over " + std::to_string(opt_.parallel.ranks) + " processes needs a mean function");
+    if (opt_.parallel.ranks > 1 && !std::is_same_v<S, float>) throw Error("data parallel needs a float model");
     if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
     if (loader_.channels() != Model::C)
       throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
@@ -103,6 +132,7 @@ class Trainer {
     std::vector<float> fbatch(static_cast<std::size_t>(N * C * Sz * Sz));
     std::vector<S> sbatch;  // only for double models: the loader writes float
     if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
+    std::vector<S> noise(opt_.position_noise() ? static_cast<std::size_t>(N * Model::L) : 0);
     const auto forward = [&](int epoch, Index k) {
       // engine_pretrain.py: the lr is set at the start of each accumulation window
       if (k % opt_.accum_iter == 0) lr_ = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
@@ -112,12 +142,20 @@ class Trainer {
         std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
         batch = sbatch.data();
       }
-      return Forward{static_cast<double>(model_.forward(images(batch, N, C, Sz, Sz), opt_.mask_ratio)), lr_};
+      if (!noise.empty())
+        for (Index i = 0; i < N; ++i)
+          masking_noise(noise.data() + i * Model::L, Model::L, opt_.seed, epoch, loader_.position(k, i));
+      S loss = model_.forward(images(batch, N, C, Sz, Sz), opt_.mask_ratio, noise.empty() ? nullptr : noise.data());
+      if constexpr (std::is_same_v<S, float>)
+        if (opt_.parallel.ranks > 1) opt_.parallel.mean(&loss, 1);  // every process logs (and checks) the same
+      return Forward{static_cast<double>(loss), lr_};
     };
     const auto update = [&](int, Index k) {
       model_.backward(static_cast<S>(1.0 / opt_.accum_iter));  // loss /= accum_iter; loss.backward()
       ++pending_micro_;
       if ((k + 1) % opt_.accum_iter == 0) {
+        if constexpr (std::is_same_v<S, float>)  // one mean per optimizer step, as DDP's no_sync
+          if (opt_.parallel.ranks > 1) opt_.parallel.mean(model_.gradients().data(), model_.gradients().size());
         optim_.step(model_.parameters(), model_.gradients(), lr_);
         model_.zero_grad();
         pending_micro_ = 0;
@@ -133,8 +171,9 @@ class Trainer {
   }
 
   // --- checkpoints -------------------------------------------------------------------------
+  // (only the first process of a data-parallel run writes: every process holds the same state)
   void save_checkpoint() const {
-    if (!opt_.out_dir.empty()) save_checkpoint(checkpoint_path());
+    if (!opt_.out_dir.empty() && opt_.parallel.rank == 0) save_checkpoint(checkpoint_path());
   }
   void save_checkpoint(const std::string& path) const {
     std::vector<safetensors::TensorOut> t = model_.state_dict();
@@ -199,6 +238,11 @@ class Trainer {
   }
 
  private:
+  static Index shard(BatchLoader& loader, const DataParallel& p) {
+    loader.set_shard(p.rank, p.ranks);
+    return loader.batches_per_epoch();
+  }
+
   Model& model_;
   BatchLoader& loader_;
   TrainOptions opt_;

@@ -258,11 +258,25 @@ class BatchLoader {
       throw Error("normalization needs one mean and one std per channel");
   }
 
-  Index batches_per_epoch() const { return ds_.size() / batch_; }
+  Index batches_per_epoch() const { return ds_.size() / (batch_ * ranks_); }
   Index batch_size() const { return batch_; }
   Index channels() const { return ds_.channels(); }
   const std::vector<double>& mean() const { return mean_; }
   const std::vector<double>& stddev() const { return stddev_; }
+
+  // Data parallel, as DistributedSampler (drop_last): this process (rank of ranks) takes
+  // positions rank, rank + ranks, ... of every epoch's order, so that batch b of every rank
+  // together is batch b of one process at ranks times the batch size.
+  void set_shard(int rank, int ranks) {
+    if (ranks <= 0 || rank < 0 || rank >= ranks)
+      throw Error("data parallel: rank " + std::to_string(rank) + " of " + std::to_string(ranks));
+    if (ds_.size() < batch_ * ranks)
+      throw Error(ds_.name() + ": " + std::to_string(ds_.size()) + " images, fewer than one batch of " +
+                  std::to_string(batch_) + " on each of " + std::to_string(ranks) + " processes");
+    rank_ = rank, ranks_ = ranks;
+  }
+  // The position in the epoch's order of image k of batch b.
+  Index position(Index b, Index k) const { return (b * batch_ + k) * ranks_ + rank_; }
 
   // The order of epoch e (Fisher-Yates with a generator seeded by (seed, e)).
   std::vector<Index> permutation(Index epoch) const {
@@ -282,7 +296,7 @@ class BatchLoader {
 #pragma omp parallel for schedule(static)
     for (Index k = 0; k < batch_; ++k) {
       try {
-        const Index pos = b * batch_ + k, idx = perm_[pos];
+        const Index pos = position(b, k), idx = perm_[pos];
         Rng r(mix_seed(seed_, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(pos)));
         augment(idx, r, out + k * C * S * S);
         if (labels) labels[k] = ds_.label(idx);
@@ -352,6 +366,7 @@ class BatchLoader {
   AugmentOptions aug_;
   std::vector<double> mean_, stddev_;
   std::vector<Index> perm_;
+  int rank_ = 0, ranks_ = 1;
   Index cached_epoch_ = -1;
 };
 
