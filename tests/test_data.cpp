@@ -265,6 +265,41 @@ TEST_CASE("augmentation: crops inside the image, seeded, the same for any thread
   CHECK_THROWS_WITH_AS(mae::BatchLoader(ds, 8, 41, 1), doctest::Contains("fewer than one batch"), mae::Error);
 }
 
+// DistributedSampler's share (drop_last): rank r of R takes positions r, r + R, ... of each
+// epoch's order, so that batch b of every rank together is batch b of one process at R times
+// the batch size, image for image and augmentation for augmentation.
+TEST_CASE("data-parallel shards: R loaders together give one loader's batches at R times the batch") {
+  const fs::path d = make_idx_dir("shard", 42);
+  mae::FashionMnist ds(d.string());
+  mae::AugmentOptions aug;
+  aug.random_resized_crop = true;
+  constexpr Index kR = 3, kB = 2, kPix = 64;
+  mae::BatchLoader one(ds, 8, kB * kR, 7, aug);
+  CHECK(one.batches_per_epoch() == 7);
+  for (int rank = 0; rank < kR; ++rank) {
+    mae::BatchLoader mine(ds, 8, kB, 7, aug);
+    mine.set_shard(rank, kR);
+    CHECK(mine.batches_per_epoch() == 7);  // 42 / (2 x 3)
+    for (Index epoch : {0, 3})
+      for (Index b : {0, 6}) {
+        std::vector<float> all(kB * kR * kPix), part(kB * kPix);
+        std::vector<int> all_labels(kB * kR), part_labels(kB);
+        one.batch(epoch, b, all.data(), all_labels.data());
+        mine.batch(epoch, b, part.data(), part_labels.data());
+        for (Index k = 0; k < kB; ++k) {
+          INFO("rank " << rank << ", epoch " << epoch << ", batch " << b << ", image " << k);
+          const Index j = k * kR + rank;  // its place in the one-process batch
+          CHECK(mine.position(b, k) == one.position(b, j));
+          CHECK(part_labels[k] == all_labels[j]);
+          CHECK(std::equal(part.begin() + k * kPix, part.begin() + (k + 1) * kPix, all.begin() + j * kPix));
+        }
+      }
+  }
+  mae::BatchLoader l(ds, 8, kB, 7);
+  CHECK_THROWS_WITH_AS(l.set_shard(3, 3), doctest::Contains("rank 3 of 3"), mae::Error);
+  CHECK_THROWS_WITH_AS(l.set_shard(0, 22), doctest::Contains("fewer than one batch of 2 on each of 22"), mae::Error);
+}
+
 TEST_CASE("figures: norm_pix predictions map back to pixels; the grid is a PNG of the right size") {
   const Index P = 6;
   std::vector<float> raw{0.1f, 0.5f, 0.9f, 0.2f, 0.3f, 0.7f}, t = raw;

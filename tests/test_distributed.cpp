@@ -2,6 +2,8 @@
 //   mpirun --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 distributed_tests
 // (tests/CMakeLists.txt); with one rank it checks the same things against itself.
 #define DOCTEST_CONFIG_IMPLEMENT
+#include "test_util.hpp"
+
 #include <doctest/doctest.h>
 #include <mae/data.hpp>
 #include <mae/distributed.hpp>
@@ -15,6 +17,7 @@
 #include <vector>
 
 using mae::Index;
+using mae_test::rel_dist;
 
 namespace {
 int g_rank = 0, g_size = 1;
@@ -25,21 +28,24 @@ constexpr Index kImages = 96, kChw = 3 * 16 * 16, kL = 16;
 constexpr std::uint64_t kSeed = 5;
 constexpr double kRatio = 0.75;
 
-std::vector<float> dataset() {
-  std::vector<float> d(static_cast<std::size_t>(kImages * kChw));
-  mae::Rng r(77);
-  for (auto& v : d) v = static_cast<float>(r.normal());
-  return d;
-}
+// kImages random 3 x 20 x 20 images (the loader crops and resizes them to 16 x 16)
+class RandomImages : public mae::ImageDataset {
+ public:
+  RandomImages() : data_(static_cast<std::size_t>(kImages * 3 * 20 * 20)) {
+    mae::Rng r(91);
+    for (auto& v : data_) v = static_cast<float>(r.uniform());
+  }
+  Index size() const override { return kImages; }
+  Index channels() const override { return 3; }
+  Index height(Index) const override { return 20; }
+  Index width(Index) const override { return 20; }
+  void load(Index i, float* out) const override { std::copy_n(data_.data() + i * 1200, 1200, out); }
+  int label(Index i) const override { return static_cast<int>(i % 3); }  // for fine-tuning
+  std::string name() const override { return "random"; }
 
-// One order per epoch, the same on every rank (seeded by (seed, epoch)).
-std::vector<Index> epoch_order(Index epoch) {
-  std::vector<Index> p(static_cast<std::size_t>(kImages));
-  for (Index i = 0; i < kImages; ++i) p[i] = i;
-  mae::Rng r(mae::mix_seed(kSeed, 0x5eed, static_cast<std::uint64_t>(epoch)));
-  for (Index i = kImages - 1; i > 0; --i) std::swap(p[i], p[static_cast<Index>(r.next_u64() % std::uint64_t(i + 1))]);
-  return p;
-}
+ private:
+  std::vector<float> data_;
+};
 
 struct Run {
   std::vector<float> losses, first_grads, params;
@@ -48,19 +54,22 @@ struct Run {
 // steps optimizer steps at global batch G. ranks = 1: this process alone on the whole batch;
 // ranks = g_size: this rank's DistributedSampler share, gradients averaged over the ranks.
 Run train(Index G, Index steps, int ranks) {
-  const std::vector<float> data = dataset();
+  const std::vector<float> data = mae_test::random_floats(kImages * kChw, 77);
+  const RandomImages ds;  // for the loader's order and shard only: the images are `data`
   M model(M::Options{false, 3});
   mae::AdamW<float> opt(model.parameters(), mae::AdamWOptions{});
   const int rank = ranks == 1 ? 0 : g_rank;
   const Index B = G / ranks, per_epoch = kImages / G;
+  mae::BatchLoader loader(ds, 16, B, kSeed, mae::AugmentOptions{}, {0.5, 0.5, 0.5}, {0.3, 0.3, 0.3});
+  loader.set_shard(rank, ranks);  // DistributedSampler's share
   std::vector<float> imgs(static_cast<std::size_t>(B * kChw)), noise(static_cast<std::size_t>(B * kL));
   Run run;
   for (Index s = 0; s < steps; ++s) {
     const Index epoch = s / per_epoch, k = s % per_epoch;
-    const std::vector<Index> order = epoch_order(epoch), mine = mae::mpi::sampler_share(order, rank, ranks);
+    const std::vector<Index> order = loader.permutation(epoch);  // the same on every rank
     for (Index j = 0; j < B; ++j) {
-      const Index idx = mine[k * B + j], pos = (k * B + j) * ranks + rank;  // position in the epoch
-      REQUIRE(order[pos] == idx);
+      const Index pos = loader.position(k, j), idx = order[pos];  // pos: the place in the epoch
+      REQUIRE(pos == (k * B + j) * ranks + rank);
       std::copy_n(data.data() + idx * kChw, kChw, imgs.data() + j * kChw);
       mae::masking_noise(noise.data() + j * kL, kL, kSeed, epoch, pos);
     }
@@ -79,13 +88,6 @@ Run train(Index G, Index steps, int ranks) {
   return run;
 }
 
-double rel_dist(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, r = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), r += double(b[i]) * b[i];
-  return std::sqrt(d / r);
-}
-
 // Every rank holds bitwise the same values.
 bool same_on_every_rank(const std::vector<float>& v) {
   std::vector<float> lo(v), hi(v);
@@ -96,15 +98,6 @@ bool same_on_every_rank(const std::vector<float>& v) {
          std::memcmp(hi.data(), v.data(), sizeof(float) * v.size()) == 0;
 }
 }  // namespace
-
-TEST_CASE("sampler_share: DistributedSampler's strided share, drop_last") {
-  const std::vector<Index> order{9, 3, 7, 1, 0, 5, 8, 2, 6, 4, 10};  // 11: one left over with 2 ranks
-  CHECK(mae::mpi::sampler_share(order, 0, 2) == std::vector<Index>{9, 7, 0, 8, 6});
-  CHECK(mae::mpi::sampler_share(order, 1, 2) == std::vector<Index>{3, 1, 5, 2, 4});
-  CHECK(mae::mpi::sampler_share(order, 2, 3) == std::vector<Index>{7, 5, 6});
-  CHECK(mae::mpi::sampler_share(order, 0, 1) == std::vector<Index>(order.begin(), order.end()));
-  CHECK_THROWS_AS(mae::mpi::sampler_share(order, 2, 2), mae::Error);
-}
 
 TEST_CASE("masking_noise depends on (seed, epoch, position) only") {
   std::vector<float> a(kL), b(kL), c(kL);
@@ -157,39 +150,24 @@ TEST_CASE("bitwise the same for 1 and 2 OpenMP threads per rank") {
 }
 
 namespace {
-// kImages random 3 x 20 x 20 images (the loader crops and resizes them to 16 x 16)
-class RandomImages : public mae::ImageDataset {
- public:
-  RandomImages() : data_(static_cast<std::size_t>(kImages * 3 * 20 * 20)) {
-    mae::Rng r(91);
-    for (auto& v : data_) v = static_cast<float>(r.uniform());
-  }
-  Index size() const override { return kImages; }
-  Index channels() const override { return 3; }
-  Index height(Index) const override { return 20; }
-  Index width(Index) const override { return 20; }
-  void load(Index i, float* out) const override { std::copy_n(data_.data() + i * 1200, 1200, out); }
-  std::string name() const override { return "random"; }
-
- private:
-  std::vector<float> data_;
-};
-
 struct TrainerRun {
   std::vector<float> losses, update;  // update: the parameters' change over the run
 };
 
 // mae::Trainer for 2 epochs at a global batch of 16: 2 accumulated micro-batches of 8 images,
 // split across the processes; out: its output directory.
-TrainerRun run_trainer(const mae::DataParallel& parallel, const std::string& out) {
+// max_steps >= 0: stop there (with a checkpoint); resume: continue from this checkpoint.
+TrainerRun run_trainer(const mae::DataParallel& parallel, const std::string& out, Index max_steps = -1,
+                       const std::string& resume = "") {
   const RandomImages ds;
   mae::TrainOptions o;
   o.epochs = 2, o.batch_size = 4 * 2 / parallel.ranks, o.accum_iter = 2, o.seed = 9, o.warmup_epochs = 0.5;
-  o.noise_by_position = true, o.parallel = parallel, o.out_dir = out, o.progress = false;
+  o.noise_by_position = true, o.parallel = parallel, o.out_dir = out, o.progress = false, o.max_steps = max_steps;
   mae::BatchLoader loader(ds, 16, o.batch_size, o.seed, mae::AugmentOptions{}, {0.5, 0.5, 0.5}, {0.3, 0.3, 0.3});
   M model(M::Options{false, 4});
   const std::vector<float> init(model.parameters().data(), model.parameters().data() + model.parameters().size());
   mae::Trainer<M> trainer(model, loader, o);
+  if (!resume.empty()) trainer.resume(resume);
   trainer.run();
   TrainerRun r;
   for (const auto& h : trainer.history()) r.losses.push_back(static_cast<float>(h.loss));
@@ -200,7 +178,10 @@ TrainerRun run_trainer(const mae::DataParallel& parallel, const std::string& out
 
 // mae::Trainer with a DataParallel: the DistributedSampler share, noise by position, the
 // gradients' mean once per optimizer step (accumulation), lr from the global batch, and only
-// the first process writing. Tolerances as above.
+// the first process writing. Losses to 1e-4 as above. The parameter updates of 24 AdamW steps
+// to 5e-4 (measured 8.6e-5 on a Zen 5): AdamW divides each gradient by the root of its own
+// running square, so where a gradient is tiny its rounding differences reach the update at
+// full size; a wrong share, mean or learning rate moves the updates by 10% or more.
 TEST_CASE("Trainer on R processes trains the model one process trains at the same global batch") {
   const std::string base = "/tmp/mae_test_distributed_trainer";
   const std::string mine = base + "_rank" + std::to_string(g_rank);
@@ -217,13 +198,109 @@ TEST_CASE("Trainer on R processes trains the model one process trains at the sam
   MESSAGE("Trainer, rank " << g_rank << " of " << g_size << ": losses " << e_loss << ", parameter updates "
                            << e_update);
   CHECK(e_loss < 1e-4);
-  CHECK(e_update < 1e-4);
+  CHECK(e_update < 5e-4);
   CHECK(same_on_every_rank(dist.update));
   CHECK(std::filesystem::exists(mine + "/checkpoint.safetensors") == (g_rank == 0));
   CHECK(std::filesystem::exists(mine + "/log.csv") == (g_rank == 0));
   std::filesystem::remove_all(mine);
   CHECK_THROWS_WITH_AS(run_trainer(mae::DataParallel{0, 2, {}}, ""), doctest::Contains("needs a mean function"),
                        mae::Error);
+}
+
+// Resume on the same number of processes continues the uninterrupted run bit for bit: rank 0
+// wrote the checkpoint, every rank reads it.
+TEST_CASE("data-parallel Trainer: a resume continues the run bit for bit") {
+  const std::string dir = "/tmp/mae_test_distributed_resume";
+  if (g_rank == 0) std::filesystem::remove_all(dir);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const TrainerRun whole = run_trainer(mae::mpi::data_parallel(), "");
+  run_trainer(mae::mpi::data_parallel(), dir, /*max_steps=*/14);  // inside the second epoch
+  MPI_Barrier(MPI_COMM_WORLD);                                    // rank 0's checkpoint is written
+  const TrainerRun resumed = run_trainer(mae::mpi::data_parallel(), "", -1, dir + "/checkpoint.safetensors");
+  REQUIRE(resumed.update.size() == whole.update.size());
+  CHECK(std::memcmp(resumed.update.data(), whole.update.data(), sizeof(float) * whole.update.size()) == 0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0) std::filesystem::remove_all(dir);
+  // a stop inside an accumulation window would checkpoint one rank's partial gradient
+  if (g_size > 1)
+    CHECK_THROWS_WITH_AS(run_trainer(mae::mpi::data_parallel(), "", /*max_steps=*/13),
+                         doctest::Contains("must be multiples of it"), mae::Error);
+}
+
+namespace {
+using Vit = mae::VisionTransformer<Cfg>;
+
+struct FinetuneRun {
+  std::vector<float> losses, update;  // update: the parameters' change over the run
+  double accuracy = -1;
+};
+
+// mae::Finetuner for 2 epochs at a global batch of 8 with drop path, label smoothing and
+// random resized crops; drop path drawn by position in every run.
+FinetuneRun run_finetuner(const mae::DataParallel& parallel, const std::string& out, Index max_steps = -1,
+                          const std::string& resume = "") {
+  const RandomImages ds;
+  mae::FinetuneOptions o;
+  o.epochs = 2, o.batch_size = 8 / parallel.ranks, o.seed = 13, o.warmup_epochs = 0.5, o.layer_decay = 0.8;
+  o.drop_path_by_position = true, o.parallel = parallel, o.out_dir = out, o.progress = false, o.max_steps = max_steps;
+  mae::AugmentOptions aug;
+  aug.random_resized_crop = true;
+  mae::BatchLoader loader(ds, 16, o.batch_size, o.seed, aug, {0.5, 0.5, 0.5}, {0.3, 0.3, 0.3});
+  Vit::Options vo;
+  vo.num_classes = 3, vo.drop_path = 0.3, vo.label_smoothing = 0.1, vo.seed = 21;
+  Vit model(vo);
+  const std::vector<float> init(model.parameters().data(), model.parameters().data() + model.parameters().size());
+  mae::BatchLoader eval_loader(ds, 16, 1, o.seed, {}, {0.5, 0.5, 0.5}, {0.3, 0.3, 0.3});
+  std::vector<int> labels;
+  for (Index i = 0; i < ds.size(); ++i) labels.push_back(ds.label(i));
+  mae::Finetuner<Vit> tuner(model, loader, o, [&] {
+    return mae::evaluate_classifier(model, ds.size(), labels.data(),
+                                    [&](Index i, float* d) { eval_loader.evaluation(i, d, 1.0); });
+  });
+  if (!resume.empty()) tuner.resume(resume);
+  tuner.run();
+  FinetuneRun r;
+  for (const auto& h : tuner.history()) r.losses.push_back(static_cast<float>(h.loss));
+  for (std::size_t i = 0; i < init.size(); ++i) r.update.push_back(model.parameters().data()[i] - init[i]);
+  if (!tuner.evaluations().empty()) r.accuracy = tuner.evaluations().back().accuracy;
+  return r;
+}
+}  // namespace
+
+// Fine-tuning data parallel: the same model as one process at the same global batch (drop
+// path by position), to float rounding (tolerances as above); every process evaluates the
+// whole test set and gets the same result; a resume continues bit for bit.
+TEST_CASE("Finetuner on R processes trains the classifier one process trains; resume is bit for bit") {
+  const std::string base = "/tmp/mae_test_distributed_finetune_rank";
+  const std::string mine = base + std::to_string(g_rank), first = base + "0";
+  std::filesystem::remove_all(mine);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const FinetuneRun one = run_finetuner(mae::DataParallel{}, "");
+  const FinetuneRun dist = run_finetuner(mae::mpi::data_parallel(), mine);
+  REQUIRE(dist.losses.size() == one.losses.size());
+  REQUIRE(one.losses.size() == 2 * kImages / 8);
+  double e_loss = 0;
+  for (std::size_t s = 0; s < one.losses.size(); ++s)
+    e_loss = std::max(e_loss, std::abs(double(dist.losses[s]) / one.losses[s] - 1));
+  const double e_update = rel_dist(dist.update, one.update);
+  MESSAGE("Finetuner, rank " << g_rank << " of " << g_size << ": losses " << e_loss << ", parameter updates "
+                             << e_update);
+  CHECK(e_loss < 1e-4);
+  CHECK(e_update < 1e-4);
+  CHECK(same_on_every_rank(dist.update));
+  CHECK(dist.accuracy >= 0);
+  CHECK(same_on_every_rank({static_cast<float>(dist.accuracy)}));
+  for (const char* file : {"/classifier.safetensors", "/checkpoint.safetensors", "/eval.csv", "/log.csv"})
+    CHECK(std::filesystem::exists(mine + file) == (g_rank == 0));
+  std::filesystem::remove_all(mine);
+  MPI_Barrier(MPI_COMM_WORLD);
+  run_finetuner(mae::mpi::data_parallel(), mine, /*max_steps=*/17);  // inside the second epoch
+  MPI_Barrier(MPI_COMM_WORLD);                                       // rank 0's checkpoint is written
+  const FinetuneRun resumed = run_finetuner(mae::mpi::data_parallel(), "", -1, first + "/checkpoint.safetensors");
+  REQUIRE(resumed.update.size() == dist.update.size());
+  CHECK(std::memcmp(resumed.update.data(), dist.update.data(), sizeof(float) * dist.update.size()) == 0);
+  MPI_Barrier(MPI_COMM_WORLD);
+  std::filesystem::remove_all(mine);
 }
 
 int main(int argc, char** argv) {

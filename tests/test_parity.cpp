@@ -115,11 +115,7 @@ TEST_CASE("bf16 mixed precision: as close to fp32 as PyTorch's CPU autocast, and
     return s;
   };
   const Step ours16 = run(mae::Precision::bf16), ours32 = run(mae::Precision::fp32);
-  const auto dist = [](const float* a, const float* b, Index n) {
-    double d = 0, r = 0;
-    for (Index i = 0; i < n; ++i) d += (double(a[i]) - b[i]) * (double(a[i]) - b[i]), r += double(b[i]) * b[i];
-    return std::sqrt(d / r);
-  };
+  const auto dist = [](const float* a, const float* b, Index n) { return mae_test::rel_dist(a, b, n); };
   std::string table = "bf16 against autocast (relative Frobenius distances):";
   const auto check = [&](const std::string& name, const float* o16, const float* o32, Index n) {
     const std::vector<float> ac = f.read<float>(name), fp = f.read<float>("fp32." + name);

@@ -133,6 +133,22 @@ inline CompareReport compare(const A* a, const B* b, Index n, double atol, doubl
   return r;
 }
 
+// |a - b| / |b| (Frobenius norms over n values, in double)
+template <class A, class B>
+inline double rel_dist(const A* a, const B* b, Index n) {
+  double d = 0, r = 0;
+  for (Index i = 0; i < n; ++i) {
+    const double x = static_cast<double>(a[i]), y = static_cast<double>(b[i]);
+    d += (x - y) * (x - y), r += y * y;
+  }
+  return std::sqrt(d / r);
+}
+template <class A, class B>
+inline double rel_dist(const std::vector<A>& a, const std::vector<B>& b) {
+  REQUIRE(a.size() == b.size());
+  return rel_dist(a.data(), b.data(), static_cast<Index>(a.size()));
+}
+
 // A fresh scratch directory for one test: <tmp>/mae_tests_<pid>/<name>.
 inline std::filesystem::path scratch_dir(const std::string& name) {
   const auto d = std::filesystem::temp_directory_path() / ("mae_tests_" + std::to_string(::getpid())) / name;

@@ -129,9 +129,12 @@ class VisionTransformer {
   }
 
   // --- training and inference ---------------------------------------------------------
-  // Forward on a batch. training: drop path on (drawn from rng()). labels (N) may be null
-  // (inference): then the loss is 0 and backward() is not allowed.
-  S forward(const ImageBatch<S>& imgs, const int* labels, bool training = true) {
+  // Forward on a batch. training: drop path on, drawn from rng(), or, given sample_seeds (N),
+  // sample n's draws from a generator seeded by sample_seeds[n] (what data-parallel
+  // fine-tuning uses: a sample's draws then do not depend on which process holds it).
+  // labels (N) may be null (inference): then the loss is 0 and backward() is not allowed.
+  S forward(const ImageBatch<S>& imgs, const int* labels, bool training = true,
+            const std::uint64_t* sample_seeds = nullptr) {
     check_images<Cfg>(imgs, "classifier");
     const Index N = imgs.n, K = opt_.num_classes;
     Workspace& ws = ws_;
@@ -139,7 +142,7 @@ class VisionTransformer {
     ws.N = N;
     ws.training = training;
     ws.has_labels = labels != nullptr;
-    draw_drop_path(ws, N, training);
+    draw_drop_path(ws, N, training, sample_seeds);
     // x = blocks([cls_token, patch_embed(imgs)] + pos_embed)                  (N, 1+L, D)
     Enc::forward(ws.enc, w_.encoder, w_.pos_embed, imgs.data, N, nullptr, L, ws.keep_ptrs.data(), opt_.precision);
     // pooled = mean_{t>=1} x[:, t] (global_pool) or x[:, 0]                  (N, D)
@@ -340,16 +343,29 @@ class VisionTransformer {
   double drop_rate(Index b) const {
     return kDepth > 1 ? opt_.drop_path * static_cast<double>(b) / static_cast<double>(kDepth - 1) : 0.0;
   }
-  // timm's drop_path: keep = floor(1 - rate + U[0, 1)), scaled by 1 / (1 - rate)
-  void draw_drop_path(Workspace& ws, Index N, bool training) {
+  // timm's drop_path: keep = floor(1 - rate + U[0, 1)), scaled by 1 / (1 - rate). From rng():
+  // block by block, each block's attention branch for the N samples, then its MLP branch;
+  // from sample seeds: sample by sample, each sample's blocks and branches in that order.
+  void draw_drop_path(Workspace& ws, Index N, bool training, const std::uint64_t* sample_seeds) {
+    const auto keep = [](double rate, double u) {
+      return rate > 0 ? (u >= rate ? static_cast<S>(1.0 / (1.0 - rate)) : S(0)) : S(1);
+    };
     for (Index b = 0; b < kDepth; ++b) {
       const double rate = training ? drop_rate(b) : 0.0;
-      for (Index i = 0; i < 2 * N; ++i)
-        ws.keep[(b * 2) * N + i] =
-            rate > 0 ? (rng_.uniform() >= rate ? static_cast<S>(1.0 / (1.0 - rate)) : S(0)) : S(1);
+      if (!sample_seeds)
+        for (Index i = 0; i < 2 * N; ++i) ws.keep[(b * 2) * N + i] = keep(rate, rate > 0 ? rng_.uniform() : 0.0);
       for (int branch = 0; branch < 2; ++branch)
         ws.keep_ptrs[2 * b + branch] = training && drop_rate(b) > 0 ? ws.keep.data() + (b * 2 + branch) * N : nullptr;
     }
+    if (sample_seeds)
+      for (Index n = 0; n < N; ++n) {
+        Rng r(sample_seeds[n]);
+        for (Index b = 0; b < kDepth; ++b) {
+          const double rate = training ? drop_rate(b) : 0.0;
+          for (int branch = 0; branch < 2; ++branch)
+            ws.keep[(b * 2 + branch) * N + n] = keep(rate, rate > 0 ? r.uniform() : 0.0);
+        }
+      }
   }
 
   Options opt_;

@@ -5,7 +5,7 @@
 // in the library needs MPI.
 //
 //   mae::mpi::Session mpi(argc, argv);             // MPI_Init_thread .. MPI_Finalize
-//   auto mine = mae::mpi::sampler_share(perm, mpi.rank(), mpi.size());   // DistributedSampler
+//   loader.set_shard(mpi.rank(), mpi.size());      // DistributedSampler's share (data/loader.hpp)
 //   ... forward / backward on this rank's share of the batch ...
 //   mae::mpi::allreduce_mean(grads.data(), grads.size(), mpi.comm());    // DDP's averaging
 //   opt.step(...);                                 // the same step on every rank
@@ -81,19 +81,6 @@ class Session {
   int rank_ = 0, size_ = 1;
   bool owner_ = false;
 };
-
-// DistributedSampler's share of one epoch's order (drop_last = true): the first
-// (n / size) * size positions, rank r taking positions r, r + size, r + 2 size, ...
-// Batch k of rank r (local batch B) is then positions [k B R, (k + 1) B R) of the epoch split
-// across the ranks: the same images as one process's batch k at the global batch B R.
-inline std::vector<Index> sampler_share(const std::vector<Index>& order, int rank, int size) {
-  if (size <= 0 || rank < 0 || rank >= size)
-    throw Error("sampler_share: rank " + std::to_string(rank) + " of " + std::to_string(size));
-  const Index per_rank = static_cast<Index>(order.size()) / size;
-  std::vector<Index> mine(static_cast<std::size_t>(per_rank));
-  for (Index i = 0; i < per_rank; ++i) mine[i] = order[static_cast<std::size_t>(i * size + rank)];
-  return mine;
-}
 
 template <class S>
 inline MPI_Datatype datatype() {

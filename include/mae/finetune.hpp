@@ -5,7 +5,7 @@
 // log.csv (per step) and eval.csv (per epoch), and after every epoch (and at a max_steps
 // stop) two atomic files: classifier.safetensors (the weights, for evaluation and prediction)
 // and checkpoint.safetensors (weights, AdamW moments, step and drop-path generator: resume()
-// continues bit for bit).
+// continues bit for bit). Data parallel as pretraining (train.hpp): FinetuneOptions::parallel.
 // Not here: mixup/cutmix, RandAugment and random erasing of the reference's recipe.
 #ifndef MAE_FINETUNE_HPP
 #define MAE_FINETUNE_HPP
@@ -61,18 +61,28 @@ struct FinetuneOptions {
   double log_interval_s = 15;
   Index max_steps = -1;  // stop after this many steps (an interruption; the checkpoint is written)
   std::map<std::string, std::string> metadata;  // stored in both files (e.g. the class names)
+  // Drop path drawn per sample from (seed, epoch, position in the epoch) instead of from the
+  // model's generator: what a data-parallel run uses (always, with more than one process),
+  // and what one process must use to train the same model.
+  bool drop_path_by_position = false;
+  DataParallel parallel;  // batch_size is then per process: the global batch is ranks times it
 
-  double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, batch_size); }
+  Index global_batch() const { return batch_size * parallel.ranks; }
+  bool position_drop_path() const { return drop_path_by_position || parallel.ranks > 1; }
+  double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, global_batch()); }
   // What determines the trajectory: a resume must agree on these.
   nlohmann::json trajectory_json() const {
-    return {{"epochs", epochs},
-            {"batch_size", batch_size},
-            {"lr", effective_lr()},
-            {"min_lr", min_lr},
-            {"warmup_epochs", warmup_epochs},
-            {"weight_decay", weight_decay},
-            {"layer_decay", layer_decay},
-            {"seed", seed}};
+    nlohmann::json j = {{"epochs", epochs},
+                        {"batch_size", batch_size},
+                        {"lr", effective_lr()},
+                        {"min_lr", min_lr},
+                        {"warmup_epochs", warmup_epochs},
+                        {"weight_decay", weight_decay},
+                        {"layer_decay", layer_decay},
+                        {"seed", seed}};
+    if (parallel.ranks > 1) j["ranks"] = parallel.ranks;  // (absent: one process, as before)
+    if (position_drop_path()) j["drop_path_by_position"] = true;
+    return j;
   }
   nlohmann::json to_json() const {
     nlohmann::json j = trajectory_json();
@@ -109,8 +119,11 @@ EvalResult evaluate_classifier(Vit& model, Index count, const int* labels, Image
   return r;
 }
 
+// Only the first process of a data-parallel run writes the logs and shows progress.
 inline LoopOptions loop_options(const FinetuneOptions& o) {
-  return LoopOptions{o.epochs, o.batch_size, o.max_steps, o.out_dir, o.progress, o.log_interval_s, "fine-tuning"};
+  const bool first = o.parallel.rank == 0;
+  return LoopOptions{o.epochs,         o.global_batch(), o.max_steps, first ? o.out_dir : "", first && o.progress,
+                     o.log_interval_s, "fine-tuning"};
 }
 
 template <class Vit>
@@ -118,13 +131,16 @@ class Finetuner {
  public:
   using S = typename Vit::Scalar;
 
-  // evaluate(): the test-set result after each epoch (may be empty).
+  // evaluate(): the test-set result after each epoch (may be empty). Data parallel: every
+  // process calls it and should get the same result (the reference's default, dist_eval off:
+  // every process evaluates the whole test set).
   Finetuner(Vit& model, BatchLoader& loader, FinetuneOptions opt, std::function<EvalResult()> evaluate = {})
       : model_(model),
         loader_(loader),
         opt_(std::move(opt)),
         evaluate_(std::move(evaluate)),
-        loop_(loop_options(opt_), loader_.batches_per_epoch()) {
+        loop_(loop_options(opt_), shard_loader(loader_, opt_.parallel)) {
+    check_data_parallel<S>(opt_.parallel, 1, loop_.steps_per_epoch(), opt_.max_steps);
     if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
     if (loader_.channels() != Vit::C)
       throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
@@ -152,6 +168,7 @@ class Finetuner {
     std::vector<S> sbatch;  // only for double models: the loader writes float
     if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
     std::vector<int> labels(static_cast<std::size_t>(N));
+    std::vector<std::uint64_t> seeds(opt_.position_drop_path() ? static_cast<std::size_t>(N) : 0);
     open_eval_log();
     const auto t_start = std::chrono::steady_clock::now();
     double lr = 0;
@@ -163,12 +180,20 @@ class Finetuner {
         std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
         batch = sbatch.data();
       }
+      for (Index i = 0; i < static_cast<Index>(seeds.size()); ++i)
+        seeds[i] = mix_seed(opt_.seed ^ 0x64726f70ull, static_cast<std::uint64_t>(epoch),
+                            static_cast<std::uint64_t>(loader_.position(k, i)));
       model_.zero_grad();
-      return Forward{static_cast<double>(model_.forward(images(batch, N, C, Sz, Sz), labels.data(), /*training=*/true)),
-                     lr};
+      S loss = model_.forward(images(batch, N, C, Sz, Sz), labels.data(), /*training=*/true,
+                              seeds.empty() ? nullptr : seeds.data());
+      if constexpr (std::is_same_v<S, float>)
+        if (opt_.parallel.ranks > 1) opt_.parallel.mean(&loss, 1);  // every process logs (and checks) the same
+      return Forward{static_cast<double>(loss), lr};
     };
     const auto update = [&](int, Index) {
       model_.backward();
+      if constexpr (std::is_same_v<S, float>)
+        if (opt_.parallel.ranks > 1) opt_.parallel.mean(model_.gradients().data(), model_.gradients().size());
       optim_.step(model_.parameters(), model_.gradients(), lr);
     };
     const auto epoch_end = [&](int epoch) {
@@ -226,7 +251,7 @@ class Finetuner {
 
  private:
   void open_eval_log() {
-    if (opt_.out_dir.empty()) return;
+    if (opt_.out_dir.empty() || opt_.parallel.rank != 0) return;
     const std::string path = opt_.out_dir + "/eval.csv";
     const bool append = resumed_ && std::filesystem::exists(path);
     eval_log_.open(path, append ? std::ios::app : std::ios::trunc);
@@ -234,9 +259,10 @@ class Finetuner {
     if (!append) eval_log_ << "epoch,step,test_accuracy,test_loss,seconds\n";
   }
 
-  // classifier.safetensors (weights) and checkpoint.safetensors (+ optimizer and step).
+  // classifier.safetensors (weights) and checkpoint.safetensors (+ optimizer and step); only
+  // the first process of a data-parallel run writes (every process holds the same state).
   void save(int epoch, double accuracy) const {
-    if (opt_.out_dir.empty()) return;
+    if (opt_.out_dir.empty() || opt_.parallel.rank != 0) return;
     auto meta = model_.metadata();
     meta.insert(opt_.metadata.begin(), opt_.metadata.end());
     meta["mae.finetune"] = opt_.trajectory_json().dump();

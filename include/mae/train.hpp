@@ -24,15 +24,6 @@
 
 namespace mae {
 
-// This process's part in data-parallel training (DistributedDataParallel's): the batch of
-// each step is split across `ranks` processes, each computing the gradients of its share and
-// `mean` replacing them by their mean over the processes before every optimizer step.
-// mae::mpi::data_parallel (mae/distributed.hpp) fills it from MPI; the default is one process.
-struct DataParallel {
-  int rank = 0, ranks = 1;
-  std::function<void(float* data, Index n)> mean;  // in place: data = its mean over the processes
-};
-
 struct TrainOptions {
   int epochs = 10;
   Index batch_size = 64;  // images per micro-batch
@@ -95,11 +86,12 @@ class Trainer {
   using S = typename Model::Scalar;
 
   Trainer(Model& model, BatchLoader& loader, TrainOptions opt)
-      : model_(model), loader_(loader), opt_(std::move(opt)), loop_(loop_options(opt_), shard(loader_, opt_.parallel)) {
+      : model_(model),
+        loader_(loader),
+        opt_(std::move(opt)),
+        loop_(loop_options(opt_), shard_loader(loader_, opt_.parallel)) {
     if (opt_.accum_iter <= 0) throw Error("accum_iter must be positive");
-    if (opt_.parallel.ranks > 1 && !opt_.parallel.mean)
-      throw Error("data parallel over " + std::to_string(opt_.parallel.ranks) + " processes needs a mean function");
-    if (opt_.parallel.ranks > 1 && !std::is_same_v<S, float>) throw Error("data parallel needs a float model");
+    check_data_parallel<S>(opt_.parallel, opt_.accum_iter, loop_.steps_per_epoch(), opt_.max_steps);
     if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
     if (loader_.channels() != Model::C)
       throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
@@ -238,11 +230,6 @@ class Trainer {
   }
 
  private:
-  static Index shard(BatchLoader& loader, const DataParallel& p) {
-    loader.set_shard(p.rank, p.ranks);
-    return loader.batches_per_epoch();
-  }
-
   Model& model_;
   BatchLoader& loader_;
   TrainOptions opt_;

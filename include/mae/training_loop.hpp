@@ -11,6 +11,7 @@
 #define MAE_TRAINING_LOOP_HPP
 
 #include "common.hpp"
+#include "data/loader.hpp"
 #include "progress.hpp"
 #include "safetensors.hpp"
 
@@ -23,9 +24,20 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mae {
+
+// This process's part in data-parallel training (DistributedDataParallel's): the batch of
+// each step is split across `ranks` processes, each computing the gradients of its share and
+// `mean` replacing them by their mean over the processes before every optimizer step.
+// mae::mpi::data_parallel (mae/distributed.hpp) fills it from MPI; the default is one process.
+// Trainer (train.hpp) and Finetuner (finetune.hpp) take one in their options.
+struct DataParallel {
+  int rank = 0, ranks = 1;
+  std::function<void(float* data, Index n)> mean;  // in place: data = its mean over the processes
+};
 
 // One line per step in the CSV log.
 struct StepRecord {
@@ -63,6 +75,29 @@ inline void require_same_trajectory(const safetensors::File& f, const std::strin
     if (!saved.contains(name) || saved[name] != value)
       f.fail("checkpoint was " + what + " with " + name + " = " + (saved.contains(name) ? saved[name].dump() : "?") +
              ", this run has " + value.dump() + ": resuming would not continue the same run");
+}
+
+// A loader's share of a data-parallel run (DistributedSampler's); its batches per epoch.
+inline Index shard_loader(BatchLoader& loader, const DataParallel& p) {
+  loader.set_shard(p.rank, p.ranks);
+  return loader.batches_per_epoch();
+}
+
+// What a data-parallel trainer checks before it starts: a mean to call, float weights (the
+// mean is over floats), and checkpoints between optimizer steps. A checkpoint inside an
+// accumulation window holds the partial gradient, which differs from rank to rank; resuming
+// from one copy would not continue the run bit for bit, so the windows must end at every
+// epoch's end and at the max_steps stop.
+template <class S>
+inline void check_data_parallel(const DataParallel& p, int accum_iter, Index steps_per_epoch, Index max_steps) {
+  if (p.ranks <= 1) return;
+  if (!p.mean) throw Error("data parallel over " + std::to_string(p.ranks) + " processes needs a mean function");
+  if (!std::is_same_v<S, float>) throw Error("data parallel needs a float model");
+  if (accum_iter > 1 && (steps_per_epoch % accum_iter != 0 || (max_steps >= 0 && max_steps % accum_iter != 0)))
+    throw Error("data parallel with gradient accumulation over " + std::to_string(accum_iter) +
+                " micro-batches: the steps per epoch (" + std::to_string(steps_per_epoch) +
+                ") and the max_steps stop must be multiples of it, so that checkpoints fall between optimizer steps "
+                "(change the batch, the accumulation or the number of images)");
 }
 
 class TrainingLoop {

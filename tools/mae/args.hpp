@@ -35,6 +35,13 @@ struct RunArgs {
   bool progress = true;
 };
 
+// This process's part when `mae` runs under mpirun (main.cpp fills it; one process otherwise):
+// pretrain and fine-tune are then data parallel, the other commands refuse.
+inline mae::DataParallel& process_group() {
+  static mae::DataParallel p;
+  return p;
+}
+
 struct PretrainArgs {
   DataArgs data;
   RunArgs run;

@@ -72,6 +72,12 @@ inline void set_threads(const RunArgs& r) {
   if (r.threads > 0) mae::set_num_threads(r.threads);
 }
 
+// "2 threads", or "4 processes x 2 threads" under mpirun
+inline std::string processes(const mae::DataParallel& p) {
+  const std::string threads = std::to_string(mae::max_threads()) + (mae::max_threads() == 1 ? " thread" : " threads");
+  return p.ranks > 1 ? std::to_string(p.ranks) + " processes x " + threads + " each" : threads;
+}
+
 template <class Cfg>
 struct Commands {
   using Model = mae::MaskedAutoencoder<Cfg>;
@@ -81,7 +87,8 @@ struct Commands {
   // --- mae pretrain ----------------------------------------------------------------------
   static int pretrain(PretrainArgs a) {
     set_threads(a.run);
-    a.train.seed = a.run.seed, a.train.progress = a.run.progress;
+    a.train.seed = a.run.seed, a.train.progress = a.run.progress, a.train.parallel = process_group();
+    const bool first = a.train.parallel.rank == 0;  // the process that writes
     const std::string out = a.train.out_dir;
     Model model(typename Model::Options{a.norm_pix, a.train.seed, precision_of(a.bf16)});
     if (!a.init.empty() && a.resume.empty()) {  // a bad file stops here, before the data is read
@@ -114,13 +121,16 @@ struct Commands {
       std::printf("resumed from %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.steps_done()));
     }
     std::printf(
-        "%s on %s: %lld images, %lld steps/epoch, %d epochs, lr %.3g, %d threads, norm_pix_loss %s, %s products\n",
+        "%s on %s: %lld images, %lld steps/epoch, %d epochs, global batch %lld, lr %.3g, %s, norm_pix_loss %s, %s "
+        "products\n",
         Cfg::name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
-        static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs, a.train.effective_lr(), mae::max_threads(),
+        static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs,
+        static_cast<long long>(a.train.global_batch()), a.train.effective_lr(), processes(a.train.parallel).c_str(),
         a.norm_pix ? "on" : "off", a.bf16 ? "bf16" : "fp32");
     std::fflush(stdout);
     Stopwatch t;
     auto figures = [&](int epoch) {
+      if (!first) return;
       char name[64];
       std::snprintf(name, sizeof name, "/reconstruction_epoch%03d.png", epoch + 1);
       mae::save_reconstruction_grid(out + name, model, vis_loader, vis, nv, a.train.mask_ratio, 2024);
@@ -137,6 +147,7 @@ struct Commands {
       std::printf("%s after %lld steps in %.0f s: first loss %.4f, last loss %.4f, %.0f images/s\n",
                   finished ? "done" : "stopped (--max-steps)", static_cast<long long>(trainer.steps_done()),
                   t.seconds(), h.front().loss, h.back().loss, h.back().images_per_s);
+    if (!first) return 0;
     auto meta = model.metadata();
     for (const auto& [k, v] : normalization_metadata(loader)) meta[k] = v;
     mae::safetensors::save(out + "/mae_final.safetensors", model.state_dict(), meta);
@@ -147,7 +158,7 @@ struct Commands {
   // --- mae finetune ----------------------------------------------------------------------
   static int finetune(FinetuneArgs a) {
     set_threads(a.run);
-    a.ft.seed = a.run.seed, a.ft.progress = a.run.progress;
+    a.ft.seed = a.run.seed, a.ft.progress = a.run.progress, a.ft.parallel = process_group();
     Split train(a.data, "train", C, S, true), val(a.data, "val", C, S, true);
     require_same_classes(train, val);
     const std::vector<std::string> classes = train.classes();
@@ -192,12 +203,12 @@ struct Commands {
       std::printf("resumed from %s at step %lld\n", a.resume.c_str(), static_cast<long long>(tuner.steps_done()));
     }
     std::printf(
-        "%s on %s: %lld images, %zu classes, %lld steps/epoch, %d epochs, lr %.3g, layer decay %.2f, drop path %.2f, "
-        "smoothing %.2f, crop scale [%.2f, 1], %d threads\n",
+        "%s on %s: %lld images, %zu classes, %lld steps/epoch, %d epochs, global batch %lld, lr %.3g, layer decay "
+        "%.2f, drop path %.2f, smoothing %.2f, crop scale [%.2f, 1], %s\n",
         model.name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
-        classes.size(), static_cast<long long>(tuner.steps_per_epoch()), a.ft.epochs, a.ft.effective_lr(),
-        a.ft.layer_decay, vo.drop_path, vo.label_smoothing, aug.random_resized_crop ? aug.scale_min : 1.0,
-        mae::max_threads());
+        classes.size(), static_cast<long long>(tuner.steps_per_epoch()), a.ft.epochs,
+        static_cast<long long>(a.ft.global_batch()), a.ft.effective_lr(), a.ft.layer_decay, vo.drop_path,
+        vo.label_smoothing, aug.random_resized_crop ? aug.scale_min : 1.0, processes(a.ft.parallel).c_str());
     std::fflush(stdout);
     Stopwatch total;
     const bool finished = tuner.run([&](int epoch, const mae::EvalResult& r) {

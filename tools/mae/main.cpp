@@ -13,8 +13,14 @@
 
 #include <CLI/CLI.hpp>
 
+#ifdef MAE_TOOL_MPI
+#include <mae/distributed.hpp>
+#endif
+
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace {
@@ -43,6 +49,14 @@ const Preset& choose_preset(const std::string& model, const std::string& checkpo
     }
   }
   return find_preset("vit_tiny_28x28_gray");
+}
+
+// The number of processes mpirun started, from the launcher's environment (OpenMPI's, or a
+// PMI launcher's such as srun); 1 when run directly.
+int launched_processes() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+    if (const char* n = std::getenv(v)) return std::max(1, std::atoi(n));
+  return 1;
 }
 
 int list_presets() {
@@ -95,7 +109,7 @@ void add_run(CLI::App& c, RunArgs& r, const std::string& seed_help) {
 template <class O>
 void add_schedule(CLI::App& c, O& o, const std::string& blr_help) {
   c.add_option("--epochs", o.epochs, "epochs")->check(CLI::Range(1, 1000000));
-  c.add_option("--batch", o.batch_size, "images per batch")->check(CLI::Range(1, 1 << 20));
+  c.add_option("--batch", o.batch_size, "images per batch (per process under mpirun)")->check(CLI::Range(1, 1 << 20));
   c.add_option("--blr", o.blr, blr_help);
   c.add_option("--lr", o.lr, "absolute learning rate (overrides --blr; 0: from --blr)");
   c.add_option("--min-lr", o.min_lr, "final learning rate of the cosine schedule");
@@ -138,10 +152,13 @@ int main(int argc, char** argv) {
   pre->option_defaults()->always_capture_default();
   add_model(*pre, pa_model);
   add_data(*pre, pa.data, true);
-  add_schedule(*pre, pa.train, "base learning rate: lr = blr * batch * accum / 256");
+  add_schedule(*pre, pa.train, "base learning rate: lr = blr * global batch / 256 (batch x accum x processes)");
   pre->add_option("--accum", pa.train.accum_iter, "micro-batches per optimizer step")->check(CLI::Range(1, 1 << 20));
   pre->add_option("--mask-ratio", pa.train.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
   pre->add_flag("--norm-pix-loss,!--no-norm-pix-loss", pa.norm_pix, "per-patch normalized pixel targets");
+  pre->add_flag("--noise-by-position", pa.train.noise_by_position,
+                "masking noise from each image's place in the epoch (always on under mpirun): one process then "
+                "trains what R processes train at the same global batch");
   pre->add_flag("--bf16", pa.bf16, "bf16 mixed precision: the products in bf16, weights and the rest fp32");
   pre->add_option("--init", pa.init,
                   "start from this encoder (an MAE checkpoint or converted official weights, any image size); the "
@@ -165,7 +182,7 @@ int main(int argc, char** argv) {
   fin->option_defaults()->always_capture_default();
   add_model(*fin, fa_model);
   add_data(*fin, fa.data, true);
-  add_schedule(*fin, fa.ft, "base learning rate: lr = blr * batch / 256");
+  add_schedule(*fin, fa.ft, "base learning rate: lr = blr * global batch / 256 (batch x processes)");
   fin->add_option("--init", fa.init,
                   "the encoder: an MAE checkpoint or converted official weights (another image size: pos_embed is "
                   "interpolated); none: from scratch");
@@ -174,6 +191,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cls", "avg"}));
   fin->add_option("--layer-decay", fa.ft.layer_decay, "layer-wise lr decay (1: none)")->check(CLI::Range(0.0, 1.0));
   fin->add_option("--drop-path", fa.drop_path, "drop path rate of the last block")->check(CLI::Range(0.0, 0.99));
+  fin->add_flag("--drop-path-by-position", fa.ft.drop_path_by_position,
+                "drop path from each image's place in the epoch (always on under mpirun): one process then trains "
+                "what R processes train at the same global batch");
   fin->add_flag("--bf16", fa.bf16, "bf16 mixed precision: the products in bf16, weights and the rest fp32");
   fin->add_option("--smoothing", fa.smoothing, "label smoothing")->check(CLI::Range(0.0, 0.99));
   fin->add_option("--crop-min", fa.crop_min, "RandomResizedCrop's smallest area fraction (1: no crop)")
@@ -295,11 +315,36 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  try {
-    return run ? run() : 0;
-  } catch (const std::exception& e) {
+  const auto report = [](const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
+  };
+  // Under mpirun: pretrain and finetune are data parallel (every process runs the same
+  // command; rank 0 prints and writes); an error on any rank ends the job with its message.
+  const int launched = launched_processes();
+  const bool data_parallel = pre->parsed() || fin->parsed();
+  if (launched > 1 && !data_parallel) {
+    if (std::getenv("OMPI_COMM_WORLD_RANK") == nullptr || std::atoi(std::getenv("OMPI_COMM_WORLD_RANK")) == 0)
+      std::fprintf(stderr, "mae %s runs in one process; only pretrain and finetune run under mpirun\n",
+                   app.get_subcommands().front()->get_name().c_str());
+    return 1;
+  }
+#ifdef MAE_TOOL_MPI
+  if (launched > 1) {
+    mae::mpi::Session mpi(argc, argv);
+    process_group() = mae::mpi::data_parallel(mpi.comm());
+    if (mpi.rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+    return mae::mpi::run_or_abort([&] { return run(); }, mpi.comm());
+  }
+#else
+  if (launched > 1)
+    return report(mae::Error("this mae was built without MPI (install libopenmpi-dev and rebuild): under mpirun its " +
+                             std::to_string(launched) + " processes would each train alone"));
+#endif
+  try {
+    return run ? run() : 0;
+  } catch (const std::exception& e) {
+    return report(e);
   }
 }
