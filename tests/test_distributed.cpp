@@ -117,6 +117,13 @@ TEST_CASE("allreduce_mean: the mean over the ranks, the same on every rank") {
   for (std::size_t i = 0; i < v.size(); ++i) CHECK(v[i] == doctest::Approx(mean_factor * i).epsilon(1e-6));
   CHECK(same_on_every_rank(v));
   CHECK(mae::mpi::mean_over_ranks(static_cast<double>(g_rank), MPI_COMM_WORLD) == (g_size - 1) / 2.0);
+  // in buckets (here of 7 floats, the last one short): every value reduced, bitwise as in one call
+  const std::vector<float> x = mae_test::random_floats(1000, 31 + static_cast<std::uint64_t>(g_rank));
+  std::vector<float> whole(x), buckets(x);
+  mae::mpi::allreduce_mean(whole.data(), 1000, MPI_COMM_WORLD, /*bucket_bytes=*/4000);
+  mae::mpi::allreduce_mean(buckets.data(), 1000, MPI_COMM_WORLD, /*bucket_bytes=*/28);
+  CHECK(whole != x);
+  CHECK(std::memcmp(whole.data(), buckets.data(), sizeof(float) * 1000) == 0);
 }
 
 // The ranks' sum over the batch is taken in another order than one process's (each rank's
