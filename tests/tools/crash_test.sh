@@ -26,7 +26,12 @@ for i in $(seq 1 12); do
   if [ $((i % 2)) -eq 0 ]; then  # inside a checkpoint write: as soon as its temporary file appears
     t0=$SECONDS
     while ! compgen -G "run/checkpoint.safetensors.tmp.$pid" > /dev/null && [ $((SECONDS - t0)) -lt 20 ]; do :; done
-  else  # anywhere: 0.5 to 2.9 s (the dataset loads in about 0.5 s)
+  else  # anywhere: 0.5 to 2.9 s (the dataset loads in about 0.5 s); while there is no checkpoint
+    # yet, counted from the first one's arrival, so a loaded machine still gets past it
+    t0=$SECONDS
+    while [ ! -e run/checkpoint.safetensors ] && kill -0 "$pid" 2> /dev/null && [ $((SECONDS - t0)) -lt 120 ]; do
+      sleep 0.05
+    done
     r=$((RANDOM % 25 + 5))
     sleep "$((r / 10)).$((r % 10))"
   fi
