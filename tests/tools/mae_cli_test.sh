@@ -39,6 +39,12 @@ test "$(wc -l < pre/log.csv)" -eq 6  # header + 240 images / 48
 
 "$mae" pretrain --data png --init pre/mae_final.safetensors --max-steps 2 --batch 48 --out pre2 "${q[@]}" | tee pre2.txt
 grep -q "decoder freshly initialized" pre2.txt
+# idle OpenMP threads spin 1000 times, not libgomp's 300,000 (the program restarts itself with
+# GOMP_SPINCOUNT set), unless the user chose a wait policy
+grep -q "2 threads, GOMP_SPINCOUNT=1000" pre.txt || fail "the default OpenMP wait is not in the summary"
+OMP_WAIT_POLICY=passive "$mae" pretrain --data png --max-steps 1 --batch 48 --out pre3 "${q[@]}" | tee pre3.txt
+grep -q "2 threads, OMP_WAIT_POLICY=passive" pre3.txt || fail "the user's OMP_WAIT_POLICY is not in the summary"
+if grep -q GOMP_SPINCOUNT pre3.txt; then fail "GOMP_SPINCOUNT set beside the user's OMP_WAIT_POLICY"; fi
 
 "$mae" knn --data png --checkpoint pre/mae_final.safetensors "${q[@]}" | tee knn.txt
 grep -q "20-NN (T = 0.07) on .*TOP-1" knn.txt

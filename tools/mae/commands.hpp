@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -72,10 +73,14 @@ inline void set_threads(const RunArgs& r) {
   if (r.threads > 0) mae::set_num_threads(r.threads);
 }
 
-// "2 threads", or "4 processes x 2 threads" under mpirun
+// "2 threads", or "4 processes x 2 threads each" under mpirun, and how idle threads wait
+// ("GOMP_SPINCOUNT=1000", the program's default, or the user's OMP_WAIT_POLICY)
 inline std::string processes(const mae::DataParallel& p) {
   const std::string threads = std::to_string(mae::max_threads()) + (mae::max_threads() == 1 ? " thread" : " threads");
-  return p.ranks > 1 ? std::to_string(p.ranks) + " processes x " + threads + " each" : threads;
+  std::string s = p.ranks > 1 ? std::to_string(p.ranks) + " processes x " + threads + " each" : threads;
+  for (const char* v : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
+    if (const char* e = std::getenv(v)) s += std::string(", ") + v + "=" + e;
+  return s;
 }
 
 template <class Cfg>

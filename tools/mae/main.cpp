@@ -23,6 +23,8 @@
 #include <memory>
 #include <string>
 
+#include <unistd.h>
+
 namespace {
 
 using namespace mae_tool;
@@ -57,6 +59,20 @@ int launched_processes() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
     if (const char* n = std::getenv(v)) return std::max(1, std::atoi(n));
   return 1;
+}
+
+// libgomp's threads spin up to 300,000 times at every barrier before they sleep. Alone on its
+// cores that is a little faster; beside a neighbour job, or with more ranks x threads than
+// cores, a thread spins on a core its descheduled teammate needs and a 2-thread step runs
+// slower than 1 thread (docs/performance.md, "Threads that share cores"). 1,000 spins keeps the
+// speed alone and degrades to about the fair share when the cores are shared. libgomp reads its
+// environment before main, so the program starts itself again with the setting; a user's own
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone (and if the exec fails, we go on as we are).
+void default_openmp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (setenv("GOMP_SPINCOUNT", "1000", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  unsetenv("GOMP_SPINCOUNT");  // not in effect in this process: don't report it
 }
 
 int list_presets() {
@@ -130,6 +146,7 @@ void add_features(CLI::App& c, FeatureArgs& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  default_openmp_wait(argv);
   CLI::App app{
       "mae: Masked Autoencoders (ViT) on the CPU. Pretrain on your images, fine-tune, probe, evaluate, "
       "predict, extract features.\nmae <command> --help shows a command's options and defaults."};
