@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   return mae::mpi::run_or_abort([&] {
     benchmark::Initialize(&argc, argv);
     if (g_rank == 0) {
-      std::printf("ranks: %d, OpenMP threads per rank: %d\n", g_size, mae::max_threads());
+      std::fprintf(stderr, "ranks: %d, OpenMP threads per rank: %d\n", g_size, mae::max_threads());
       benchmark::RunSpecifiedBenchmarks();
     } else {
       benchmark::BenchmarkReporter* none = nullptr;
