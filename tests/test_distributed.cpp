@@ -97,6 +97,14 @@ bool same_on_every_rank(const std::vector<float>& v) {
   return std::memcmp(lo.data(), v.data(), sizeof(float) * v.size()) == 0 &&
          std::memcmp(hi.data(), v.data(), sizeof(float) * v.size()) == 0;
 }
+
+// The largest relative difference of two loss curves of one length, step by step.
+double max_relative_error(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  double e = 0;
+  for (std::size_t s = 0; s < want.size(); ++s) e = std::max(e, std::abs(double(got[s]) / want[s] - 1));
+  return e;
+}
 }  // namespace
 
 TEST_CASE("masking_noise depends on (seed, epoch, position) only") {
@@ -196,11 +204,8 @@ TEST_CASE("Trainer on R processes trains the model one process trains at the sam
   const TrainerRun one = run_trainer(mae::DataParallel{}, "");
   MPI_Barrier(MPI_COMM_WORLD);
   const TrainerRun dist = run_trainer(mae::mpi::data_parallel(), mine);
-  REQUIRE(dist.losses.size() == one.losses.size());
   REQUIRE(one.losses.size() == 2 * kImages / 8);  // micro-batches: 8 images (one process) or 4 on each of 2
-  double e_loss = 0;
-  for (std::size_t s = 0; s < one.losses.size(); ++s)
-    e_loss = std::max(e_loss, std::abs(double(dist.losses[s]) / one.losses[s] - 1));
+  const double e_loss = max_relative_error(dist.losses, one.losses);
   const double e_update = rel_dist(dist.update, one.update);
   MESSAGE("Trainer, rank " << g_rank << " of " << g_size << ": losses " << e_loss << ", parameter updates "
                            << e_update);
@@ -284,11 +289,8 @@ TEST_CASE("Finetuner on R processes trains the classifier one process trains; re
   MPI_Barrier(MPI_COMM_WORLD);
   const FinetuneRun one = run_finetuner(mae::DataParallel{}, "");
   const FinetuneRun dist = run_finetuner(mae::mpi::data_parallel(), mine);
-  REQUIRE(dist.losses.size() == one.losses.size());
   REQUIRE(one.losses.size() == 2 * kImages / 8);
-  double e_loss = 0;
-  for (std::size_t s = 0; s < one.losses.size(); ++s)
-    e_loss = std::max(e_loss, std::abs(double(dist.losses[s]) / one.losses[s] - 1));
+  const double e_loss = max_relative_error(dist.losses, one.losses);
   const double e_update = rel_dist(dist.update, one.update);
   MESSAGE("Finetuner, rank " << g_rank << " of " << g_size << ": losses " << e_loss << ", parameter updates "
                              << e_update);
