@@ -17,6 +17,12 @@
 // instruction flushes subnormal inputs and results to zero (values below 1.2e-38).
 // Rounding to bf16 is done in software (to_bf16 below, as PyTorch's c10::BFloat16), so the
 // rounding is the same on every CPU.
+// Where the compiler targets AMX-BF16 as well (__AMX_TILE__, __AMX_BF16__) and Linux grants
+// the process the tile state, run_amx takes the same packed words 16 rows x 16 pairs at a time
+// into tdpbf16ps (8x the multiply-adds per instruction of vdpbf16ps): B's panels are already
+// the tiles' layout; A's rounded pairs are read as rows. The tile sums 32 terms inside one
+// instruction in its own order, so its bits differ from the other two paths' by float rounding
+// (still one order per element of C, whatever the threads).
 //
 // A B used by many blocks of rows (a layer's weights) is packed once per product (PackedBf16),
 // as gemm.hpp's PackedB, and rounded as it is packed: a layer's weights are rounded once by its
@@ -37,6 +43,12 @@
 
 #ifdef __AVX512BF16__
 #include <immintrin.h>
+#endif
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__)
+#define MAE_AMX_BF16 1
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 namespace mae::kernels {
@@ -64,6 +76,18 @@ inline constexpr bool kNativeBf16 = true;
 #else
 inline constexpr bool kNativeBf16 = false;
 #endif
+
+// Whether the products run on AMX-BF16 tiles: compiled where the compiler targets AMX (as
+// -march=sapphirerapids or native on such a CPU does), used where Linux grants this process
+// the tile state (the CPU has AMX). Asked once per process.
+inline bool gemm_bf16_uses_amx() {
+#ifdef MAE_AMX_BF16
+  static const bool granted = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+  return granted;
+#else
+  return false;
+#endif
+}
 
 namespace gemm_bf16_detail {
 
@@ -281,12 +305,143 @@ inline void run(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B,
   }
 }
 
+#ifdef MAE_AMX_BF16
+// AMX-BF16: tdpbf16ps multiplies a tile of A (16 rows x 16 pairs) by a tile of B (16 pairs x
+// 16 columns), the words laid out as packed here, into a 16 x 16 fp32 tile of C. One panel
+// of B (NV packets of columns) is NV such tiles side by side, read in place with the panel's
+// stride; A is read from its rounded rows (row-major words). A block of C of 16 rows x one
+// panel lives in NV accumulator tiles (tmm0-2) over the whole block of k; A's tile is tmm3,
+// B's tmm4-6. Rows past M and pairs past the block come from zeroed copies, so the tile
+// shapes never change. Each element of C still takes its k terms in one order whatever the
+// split of the columns (the same bits for any thread count); the order inside an
+// instruction is the hardware's, so the bits differ from vdpbf16ps's by float rounding.
+struct TileConfig {
+  std::uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  std::uint16_t bytes_per_row[16] = {};
+  std::uint8_t rows[16] = {};
+};
+inline void configure_tiles() {  // per thread: tmm0-6, 16 rows of 64 bytes
+  TileConfig t;
+  for (int i = 0; i < 7; ++i) t.rows[i] = 16, t.bytes_per_row[i] = 64;
+  _tile_loadconfig(&t);
+}
+
+// C (rows <= 16, ncols <= NV 16) += A (rows, np pairs; row stride lda words) B panel (np
+// pairs, width NV 16 words).
+template <int NV>
+inline void amx_block(float* c, Index ldc, const Word* a, Index lda, Index rows, const Word* panel, Index np,
+                      Index ncols) {
+  constexpr Index W = NV * 16;
+  alignas(64) float ct[16 * W];
+  const bool whole = rows == 16 && ncols == W;
+  if (whole) {
+    _tile_loadd(0, c, ldc * 4);
+    if constexpr (NV > 1) _tile_loadd(1, c + 16, ldc * 4);
+    if constexpr (NV > 2) _tile_loadd(2, c + 32, ldc * 4);
+  } else {
+    std::fill(ct, ct + 16 * W, 0.0f);
+    for (Index r = 0; r < rows; ++r) std::copy_n(c + r * ldc, ncols, ct + r * W);
+    _tile_loadd(0, ct, W * 4);
+    if constexpr (NV > 1) _tile_loadd(1, ct + 16, W * 4);
+    if constexpr (NV > 2) _tile_loadd(2, ct + 32, W * 4);
+  }
+  alignas(64) Word at[16 * 16], bt[16 * W];
+  for (Index q = 0; q < np; q += 16) {
+    const Index qn = std::min<Index>(16, np - q);
+    if (rows == 16 && qn == 16) {
+      _tile_loadd(3, a + q, lda * 4);
+    } else {
+      std::fill(at, at + 16 * 16, Word(0));
+      for (Index r = 0; r < rows; ++r) std::copy_n(a + r * lda + q, qn, at + r * 16);
+      _tile_loadd(3, at, 64);
+    }
+    const Word* b = panel + q * W;
+    Index ldb = W;
+    if (qn < 16) {
+      std::fill(bt, bt + 16 * W, Word(0));
+      std::copy_n(b, qn * W, bt);
+      b = bt;
+    }
+    _tile_loadd(4, b, ldb * 4);
+    _tile_dpbf16ps(0, 3, 4);
+    if constexpr (NV > 1) {
+      _tile_loadd(5, b + 16, ldb * 4);
+      _tile_dpbf16ps(1, 3, 5);
+    }
+    if constexpr (NV > 2) {
+      _tile_loadd(6, b + 32, ldb * 4);
+      _tile_dpbf16ps(2, 3, 6);
+    }
+  }
+  float* out = whole ? c : ct;
+  const Index ldo = whole ? ldc : W;
+  _tile_stored(0, out, ldo * 4);
+  if constexpr (NV > 1) _tile_stored(1, out + 16, ldo * 4);
+  if constexpr (NV > 2) _tile_stored(2, out + 32, ldo * 4);
+  if (!whole)
+    for (Index r = 0; r < rows; ++r) std::copy_n(ct + r * W, ncols, c + r * ldc);
+}
+
+struct AmxRowsBuffer;
+// As run, on AMX tiles.
+inline void run_amx(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, const Word* packed, Index M,
+                    Index N, Index K, Index jb, Index je) {
+  static_assert(kP == 16, "AMX tiles hold 16 fp32 columns: the packets of B's panels must be AVX-512's");
+  configure_tiles();
+  Word* const bb = thread_buffer<BBlockBuffer, Word>(kNC * pairs(kKC));
+  const Index KC = block_k(K), npk = pairs(K);
+  AWords aw = round_a(A, M, K);
+  if (aw.transposed) {  // the tiles read A's rows: transpose the words once
+    Word* const rows = thread_buffer<AmxRowsBuffer, Word>(M * npk);
+    for (Index q = 0; q < npk; ++q)
+      for (Index r = 0; r < M; ++r) rows[r * npk + q] = aw.data[q * M + r];
+    aw = AWords{rows, npk, false};
+  }
+  for (Index j0 = jb; j0 < je; j0 += kNC) {
+    const Index nc = std::min(kNC, je - j0);
+    for (Index p0 = 0; p0 < K; p0 += KC) {
+      const Index kc = std::min(KC, K - p0), np = pairs(kc);
+      const Word* bp = bb;
+      if (packed)
+        bp = packed + packed_offset(N, p0, kc, j0);
+      else
+        pack_b(bb, B, p0, kc, j0, nc);
+      for (Index c0 = 0; c0 < nc; c0 += kNR) {
+        const Index ncols = std::min(kNR, nc - c0), nv = num_chunks(ncols, kP);
+        const Word* panel = bp + c0 * np;
+        for (Index i = 0; i < M; i += 16) {
+          const Index rows = std::min<Index>(16, M - i);
+          float* cq = c + i * ldc + j0 + c0;
+          const Word* aq = aw.data + i * aw.ld + p0 / 2;
+          if (nv == 3)
+            amx_block<3>(cq, ldc, aq, aw.ld, rows, panel, np, ncols);
+          else if (nv == 2)
+            amx_block<2>(cq, ldc, aq, aw.ld, rows, panel, np, ncols);
+          else
+            amx_block<1>(cq, ldc, aq, aw.ld, rows, panel, np, ncols);
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+#endif
+
+// The tuned path: AMX tiles where granted, else vdpbf16ps where compiled, else portable.
+inline void run_best(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, const Word* packed, Index M,
+                     Index N, Index K, Index jb, Index je) {
+#ifdef MAE_AMX_BF16
+  if (gemm_bf16_uses_amx()) return run_amx(c, ldc, A, B, packed, M, N, K, jb, je);
+#endif
+  run<kNativeBf16>(c, ldc, A, B, packed, M, N, K, jb, je);
+}
+
 }  // namespace gemm_bf16_detail
 
 // C (M, N; row stride ldc) += bf16(A) bf16(B), A (M, K), B (K, N) fp32, products summed in fp32.
 inline void gemm_bf16(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, Index M, Index N, Index K) {
   if (M == 0 || N == 0 || K == 0) return;
-  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, B, nullptr, M, N, K, 0, N);
+  gemm_bf16_detail::run_best(c, ldc, A, B, nullptr, M, N, K, 0, N);
 }
 
 // B (K, N) rounded to bf16 and packed once for every product with it (as gemm.hpp's PackedB):
@@ -312,7 +467,7 @@ inline void gemm_bf16_pack_unit(std::uint32_t* out, GemmOperand<float> B, Index 
 }
 inline void gemm_bf16(float* c, Index ldc, GemmOperand<float> A, const PackedBf16& B, Index M) {
   if (M == 0 || B.N == 0 || B.K == 0) return;
-  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, GemmOperand<float>{nullptr, 0}, B.data, M, B.N, B.K, 0, B.N);
+  gemm_bf16_detail::run_best(c, ldc, A, GemmOperand<float>{nullptr, 0}, B.data, M, B.N, B.K, 0, B.N);
 }
 
 // Only C's columns [j_begin, j_end) (multiples of kGemmBf16ColumnStep, or N): the same values
@@ -322,13 +477,13 @@ inline void gemm_bf16_columns(float* c, Index ldc, GemmOperand<float> A, const P
                               Index j_end) {
   gemm_detail::check_columns(j_begin, j_end, B.N, kGemmBf16ColumnStep);
   if (M == 0 || j_end == j_begin || B.K == 0) return;
-  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, GemmOperand<float>{nullptr, 0}, B.data, M, B.N, B.K, j_begin, j_end);
+  gemm_bf16_detail::run_best(c, ldc, A, GemmOperand<float>{nullptr, 0}, B.data, M, B.N, B.K, j_begin, j_end);
 }
 inline void gemm_bf16_columns(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, Index M, Index N,
                               Index K, Index j_begin, Index j_end) {
   gemm_detail::check_columns(j_begin, j_end, N, kGemmBf16ColumnStep);
   if (M == 0 || j_end == j_begin || K == 0) return;
-  gemm_bf16_detail::run<kNativeBf16>(c, ldc, A, B, nullptr, M, N, K, j_begin, j_end);
+  gemm_bf16_detail::run_best(c, ldc, A, B, nullptr, M, N, K, j_begin, j_end);
 }
 
 }  // namespace mae::kernels
