@@ -244,18 +244,24 @@ TEST_CASE("augmentation: crops inside the image, seeded, the same for any thread
   CHECK(area_max > 0.9);
   const fs::path d = make_idx_dir("aug", 40);
   mae::FashionMnist ds(d.string());
-  auto batch = [&](int threads) {
+  mae::AugmentOptions finetune;  // the fine-tuning recipe adds RandAugment and random erasing
+  finetune.rand_augment = true;
+  finetune.erasing.prob = 0.5;
+  auto batch = [&](int threads, const mae::AugmentOptions& aug) {
     mae::set_num_threads(threads);
-    mae::BatchLoader l(ds, 8, 10, 99);
+    mae::BatchLoader l(ds, 8, 10, 99, aug);
     std::vector<float> out(10 * 64);
     l.batch(2, 1, out.data());
     return out;
   };
   const int before = mae::max_threads();
-  const auto a = batch(1), b = batch(2), c = batch(2);
+  const auto a = batch(1, {}), b = batch(2, {}), c = batch(2, {});
+  const auto fa = batch(1, finetune), fb = batch(2, finetune);
   mae::set_num_threads(before);
   CHECK(a == b);
   CHECK(b == c);
+  CHECK(fa == fb);
+  CHECK(fa != a);
   mae::BatchLoader l(ds, 8, 10, 99);
   CHECK(l.batches_per_epoch() == 4);
   auto p0 = l.permutation(0), p1 = l.permutation(1);

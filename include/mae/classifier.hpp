@@ -7,6 +7,7 @@
 //   cls token:    f = norm(x)[:, 0]                                  (N, D)
 //   logits = head(f)                                                 (N, classes)
 //   loss   = cross_entropy(logits, labels, label_smoothing)
+//            or, forward_soft(): soft_cross_entropy(logits, targets)  (mixup / cutmix targets)
 //
 // The encoder's tensors carry the MAE checkpoint's names, so load_encoder() reads them from
 // a pretraining checkpoint. As in the reference, pos_embed is a trainable parameter here
@@ -154,11 +155,32 @@ class VisionTransformer {
     linear_forward(ws.logits.data(), ws.feat.data(), w_.head.weight, w_.head.bias, N, D, K,
                    {nullptr, {}, opt_.precision});
     ws.loss = 0;
+    ws.soft = false;
     if (labels) {
       std::copy(labels, labels + N, ws.labels.begin());
       ws.loss = cross_entropy_forward(ws.probs.data(), ws.logits.data(), labels, N, K, opt_.label_smoothing);
     }
     has_forward_ = true;
+    return ws.loss;
+  }
+
+  // Forward with soft targets (N, classes), e.g. mixup's (the smoothing is then in the targets,
+  // as timm's Mixup + SoftTargetCrossEntropy; Options::label_smoothing is not applied).
+  template <class T>
+  S forward_soft(const ImageBatch<S>& imgs, const T* targets, bool training = true,
+                 const std::uint64_t* sample_seeds = nullptr) {
+    if (!targets) throw Error("forward_soft needs targets");
+    forward(imgs, nullptr, training, sample_seeds);
+    Workspace& ws = ws_;
+    const Index N = ws.N, K = opt_.num_classes;
+    for (Index i = 0; i < N * K; ++i)
+      if (!std::isfinite(static_cast<double>(targets[i])))
+        throw Error("soft target " + std::to_string(i) + " is not finite");
+    ensure(ws.targets, N * K);
+    std::copy(targets, targets + N * K, ws.targets.begin());
+    // loss = soft_cross_entropy(logits, targets)
+    ws.loss = soft_cross_entropy_forward(ws.probs.data(), ws.logits.data(), ws.targets.data(), N, K);
+    ws.has_labels = ws.soft = true;
     return ws.loss;
   }
 
@@ -169,9 +191,12 @@ class VisionTransformer {
     const Index N = ws.N, K = opt_.num_classes;
     ws.reserve_backward(N, K);
     Params& g = g_;
-    // forward: loss = cross_entropy(logits, labels)
+    // forward: loss = cross_entropy(logits, labels) / soft_cross_entropy(logits, targets)
     zero(ws.d_logits.data(), N * K);
-    cross_entropy_backward(ws.d_logits.data(), ws.probs.data(), ws.labels.data(), N, K, opt_.label_smoothing, dloss);
+    if (ws.soft)
+      soft_cross_entropy_backward(ws.d_logits.data(), ws.probs.data(), ws.targets.data(), N, K, dloss);
+    else
+      cross_entropy_backward(ws.d_logits.data(), ws.probs.data(), ws.labels.data(), N, K, opt_.label_smoothing, dloss);
     // forward: logits = head(feat)
     linear_backward(ws.d_feat.data(), g.head.weight, g.head.bias, ws.d_logits.data(), ws.feat.data(), w_.head.weight, N,
                     D, K, {Grad::assign, {}, opt_.precision});
@@ -317,7 +342,7 @@ class VisionTransformer {
 
   struct Workspace {
     Index N = 0;
-    bool training = false, has_labels = false;
+    bool training = false, has_labels = false, soft = false;
     S loss = 0;
     std::vector<S> keep;                                // depth x 2 x N drop-path scales
     std::vector<const S*> keep_ptrs;                    // depth x 2: into keep, or null (nothing dropped)
@@ -325,6 +350,7 @@ class VisionTransformer {
     std::vector<S> pooled, feat, feat_mean, feat_rstd;  // (N, D) x2, (N) x2
     std::vector<S> logits, probs;                       // (N, classes)
     std::vector<int> labels;                            // (N)
+    std::vector<S> targets;                             // (N, classes): forward_soft
     typename Enc::Scratch enc_scratch;
     std::vector<S> d_logits, d_feat, d_pooled, d_x;
 

@@ -82,6 +82,22 @@ inline Index num_chunks(Index n, Index chunk) { return (n + chunk - 1) / chunk; 
 //    fresh scratch buffer makes the backward assign it, which saves zeroing it first.
 enum class Grad { accumulate, assign };
 
+// a * b rounded to T before anything adds to it: compilers may fuse `a * b + c` into one FMA
+// (GCC does under -march with FMA), which rounds once instead of twice. Code that must give the
+// bits of a reference built without FMA (PIL's image operations, torch's mixup) multiplies
+// through this.
+template <class T>
+inline T unfused_mul(T a, T b) {
+  T p = a * b;
+#if defined(__GNUC__) && defined(__x86_64__)
+  __asm__("" : "+x"(p));  // p must exist, rounded, in a register: nothing can fuse across this
+#else
+  volatile T q = p;
+  p = q;
+#endif
+  return p;
+}
+
 inline bool in_parallel() {
 #ifdef _OPENMP
   return omp_in_parallel() != 0;

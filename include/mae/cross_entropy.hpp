@@ -4,6 +4,10 @@
 //   logp   = log_softmax(logits)                                    (N, K)
 //   loss_n = (1 - s) * -logp[n, y_n] + s * mean_k -logp[n, k]
 //   loss   = mean_n loss_n
+//
+// and with soft targets t (N, K) (mixup / cutmix; timm's SoftTargetCrossEntropy):
+//
+//   loss   = mean_n sum_k -t[n, k] * logp[n, k]
 #ifndef MAE_CROSS_ENTROPY_HPP
 #define MAE_CROSS_ENTROPY_HPP
 
@@ -56,6 +60,40 @@ inline void cross_entropy_backward(S* dlogits, const S* probs, const int* labels
       const double target = (k == labels[n] ? 1.0 - smoothing : 0.0) + smoothing / static_cast<double>(K);
       dlogits[n * K + k] += static_cast<S>(scale * (static_cast<double>(probs[n * K + k]) - target));
     }
+}
+
+// Soft targets t (N, K): returns the mean loss; probs (N, K) = softmax(logits) for backward.
+template <class S, class T>
+inline S soft_cross_entropy_forward(S* probs, const S* logits, const T* targets, Index N, Index K) {
+  double total = 0;  // sequential over samples: one summation order
+  for (Index n = 0; n < N; ++n) {
+    const S* z = logits + n * K;
+    double mx = z[0];
+    for (Index k = 1; k < K; ++k) mx = std::max(mx, static_cast<double>(z[k]));
+    double sum = 0;
+    for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
+    const double log_sum = std::log(sum) + mx;  // logp[k] = z[k] - log_sum
+    for (Index k = 0; k < K; ++k) {
+      probs[n * K + k] = static_cast<S>(std::exp(z[k] - log_sum));
+      total += static_cast<double>(targets[n * K + k]) * (log_sum - z[k]);
+    }
+  }
+  return static_cast<S>(total / static_cast<double>(N));
+}
+
+// dlogits (N, K) += dloss * d loss / d logits
+template <class S, class T>
+inline void soft_cross_entropy_backward(S* dlogits, const S* probs, const T* targets, Index N, Index K, S dloss) {
+  // forward: loss = mean_n sum_k t[k] (log_sum - z[k])
+  // => dz[k] = (p[k] sum_j t[j] - t[k]) / N
+  const double scale = static_cast<double>(dloss) / static_cast<double>(N);
+  for (Index n = 0; n < N; ++n) {
+    double tsum = 0;
+    for (Index k = 0; k < K; ++k) tsum += static_cast<double>(targets[n * K + k]);
+    for (Index k = 0; k < K; ++k)
+      dlogits[n * K + k] += static_cast<S>(
+          scale * (static_cast<double>(probs[n * K + k]) * tsum - static_cast<double>(targets[n * K + k])));
+  }
 }
 
 }  // namespace mae

@@ -6,7 +6,8 @@
 // stop) two atomic files: classifier.safetensors (the weights, for evaluation and prediction)
 // and checkpoint.safetensors (weights, AdamW moments, step and drop-path generator: resume()
 // continues bit for bit). Data parallel as pretraining (train.hpp): FinetuneOptions::parallel.
-// Not here: mixup/cutmix, RandAugment and random erasing of the reference's recipe.
+// Mixup / cutmix (data/mixup.hpp: soft targets, FinetuneOptions::mixup) and gradient clipping
+// (clip_grad) here; RandAugment and random erasing are the loader's (AugmentOptions).
 #ifndef MAE_FINETUNE_HPP
 #define MAE_FINETUNE_HPP
 
@@ -14,6 +15,7 @@
 #include "common.hpp"
 #include "cross_entropy.hpp"
 #include "data/loader.hpp"
+#include "data/mixup.hpp"
 #include "optim.hpp"
 #include "patch.hpp"
 #include "training_loop.hpp"
@@ -61,6 +63,10 @@ struct FinetuneOptions {
   double log_interval_s = 15;
   Index max_steps = -1;  // stop after this many steps (an interruption; the checkpoint is written)
   std::map<std::string, std::string> metadata;  // stored in both files (e.g. the class names)
+  // timm's Mixup in mode "batch" on each process's batch (as DDP: each process mixes its own
+  // share); off by default here (alphas 0), on in `mae finetune` (0.8 / 1.0, the recipe's).
+  MixupOptions mixup{0.0, 0.0};
+  double clip_grad = 0;  // max gradient L2 norm (0: no clipping, the reference's default)
   // Drop path drawn per sample from (seed, epoch, position in the epoch) instead of from the
   // model's generator: what a data-parallel run uses (always, with more than one process),
   // and what one process must use to train the same model.
@@ -82,6 +88,14 @@ struct FinetuneOptions {
                         {"seed", seed}};
     if (parallel.ranks > 1) j["ranks"] = parallel.ranks;  // (absent: one process, as before)
     if (position_drop_path()) j["drop_path_by_position"] = true;
+    // present when off too: a resume compares the entries of the run it continues into
+    j["mixup"] = mixup.active() ? nlohmann::json{{"mixup", mixup.mixup_alpha},
+                                                 {"cutmix", mixup.cutmix_alpha},
+                                                 {"prob", mixup.prob},
+                                                 {"switch_prob", mixup.switch_prob},
+                                                 {"smoothing", mixup.label_smoothing}}
+                                : nlohmann::json("off");
+    j["clip_grad"] = clip_grad;
     return j;
   }
   nlohmann::json to_json() const {
@@ -141,6 +155,11 @@ class Finetuner {
         evaluate_(std::move(evaluate)),
         loop_(loop_options(opt_), shard_loader(loader_, opt_.parallel)) {
     check_data_parallel<S>(opt_.parallel, 1, loop_.steps_per_epoch(), opt_.max_steps);
+    opt_.mixup.check();
+    if (opt_.mixup.active() && opt_.batch_size % 2)
+      throw Error("mixup / cutmix pair image i with image N-1-i: the batch size (" + std::to_string(opt_.batch_size) +
+                  ") must be even");
+    if (!(opt_.clip_grad >= 0 && std::isfinite(opt_.clip_grad))) throw Error("clip_grad must be finite and >= 0");
     if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
     if (loader_.channels() != Vit::C)
       throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
@@ -168,6 +187,7 @@ class Finetuner {
     std::vector<S> sbatch;  // only for double models: the loader writes float
     if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
     std::vector<int> labels(static_cast<std::size_t>(N));
+    std::vector<float> targets(opt_.mixup.active() ? static_cast<std::size_t>(N * model_.num_classes()) : 0);
     std::vector<std::uint64_t> seeds(opt_.position_drop_path() ? static_cast<std::size_t>(N) : 0);
     open_eval_log();
     const auto t_start = std::chrono::steady_clock::now();
@@ -175,6 +195,13 @@ class Finetuner {
     const auto forward = [&](int epoch, Index k) {
       lr = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
       loader_.batch(epoch, k, fbatch.data(), labels.data());
+      if (opt_.mixup.active()) {  // one draw per process and batch, from (seed, epoch, batch, rank)
+        Rng r(mix_seed(opt_.seed ^ 0x6d697875ull, static_cast<std::uint64_t>(epoch),
+                       static_cast<std::uint64_t>(k) * 65536u + static_cast<std::uint64_t>(opt_.parallel.rank)));
+        const MixParams mp = draw_mix(r, opt_.mixup, Sz, Sz);
+        apply_mix(mp, fbatch.data(), N, C, Sz, Sz);
+        mix_targets(targets.data(), labels.data(), N, model_.num_classes(), mp.lam, opt_.mixup.label_smoothing);
+      }
       const S* batch = fbatch.data();
       if constexpr (!std::is_same_v<S, float>) {
         std::copy(fbatch.begin(), fbatch.end(), sbatch.begin());
@@ -184,8 +211,10 @@ class Finetuner {
         seeds[i] = mix_seed(opt_.seed ^ 0x64726f70ull, static_cast<std::uint64_t>(epoch),
                             static_cast<std::uint64_t>(loader_.position(k, i)));
       model_.zero_grad();
-      S loss = model_.forward(images(batch, N, C, Sz, Sz), labels.data(), /*training=*/true,
-                              seeds.empty() ? nullptr : seeds.data());
+      const std::uint64_t* sample_seeds = seeds.empty() ? nullptr : seeds.data();
+      S loss = targets.empty()
+                   ? model_.forward(images(batch, N, C, Sz, Sz), labels.data(), /*training=*/true, sample_seeds)
+                   : model_.forward_soft(images(batch, N, C, Sz, Sz), targets.data(), /*training=*/true, sample_seeds);
       if constexpr (std::is_same_v<S, float>)
         if (opt_.parallel.ranks > 1) opt_.parallel.mean(&loss, 1);  // every process logs (and checks) the same
       return Forward{static_cast<double>(loss), lr};
@@ -194,6 +223,7 @@ class Finetuner {
       model_.backward();
       if constexpr (std::is_same_v<S, float>)
         if (opt_.parallel.ranks > 1) opt_.parallel.mean(model_.gradients().data(), model_.gradients().size());
+      if (opt_.clip_grad > 0) clip_grad_norm(model_.gradients().data(), model_.gradients().size(), opt_.clip_grad);
       optim_.step(model_.parameters(), model_.gradients(), lr);
     };
     const auto epoch_end = [&](int epoch) {
@@ -221,7 +251,7 @@ class Finetuner {
       if (!meta.count(key)) f.fail(std::string("not a fine-tuning checkpoint (no '") + key + "' in its metadata)");
     if (meta.at("mae.classifier") != model_.name())
       f.fail("checkpoint is for another classifier (" + meta.at("mae.classifier") + "); this one is " + model_.name());
-    require_same_trajectory(f, "mae.finetune", opt_.trajectory_json(), "fine-tuned");
+    require_same_trajectory(f, "mae.finetune", trajectory_json(), "fine-tuned");
     const auto& params = model_.parameters();
     std::vector<S> m(static_cast<std::size_t>(params.size())), v(m.size()), w(m.size());
     for (const auto& info : params.tensors()) {
@@ -250,6 +280,15 @@ class Finetuner {
   }
 
  private:
+  // The options' trajectory and the loader's fine-tuning augmentations.
+  nlohmann::json trajectory_json() const {
+    nlohmann::json j = opt_.trajectory_json();
+    const AugmentOptions& a = loader_.augment_options();
+    j["augment"] = {{"rand_augment", a.rand_augment ? a.rand_augment_options.spec() : "none"},
+                    {"reprob", a.erasing.prob}};
+    return j;
+  }
+
   void open_eval_log() {
     if (opt_.out_dir.empty() || opt_.parallel.rank != 0) return;
     const std::string path = opt_.out_dir + "/eval.csv";
@@ -265,7 +304,7 @@ class Finetuner {
     if (opt_.out_dir.empty() || opt_.parallel.rank != 0) return;
     auto meta = model_.metadata();
     meta.insert(opt_.metadata.begin(), opt_.metadata.end());
-    meta["mae.finetune"] = opt_.trajectory_json().dump();
+    meta["mae.finetune"] = trajectory_json().dump();
     meta["mae.epoch"] = std::to_string(epoch);
     if (accuracy >= 0) meta["mae.test_accuracy"] = std::to_string(accuracy);
     meta["mae.normalize_mean"] = nlohmann::json(loader_.mean()).dump();

@@ -162,6 +162,22 @@ class Lars {
   std::vector<S> mu_;
 };
 
+// torch.nn.utils.clip_grad_norm_(parameters, max_norm) as the reference's loss scaler calls
+// it (--clip_grad): the L2 norm of all gradients together; if above max_norm, every gradient is
+// scaled by max_norm / (norm + 1e-6). One summation order (sequential, in double): the same
+// bits for any thread count. Returns the norm before clipping.
+template <class S>
+inline double clip_grad_norm(S* grads, Index n, double max_norm) {
+  double sq = 0;
+  for (Index i = 0; i < n; ++i) sq += static_cast<double>(grads[i]) * static_cast<double>(grads[i]);
+  const double norm = std::sqrt(sq);
+  if (!std::isfinite(norm)) throw Error("gradient norm is " + std::to_string(norm) + " (clip_grad)");
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1)
+    for (Index i = 0; i < n; ++i) grads[i] = static_cast<S>(static_cast<double>(grads[i]) * coef);
+  return norm;
+}
+
 struct LrSchedule {
   double base_lr = 1.5e-4;  // blr * effective batch / 256 (scaled() computes it)
   double min_lr = 0.0;

@@ -30,7 +30,13 @@ q=(--no-progress --threads 2)
 "$mae" presets | tee presets.txt
 grep -q "vit_tiny_64x64_rgb" presets.txt
 grep -q "vit_tiny_96x96_rgb" presets.txt
-"$mae" finetune --help | grep -q -- "--crop-min FLOAT.*=0.5" || fail "finetune --help shows no defaults"
+"$mae" finetune --help > ft_help.txt
+grep -q -- "--crop-min FLOAT.*=0.5" ft_help.txt || fail "finetune --help shows no defaults"
+# the reference's fine-tuning recipe is the default (main_finetune.py / FINETUNE.md)
+for opt in "--aa TEXT=rand-m9-mstd0.5-inc1" "--reprob FLOAT.*=0.25" "--mixup FLOAT.*=0.8" "--cutmix FLOAT.*=1" \
+           "--clip-grad FLOAT.*=0"; do
+  grep -q -- "$opt" ft_help.txt || fail "finetune --help lacks $opt"
+done
 
 # --- grayscale PNG, the 28x28 preset
 "$mae" pretrain --data png --epochs 1 --batch 48 --out pre --figure-images 2 "${q[@]}" | tee pre.txt
@@ -52,6 +58,8 @@ grep -q "20-NN (T = 0.07) on .*TOP-1" knn.txt
 ft=(--data png --init pre/mae_final.safetensors --epochs 2 --batch 40 "${q[@]}")
 "$mae" finetune "${ft[@]}" --out ft | tee ft.txt
 grep -q "VAL ACCURACY" ft.txt
+grep -q "RandAugment rand-m9-mstd0.5-inc1, reprob 0.25, mixup 0.80, cutmix 1.00, clip_grad off" ft.txt \
+  || fail "the fine-tuning summary does not show the recipe"
 test "$(wc -l < ft/log.csv)" -eq 13 && test "$(wc -l < ft/eval.csv)" -eq 3  # 2 x 6 steps, 2 epochs
 
 # interrupted mid-epoch 2, resumed: the same log (but for the timings) and the same files, byte for byte
@@ -67,6 +75,15 @@ cmp ft/checkpoint.safetensors ft_cut/checkpoint.safetensors
 # a resume with another schedule would not continue the same run: refused, naming the field
 expect_refused "batch_size = 40, this run has 32" "$mae" finetune --data png --resume ft_cut/checkpoint.safetensors \
   --epochs 2 --batch 32 "${q[@]}" --out ft_other
+expect_refused "clip_grad" "$mae" finetune --data png --resume ft_cut/checkpoint.safetensors \
+  --epochs 2 --batch 40 --clip-grad 1 "${q[@]}" --out ft_other
+# the recipe's options: a bad RandAugment spec, an odd batch with mixup; both off, an odd batch is fine
+expect_refused "RandAugment 'rand-x9'" "$mae" finetune "${ft[@]}" --aa rand-x9 --max-steps 1 --out bad
+odd=(--data png --init pre/mae_final.safetensors --batch 39 --max-steps 2 "${q[@]}")
+expect_refused "must be even" "$mae" finetune "${odd[@]}" --out bad
+"$mae" finetune "${odd[@]}" --mixup 0 --cutmix 0 --aa none --reprob 0 --clip-grad 0.5 --out ft_plain | tee ft_plain.txt
+grep -q "RandAugment none, reprob 0.00, mixup 0.00, cutmix 0.00, clip_grad 0.5, " ft_plain.txt \
+  || fail "the options did not reach the run"
 
 "$mae" eval --data png --checkpoint ft/classifier.safetensors "${q[@]}" | tee eval.txt
 grep -q "TOP-1 .*top-5 .*mean loss" eval.txt

@@ -50,7 +50,8 @@ if "$mae" pretrain --data png --epochs 2 --batch 24 --out cut --resume cut/check
 grep -q "batch_size" other.err || grep -q "ranks" other.err || { cat other.err; fail "no reason given"; }
 
 # --- fine-tuning: 2 x 20 = 1 x 40, drop path by position
-ft=(--data png --init pre2/mae_final.safetensors --epochs 2 --drop-path 0.2 "${q[@]}")
+# mixup / cutmix pair images within each process's batch (as DDP): off, for the equality
+ft=(--data png --init pre2/mae_final.safetensors --epochs 2 --drop-path 0.2 --mixup 0 --cutmix 0 "${q[@]}")
 "${run2[@]}" "$mae" finetune "${ft[@]}" --batch 20 --out ft2 | tee ft2.txt
 test "$(grep -c "VAL ACCURACY" ft2.txt)" -eq 1 || fail "not one result line"
 test -s ft2/classifier.safetensors && test "$(wc -l < ft2/eval.csv)" -eq 3

@@ -60,6 +60,8 @@ struct FinetuneArgs {
   std::string init, resume, pool = "avg";
   double drop_path = 0.1, smoothing = 0.1, crop_min = 0.08;
   bool bf16 = false;
+  std::string aa = "rand-m9-mstd0.5-inc1";  // RandAugment (timm's spec), or "none"
+  double reprob = 0.25;                     // random erasing probability
 };
 
 struct ProbeArgs {

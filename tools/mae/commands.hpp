@@ -188,6 +188,10 @@ struct Commands {
     norm.print();
     mae::AugmentOptions aug;
     aug.scale_min = a.crop_min, aug.random_resized_crop = a.crop_min < 1.0;
+    aug.rand_augment = a.aa != "none";
+    if (aug.rand_augment) aug.rand_augment_options = mae::RandAugmentOptions::parse(a.aa);
+    aug.erasing.prob = a.reprob;
+    a.ft.mixup.label_smoothing = a.smoothing;  // timm's Mixup carries the smoothing into the targets
     mae::BatchLoader train_loader(train.dataset(), S, a.ft.batch_size, a.ft.seed, aug, norm.mean, norm.stddev);
     mae::BatchLoader val_loader(val.dataset(), S, 1, a.ft.seed, {}, norm.mean, norm.stddev);
     const std::vector<int> yval = val.labels();
@@ -207,13 +211,19 @@ struct Commands {
       tuner.resume(a.resume);
       std::printf("resumed from %s at step %lld\n", a.resume.c_str(), static_cast<long long>(tuner.steps_done()));
     }
+    char clip_buf[32] = "off";
+    if (a.ft.clip_grad > 0) std::snprintf(clip_buf, sizeof clip_buf, "%g", a.ft.clip_grad);
+    const std::string clip = clip_buf;
     std::printf(
         "%s on %s: %lld images, %zu classes, %lld steps/epoch, %d epochs, global batch %lld, lr %.3g, layer decay "
-        "%.2f, drop path %.2f, smoothing %.2f, crop scale [%.2f, 1], %s\n",
+        "%.2f, drop path %.2f, smoothing %.2f, crop scale [%.2f, 1], RandAugment %s, reprob %.2f, mixup %.2f, cutmix "
+        "%.2f, clip_grad %s, %s\n",
         model.name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
         classes.size(), static_cast<long long>(tuner.steps_per_epoch()), a.ft.epochs,
         static_cast<long long>(a.ft.global_batch()), a.ft.effective_lr(), a.ft.layer_decay, vo.drop_path,
-        vo.label_smoothing, aug.random_resized_crop ? aug.scale_min : 1.0, processes(a.ft.parallel).c_str());
+        vo.label_smoothing, aug.random_resized_crop ? aug.scale_min : 1.0, a.aa.c_str(), a.reprob,
+        a.ft.mixup.mixup_alpha, a.ft.mixup.cutmix_alpha,
+        clip.c_str(), processes(a.ft.parallel).c_str());
     std::fflush(stdout);
     Stopwatch total;
     const bool finished = tuner.run([&](int epoch, const mae::EvalResult& r) {

@@ -215,6 +215,17 @@ int main(int argc, char** argv) {
   fin->add_option("--smoothing", fa.smoothing, "label smoothing")->check(CLI::Range(0.0, 0.99));
   fin->add_option("--crop-min", fa.crop_min, "RandomResizedCrop's smallest area fraction (1: no crop)")
       ->check(CLI::Range(0.05, 1.0));
+  fa.ft.mixup.mixup_alpha = 0.8, fa.ft.mixup.cutmix_alpha = 1.0;  // the reference's recipe (FINETUNE.md)
+  fin->add_option("--aa", fa.aa, "RandAugment as timm's spec (rand-m9-mstd0.5-inc1: 2 ops, magnitude 9 +- 0.5), or none");
+  fin->add_option("--reprob", fa.reprob, "random erasing probability (pixel mode, after normalization)")
+      ->check(CLI::Range(0.0, 1.0));
+  fin->add_option("--mixup", fa.ft.mixup.mixup_alpha, "mixup alpha (0: off)")->check(CLI::Range(0.0, 100.0));
+  fin->add_option("--cutmix", fa.ft.mixup.cutmix_alpha, "cutmix alpha (0: off)")->check(CLI::Range(0.0, 100.0));
+  fin->add_option("--mixup-prob", fa.ft.mixup.prob, "probability of mixing a batch")->check(CLI::Range(0.0, 1.0));
+  fin->add_option("--mixup-switch-prob", fa.ft.mixup.switch_prob, "probability of cutmix instead of mixup when both")
+      ->check(CLI::Range(0.0, 1.0));
+  fin->add_option("--clip-grad", fa.ft.clip_grad, "clip the gradients' L2 norm to this (0: off)")
+      ->check(CLI::Range(0.0, 1e30));
   fin->add_option("--out", fa.ft.out_dir, "output directory");
   add_run(*fin, fa.run, "seed of the head, data order, augmentation and drop path");
   fin->callback(

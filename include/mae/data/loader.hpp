@@ -3,7 +3,8 @@
 // A dataset hands out images as float (C, H, W) in [0, 1] (Fashion-MNIST in
 // fashion_mnist.hpp, image folders in image_folder.hpp). The loader reproduces the
 // reference augmentation: RandomResizedCrop(scale 0.2-1.0, ratio 3/4-4/3, bicubic) +
-// horizontal flip, then normalization by the dataset's mean and std. All randomness is
+// horizontal flip, then normalization by the dataset's mean and std; for fine-tuning also
+// RandAugment (rand_augment.hpp) and random erasing (mixup.hpp). All randomness is
 // derived from (seed, epoch, position), so a batch is the same whatever the thread count, and
 // resuming in the middle of a run needs no data-loader state. Needs no library.
 #ifndef MAE_DATA_LOADER_HPP
@@ -11,6 +12,8 @@
 
 #include "../common.hpp"
 #include "../rng.hpp"
+#include "mixup.hpp"
+#include "rand_augment.hpp"
 
 #include <algorithm>
 #include <array>
@@ -209,6 +212,11 @@ struct AugmentOptions {
   double scale_min = 0.2, scale_max = 1.0;
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
   bool horizontal_flip = true;
+  // Fine-tuning's (main_finetune.py: RandAugment after the flip, on the 8-bit image; random
+  // erasing after normalization). Off by default: pretraining uses neither.
+  bool rand_augment = false;
+  RandAugmentOptions rand_augment_options;
+  RandomErasingOptions erasing{0.0};
 };
 
 // torchvision's RandomResizedCrop.get_params: (top, left, height, width) of the crop.
@@ -310,6 +318,7 @@ class BatchLoader {
 
   // One image, augmented with r, normalized: (C, S, S).
   void augment(Index idx, Rng& r, float* dst) const { augment(idx, r, dst, aug_); }
+  const AugmentOptions& augment_options() const { return aug_; }
 
   // Without augmentation (figures): the whole image resized to S x S, normalized.
   void plain(Index idx, float* dst) const {
@@ -357,7 +366,17 @@ class BatchLoader {
     if (aug.horizontal_flip && r.uniform() < 0.5)
       for (Index c = 0; c < C; ++c)
         for (Index y = 0; y < S; ++y) std::reverse(dst + (c * S + y) * S, dst + (c * S + y + 1) * S);
+    if (aug.rand_augment) {
+      ImageU8 img(C, S, S);
+      img.from_float(dst);
+      std::vector<std::uint8_t> fill(static_cast<std::size_t>(C));  // timm: img_mean, round(255 mean)
+      for (Index c = 0; c < C; ++c)
+        fill[c] = static_cast<std::uint8_t>(std::min(255.0, std::nearbyint(255.0 * mean_[c])));
+      rand_augment(img, r, aug.rand_augment_options, fill.data());
+      img.to_float(dst);
+    }
     normalize(dst);
+    if (aug.erasing.prob > 0) random_erasing(dst, C, S, S, r, aug.erasing);
   }
 
   const ImageDataset& ds_;
