@@ -25,6 +25,18 @@ inline void check_labels(const int* labels, Index N, Index K) {
                   std::to_string(K) + ")");
 }
 
+// One row z (K): probs (K) = softmax(z); returns log sum_k exp(z[k]), so logp[k] = z[k] - it.
+template <class S>
+inline double softmax_row(S* probs, const S* z, Index K) {
+  double mx = z[0];
+  for (Index k = 1; k < K; ++k) mx = std::max(mx, static_cast<double>(z[k]));
+  double sum = 0;
+  for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
+  const double log_sum = std::log(sum) + mx;
+  for (Index k = 0; k < K; ++k) probs[k] = static_cast<S>(std::exp(z[k] - log_sum));
+  return log_sum;
+}
+
 // Returns the mean loss; probs (N, K) = softmax(logits) is kept for backward.
 template <class S>
 inline S cross_entropy_forward(S* probs, const S* logits, const int* labels, Index N, Index K, double smoothing) {
@@ -32,16 +44,9 @@ inline S cross_entropy_forward(S* probs, const S* logits, const int* labels, Ind
   double total = 0;  // sequential over samples: one summation order
   for (Index n = 0; n < N; ++n) {
     const S* z = logits + n * K;
-    double mx = z[0];
-    for (Index k = 1; k < K; ++k) mx = std::max(mx, static_cast<double>(z[k]));
-    double sum = 0;
-    for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
-    const double log_sum = std::log(sum) + mx;  // logp[k] = z[k] - log_sum
+    const double log_sum = softmax_row(probs + n * K, z, K);
     double mean_nlogp = 0;
-    for (Index k = 0; k < K; ++k) {
-      probs[n * K + k] = static_cast<S>(std::exp(z[k] - log_sum));
-      mean_nlogp += log_sum - z[k];
-    }
+    for (Index k = 0; k < K; ++k) mean_nlogp += log_sum - z[k];
     mean_nlogp /= static_cast<double>(K);
     total += (1.0 - smoothing) * (log_sum - z[labels[n]]) + smoothing * mean_nlogp;
   }
@@ -68,15 +73,8 @@ inline S soft_cross_entropy_forward(S* probs, const S* logits, const T* targets,
   double total = 0;  // sequential over samples: one summation order
   for (Index n = 0; n < N; ++n) {
     const S* z = logits + n * K;
-    double mx = z[0];
-    for (Index k = 1; k < K; ++k) mx = std::max(mx, static_cast<double>(z[k]));
-    double sum = 0;
-    for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
-    const double log_sum = std::log(sum) + mx;  // logp[k] = z[k] - log_sum
-    for (Index k = 0; k < K; ++k) {
-      probs[n * K + k] = static_cast<S>(std::exp(z[k] - log_sum));
-      total += static_cast<double>(targets[n * K + k]) * (log_sum - z[k]);
-    }
+    const double log_sum = softmax_row(probs + n * K, z, K);
+    for (Index k = 0; k < K; ++k) total += static_cast<double>(targets[n * K + k]) * (log_sum - z[k]);
   }
   return static_cast<S>(total / static_cast<double>(N));
 }
