@@ -264,6 +264,8 @@ class BatchLoader {
     if (mean_.empty()) dataset_mean_std(ds, mean_, stddev_);
     if (static_cast<Index>(mean_.size()) != ds.channels() || static_cast<Index>(stddev_.size()) != ds.channels())
       throw Error("normalization needs one mean and one std per channel");
+    for (double m : mean_)  // timm's RandAugment fill: img_mean = min(255, round(255 mean))
+      fill_.push_back(static_cast<std::uint8_t>(std::min(255.0, std::nearbyint(255.0 * std::max(0.0, m)))));
   }
 
   Index batches_per_epoch() const { return ds_.size() / (batch_ * ranks_); }
@@ -369,10 +371,7 @@ class BatchLoader {
     if (aug.rand_augment) {
       ImageU8 img(C, S, S);
       img.from_float(dst);
-      std::vector<std::uint8_t> fill(static_cast<std::size_t>(C));  // timm: img_mean, round(255 mean)
-      for (Index c = 0; c < C; ++c)
-        fill[c] = static_cast<std::uint8_t>(std::min(255.0, std::nearbyint(255.0 * mean_[c])));
-      rand_augment(img, r, aug.rand_augment_options, fill.data());
+      rand_augment(img, r, aug.rand_augment_options, fill_.data());
       img.to_float(dst);
     }
     normalize(dst);
@@ -384,6 +383,7 @@ class BatchLoader {
   std::uint64_t seed_;
   AugmentOptions aug_;
   std::vector<double> mean_, stddev_;
+  std::vector<std::uint8_t> fill_;  // (C) RandAugment's fill colour, from mean_
   std::vector<Index> perm_;
   int rank_ = 0, ranks_ = 1;
   Index cached_epoch_ = -1;

@@ -18,6 +18,7 @@
 #define MAE_DATA_MIXUP_HPP
 
 #include "../common.hpp"
+#include "../cross_entropy.hpp"
 #include "../rng.hpp"
 
 #include <algorithm>
@@ -132,9 +133,8 @@ inline void mix_targets(float* targets, const int* labels, Index N, Index K, dou
   const float off = static_cast<float>(smoothing / static_cast<double>(K)),
               on = static_cast<float>(1.0 - smoothing + smoothing / static_cast<double>(K));
   const float l = static_cast<float>(lam), rest = static_cast<float>(1.0 - lam);
+  check_labels(labels, N, K);
   for (Index n = 0; n < N; ++n) {
-    if (labels[n] < 0 || labels[n] >= K || labels[N - 1 - n] < 0 || labels[N - 1 - n] >= K)
-      throw Error("label of sample " + std::to_string(n) + " is outside [0, " + std::to_string(K) + ")");
     for (Index k = 0; k < K; ++k) {
       const float y1 = k == labels[n] ? on : off, y2 = k == labels[N - 1 - n] ? on : off;
       targets[n * K + k] = unfused_mul(y1, l) + unfused_mul(y2, rest);
