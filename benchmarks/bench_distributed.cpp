@@ -5,15 +5,18 @@
 //   mpirun --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 build/release/benchmarks/bench_distributed
 //   mpirun --allow-run-as-root -np 1 -x OMP_NUM_THREADS=2 build/release/benchmarks/bench_distributed
 //
-// dp_step/<model>/global_batch:G runs each rank's share G / R of the batch: forward, backward,
-// allreduce_mean of the gradients, AdamW. The two commands above compare 2 ranks x 1 thread
-// with 1 rank x 2 threads at the same global batch. allreduce/<model> is allreduce_mean alone
-// on that model's gradient store: "GB/s" is the store's size over the time, "bus GB/s" the
-// ring algorithm's traffic 2 (R - 1) / R x size over the time (NCCL's convention).
+// dp_step/<model>/global_batch:G/overlap:0|1 runs each rank's share G / R of the batch:
+// forward, backward, the gradients' mean, AdamW. overlap:0 averages after backward
+// (allreduce_mean); overlap:1 starts the buckets during backward (GradientMean, as the
+// trainers do) and "wait ms" is what is left to wait for after backward. The two commands
+// above compare 2 ranks x 1 thread with 1 rank x 2 threads at the same global batch. allreduce/<model> is
+// allreduce_mean alone on that model's gradient store: "GB/s" is the store's size over the time, "bus GB/s" the ring
+// algorithm's traffic 2 (R - 1) / R x size over the time (NCCL's convention).
 #include <benchmark/benchmark.h>
 #include <mae/distributed.hpp>
 #include <mae/mae.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <vector>
 
@@ -55,22 +58,36 @@ void BM_dp_step(benchmark::State& st) {
   mae::Rng r(7 + static_cast<std::uint64_t>(g_rank));
   for (auto& v : imgs) v = static_cast<float>(r.normal());
   const auto batch = mae::images(imgs.data(), N, C, S, S);
+  auto& g = model.gradients();
+  const bool overlap = st.range(1) != 0 && g_size > 1;
+  mae::mpi::GradientMean reducer(MPI_COMM_WORLD);
+  const mae::GradientsReady ready = [&](Index from) { reducer.ready(g.data(), g.size(), from); };
+  double wait_s = 0;
   const auto step = [&] {
     benchmark::DoNotOptimize(model.forward(batch, 0.75));
     model.zero_grad();
-    model.backward();
-    if (g_size > 1) mae::mpi::allreduce_mean(model.gradients().data(), model.gradients().size(), MPI_COMM_WORLD);
-    opt.step(model.parameters(), model.gradients(), 1e-4);
+    model.backward(1.0f, overlap ? ready : mae::GradientsReady{});
+    const auto t0 = std::chrono::steady_clock::now();
+    if (overlap)
+      reducer.mean(g.data(), g.size());
+    else if (g_size > 1)
+      mae::mpi::allreduce_mean(g.data(), g.size(), MPI_COMM_WORLD);
+    wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    opt.step(model.parameters(), g, 1e-4);
   };
   step();  // warm
+  wait_s = 0;
   for (auto _ : st) step();
   st.counters["images/s"] = benchmark::Counter(static_cast<double>(G), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["wait ms"] = 1e3 * wait_s / static_cast<double>(st.iterations());
 }
 
 #define MAE_DP_BENCH(NAME, CFG, BATCH, STEPS, REDUCES) \
   BENCHMARK_TEMPLATE(BM_dp_step, CFG)                  \
       ->Name("dp_step/" NAME)                          \
-      ->Arg(BATCH)                                     \
+      ->ArgNames({"global_batch", "overlap"})          \
+      ->Args({BATCH, 0})                               \
+      ->Args({BATCH, 1})                               \
       ->Iterations(STEPS)                              \
       ->UseRealTime()                                  \
       ->Unit(benchmark::kMillisecond);                 \

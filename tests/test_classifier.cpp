@@ -79,6 +79,20 @@ TEST_CASE("classifier: gradient check of every parameter (cls token + norm, no d
   classifier_grad_check<TinyRgbD>(false, 0.0, 0.0);
 }
 
+TEST_CASE("classifier backward reports its gradients as they become final, from the store's end") {
+  using M = mae::VisionTransformer<TinyRgbD>;
+  typename M::Options o;
+  o.num_classes = 3, o.drop_path = 0.2, o.seed = 5;
+  M model(o);
+  V img = random_vector(4 * 3 * 6 * 6, 33);
+  const std::vector<int> labels{0, 2, 1, 2};
+  model.forward(mae::images(img.data(), 4, 3, 6, 6), labels.data(), /*training=*/true);
+  std::vector<std::string> firsts{"head.weight", "fc_norm.weight"};
+  for (int b = TinyRgbD::depth - 1; b >= 0; --b) firsts.push_back("blocks." + std::to_string(b) + ".norm1.weight");
+  mae_test::check_gradients_ready(  // then pos_embed, the embedding and cls_token: all
+      model, [&](const mae::GradientsReady& ready) { model.zero_grad(), model.backward(1.0, ready); }, firsts);
+}
+
 TEST_CASE("drop path: per-sample 0 or 1/(1-rate) in training, off in evaluation, rate linear in depth") {
   using M = mae::VisionTransformer<TinyRgbD>;
   typename M::Options o;

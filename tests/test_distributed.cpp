@@ -134,6 +134,46 @@ TEST_CASE("allreduce_mean: the mean over the ranks, the same on every rank") {
   CHECK(std::memcmp(whole.data(), buckets.data(), sizeof(float) * 1000) == 0);
 }
 
+// GradientMean (DDP's reducer): backward's reports start the buckets from the store's end,
+// every bucket is under way before backward returns (the last report covers the store), and
+// the mean is allreduce_mean's, bitwise for 2 ranks (a + b is b + a; with more ranks the
+// non-blocking algorithm may sum in another order).
+TEST_CASE("GradientMean: buckets start during backward; the result is allreduce_mean's") {
+  M model(M::Options{false, 3});
+  const std::vector<float> img = mae_test::random_floats(4 * kChw, 41 + static_cast<std::uint64_t>(g_rank));
+  model.forward(mae::images(img.data(), 4, 3, 16, 16), kRatio);
+  auto& g = model.gradients();
+  model.zero_grad();
+  model.backward();
+  std::vector<float> want(g.data(), g.data() + g.size());
+  mae::mpi::allreduce_mean(want.data(), g.size(), MPI_COMM_WORLD);
+  constexpr Index kBucket = 4096;  // bytes: many buckets
+  const Index buckets = (g.size() + kBucket / 4 - 1) / (kBucket / 4);
+  mae::mpi::GradientMean reducer(MPI_COMM_WORLD, kBucket);
+  std::vector<Index> started;  // buckets under way after each report
+  model.zero_grad();
+  model.backward(1.0f, [&](Index from) {
+    reducer.ready(g.data(), g.size(), from);
+    started.push_back(reducer.buckets_started());
+    CHECK(reducer.buckets_started() == (from == 0 ? buckets : (g.size() - from) / (kBucket / 4)));  // all in [from, n)
+  });
+  REQUIRE(started.size() > 2);
+  CHECK(started.front() >= 1);  // decoder_pred: the last bucket or more
+  CHECK(started.front() < buckets);
+  CHECK(started.back() == buckets);
+  std::vector<float> dummy(3);
+  CHECK_THROWS_WITH_AS(reducer.mean(dummy.data(), 3), doctest::Contains("under way"), mae::Error);
+  reducer.mean(g.data(), g.size());
+  CHECK(reducer.buckets_started() == 0);
+  const std::vector<float> got(g.data(), g.data() + g.size());
+  CHECK(same_on_every_rank(got));
+  if (g_size <= 2) {
+    CHECK(std::memcmp(got.data(), want.data(), sizeof(float) * want.size()) == 0);
+  } else {
+    CHECK(rel_dist(got, want) < 1e-6);
+  }
+}
+
 // The ranks' sum over the batch is taken in another order than one process's (each rank's
 // half, then across ranks), so the two agree to float rounding: the first step's gradients to
 // 1e-5 (relative; measured ~1e-7; a missing 1 / R or a wrong share of the batch is off by
@@ -215,8 +255,11 @@ TEST_CASE("Trainer on R processes trains the model one process trains at the sam
   CHECK(std::filesystem::exists(mine + "/checkpoint.safetensors") == (g_rank == 0));
   CHECK(std::filesystem::exists(mine + "/log.csv") == (g_rank == 0));
   std::filesystem::remove_all(mine);
-  CHECK_THROWS_WITH_AS(run_trainer(mae::DataParallel{0, 2, {}}, ""), doctest::Contains("needs a mean function"),
+  CHECK_THROWS_WITH_AS(run_trainer(mae::DataParallel{0, 2, {}, {}}, ""), doctest::Contains("needs a mean function"),
                        mae::Error);
+  // the mean begun during backward (the default) gives the mean after backward
+  const TrainerRun after = run_trainer(mae::mpi::data_parallel(MPI_COMM_WORLD, /*overlap=*/false), "");
+  if (g_size <= 2) CHECK(std::memcmp(after.update.data(), dist.update.data(), sizeof(float) * dist.update.size()) == 0);
 }
 
 // Resume on the same number of processes continues the uninterrupted run bit for bit: rank 0
@@ -299,6 +342,8 @@ TEST_CASE("Finetuner on R processes trains the classifier one process trains; re
   CHECK(same_on_every_rank(dist.update));
   CHECK(dist.accuracy >= 0);
   CHECK(same_on_every_rank({static_cast<float>(dist.accuracy)}));
+  const FinetuneRun after = run_finetuner(mae::mpi::data_parallel(MPI_COMM_WORLD, /*overlap=*/false), "");
+  if (g_size <= 2) CHECK(std::memcmp(after.update.data(), dist.update.data(), sizeof(float) * dist.update.size()) == 0);
   for (const char* file : {"/classifier.safetensors", "/checkpoint.safetensors", "/eval.csv", "/log.csv"})
     CHECK(std::filesystem::exists(mine + file) == (g_rank == 0));
   std::filesystem::remove_all(mine);

@@ -46,6 +46,21 @@ TEST_CASE("whole model: gradient check of every parameter (norm_pix, ratio 0.5, 
   model_grad_check<TinyRgbD>(true, 0.5);
 }
 
+TEST_CASE("backward reports its gradients as they become final, from the store's end (data-parallel overlap)") {
+  using M = mae::MaskedAutoencoder<TinyD>;
+  M model(typename M::Options{true, 3});
+  V img = random_vector(2 * TinyD::img_size * TinyD::img_size, 24);
+  model.forward(mae::images(img.data(), 2, 1, TinyD::img_size, TinyD::img_size), 0.5);
+  std::vector<std::string> firsts{"decoder_pred.weight", "decoder_norm.weight"};
+  for (int b = TinyD::decoder_depth - 1; b >= 0; --b)
+    firsts.push_back("decoder_blocks." + std::to_string(b) + ".norm1.weight");
+  firsts.push_back("decoder_embed.weight");  // with mask_token after it
+  firsts.push_back("norm.weight");
+  for (int b = TinyD::depth - 1; b >= 0; --b) firsts.push_back("blocks." + std::to_string(b) + ".norm1.weight");
+  mae_test::check_gradients_ready(
+      model, [&](const mae::GradientsReady& ready) { model.zero_grad(), model.backward(1.0, ready); }, firsts);
+}
+
 TEST_CASE("zero_grad zeroes every gradient; backward then accumulates (twice = double)") {
   using M = mae::MaskedAutoencoder<TinyRgbD>;
   const Index N = 2, HW = TinyRgbD::img_size;

@@ -15,6 +15,8 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace mae_test {
@@ -161,6 +163,28 @@ inline std::string slurp(const std::filesystem::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 inline void spit(const std::filesystem::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+// A backward's GradientsReady reports (params.hpp), checked against the end result: run(ready)
+// zeroes the gradients and runs one backward. Every report ready(from) must find the gradients
+// [from, n) already at their final values; the reports must start at the tensors `firsts`
+// names, in that order (each layer reported as soon as it is done), then at 0 (all).
+template <class Model, class Run>
+void check_gradients_ready(Model& model, Run&& run, const std::vector<std::string>& firsts) {
+  using S = std::remove_reference_t<decltype(*model.gradients().data())>;
+  const auto& g = model.gradients();
+  std::vector<std::pair<Index, std::vector<S>>> seen;
+  run([&](Index from) { seen.emplace_back(from, std::vector<S>(g.data() + from, g.data() + g.size())); });
+  REQUIRE(seen.size() == firsts.size() + 1);
+  for (std::size_t r = 0; r < seen.size(); ++r) {
+    const auto& [from, values] = seen[r];
+    const Index expected = r < firsts.size() ? g.find(firsts[r]).offset : 0;
+    INFO("report " << r << ": gradients from offset " << from << " of " << g.size() << ", expected " << expected);
+    CHECK(from == expected);
+    Index changed = 0;  // values that moved after the report said they were final
+    for (Index i = from; i < g.size(); ++i) changed += values[static_cast<std::size_t>(i - from)] != g.data()[i];
+    CHECK(changed == 0);
+  }
+}
 
 }  // namespace mae_test
 

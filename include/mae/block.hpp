@@ -14,6 +14,7 @@
 #include "linear.hpp"
 #include "mlp.hpp"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,12 @@ inline void visit_block(BlockParams<S>& b, const std::string& prefix, const Bloc
   f(prefix + "mlp.fc1.bias", {Hd}, b.mlp.fc1.bias);
   f(prefix + "mlp.fc2.weight", {D, Hd}, b.mlp.fc2.weight);
   f(prefix + "mlp.fc2.bias", {D}, b.mlp.fc2.bias);
+}
+
+// The block's first tensor in a store (visit_block's order): its tensors run from there.
+template <class S>
+inline const S* first_tensor(const BlockParams<S>& b) {
+  return b.norm1.weight;
 }
 
 // The reference initialization: every Linear xavier (qkv as one (3D, D) Linear), LayerNorms 1/0.
@@ -236,17 +243,20 @@ inline void stack_forward(StackActivations<S>& a, const std::vector<BlockParams<
 }
 
 // The gradient at x[0] from dx_out, the gradient at x[depth]: returned, in buf_a or buf_b
-// (N, T, D each, used in turn); parameter gradients g +=.
+// (N, T, D each, used in turn); parameter gradients g +=. done(b), if given, runs as soon as
+// block b's gradients are final (last block first).
 template <class S>
 inline const S* stack_backward(std::vector<BlockParams<S>>& g, BlockScratch<S>& w, S* buf_a, S* buf_b, const S* dx_out,
                                const StackActivations<S>& a, const std::vector<BlockParams<S>>& p, Index N, Index T,
-                               const BlockShape& s, const S* const* keep = nullptr) {
+                               const BlockShape& s, const S* const* keep = nullptr,
+                               const std::function<void(Index b)>& done = {}) {
   const S* dcur = dx_out;
   S* dprev = buf_a;
   for (Index b = static_cast<Index>(p.size()) - 1; b >= 0; --b) {
     // forward: x[b+1] = blocks[b](x[b])
     block_backward(dprev, g[b], w, dcur, a.x[b].data(), a.cache[b], p[b], N, T, s, Grad::assign,
                    branch_keep(keep, b, 0), branch_keep(keep, b, 1));
+    if (done) done(b);
     dcur = dprev;
     dprev = dprev == buf_a ? buf_b : buf_a;
   }

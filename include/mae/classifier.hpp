@@ -185,12 +185,16 @@ class VisionTransformer {
   }
 
   // Adds (+=) the gradient of dloss * loss to gradients(). Mirrors forward, in reverse.
-  void backward(S dloss = S(1)) {
+  // ready, if given, hears of the gradients as they become final (params.hpp's GradientsReady).
+  void backward(S dloss = S(1), const GradientsReady& ready = {}) {
     if (!has_forward_ || !ws_.has_labels) throw Error("backward() needs a forward() with labels first");
     Workspace& ws = ws_;
     const Index N = ws.N, K = opt_.num_classes;
     ws.reserve_backward(N, K);
     Params& g = g_;
+    const auto final_from = [&](const S* first) {
+      if (ready) ready(grads_.offset_of(first));
+    };
     // forward: loss = cross_entropy(logits, labels) / soft_cross_entropy(logits, targets)
     zero(ws.d_logits.data(), N * K);
     if (ws.soft)
@@ -200,16 +204,20 @@ class VisionTransformer {
     // forward: logits = head(feat)
     linear_backward(ws.d_feat.data(), g.head.weight, g.head.bias, ws.d_logits.data(), ws.feat.data(), w_.head.weight, N,
                     D, K, {Grad::assign, {}, opt_.precision});
+    final_from(g.head.weight);
     // forward: feat = norm(pooled)
     zero(ws.d_pooled.data(), N * D);
     layernorm_backward(ws.d_pooled.data(), g.norm.weight, g.norm.bias, ws.d_feat.data(), ws.pooled.data(),
                        w_.norm.weight, ws.feat_mean.data(), ws.feat_rstd.data(), N, D);
+    final_from(g.norm.weight);
     // forward: pooled = pool(x)
     zero(ws.d_x.data(), N * T * D);
     pool_tokens_backward(ws.d_x.data(), ws.d_pooled.data(), N, T, D, pool());
     // forward: x = encoder(imgs) with pos_embed
     Enc::backward(g.encoder, g.pos_embed, ws.enc_scratch, ws.d_x.data(), ws.enc, w_.encoder, N, nullptr, L,
-                  ws.keep_ptrs.data(), opt_.precision);
+                  ws.keep_ptrs.data(), opt_.precision,
+                  [&](Index b) { final_from(first_tensor(g.encoder.blocks[static_cast<std::size_t>(b)])); });
+    final_from(grads_.data());
   }
 
   // Evaluation-mode forwards over `count` images in batches of `batch`: image(i, dst) writes

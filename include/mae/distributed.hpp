@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -111,6 +112,76 @@ inline void allreduce_mean(S* data, Index n, MPI_Comm comm, Index bucket_bytes =
   for (Index i = 0; i < n; ++i) data[i] *= inv;
 }
 
+// DistributedDataParallel's reducer: the mean of a gradient store over the ranks, begun while
+// backward still runs. ready(data, n, from), called with a backward's GradientsReady reports
+// (params.hpp: data[from, n) is final), starts an MPI_Iallreduce on every bucket lying wholly
+// inside [from, n) and lets those under way progress (MPI_Testall: without a progress thread
+// OpenMPI moves a non-blocking collective on only inside MPI calls). mean(data, n) then starts
+// the rest, waits for all and multiplies by 1 / ranks. Buckets are cut from the end of the
+// store, where the gradients are final first, at the same places every step: each value is
+// summed by one call, whenever the reports came, so the result does not depend on timing.
+class GradientMean {
+ public:
+  explicit GradientMean(MPI_Comm comm, Index bucket_bytes = kBucketBytes)
+      : comm_(comm), bucket_(std::max<Index>(1, std::min<Index>(bucket_bytes / Index(sizeof(float)), Index(1) << 30))) {
+    MPI_Comm_size(comm, &size_);
+  }
+  GradientMean(const GradientMean&) = delete;
+  GradientMean& operator=(const GradientMean&) = delete;
+  ~GradientMean() {  // an exception left requests behind: complete them (MPI_Abort usually comes first)
+    if (!requests_.empty()) MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
+  }
+
+  void ready(float* data, Index n, Index from) {
+    begin(data, n);
+    start_buckets_from(from);
+    int done = 0;
+    if (!requests_.empty())
+      check(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE),
+            "MPI_Testall (gradients)");
+  }
+
+  void mean(float* data, Index n) {
+    begin(data, n);
+    start_buckets_from(0);
+    check(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE),
+          "MPI_Waitall (gradients)");
+    requests_.clear();
+    data_ = nullptr, started_ = 0;
+    const float inv = 1.0f / static_cast<float>(size_);
+    for (Index i = 0; i < n; ++i) data[i] *= inv;
+  }
+
+  Index buckets_started() const { return started_; }  // of the mean under way
+
+ private:
+  void begin(float* data, Index n) {
+    if (data_ == data && n_ == n) return;
+    if (data_ != nullptr) throw Error("GradientMean: a mean of another array is under way");
+    data_ = data, n_ = n, started_ = 0;
+    requests_.reserve(static_cast<std::size_t>((n + bucket_ - 1) / bucket_));
+  }
+  // bucket b covers [max(0, n - (b+1) bucket), n - b bucket)
+  void start_buckets_from(Index from) {
+    for (;;) {
+      const Index hi = n_ - started_ * bucket_, lo = std::max<Index>(0, hi - bucket_);
+      if (hi <= 0 || lo < from) return;
+      requests_.emplace_back();
+      check(MPI_Iallreduce(MPI_IN_PLACE, data_ + lo, static_cast<int>(hi - lo), MPI_FLOAT, MPI_SUM, comm_,
+                           &requests_.back()),
+            "MPI_Iallreduce (gradients)");
+      ++started_;
+    }
+  }
+
+  MPI_Comm comm_;
+  int size_ = 1;
+  Index bucket_;
+  float* data_ = nullptr;
+  Index n_ = 0, started_ = 0;
+  std::vector<MPI_Request> requests_;
+};
+
 // One value's mean over the ranks (a loss, for the log).
 template <class S>
 inline S mean_over_ranks(S value, MPI_Comm comm) {
@@ -119,11 +190,19 @@ inline S mean_over_ranks(S value, MPI_Comm comm) {
 }
 
 // This process's part in a data-parallel Trainer run over comm (after a Session started MPI).
-inline DataParallel data_parallel(MPI_Comm comm = MPI_COMM_WORLD) {
+// overlap: the gradients' mean begins during backward (GradientMean); otherwise it runs after
+// backward, bucket by bucket (allreduce_mean).
+inline DataParallel data_parallel(MPI_Comm comm = MPI_COMM_WORLD, bool overlap = true) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  return DataParallel{rank, size, [comm](float* data, Index n) { allreduce_mean(data, n, comm); }};
+  DataParallel p{rank, size, [comm](float* data, Index n) { allreduce_mean(data, n, comm); }, {}};
+  if (overlap) {
+    auto reducer = std::make_shared<GradientMean>(comm);
+    p.mean = [reducer](float* data, Index n) { reducer->mean(data, n); };
+    p.ready = [reducer](float* data, Index n, Index from) { reducer->ready(data, n, from); };
+  }
+  return p;
 }
 
 // Runs f() and returns its exit code; an exception on any rank prints "rank r: message" and

@@ -20,6 +20,7 @@
 #include "tokens.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -89,13 +90,14 @@ struct Encoder {
   }
 
   // g += the gradient of <x[depth], dx_out> through forward; dpos (1+L, D) += too unless null.
+  // block_done(b), if given: block b's gradients are final (stack_backward).
   static void backward(Params& g, S* dpos, Scratch& s, const S* dx_out, const Activations& a, const Params& w, Index N,
                        const std::int64_t* ids, Index K, const S* const* keep = nullptr,
-                       Precision precision = Precision::fp32) {
+                       Precision precision = Precision::fp32, const std::function<void(Index b)>& block_done = {}) {
     s.reserve(N, K);
     // forward: x[b+1] = blocks[b](x[b])
     const S* dx0 = stack_backward(g.blocks, s.blocks, s.d_a.data(), s.d_b.data(), dx_out, a.stack, w.blocks, N, 1 + K,
-                                  with_precision(block_shape, precision), keep);
+                                  with_precision(block_shape, precision), keep, block_done);
     // forward: x[0] = [cls_token + pos[0], x_patch + pos[1 + ids]]
     embed_tokens_backward(s.d_x_patch.data(), g.cls_token, dpos, dx0, ids, N, K, L, D, Grad::assign);
     // forward: x_patch = cols W^T + b (the images get no gradient)

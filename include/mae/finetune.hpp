@@ -189,6 +189,7 @@ class Finetuner {
     std::vector<int> labels(static_cast<std::size_t>(N));
     std::vector<float> targets(opt_.mixup.active() ? static_cast<std::size_t>(N * model_.num_classes()) : 0);
     std::vector<std::uint64_t> seeds(opt_.position_drop_path() ? static_cast<std::size_t>(N) : 0);
+    const GradientsReady overlap = gradients_ready(opt_.parallel, model_.gradients());  // the mean begins in backward
     open_eval_log();
     const auto t_start = std::chrono::steady_clock::now();
     double lr = 0;
@@ -220,7 +221,7 @@ class Finetuner {
       return Forward{static_cast<double>(loss), lr};
     };
     const auto update = [&](int, Index) {
-      model_.backward();
+      model_.backward(S(1), overlap);
       if constexpr (std::is_same_v<S, float>)
         if (opt_.parallel.ranks > 1) opt_.parallel.mean(model_.gradients().data(), model_.gradients().size());
       if (opt_.clip_grad > 0) clip_grad_norm(model_.gradients().data(), model_.gradients().size(), opt_.clip_grad);

@@ -160,13 +160,17 @@ class MaskedAutoencoder {
 
   // Adds (+=) the gradient of dloss * loss to gradients(); call zero_grad() once per optimizer
   // step. The forward caches are left untouched (backward may run twice). Mirrors forward:
-  // the loss, decode, encode, in reverse.
-  void backward(S dloss = S(1)) {
+  // the loss, decode, encode, in reverse. ready, if given, hears of the gradients as they
+  // become final (params.hpp's GradientsReady), layer by layer.
+  void backward(S dloss = S(1), const GradientsReady& ready = {}) {
     if (!has_forward_) throw Error("backward() needs a forward() first");
     Workspace& ws = train_;
     const Index N = ws.N, K = ws.K, T = 1 + K, Td = 1 + L;
     ws.reserve_backward(N, K);
     Params& g = g_;
+    const auto final_from = [&](const S* first) {
+      if (ready) ready(grads_.offset_of(first));
+    };
     // --- the loss
     // forward: loss = masked_mse(pred, target)
     masked_mse_backward(ws.d_pred.data(), ws.pred.data(), ws.target.data(), ws.mask.data(), N * L, P, dloss,
@@ -177,27 +181,35 @@ class MaskedAutoencoder {
     // forward: pred_full = decoder_pred(dec_normed)
     linear_backward(ws.d_dec_normed.data(), g.decoder_pred.weight, g.decoder_pred.bias, ws.d_pred_full.data(),
                     ws.dec_normed.data(), w_.decoder_pred.weight, N * Td, Dd, P, {Grad::assign, {}, opt_.precision});
+    final_from(g.decoder_pred.weight);
     // forward: dec_normed = decoder_norm(dec.x[depth])
     zero(ws.d_dec_out.data(), N * Td * Dd);
     layernorm_backward(ws.d_dec_out.data(), g.decoder_norm.weight, g.decoder_norm.bias, ws.d_dec_normed.data(),
                        ws.dec.output(), w_.decoder_norm.weight, ws.dec_norm_mean.data(), ws.dec_norm_rstd.data(),
                        N * Td, Dd);
+    final_from(g.decoder_norm.weight);
     // forward: dec.x[b+1] = decoder_blocks[b](dec.x[b])
-    const S* d_dec_in = stack_backward(g.decoder_blocks, ws.dec_scratch, ws.d_dec_a.data(), ws.d_dec_b.data(),
-                                       ws.d_dec_out.data(), ws.dec, w_.decoder_blocks, N, Td, decoder_shape());
+    const S* d_dec_in =
+        stack_backward(g.decoder_blocks, ws.dec_scratch, ws.d_dec_a.data(), ws.d_dec_b.data(), ws.d_dec_out.data(),
+                       ws.dec, w_.decoder_blocks, N, Td, decoder_shape(), static_cast<const S* const*>(nullptr),
+                       [&](Index b) { final_from(first_tensor(g.decoder_blocks[static_cast<std::size_t>(b)])); });
     // forward: dec.x[0] = [emb_cls, unshuffle(emb_vis, mask_token)] + decoder_pos_embed
     unshuffle_backward(ws.d_emb.data(), g.mask_token, d_dec_in, ws.ids_restore.data(), N, K, L, Dd, Grad::assign);
     // forward: emb = decoder_embed(latent)
     linear_backward(ws.d_latent.data(), g.decoder_embed.weight, g.decoder_embed.bias, ws.d_emb.data(), ws.latent.data(),
                     w_.decoder_embed.weight, N * T, D, Dd, {Grad::assign, {}, opt_.precision});
+    final_from(g.decoder_embed.weight);  // and mask_token, after it in the store
     // --- the encoder
     // forward: latent = norm(enc.output())
     zero(ws.d_enc_out.data(), N * T * D);
     layernorm_backward(ws.d_enc_out.data(), g.norm.weight, g.norm.bias, ws.d_latent.data(), ws.enc.output(),
                        w_.norm.weight, ws.norm_mean.data(), ws.norm_rstd.data(), N * T, D);
+    final_from(g.norm.weight);
     // forward: enc = encoder(imgs, ids_keep)
     Enc::backward(g.encoder, nullptr, ws.enc_scratch, ws.d_enc_out.data(), ws.enc, w_.encoder, N, ws.ids_shuffle.data(),
-                  K, nullptr, opt_.precision);
+                  K, nullptr, opt_.precision,
+                  [&](Index b) { final_from(first_tensor(g.encoder.blocks[static_cast<std::size_t>(b)])); });
+    final_from(grads_.data());
   }
 
   // Results of the last forward.

@@ -10,6 +10,7 @@
 #include "common.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -42,6 +43,13 @@ struct TensorInfo {
     return shape.size() > 1 && !is_bias;
   }
 };
+
+// What a model's backward reports as it goes, when given one: ready(from) says that the
+// gradients [from, size) of the store are final for this backward. Backward runs the layers in
+// the reverse of their registration order, so the final part grows from the end of the store
+// down; a data-parallel trainer starts averaging it while the rest of backward runs (the
+// bucket hooks of DistributedDataParallel).
+using GradientsReady = std::function<void(Index from)>;
 
 template <class S>
 class TensorStore {
@@ -86,6 +94,7 @@ class TensorStore {
     return *t;
   }
   S* ptr(const std::string& name) { return data_.data() + find(name).offset; }
+  Index offset_of(const S* p) const { return static_cast<Index>(p - data_.data()); }  // p inside the store
   const S* ptr(const std::string& name) const { return data_.data() + find(name).offset; }
   void set_zero() { zero(data_.data(), size()); }
 

@@ -125,6 +125,7 @@ class Trainer {
     std::vector<S> sbatch;  // only for double models: the loader writes float
     if constexpr (!std::is_same_v<S, float>) sbatch.resize(fbatch.size());
     std::vector<S> noise(opt_.position_noise() ? static_cast<std::size_t>(N * Model::L) : 0);
+    const GradientsReady overlap = gradients_ready(opt_.parallel, model_.gradients()), none;
     const auto forward = [&](int epoch, Index k) {
       // engine_pretrain.py: the lr is set at the start of each accumulation window
       if (k % opt_.accum_iter == 0) lr_ = schedule_.at(static_cast<double>(k) / static_cast<double>(iters) + epoch);
@@ -143,9 +144,10 @@ class Trainer {
       return Forward{static_cast<double>(loss), lr_};
     };
     const auto update = [&](int, Index k) {
-      model_.backward(static_cast<S>(1.0 / opt_.accum_iter));  // loss /= accum_iter; loss.backward()
+      const bool step = (k + 1) % opt_.accum_iter == 0;  // the gradients' mean may begin in its backward
+      model_.backward(static_cast<S>(1.0 / opt_.accum_iter), step ? overlap : none);  // loss /= accum_iter; backward
       ++pending_micro_;
-      if ((k + 1) % opt_.accum_iter == 0) {
+      if (step) {
         if constexpr (std::is_same_v<S, float>)  // one mean per optimizer step, as DDP's no_sync
           if (opt_.parallel.ranks > 1) opt_.parallel.mean(model_.gradients().data(), model_.gradients().size());
         optim_.step(model_.parameters(), model_.gradients(), lr_);

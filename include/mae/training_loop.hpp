@@ -12,6 +12,7 @@
 
 #include "common.hpp"
 #include "data/loader.hpp"
+#include "params.hpp"
 #include "progress.hpp"
 #include "safetensors.hpp"
 
@@ -37,7 +38,19 @@ namespace mae {
 struct DataParallel {
   int rank = 0, ranks = 1;
   std::function<void(float* data, Index n)> mean;  // in place: data = its mean over the processes
+  // Optional, for the gradients: data[from, n) is final (a backward's GradientsReady report),
+  // so their mean may begin while backward runs; the mean(data, n) after backward completes it.
+  std::function<void(float* data, Index n, Index from)> ready;
 };
+
+// What a data-parallel trainer hands the backward before an optimizer step: its reports go to
+// p.ready with the whole gradient store. Empty (no reports) for one process or without ready.
+template <class S>
+inline GradientsReady gradients_ready(const DataParallel& p, TensorStore<S>& grads) {
+  if constexpr (std::is_same_v<S, float>)
+    if (p.ranks > 1 && p.ready) return [&p, &grads](Index from) { p.ready(grads.data(), grads.size(), from); };
+  return {};
+}
 
 // One line per step in the CSV log.
 struct StepRecord {
