@@ -104,13 +104,19 @@ inline MPI_Datatype datatype() {
 // carry it, not how it is summed.
 inline constexpr Index kBucketBytes = Index(25) << 20;
 
+// A bucket's values (at least 1, at most 2^30 so that MPI's int count holds them).
+template <class S>
+inline Index bucket_values(Index bucket_bytes) {
+  return std::max<Index>(1, std::min<Index>(bucket_bytes / Index(sizeof(S)), Index(1) << 30));
+}
+
 // data (n values, the same n on every rank) = the mean over the ranks, in place: the sum of
 // MPI_Allreduce, bucket by bucket, times 1 / ranks.
 template <class S>
 inline void allreduce_mean(S* data, Index n, MPI_Comm comm, Index bucket_bytes = kBucketBytes) {
   int size = 1;
   MPI_Comm_size(comm, &size);
-  const Index bucket = std::max<Index>(1, std::min<Index>(bucket_bytes / Index(sizeof(S)), Index(1) << 30));
+  const Index bucket = bucket_values<S>(bucket_bytes);
   for (Index i = 0; i < n; i += bucket)
     check(
         MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(bucket, n - i)), datatype<S>(), MPI_SUM, comm),
@@ -130,7 +136,7 @@ inline void allreduce_mean(S* data, Index n, MPI_Comm comm, Index bucket_bytes =
 class GradientMean {
  public:
   explicit GradientMean(MPI_Comm comm, Index bucket_bytes = kBucketBytes)
-      : comm_(comm), bucket_(std::max<Index>(1, std::min<Index>(bucket_bytes / Index(sizeof(float)), Index(1) << 30))) {
+      : comm_(comm), bucket_(bucket_values<float>(bucket_bytes)) {
     MPI_Comm_size(comm, &size_);
   }
   GradientMean(const GradientMean&) = delete;
