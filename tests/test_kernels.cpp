@@ -125,6 +125,44 @@ TEST_CASE("bf16 rounding is PyTorch's: to nearest, ties to even, NaN to 0x7fc0, 
   CHECK(K::from_bf16(0x4049u) == 3.140625f);
 }
 
+TEST_CASE("packing rounds many values at once as to_bf16 does one: ties, NaN, subnormals, infinities, tails") {
+  // the vectorized loops (vcvtne2ps2bf16 with AVX512-BF16) must give to_bf16's words
+  std::vector<std::uint32_t> special = {0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0xbf808001u,
+                                        0x7f7fffffu, 0xff800000u, 0x7fc00001u, 0xffa00000u, 0x7f800001u,
+                                        0x00000001u, 0x007fffffu, 0x807fff80u, 0x007f8000u, 0x80000000u};
+  const auto as_float = [](std::uint32_t u) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    return x;
+  };
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (const Index n : {0, 1, 15, 16, 17, 31, 32, 48, 70}) {
+    for (const bool with_special : {false, true}) {
+      std::vector<float> x(static_cast<std::size_t>(2 * n)), y(static_cast<std::size_t>(n));
+      for (auto& v : x) v = normal(rng);
+      for (auto& v : y) v = normal(rng);
+      if (with_special)
+        for (std::size_t i = 0; i < x.size(); i += 5) x[i] = as_float(special[i / 5 % special.size()]);
+      if (with_special)
+        for (std::size_t i = 0; i < y.size(); i += 3) y[i] = as_float(special[(i / 3 + 4) % special.size()]);
+      std::vector<std::uint32_t> along(static_cast<std::size_t>(n)), rows(static_cast<std::size_t>(n));
+      K::gemm_bf16_detail::pair_along(along.data(), x.data(), n);
+      K::gemm_bf16_detail::pair_rows(rows.data(), x.data(), y.data(), n);
+      for (Index i = 0; i < n; ++i) {
+        const auto want_along = static_cast<std::uint32_t>(K::to_bf16(x[2 * i])) |
+                                static_cast<std::uint32_t>(K::to_bf16(x[2 * i + 1])) << 16;
+        const auto want_rows =
+            static_cast<std::uint32_t>(K::to_bf16(x[i])) | static_cast<std::uint32_t>(K::to_bf16(y[i])) << 16;
+        CAPTURE(n);
+        CAPTURE(i);
+        CHECK(along[i] == want_along);
+        CHECK(rows[i] == want_rows);
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm_bf16 equals the reference (operands rounded to bf16, products summed in double), at every edge") {
   // sizes around the tiles, the 512-step (256-pair) k blocks and an odd K's half pair
   for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{1, 1, 1},

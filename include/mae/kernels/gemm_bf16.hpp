@@ -106,6 +106,49 @@ inline float low(Word w) {
   return x;
 }
 
+// Rounding many values into words, the loops of packing. With AVX512-BF16, 32 values per
+// vcvtne2ps2bf16 (round to nearest even, as to_bf16); the instruction flushes subnormal inputs
+// to zero and keeps a NaN's payload, so a group of values holding either takes the scalar
+// to_bf16: the words are to_bf16's, bit for bit, on every CPU. (Compiled where the compiler
+// targets AVX512-BF16 with AVX512-BW and -DQ, as every CPU with AVX512-BF16 has.)
+//   pair_along: w[i] = pair(x[2 i], x[2 i + 1]), i < n (pairs of consecutive values);
+//   pair_rows:  w[i] = pair(lo[i], hi[i]), i < n (pairs across two rows).
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#define MAE_BF16_VECTOR_ROUNDING 1
+inline __mmask16 bf16_special(__m512 x) { return _mm512_fpclass_ps_mask(x, 0x01 | 0x80 | 0x20); }  // NaN, subnormal
+#endif
+inline void pair_along(Word* w, const float* x, Index n) {
+  Index i = 0;
+#ifdef MAE_BF16_VECTOR_ROUNDING
+  for (; i + 16 <= n; i += 16) {
+    const __m512 a = _mm512_loadu_ps(x + 2 * i), b = _mm512_loadu_ps(x + 2 * i + 16);
+    if (bf16_special(a) | bf16_special(b)) {
+      for (Index j = i; j < i + 16; ++j) w[j] = pair(x[2 * j], x[2 * j + 1]);
+      continue;
+    }
+    _mm512_storeu_si512(w + i, (__m512i)_mm512_cvtne2ps_pbh(b, a));  // b's values are the high 16 bf16
+  }
+#endif
+  for (; i < n; ++i) w[i] = pair(x[2 * i], x[2 * i + 1]);
+}
+inline void pair_rows(Word* w, const float* lo, const float* hi, Index n) {
+  Index i = 0;
+#ifdef MAE_BF16_VECTOR_ROUNDING
+  // lo's 16 bf16 then hi's, interleaved: bf16 2j <- j, 2j + 1 <- 16 + j
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                              6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (; i + 16 <= n; i += 16) {
+    const __m512 a = _mm512_loadu_ps(lo + i), b = _mm512_loadu_ps(hi + i);
+    if (bf16_special(a) | bf16_special(b)) {
+      for (Index j = i; j < i + 16; ++j) w[j] = pair(lo[j], hi[j]);
+      continue;
+    }
+    _mm512_storeu_si512(w + i, _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(b, a)));
+  }
+#endif
+  for (; i < n; ++i) w[i] = pair(lo[i], hi[i]);
+}
+
 inline constexpr int kNV = kGemmTilePackets;
 inline constexpr Index kMR = kTileRows;
 inline constexpr Index kP = kPacket<float>;  // 32-bit lanes per packet (16 with AVX-512)
@@ -138,7 +181,7 @@ inline AWords round_a(GemmOperand<float> A, Index M, Index K) {
     for (Index r = 0; r < M; ++r) {
       const float* src = A.data + r * A.ld;
       Word* d = w + r * np;
-      for (Index q = 0; q < whole; ++q) d[q] = pair(src[2 * q], src[2 * q + 1]);
+      pair_along(d, src, whole);
       if (K % 2) d[whole] = pair(src[K - 1], 0.0f);
     }
     return {w, np, false};
@@ -147,7 +190,7 @@ inline AWords round_a(GemmOperand<float> A, Index M, Index K) {
     const float* k0 = A.data + 2 * q * A.ld;
     Word* d = w + q * M;
     if (2 * q + 1 < K)
-      for (Index r = 0; r < M; ++r) d[r] = pair(k0[r], k0[r + A.ld]);
+      pair_rows(d, k0, k0 + A.ld, M);
     else
       for (Index r = 0; r < M; ++r) d[r] = pair(k0[r], 0.0f);
   }
@@ -158,6 +201,13 @@ inline AWords round_a(GemmOperand<float> A, Index M, Index K) {
 inline void pack_a(Word* out, const AWords& A, Index i0, Index nr, Index q0, Index np) {
   if (nr < kMR) std::fill(out, out + kMR * np, Word(0));
   if (A.transposed) {
+    if (nr == kMR) {  // a fixed length: one vector move per pair, not a call to memmove
+      for (Index q = 0; q < np; ++q) {
+        const Word* src = A.data + (q0 + q) * A.ld + i0;
+        for (Index r = 0; r < kMR; ++r) out[q * kMR + r] = src[r];
+      }
+      return;
+    }
     for (Index q = 0; q < np; ++q) std::copy_n(A.data + (q0 + q) * A.ld + i0, nr, out + q * kMR);
     return;
   }
@@ -177,16 +227,18 @@ inline void pack_b(Word* out, GemmOperand<float> B, Index p0, Index kc, Index j0
     if (ncols < w) std::fill(out, out + w * np, Word(0));
     const Index whole = kc / 2;
     if (B.transposed) {  // B (k, j) = data[j ld + k]: column j's steps of k are contiguous
+      Word col[kKC / 2];
       for (Index j = 0; j < ncols; ++j) {
         const float* src = B.data + (c0 + j) * B.ld + p0;
-        for (Index q = 0; q < whole; ++q) out[q * w + j] = pair(src[2 * q], src[2 * q + 1]);
+        pair_along(col, src, whole);
+        for (Index q = 0; q < whole; ++q) out[q * w + j] = col[q];
         if (kc % 2) out[whole * w + j] = pair(src[kc - 1], 0.0f);
       }
     } else {  // B (k, j) = data[k ld + j]: each step's columns are contiguous
       for (Index q = 0; q < np; ++q) {
         const float* k0 = B.data + (p0 + 2 * q) * B.ld + c0;
         if (2 * q + 1 < kc)
-          for (Index j = 0; j < ncols; ++j) out[q * w + j] = pair(k0[j], k0[j + B.ld]);
+          pair_rows(out + q * w, k0, k0 + B.ld, ncols);
         else
           for (Index j = 0; j < ncols; ++j) out[q * w + j] = pair(k0[j], 0.0f);
       }
