@@ -135,17 +135,20 @@ void BM_layernorm_backward(benchmark::State& st) {
                             kD);
 }
 // Attention core at (N, T, D, H): the toy encoder, the decoders of the 32x32, 224 and base models.
+template <mae::Precision P>
 void BM_attention_forward(benchmark::State& st) {
   const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
   auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), att = randv(N * H * T * T, 3);
-  for (auto _ : st) mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+  for (auto _ : st) mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H, P);
   set_flops(st, 4.0 * N * T * T * D);
 }
+template <mae::Precision P>
 void BM_attention_backward(benchmark::State& st) {
   const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
   auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), att = randv(N * H * T * T, 3), dqkv = qkv;
-  mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
-  for (auto _ : st) mae::attention_backward(dqkv.data(), ctx.data(), qkv.data(), att.data(), N, T, D, H);
+  mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H, P);
+  for (auto _ : st)
+    mae::attention_backward(dqkv.data(), ctx.data(), qkv.data(), att.data(), N, T, D, H, mae::Grad::accumulate, P);
   set_flops(st, 8.0 * N * T * T * D);
 }
 void BM_mlp_gelu_forward(benchmark::State& st) {
@@ -196,20 +199,18 @@ MAE_LINEAR_SHAPES(BENCHMARK_TEMPLATE(BM_linear_forward, mae::Precision::bf16));
 MAE_LINEAR_SHAPES(BENCHMARK_TEMPLATE(BM_linear_backward, mae::Precision::bf16));
 BENCHMARK(BM_layernorm_forward)->UseRealTime();
 BENCHMARK(BM_layernorm_backward)->UseRealTime();
-BENCHMARK(BM_attention_forward)
-    ->Args({kN, kT, kD, kHeads})
-    ->Args({32, 17, 192, 3})
-    ->Args({32, 65, 128, 4})
-    ->Args({8, 197, 128, 4})
-    ->Args({2, 197, 512, 16})
-    ->UseRealTime();
-BENCHMARK(BM_attention_backward)
-    ->Args({kN, kT, kD, kHeads})
-    ->Args({32, 17, 192, 3})
-    ->Args({32, 65, 128, 4})
-    ->Args({8, 197, 128, 4})
-    ->Args({2, 197, 512, 16})
-    ->UseRealTime();
+// Attention in fp32 and in bf16 (the four products' operands rounded) at the same shapes.
+#define MAE_ATTENTION_SHAPES(B) \
+  B->Args({kN, kT, kD, kHeads}) \
+      ->Args({32, 17, 192, 3})  \
+      ->Args({32, 65, 128, 4})  \
+      ->Args({8, 197, 128, 4})  \
+      ->Args({2, 197, 512, 16}) \
+      ->UseRealTime()
+MAE_ATTENTION_SHAPES(BENCHMARK_TEMPLATE(BM_attention_forward, mae::Precision::fp32));
+MAE_ATTENTION_SHAPES(BENCHMARK_TEMPLATE(BM_attention_backward, mae::Precision::fp32));
+MAE_ATTENTION_SHAPES(BENCHMARK_TEMPLATE(BM_attention_forward, mae::Precision::bf16));
+MAE_ATTENTION_SHAPES(BENCHMARK_TEMPLATE(BM_attention_backward, mae::Precision::bf16));
 BENCHMARK(BM_mlp_gelu_forward)->UseRealTime();
 BENCHMARK(BM_mlp_gelu_backward)->UseRealTime();
 BENCHMARK(BM_block_forward)->UseRealTime();
