@@ -88,8 +88,10 @@ inline void attention_detail::forward(S* ctx, S* att, const S* qkv, Index N, Ind
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel
   {
-    S* const kt = kernels::thread_buffer<AttentionKeys, S>(small_gemm_packed_size<S>(hd, T));    // k^T (hd, T)
-    S* const vp = kernels::thread_buffer<AttentionValues, S>(small_gemm_packed_size<S>(T, hd));  // v (T, hd)
+    auto* const kt =
+        kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // k^T (hd, T)
+    auto* const vp =
+        kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // v (T, hd)
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {
       const Index n = nh / H, h = nh % H;
@@ -122,8 +124,10 @@ inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, con
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
 #pragma omp parallel
   {
-    S* const vt = kernels::thread_buffer<AttentionKeys, S>(small_gemm_packed_size<S>(hd, T));    // v^T (hd, T)
-    S* const kp = kernels::thread_buffer<AttentionValues, S>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
+    auto* const vt =
+        kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // v^T (hd, T)
+    auto* const kp =
+        kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
     S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);  // (T, T): da, then ds in place
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {

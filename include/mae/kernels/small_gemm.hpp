@@ -13,10 +13,17 @@
 // reference::small_gemm.
 //
 // Under bf16 mixed precision (Bf16 = true, float only) both operands are rounded to bf16 (to
-// nearest even, gemm_bf16.hpp's to_bf16): B as it is packed, A once per call into a row-major
-// copy (rounding each value as the tile broadcasts it did the same rounding once per pair of
-// panels, and made attention's products twice as slow as fp32's). The products of two bf16
-// values are exact in fp32 and are summed in fp32 as above: autocast's rounding at fp32's speed.
+// nearest even, gemm_bf16.hpp's to_bf16), B as it is packed, A once per call (rounding each
+// value as the tile broadcasts it did the same rounding once per pair of panels, and made
+// attention's products twice as slow as fp32's). The products of two bf16 values are exact in
+// fp32 and are summed in fp32:
+//   - where the compiler targets AVX512-BF16, on vdpbf16ps (as gemm_bf16.hpp): B packed as
+//     bf16 pairs (one 32-bit word holds steps k and k + 1) in the same panels of P columns, A
+//     rounded into pairs; a tile row takes one broadcast of A's pair and one instruction per
+//     panel for two steps of k. Per pair the high half (k + 1) is added first, as the
+//     instruction does;
+//   - elsewhere, in fp32 on the rounded values by the tile above (one chain over k in order).
+// The two give the same products and sums in a different order (float rounding apart).
 #ifndef MAE_KERNELS_SMALL_GEMM_HPP
 #define MAE_KERNELS_SMALL_GEMM_HPP
 
@@ -37,6 +44,7 @@ namespace small_gemm_detail {
 
 struct PackBuffer;  // thread_buffer tags
 struct RoundedABuffer;
+using Word = gemm_bf16_detail::Word;
 
 template <class S>
 inline constexpr Index kWidth = kPacket<S>;
@@ -87,6 +95,9 @@ inline void round_a_bf16(float* out, const float* a, Index a_rs, Index a_cs, Ind
   }
 }
 
+template <class S, int MR, int NP>
+void store_tile(const Packet<S> (&acc)[MR][NP], S* c, Index ldc, Index n_valid, S alpha, Out mode);
+
 // C[0..MR) x [0..n_valid) (n_valid <= NP P) = or += alpha * A[0..MR) x B-panels[0..NP)
 template <class S, int MR, int NP>
 inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K, Index n_valid, S alpha,
@@ -105,6 +116,14 @@ inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b
       for (int p = 0; p < NP; ++p) acc[r][p] = ei::pmadd(av, b[p], acc[r][p]);
     }
   }
+  store_tile<S, MR, NP>(acc, c, ldc, n_valid, alpha, mode);
+}
+
+// The tile's accumulators out: C = or += alpha acc, only C's first n_valid columns.
+template <class S, int MR, int NP>
+inline void store_tile(const Packet<S> (&acc)[MR][NP], S* c, Index ldc, Index n_valid, S alpha, Out mode) {
+  using Pk = Packet<S>;
+  constexpr Index P = kWidth<S>;
   const Pk al = ei::pset1<Pk>(alpha);
   for (int r = 0; r < MR; ++r)
     for (int p = 0; p < NP; ++p) {
@@ -122,6 +141,116 @@ inline void tile(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b
     }
 }
 
+// f(std::integral_constant<int, m>{}) for a block of m <= kTileRows rows: the tiles' row count
+// as a compile-time constant.
+template <class F>
+inline void with_rows(Index m, F&& f) {
+  static_assert(kTileRows <= 8, "one case per tile height");
+  switch (m) {
+    case 8:
+      return f(std::integral_constant<int, 8>{});
+    case 7:
+      return f(std::integral_constant<int, 7>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    default:
+      return f(std::integral_constant<int, 1>{});
+  }
+}
+
+#ifdef __AVX512BF16__
+// bf16 pairs on vdpbf16ps. B (K, N), element (k, j) at b[k * b_rs + j * b_cs], as ceil(N / P)
+// panels of (ceil(K / 2) pairs, P) words, zero padded (a zero completes an odd K's last pair).
+inline void pack_word_panels(Word* out, const float* b, Index b_rs, Index b_cs, Index K, Index N) {
+  using gemm_bf16_detail::pair;
+  constexpr Index P = kWidth<float>, kChunk = 64;
+  const Index np = (K + 1) / 2, whole = K / 2;
+  for (Index j0 = 0; j0 < N; j0 += P, out += np * P) {
+    const Index nj = std::min(P, N - j0);
+    if (nj < P) std::fill(out, out + np * P, Word(0));
+    if (b_rs == 1) {  // column j's steps of k contiguous (k^T, v^T): pairs along it
+      Word col[kChunk];
+      for (Index j = 0; j < nj; ++j) {
+        const float* src = b + (j0 + j) * b_cs;
+        for (Index q0 = 0; q0 < whole; q0 += kChunk) {
+          const Index n = std::min(kChunk, whole - q0);
+          gemm_bf16_detail::pair_along(col, src + 2 * q0, n);
+          for (Index q = 0; q < n; ++q) out[(q0 + q) * P + j] = col[q];
+        }
+        if (K % 2) out[whole * P + j] = pair(src[K - 1], 0.0f);
+      }
+    } else if (b_cs == 1 && nj == P) {  // each step's P columns contiguous (v, k, q, dout)
+      for (Index q = 0; q < whole; ++q)
+        gemm_bf16_detail::pair_rows(out + q * P, b + 2 * q * b_rs + j0, b + (2 * q + 1) * b_rs + j0, P);
+      if (K % 2)
+        for (Index j = 0; j < P; ++j) out[whole * P + j] = pair(b[(K - 1) * b_rs + j0 + j], 0.0f);
+    } else {
+      for (Index q = 0; q < np; ++q)
+        for (Index j = 0; j < nj; ++j) {
+          const float* src = b + 2 * q * b_rs + (j0 + j) * b_cs;
+          out[q * P + j] = pair(src[0], 2 * q + 1 < K ? src[b_rs] : 0.0f);
+        }
+    }
+  }
+}
+
+// A (M, K), element (i, k) at a[i * a_rs + k * a_cs], rounded into pairs: pair (i, q) at
+// out[i * rs + q * qs], returned as {rs, qs}: along A's rows of memory either way.
+struct WordStrides {
+  Index rs, qs;
+};
+inline WordStrides round_a_words(Word* out, const float* a, Index a_rs, Index a_cs, Index M, Index K) {
+  using gemm_bf16_detail::pair;
+  const Index np = (K + 1) / 2, whole = K / 2;
+  if (a_cs == 1) {
+    for (Index i = 0; i < M; ++i) {
+      gemm_bf16_detail::pair_along(out + i * np, a + i * a_rs, whole);
+      if (K % 2) out[i * np + whole] = pair(a[i * a_rs + K - 1], 0.0f);
+    }
+    return {np, 1};
+  }
+  if (a_rs == 1) {  // a transposed view: the steps of k are A's rows of memory
+    for (Index q = 0; q < whole; ++q)
+      gemm_bf16_detail::pair_rows(out + q * M, a + 2 * q * a_cs, a + (2 * q + 1) * a_cs, M);
+    if (K % 2)
+      for (Index i = 0; i < M; ++i) out[whole * M + i] = pair(a[(K - 1) * a_cs + i], 0.0f);
+    return {1, M};
+  }
+  for (Index i = 0; i < M; ++i)
+    for (Index q = 0; q < np; ++q)
+      out[i * np + q] = pair(a[i * a_rs + 2 * q * a_cs], 2 * q + 1 < K ? a[i * a_rs + (2 * q + 1) * a_cs] : 0.0f);
+  return {np, 1};
+}
+
+// C[0..MR) x [0..n_valid) = or += alpha * A's pairs [0..MR) x the word panels [0..NP), np pairs
+template <int MR, int NP>
+inline void tile_words(float* c, Index ldc, const Word* a, WordStrides as, const Word* bp, Index np, Index n_valid,
+                       float alpha, Out mode) {
+  constexpr Index P = kWidth<float>;
+  static_assert(P == 16, "AVX512-BF16 works on 16 lanes: Eigen's float packet must be AVX-512's");
+  __m512 acc[MR][NP];
+  for (int r = 0; r < MR; ++r)
+    for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_setzero_ps();
+  for (Index q = 0; q < np; ++q) {
+    __m512bh b[NP];
+    for (int p = 0; p < NP; ++p) b[p] = (__m512bh)_mm512_loadu_si512(bp + (p * np + q) * P);
+    for (int r = 0; r < MR; ++r) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * as.rs + q * as.qs]));
+      for (int p = 0; p < NP; ++p) acc[r][p] = _mm512_dpbf16_ps(acc[r][p], av, b[p]);
+    }
+  }
+  store_tile<float, MR, NP>(acc, c, ldc, n_valid, alpha, mode);
+}
+#endif
+
 template <class S, int MR>
 inline void tile_rows(int panels, S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index K,
                       Index n_valid, S alpha, Out mode) {
@@ -134,20 +263,27 @@ inline void tile_rows(int panels, S* c, Index ldc, const S* a, Index a_rs, Index
 }  // namespace small_gemm_detail
 
 // B (K, N), element (k, j) at b[k * b_rs + j * b_cs], packed for small_gemm_packed: a buffer
-// of small_gemm_packed_size(K, N) values. A B used by many products (attention's k and v, for
-// every block of query rows) is packed once.
+// of small_gemm_packed_size(K, N) elements of SmallPacked (S, or bf16 pairs where the bf16
+// products run on vdpbf16ps). A B used by many products (attention's k and v, for every
+// block of query rows) is packed once.
+template <class S, bool Bf16 = false>
+using SmallPacked = std::conditional_t<Bf16 && kNativeBf16, std::uint32_t, S>;
 template <class S>
-inline Index small_gemm_packed_size(Index K, Index N) {
+inline Index small_gemm_packed_size(Index K, Index N) {  // enough for either kind
   constexpr Index P = small_gemm_detail::kWidth<S>;
   return (N + P - 1) / P * K * P;
 }
 // Bf16: the packed values rounded to bf16, for small_gemm_packed<S, true>.
 template <class S, bool Bf16 = false>
-inline void small_gemm_pack(S* out, const S* b, Index b_rs, Index b_cs, Index K, Index N) {
-  small_gemm_detail::pack_panels(out, b, b_rs, b_cs, K, N);
-  if constexpr (Bf16) {
-    static_assert(std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
-    small_gemm_detail::round_panels_bf16(out, K, N);
+inline void small_gemm_pack(SmallPacked<S, Bf16>* out, const S* b, Index b_rs, Index b_cs, Index K, Index N) {
+  static_assert(!Bf16 || std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
+  if constexpr (Bf16 && kNativeBf16) {
+#ifdef __AVX512BF16__
+    small_gemm_detail::pack_word_panels(out, b, b_rs, b_cs, K, N);
+#endif
+  } else {
+    small_gemm_detail::pack_panels(out, b, b_rs, b_cs, K, N);
+    if constexpr (Bf16) small_gemm_detail::round_panels_bf16(out, K, N);
   }
 }
 
@@ -156,51 +292,47 @@ inline void small_gemm_pack(S* out, const S* b, Index b_rs, Index b_cs, Index K,
 // small_gemm_pack (with the same Bf16: then A is rounded to bf16 too). Single-threaded (call
 // it inside a parallel loop).
 template <class S, bool Bf16 = false>
-inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* bp, Index M, Index N,
-                              Index K, S alpha, Out mode) {
+inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const SmallPacked<S, Bf16>* bp,
+                              Index M, Index N, Index K, S alpha, Out mode) {
   namespace d = small_gemm_detail;
+  constexpr Index P = d::kWidth<S>;
+  const Index panels = (N + P - 1) / P;
   if constexpr (Bf16) {
     static_assert(std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
+#ifdef __AVX512BF16__
+    const Index np = (K + 1) / 2;  // pairs of k
+    d::Word* const aw = thread_buffer<d::RoundedABuffer, d::Word>(M * np);
+    const d::WordStrides as = d::round_a_words(aw, a, a_rs, a_cs, M, K);
+    for (Index p0 = 0; p0 < panels; p0 += 2) {
+      const bool two = panels - p0 >= 2;
+      const d::Word* panel = bp + p0 * np * P;
+      for (Index i = 0; i < M; i += kTileRows)
+        d::with_rows(std::min<Index>(kTileRows, M - i), [&](auto rows) {
+          constexpr int MR = decltype(rows)::value;
+          float* ci = c + i * ldc + p0 * P;
+          const d::Word* ai = aw + i * as.rs;
+          if (two)
+            d::tile_words<MR, 2>(ci, ldc, ai, as, panel, np, N - p0 * P, alpha, mode);
+          else
+            d::tile_words<MR, 1>(ci, ldc, ai, as, panel, np, N - p0 * P, alpha, mode);
+        });
+    }
+    return;
+#else
     float* const ar = thread_buffer<d::RoundedABuffer, float>(M * K);
     d::round_a_bf16(ar, a, a_rs, a_cs, M, K);
     return small_gemm_packed<S, false>(c, ldc, ar, K, 1, bp, M, N, K, alpha, mode);
-  }
-  constexpr Index P = d::kWidth<S>;
-  const Index panels = (N + P - 1) / P;
-  for (Index p0 = 0; p0 < panels; p0 += 2) {
-    const int np = static_cast<int>(std::min<Index>(2, panels - p0));
-    const S* panel = bp + p0 * K * P;
-    const Index n_valid = N - p0 * P;
-    S* cj = c + p0 * P;
-    for (Index i = 0; i < M; i += kTileRows) {
-      S* ci = cj + i * ldc;
-      const S* ai = a + i * a_rs;
-      switch (std::min<Index>(kTileRows, M - i)) {
-        case 8:
-          d::tile_rows<S, 8>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-        case 7:
-          d::tile_rows<S, 7>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-        case 6:
-          d::tile_rows<S, 6>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-        case 5:
-          d::tile_rows<S, 5>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-        case 4:
-          d::tile_rows<S, 4>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-        case 3:
-          d::tile_rows<S, 3>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-        case 2:
-          d::tile_rows<S, 2>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-        default:
-          d::tile_rows<S, 1>(np, ci, ldc, ai, a_rs, a_cs, panel, K, n_valid, alpha, mode);
-          break;
-      }
+#endif
+  } else {
+    for (Index p0 = 0; p0 < panels; p0 += 2) {
+      const int np = static_cast<int>(std::min<Index>(2, panels - p0));
+      const S* panel = bp + p0 * K * P;
+      const Index n_valid = N - p0 * P;
+      for (Index i = 0; i < M; i += kTileRows)
+        d::with_rows(std::min<Index>(kTileRows, M - i), [&](auto rows) {
+          d::tile_rows<S, decltype(rows)::value>(np, c + i * ldc + p0 * P, ldc, a + i * a_rs, a_rs, a_cs, panel, K,
+                                                 n_valid, alpha, mode);
+        });
     }
   }
 }
@@ -210,7 +342,7 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
 template <class S, bool Bf16 = false>
 inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs, Index M,
                        Index N, Index K, S alpha, Out mode) {
-  S* bp = thread_buffer<small_gemm_detail::PackBuffer, S>(small_gemm_packed_size<S>(K, N));
+  auto* bp = thread_buffer<small_gemm_detail::PackBuffer, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(K, N));
   small_gemm_pack<S, Bf16>(bp, b, b_rs, b_cs, K, N);
   small_gemm_packed<S, Bf16>(c, ldc, a, a_rs, a_cs, bp, M, N, K, alpha, mode);
 }
