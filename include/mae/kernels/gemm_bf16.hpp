@@ -5,7 +5,9 @@
 // The same blocking as gemm.hpp (read that first); what differs is the packed operands. Both
 // are packed as bf16 *pairs*: one 32-bit word holds two consecutive steps of k,
 //   word = bf16(x[k]) | bf16(x[k + 1]) << 16      (k even; a zero pads an odd K),
-// A's slab as MR words per pair of k, B's panels as NR words per pair of k. That is the operand
+// B's panels as NR words per pair of k; A is rounded once per call into words (along its rows
+// of memory), which whole tiles of MR rows read in place (only a short last tile is copied into
+// a zero-padded slab of MR words per pair of k). That is the operand
 // layout of AVX512-BF16's vdpbf16ps (acc[j] += a.hi b[j].hi, then += a.lo b[j].lo, per 32-bit
 // lane j), so where the compiler targets it (__AVX512BF16__) the tile is one broadcast of A's
 // pair and NV dot-product instructions per row: twice the steps of k per instruction of fp32's
@@ -15,8 +17,8 @@
 // as the instruction's does, in the same order (the high half first). The two paths give the
 // same bits (tests/test_kernels.cpp checks it where both are compiled), except that the
 // instruction flushes subnormal inputs and results to zero (values below 1.2e-38).
-// Rounding to bf16 is done in software (to_bf16 below, as PyTorch's c10::BFloat16), so the
-// rounding is the same on every CPU.
+// Rounding to bf16 gives to_bf16's bits (below, as PyTorch's c10::BFloat16) on every CPU:
+// vectorized with vcvtne2ps2bf16 where AVX512-BF16 is compiled, scalar elsewhere.
 // Where the compiler targets AMX-BF16 as well (__AMX_TILE__, __AMX_BF16__) and Linux grants
 // the process the tile state, run_amx takes the same packed words 16 rows x 16 pairs at a time
 // into tdpbf16ps (8x the multiply-adds per instruction of vdpbf16ps): B's panels are already
@@ -247,17 +249,25 @@ inline void pack_b(Word* out, GemmOperand<float> B, Index p0, Index kc, Index j0
   }
 }
 
+// A tile's MR rows of A's pairs, read where they lie: pair (r, q) at p[r rs + q qs] (a packed
+// slab: rs = 1, qs = MR; A's rounded words themselves: rs = 1 or qs = 1).
+struct ATile {
+  const Word* p;
+  Index rs, qs;
+};
+
 // C (MR, NV packets) += A (MR, np pairs) B panel (np pairs, NV packets), in fp32 on the
 // unpacked halves: per pair, the high half first, as vdpbf16ps.
 template <int NV>
-inline void tile_portable(float* c, Index ldc, const Word* a, const Word* bp, Index np) {
+inline void tile_portable(float* c, Index ldc, ATile a, const Word* bp, Index np) {
   constexpr Index W = NV * kP;
   alignas(64) float acc[kMR][W] = {};
-  for (Index q = 0; q < np; ++q, a += kMR, bp += W) {
+  for (Index q = 0; q < np; ++q, bp += W) {
     alignas(64) float bh[W], bl[W];
     for (Index j = 0; j < W; ++j) bh[j] = high(bp[j]), bl[j] = low(bp[j]);
     for (Index r = 0; r < kMR; ++r) {
-      const float ah = high(a[r]), al = low(a[r]);
+      const Word aw = a.p[r * a.rs + q * a.qs];
+      const float ah = high(aw), al = low(aw);
       for (Index j = 0; j < W; ++j) acc[r][j] += ah * bh[j];
       for (Index j = 0; j < W; ++j) acc[r][j] += al * bl[j];
     }
@@ -269,16 +279,17 @@ inline void tile_portable(float* c, Index ldc, const Word* a, const Word* bp, In
 #ifdef __AVX512BF16__
 static_assert(kP == 16, "AVX512-BF16 works on 16 lanes: Eigen's float packet must be AVX-512's");
 template <int NV>
-inline void tile_native(float* c, Index ldc, const Word* a, const Word* bp, Index np) {
+inline void tile_native(float* c, Index ldc, ATile a, const Word* bp, Index np) {
   constexpr Index W = NV * kP;
   __m512 acc[kMR][NV];
   for (Index r = 0; r < kMR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-  for (Index q = 0; q < np; ++q, a += kMR, bp += W) {
+  const Word* aq = a.p;
+  for (Index q = 0; q < np; ++q, aq += a.qs, bp += W) {
     __m512bh b[NV];
     for (int v = 0; v < NV; ++v) b[v] = (__m512bh)_mm512_load_si512(bp + v * kP);
     for (Index r = 0; r < kMR; ++r) {
-      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r]));
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(static_cast<int>(aq[r * a.rs]));
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, b[v]);
     }
   }
@@ -291,7 +302,7 @@ inline void tile_native(float* c, Index ldc, const Word* a, const Word* bp, Inde
 #endif
 
 template <bool Native, int NV>
-inline void tile(float* c, Index ldc, const Word* a, const Word* bp, Index np) {
+inline void tile(float* c, Index ldc, ATile a, const Word* bp, Index np) {
 #ifdef __AVX512BF16__
   if constexpr (Native) return tile_native<NV>(c, ldc, a, bp, np);
 #endif
@@ -300,7 +311,7 @@ inline void tile(float* c, Index ldc, const Word* a, const Word* bp, Index np) {
 
 // The tile at C's nr x ncols corner: on C itself when whole, else on a copy (as gemm.hpp).
 template <bool Native, int NV>
-inline void tile_at(float* c, Index ldc, const Word* a, const Word* bp, Index np, Index nr, Index ncols) {
+inline void tile_at(float* c, Index ldc, ATile a, const Word* bp, Index np, Index nr, Index ncols) {
   constexpr Index W = NV * kP;
   if (nr == kMR && ncols == W) return tile<Native, NV>(c, ldc, a, bp, np);
   alignas(64) float t[kMR * W] = {};
@@ -338,18 +349,25 @@ inline void run(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B,
         const Index mc = std::min(kMC, M - i0);
         for (Index r0 = 0; r0 < mc; r0 += kMR) {
           const Index i = i0 + r0, nr = std::min(kMR, mc - r0);
-          pack_a(ap, aw, i, nr, p0 / 2, np);
+          // whole tiles read A's rounded words in place; the last, short one a zero padded slab
+          ATile at{ap, 1, kMR};
+          if (nr < kMR)
+            pack_a(ap, aw, i, nr, p0 / 2, np);
+          else if (aw.transposed)
+            at = ATile{aw.data + p0 / 2 * aw.ld + i, 1, aw.ld};
+          else
+            at = ATile{aw.data + i * aw.ld + p0 / 2, aw.ld, 1};
           for (Index c0 = 0; c0 < nc; c0 += kNR) {
             const Index ncols = std::min(kNR, nc - c0), nv = num_chunks(ncols, kP);
             const Word* bq = bp + c0 * np;
             float* cq = c + i * ldc + j0 + c0;
             static_assert(kNV == 2 || kNV == 3, "one case per panel width in packets");
             if (nv == kNV)
-              tile_at<Native, kNV>(cq, ldc, ap, bq, np, nr, ncols);
+              tile_at<Native, kNV>(cq, ldc, at, bq, np, nr, ncols);
             else if (nv == 2)
-              tile_at<Native, 2>(cq, ldc, ap, bq, np, nr, ncols);
+              tile_at<Native, 2>(cq, ldc, at, bq, np, nr, ncols);
             else
-              tile_at<Native, 1>(cq, ldc, ap, bq, np, nr, ncols);
+              tile_at<Native, 1>(cq, ldc, at, bq, np, nr, ncols);
           }
         }
       }
