@@ -68,10 +68,12 @@ inline void patchify(S* out, const S* imgs, Index N, const PatchShape& s) {
 #pragma omp parallel for schedule(static)
   for (Index nl = 0; nl < N * L; ++nl) {
     const Index n = nl / L, r = (nl % L) / G, c = nl % G;
-    for (Index i = 0; i < p; ++i)
-      for (Index j = 0; j < p; ++j)
-        for (Index ch = 0; ch < C; ++ch)
-          out[nl * P + (i * p + j) * C + ch] = imgs[((n * C + ch) * W + r * p + i) * W + c * p + j];
+    for (Index ch = 0; ch < C; ++ch)  // reads along the image's rows (p contiguous values)
+      for (Index i = 0; i < p; ++i) {
+        const S* src = imgs + ((n * C + ch) * W + r * p + i) * W + c * p;
+        S* dst = out + nl * P + i * p * C + ch;
+        for (Index j = 0; j < p; ++j) dst[j * C] = src[j];
+      }
   }
 }
 
