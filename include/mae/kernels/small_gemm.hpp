@@ -22,8 +22,10 @@
 //     rounded into pairs; a tile row takes one broadcast of A's pair and one instruction per
 //     panel for two steps of k. Per pair the high half (k + 1) is added first, as the
 //     instruction does;
-//   - elsewhere, in fp32 on the rounded values by the tile above (one chain over k in order).
-// The two give the same products and sums in a different order (float rounding apart).
+//   - elsewhere, in fp32 on the rounded values by the fp32 tile, with both operands' steps of
+//     k stored in that same order (k + 1, k, k + 3, k + 2, ...).
+// A bf16 product is exact in fp32, so the two paths give the same bits (tests/test_kernels.cpp
+// checks both against a scalar emulation), except that vdpbf16ps flushes subnormals to zero.
 #ifndef MAE_KERNELS_SMALL_GEMM_HPP
 #define MAE_KERNELS_SMALL_GEMM_HPP
 
@@ -79,19 +81,39 @@ inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Ind
 }
 
 // The packed B rounded to bf16 in place (zero padding stays zero).
+// Where the portable bf16 path stores step k: k + 1 before k in each pair (the unpaired last
+// step in place), so that the tile's chain over the stored order is vdpbf16ps's order.
+inline Index hi_first(Index k, Index K) { return (k ^ 1) < K ? k ^ 1 : k; }
+
+// The packed B (K rows of P values per panel) rounded to bf16 in place, its rows in hi_first
+// order (zero padding stays zero).
 inline void round_panels_bf16(float* bp, Index K, Index N) {
-  const Index n = (N + kWidth<float> - 1) / kWidth<float> * K * kWidth<float>;
-  for (Index i = 0; i < n; ++i) bp[i] = round_bf16(bp[i]);
+  constexpr Index P = kWidth<float>;
+  for (Index p = 0; p < (N + P - 1) / P; ++p, bp += K * P)
+    for (Index k = 0; k < K; k += 2) {
+      float* r0 = bp + k * P;
+      if (k + 1 == K) {
+        for (Index j = 0; j < P; ++j) r0[j] = round_bf16(r0[j]);
+        continue;
+      }
+      float* r1 = r0 + P;
+      for (Index j = 0; j < P; ++j) {
+        const float hi = round_bf16(r1[j]);
+        r1[j] = round_bf16(r0[j]);
+        r0[j] = hi;
+      }
+    }
 }
 
-// out (M, K) row-major = A (M, K) rounded to bf16, element (i, k) at a[i * a_rs + k * a_cs]
+// out (M, K) row-major = A (M, K) rounded to bf16, element (i, k) at a[i * a_rs + k * a_cs],
+// its steps of k in hi_first order
 inline void round_a_bf16(float* out, const float* a, Index a_rs, Index a_cs, Index M, Index K) {
   if (a_cs == 1) {
     for (Index i = 0; i < M; ++i)
-      for (Index k = 0; k < K; ++k) out[i * K + k] = round_bf16(a[i * a_rs + k]);  // vectorizes
+      for (Index k = 0; k < K; ++k) out[i * K + hi_first(k, K)] = round_bf16(a[i * a_rs + k]);
   } else {
     for (Index k = 0; k < K; ++k)  // a transposed view (a_rs = 1): read along rows of memory
-      for (Index i = 0; i < M; ++i) out[i * K + k] = round_bf16(a[i * a_rs + k * a_cs]);
+      for (Index i = 0; i < M; ++i) out[i * K + hi_first(k, K)] = round_bf16(a[i * a_rs + k * a_cs]);
   }
 }
 
