@@ -80,7 +80,6 @@ inline void pack_panels(S* out, const S* b, Index b_rs, Index b_cs, Index K, Ind
   }
 }
 
-// The packed B rounded to bf16 in place (zero padding stays zero).
 // Where the portable bf16 path stores step k: k + 1 before k in each pair (the unpaired last
 // step in place), so that the tile's chain over the stored order is vdpbf16ps's order.
 inline Index hi_first(Index k, Index K) { return (k ^ 1) < K ? k ^ 1 : k; }
