@@ -166,14 +166,25 @@ inline Index pairs(Index kc) { return num_chunks(kc, 2); }
 inline constexpr Index kMC = 256;
 inline constexpr Index kNC = 10 * kNR;
 
+// A tile's rows of A's pairs, read where they lie: pair (r, q) at p[r rs + q qs] (a packed
+// slab: rs = 1, qs = MR; A's rounded words themselves: rs = 1 or qs = 1).
+struct ATile {
+  const Word* p;
+  Index rs, qs;
+};
+
 // A (M, K) rounded to bf16 pairs once per call, in a buffer of the calling thread: word (r, q)
 // holds A (r, 2q) and A (r, 2q + 1), at data[r ld + q], or (transposed, from a transposed A)
-// at data[q ld + r]; both read along A's contiguous rows (vectorized). The slabs are then
-// cut from it, once per block of NC columns, without rounding again.
+// at data[q ld + r]; both read along A's contiguous rows (vectorized). Whole tiles then read
+// it in place (tile), a short last tile through a zero-padded slab, without rounding again.
 struct AWords {
   const Word* data;
   Index ld;
   bool transposed;
+  // the words from row i, pair q on
+  ATile tile(Index i, Index q) const {
+    return transposed ? ATile{data + q * ld + i, 1, ld} : ATile{data + i * ld + q, ld, 1};
+  }
 };
 struct AWordsBuffer;
 inline AWords round_a(GemmOperand<float> A, Index M, Index K) {
@@ -199,17 +210,11 @@ inline AWords round_a(GemmOperand<float> A, Index M, Index K) {
   return {w, M, true};
 }
 
-// Rows [i0, i0 + nr) of A, pairs [q0, q0 + np), as np columns of MR words, zero past row nr.
+// Rows [i0, i0 + nr) of A, pairs [q0, q0 + np), as np columns of MR words, zero past row nr
+// (run packs only a short last tile: whole ones read the words in place).
 inline void pack_a(Word* out, const AWords& A, Index i0, Index nr, Index q0, Index np) {
   if (nr < kMR) std::fill(out, out + kMR * np, Word(0));
   if (A.transposed) {
-    if (nr == kMR) {  // a fixed length: one vector move per pair, not a call to memmove
-      for (Index q = 0; q < np; ++q) {
-        const Word* src = A.data + (q0 + q) * A.ld + i0;
-        for (Index r = 0; r < kMR; ++r) out[q * kMR + r] = src[r];
-      }
-      return;
-    }
     for (Index q = 0; q < np; ++q) std::copy_n(A.data + (q0 + q) * A.ld + i0, nr, out + q * kMR);
     return;
   }
@@ -248,13 +253,6 @@ inline void pack_b(Word* out, GemmOperand<float> B, Index p0, Index kc, Index j0
     out += w * np;
   }
 }
-
-// A tile's MR rows of A's pairs, read where they lie: pair (r, q) at p[r rs + q qs] (a packed
-// slab: rs = 1, qs = MR; A's rounded words themselves: rs = 1 or qs = 1).
-struct ATile {
-  const Word* p;
-  Index rs, qs;
-};
 
 // C (MR, NV packets) += A (MR, np pairs) B panel (np pairs, NV packets), in fp32 on the
 // unpacked halves: per pair, the high half first, as vdpbf16ps.
@@ -353,10 +351,8 @@ inline void run(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B,
           ATile at{ap, 1, kMR};
           if (nr < kMR)
             pack_a(ap, aw, i, nr, p0 / 2, np);
-          else if (aw.transposed)
-            at = ATile{aw.data + p0 / 2 * aw.ld + i, 1, aw.ld};
           else
-            at = ATile{aw.data + i * aw.ld + p0 / 2, aw.ld, 1};
+            at = aw.tile(i, p0 / 2);
           for (Index c0 = 0; c0 < nc; c0 += kNR) {
             const Index ncols = std::min(kNR, nc - c0), nv = num_chunks(ncols, kP);
             const Word* bq = bp + c0 * np;
