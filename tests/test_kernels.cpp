@@ -240,22 +240,31 @@ TEST_CASE("gemm_columns refuses a column range that does not start and end on B'
   CHECK(c[step] == static_cast<float>(K));  // and the range computed
 }
 
+// The strides (rows, columns) of an (R, C) operand of small_gemm stored in a buffer of 4 R C
+// values: layout 0 by rows, 1 transposed (by columns), 2 neither contiguous (every other
+// value of every other row: the packing's and rounding's generic paths).
+std::array<Index, 2> strides(int layout, Index R, Index C) {
+  if (layout == 0) return {C, 1};
+  if (layout == 1) return {1, R};
+  return {4 * C, 2};
+}
+
 TEST_CASE("small_gemm (attention's products) equals the reference triple loop, for every tile edge and stride") {
   // sizes around the tiles (8 or 6 rows) and the 16- or 8-wide panels; A and B read through
   // transposed strides too
   for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{
            {1, 1, 1}, {13, 13, 64}, {17, 33, 5}, {65, 32, 65}, {9, 47, 20}, {7, 9, 3}, {12, 24, 17}}) {
-    for (int transposed = 0; transposed < 2; ++transposed) {
-      const std::vector<float> a = random_floats(M * K, 50 + M), b = random_floats(K * N, 60 + N);
-      const Index a_rs = transposed ? 1 : K, a_cs = transposed ? M : 1;  // A stored (M, K) or (K, M)
-      const Index b_rs = transposed ? 1 : N, b_cs = transposed ? K : 1;  // B stored (K, N) or (N, K)
+    for (int layout = 0; layout < 3; ++layout) {
+      const std::vector<float> a = random_floats(4 * M * K, 50 + M), b = random_floats(4 * K * N, 60 + N);
+      const auto [a_rs, a_cs] = strides(layout, M, K);
+      const auto [b_rs, b_cs] = strides(layout, K, N);
       const Index ldc = N + 3;
       const std::vector<float> c_init = random_floats(M * ldc, 70);
       std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
       K::reference::small_gemm(c0.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, true);
       K::small_gemm(c1.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::add);
       K::small_gemm(c2.data(), ldc, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::assign);
-      INFO("M " << M << " N " << N << " K " << K << " transposed " << transposed);
+      INFO("M " << M << " N " << N << " K " << K << " layout " << layout);
       for (Index i = 0; i < M; ++i)
         for (Index j = 0; j < ldc; ++j) {
           const Index at = i * ldc + j;
@@ -278,13 +287,13 @@ TEST_CASE("small_gemm in bf16: the products of the operands rounded to bf16, sum
   // rounded once (a bf16 product is exact in fp32). Bit for bit against a scalar emulation,
   // and never equal to fp32 on the raw operands.
   for (const auto& [M, N, K] : std::vector<std::array<Index, 3>>{{13, 13, 64}, {17, 33, 5}, {9, 47, 20}, {8, 16, 1}}) {
-    for (int transposed = 0; transposed < 2; ++transposed) {
-      const std::vector<float> a = random_floats(M * K, 90 + M), b = random_floats(K * N, 95 + N);
+    for (int layout = 0; layout < 3; ++layout) {
+      const std::vector<float> a = random_floats(4 * M * K, 90 + M), b = random_floats(4 * K * N, 95 + N);
       std::vector<float> ar = a, br = b;
       for (auto& v : ar) v = K::round_bf16(v);
       for (auto& v : br) v = K::round_bf16(v);
-      const Index a_rs = transposed ? 1 : K, a_cs = transposed ? M : 1;
-      const Index b_rs = transposed ? 1 : N, b_cs = transposed ? K : 1;
+      const auto [a_rs, a_cs] = strides(layout, M, K);
+      const auto [b_rs, b_cs] = strides(layout, K, N);
       const auto A = [&](Index i, Index k) { return ar[i * a_rs + k * a_cs]; };
       const auto B = [&](Index k, Index j) { return br[k * b_rs + j * b_cs]; };
       const std::vector<float> c_init = random_floats(M * N, 99);
@@ -301,7 +310,7 @@ TEST_CASE("small_gemm in bf16: the products of the operands rounded to bf16, sum
       std::vector<float> c16 = c_init, c32 = c_init;
       K::small_gemm<float, true>(c16.data(), N, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::add);
       K::small_gemm(c32.data(), N, a.data(), a_rs, a_cs, b.data(), b_rs, b_cs, M, N, K, 0.5f, K::Out::add);
-      INFO("M " << M << " N " << N << " K " << K << " transposed " << transposed);
+      INFO("M " << M << " N " << N << " K " << K << " layout " << layout);
       CHECK(c16 == want);
       CHECK(c16 != c32);
     }

@@ -29,6 +29,14 @@ inline constexpr Index kTileRows = kWideRegisterFile ? 8 : 6;
 // Packets of B per gemm tile row (small_gemm uses at most 2).
 inline constexpr int kGemmTilePackets = kWideRegisterFile ? 3 : 2;
 
+// Packing loops that must inline into their caller (a packing loop called through a function
+// per call of a small product costs more than it does).
+#if defined(__GNUC__) || defined(__clang__)
+#define MAE_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define MAE_ALWAYS_INLINE inline
+#endif
+
 template <class S>
 using AlignedVector = std::vector<S, Eigen::aligned_allocator<S>>;
 

@@ -166,92 +166,109 @@ inline Index pairs(Index kc) { return num_chunks(kc, 2); }
 inline constexpr Index kMC = 256;
 inline constexpr Index kNC = 10 * kNR;
 
-// A tile's rows of A's pairs, read where they lie: pair (r, q) at p[r rs + q qs] (a packed
-// slab: rs = 1, qs = MR; A's rounded words themselves: rs = 1 or qs = 1).
+// Words laid out with a stride per row and per pair: pair (r, q) at p[r rs + q qs]. A tile's
+// rows of A's pairs are read where they lie (a packed slab: rs = 1, qs = MR; A's rounded words
+// themselves: rs = 1 or qs = 1).
+struct WordStrides {
+  Index rs, qs;
+};
 struct ATile {
   const Word* p;
   Index rs, qs;
 };
 
-// A (M, K) rounded to bf16 pairs once per call, in a buffer of the calling thread: word (r, q)
-// holds A (r, 2q) and A (r, 2q + 1), at data[r ld + q], or (transposed, from a transposed A)
-// at data[q ld + r]; both read along A's contiguous rows (vectorized). Whole tiles then read
-// it in place (tile), a short last tile through a zero-padded slab, without rounding again.
+// A (M, K), element (i, k) at a[i rs + k cs], rounded into pairs, read along A's rows of memory:
+// pair (i, q) at out[i pairs(K) + q] (returned as {pairs(K), 1}), or where A's steps of k are
+// its rows of memory (a transposed view, rs == 1) at out[q M + i] (returned as {1, M}).
+// The A operands of the linear layers (round_a) and of attention's products (small_gemm.hpp).
+inline WordStrides round_words(Word* out, const float* a, Index rs, Index cs, Index M, Index K) {
+  const Index np = pairs(K), whole = K / 2;
+  if (cs == 1) {
+    for (Index i = 0; i < M; ++i) {
+      pair_along(out + i * np, a + i * rs, whole);
+      if (K % 2) out[i * np + whole] = pair(a[i * rs + K - 1], 0.0f);
+    }
+    return {np, 1};
+  }
+  if (rs == 1) {
+    for (Index q = 0; q < whole; ++q) pair_rows(out + q * M, a + 2 * q * cs, a + (2 * q + 1) * cs, M);
+    if (K % 2)
+      for (Index i = 0; i < M; ++i) out[whole * M + i] = pair(a[(K - 1) * cs + i], 0.0f);
+    return {1, M};
+  }
+  for (Index i = 0; i < M; ++i)
+    for (Index q = 0; q < np; ++q)
+      out[i * np + q] = pair(a[i * rs + 2 * q * cs], 2 * q + 1 < K ? a[i * rs + (2 * q + 1) * cs] : 0.0f);
+  return {np, 1};
+}
+
+// B's steps of k [0, kc) x columns [0, nc), B (k, j) at b[k rs + j cs], as panels of NR
+// columns: panel c, from out + c NR pairs(kc), holds pairs(kc) rows of its width (NR, or the
+// last panel's valid columns rounded up to whole packets, zero padded). The B operands of the
+// linear layers (NR = kNR, pack_b) and of attention's products (NR = one packet, small_gemm.hpp).
+template <Index NR>
+MAE_ALWAYS_INLINE void pack_panels(Word* out, const float* b, Index rs, Index cs, Index kc, Index nc) {
+  const Index np = pairs(kc), whole = kc / 2;
+  for (Index c0 = 0; c0 < nc; c0 += NR, out += NR * np) {
+    const Index ncols = std::min(NR, nc - c0), w = num_chunks(ncols, kP) * kP;
+    if (ncols < w) std::fill(out, out + w * np, Word(0));
+    if (rs == 1) {  // column j's steps of k contiguous: pairs along it, then across the panel
+      constexpr Index kChunk = kKC / 2;
+      Word col[kChunk];
+      for (Index j = 0; j < ncols; ++j) {
+        const float* src = b + (c0 + j) * cs;
+        for (Index q0 = 0; q0 < whole; q0 += kChunk) {
+          const Index n = std::min(kChunk, whole - q0);
+          pair_along(col, src + 2 * q0, n);
+          for (Index q = 0; q < n; ++q) out[(q0 + q) * w + j] = col[q];
+        }
+        if (kc % 2) out[whole * w + j] = pair(src[kc - 1], 0.0f);
+      }
+    } else if (cs == 1) {  // each step's columns contiguous: pairs across two of B's rows
+      for (Index q = 0; q < whole; ++q) pair_rows(out + q * w, b + 2 * q * rs + c0, b + (2 * q + 1) * rs + c0, ncols);
+      if (kc % 2)
+        for (Index j = 0; j < ncols; ++j) out[whole * w + j] = pair(b[(kc - 1) * rs + c0 + j], 0.0f);
+    } else {
+      for (Index q = 0; q < np; ++q)
+        for (Index j = 0; j < ncols; ++j) {
+          const float* src = b + 2 * q * rs + (c0 + j) * cs;
+          out[q * w + j] = pair(src[0], 2 * q + 1 < kc ? src[rs] : 0.0f);
+        }
+    }
+  }
+}
+
+// A (M, K) rounded to bf16 pairs once per call, in a buffer of the calling thread (round_words'
+// layout), which whole tiles then read in place (tile), a short last tile through a
+// zero-padded slab, without rounding again.
 struct AWords {
   const Word* data;
-  Index ld;
-  bool transposed;
+  WordStrides s;
   // the words from row i, pair q on
-  ATile tile(Index i, Index q) const {
-    return transposed ? ATile{data + q * ld + i, 1, ld} : ATile{data + i * ld + q, ld, 1};
-  }
+  ATile tile(Index i, Index q) const { return {data + i * s.rs + q * s.qs, s.rs, s.qs}; }
 };
 struct AWordsBuffer;
 inline AWords round_a(GemmOperand<float> A, Index M, Index K) {
-  const Index np = pairs(K), whole = K / 2;
-  Word* const w = thread_buffer<AWordsBuffer, Word>(M * np);
-  if (!A.transposed) {
-    for (Index r = 0; r < M; ++r) {
-      const float* src = A.data + r * A.ld;
-      Word* d = w + r * np;
-      pair_along(d, src, whole);
-      if (K % 2) d[whole] = pair(src[K - 1], 0.0f);
-    }
-    return {w, np, false};
-  }
-  for (Index q = 0; q < np; ++q) {
-    const float* k0 = A.data + 2 * q * A.ld;
-    Word* d = w + q * M;
-    if (2 * q + 1 < K)
-      pair_rows(d, k0, k0 + A.ld, M);
-    else
-      for (Index r = 0; r < M; ++r) d[r] = pair(k0[r], 0.0f);
-  }
-  return {w, M, true};
+  Word* const w = thread_buffer<AWordsBuffer, Word>(M * pairs(K));
+  return {w, A.transposed ? round_words(w, A.data, 1, A.ld, M, K) : round_words(w, A.data, A.ld, 1, M, K)};
 }
 
 // Rows [i0, i0 + nr) of A, pairs [q0, q0 + np), as np columns of MR words, zero past row nr
 // (run packs only a short last tile: whole ones read the words in place).
 inline void pack_a(Word* out, const AWords& A, Index i0, Index nr, Index q0, Index np) {
   if (nr < kMR) std::fill(out, out + kMR * np, Word(0));
-  if (A.transposed) {
-    for (Index q = 0; q < np; ++q) std::copy_n(A.data + (q0 + q) * A.ld + i0, nr, out + q * kMR);
-    return;
-  }
-  for (Index r = 0; r < nr; ++r) {
-    const Word* src = A.data + (i0 + r) * A.ld + q0;
-    for (Index q = 0; q < np; ++q) out[q * kMR + r] = src[q];
-  }
+  for (Index q = 0; q < np; ++q)
+    for (Index r = 0; r < nr; ++r) out[q * kMR + r] = A.data[(i0 + r) * A.s.rs + (q0 + q) * A.s.qs];
 }
 
 // Panels of B's block k [p0, p0 + kc) x columns [j0, j0 + nc): panel q holds columns
 // [q NR, q NR + NR) as pairs(kc) rows of its width (NR, or the last panel's valid columns
 // rounded up to whole packets, zero padded).
 inline void pack_b(Word* out, GemmOperand<float> B, Index p0, Index kc, Index j0, Index nc) {
-  const Index np = pairs(kc);
-  for (Index c0 = j0; c0 < j0 + nc; c0 += kNR) {
-    const Index ncols = std::min(kNR, j0 + nc - c0), w = num_chunks(ncols, kP) * kP;
-    if (ncols < w) std::fill(out, out + w * np, Word(0));
-    const Index whole = kc / 2;
-    if (B.transposed) {  // B (k, j) = data[j ld + k]: column j's steps of k are contiguous
-      Word col[kKC / 2];
-      for (Index j = 0; j < ncols; ++j) {
-        const float* src = B.data + (c0 + j) * B.ld + p0;
-        pair_along(col, src, whole);
-        for (Index q = 0; q < whole; ++q) out[q * w + j] = col[q];
-        if (kc % 2) out[whole * w + j] = pair(src[kc - 1], 0.0f);
-      }
-    } else {  // B (k, j) = data[k ld + j]: each step's columns are contiguous
-      for (Index q = 0; q < np; ++q) {
-        const float* k0 = B.data + (p0 + 2 * q) * B.ld + c0;
-        if (2 * q + 1 < kc)
-          pair_rows(out + q * w, k0, k0 + B.ld, ncols);
-        else
-          for (Index j = 0; j < ncols; ++j) out[q * w + j] = pair(k0[j], 0.0f);
-      }
-    }
-    out += w * np;
-  }
+  if (B.transposed)  // B (k, j) = data[j ld + k]
+    pack_panels<kNR>(out, B.data + j0 * B.ld + p0, 1, B.ld, kc, nc);
+  else
+    pack_panels<kNR>(out, B.data + p0 * B.ld + j0, B.ld, 1, kc, nc);
 }
 
 // C (MR, NV packets) += A (MR, np pairs) B panel (np pairs, NV packets), in fp32 on the
@@ -457,11 +474,11 @@ inline void run_amx(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float
   Word* const bb = thread_buffer<BBlockBuffer, Word>(kNC * pairs(kKC));
   const Index KC = block_k(K), npk = pairs(K);
   AWords aw = round_a(A, M, K);
-  if (aw.transposed) {  // the tiles read A's rows: transpose the words once
+  if (aw.s.qs != 1) {  // the tiles read A's rows: transpose the words once
     Word* const rows = thread_buffer<AmxRowsBuffer, Word>(M * npk);
     for (Index q = 0; q < npk; ++q)
-      for (Index r = 0; r < M; ++r) rows[r * npk + q] = aw.data[q * M + r];
-    aw = AWords{rows, npk, false};
+      for (Index r = 0; r < M; ++r) rows[r * npk + q] = aw.data[q * aw.s.qs + r * aw.s.rs];
+    aw = AWords{rows, {npk, 1}};
   }
   for (Index j0 = jb; j0 < je; j0 += kNC) {
     const Index nc = std::min(kNC, je - j0);
@@ -478,13 +495,13 @@ inline void run_amx(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float
         for (Index i = 0; i < M; i += 16) {
           const Index rows = std::min<Index>(16, M - i);
           float* cq = c + i * ldc + j0 + c0;
-          const Word* aq = aw.data + i * aw.ld + p0 / 2;
+          const Word* aq = aw.data + i * aw.s.rs + p0 / 2;
           if (nv == 3)
-            amx_block<3>(cq, ldc, aq, aw.ld, rows, panel, np, ncols);
+            amx_block<3>(cq, ldc, aq, aw.s.rs, rows, panel, np, ncols);
           else if (nv == 2)
-            amx_block<2>(cq, ldc, aq, aw.ld, rows, panel, np, ncols);
+            amx_block<2>(cq, ldc, aq, aw.s.rs, rows, panel, np, ncols);
           else
-            amx_block<1>(cq, ldc, aq, aw.ld, rows, panel, np, ncols);
+            amx_block<1>(cq, ldc, aq, aw.s.rs, rows, panel, np, ncols);
         }
       }
     }

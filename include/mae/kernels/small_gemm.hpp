@@ -188,68 +188,9 @@ inline void with_rows(Index m, F&& f) {
 }
 
 #ifdef __AVX512BF16__
-// bf16 pairs on vdpbf16ps. B (K, N), element (k, j) at b[k * b_rs + j * b_cs], as ceil(N / P)
-// panels of (ceil(K / 2) pairs, P) words, zero padded (a zero completes an odd K's last pair).
-inline void pack_word_panels(Word* out, const float* b, Index b_rs, Index b_cs, Index K, Index N) {
-  using gemm_bf16_detail::pair;
-  constexpr Index P = kWidth<float>, kChunk = 64;
-  const Index np = (K + 1) / 2, whole = K / 2;
-  for (Index j0 = 0; j0 < N; j0 += P, out += np * P) {
-    const Index nj = std::min(P, N - j0);
-    if (nj < P) std::fill(out, out + np * P, Word(0));
-    if (b_rs == 1) {  // column j's steps of k contiguous (k^T, v^T): pairs along it
-      Word col[kChunk];
-      for (Index j = 0; j < nj; ++j) {
-        const float* src = b + (j0 + j) * b_cs;
-        for (Index q0 = 0; q0 < whole; q0 += kChunk) {
-          const Index n = std::min(kChunk, whole - q0);
-          gemm_bf16_detail::pair_along(col, src + 2 * q0, n);
-          for (Index q = 0; q < n; ++q) out[(q0 + q) * P + j] = col[q];
-        }
-        if (K % 2) out[whole * P + j] = pair(src[K - 1], 0.0f);
-      }
-    } else if (b_cs == 1 && nj == P) {  // each step's P columns contiguous (v, k, q, dout)
-      for (Index q = 0; q < whole; ++q)
-        gemm_bf16_detail::pair_rows(out + q * P, b + 2 * q * b_rs + j0, b + (2 * q + 1) * b_rs + j0, P);
-      if (K % 2)
-        for (Index j = 0; j < P; ++j) out[whole * P + j] = pair(b[(K - 1) * b_rs + j0 + j], 0.0f);
-    } else {
-      for (Index q = 0; q < np; ++q)
-        for (Index j = 0; j < nj; ++j) {
-          const float* src = b + 2 * q * b_rs + (j0 + j) * b_cs;
-          out[q * P + j] = pair(src[0], 2 * q + 1 < K ? src[b_rs] : 0.0f);
-        }
-    }
-  }
-}
-
-// A (M, K), element (i, k) at a[i * a_rs + k * a_cs], rounded into pairs: pair (i, q) at
-// out[i * rs + q * qs], returned as {rs, qs}: along A's rows of memory either way.
-struct WordStrides {
-  Index rs, qs;
-};
-inline WordStrides round_a_words(Word* out, const float* a, Index a_rs, Index a_cs, Index M, Index K) {
-  using gemm_bf16_detail::pair;
-  const Index np = (K + 1) / 2, whole = K / 2;
-  if (a_cs == 1) {
-    for (Index i = 0; i < M; ++i) {
-      gemm_bf16_detail::pair_along(out + i * np, a + i * a_rs, whole);
-      if (K % 2) out[i * np + whole] = pair(a[i * a_rs + K - 1], 0.0f);
-    }
-    return {np, 1};
-  }
-  if (a_rs == 1) {  // a transposed view: the steps of k are A's rows of memory
-    for (Index q = 0; q < whole; ++q)
-      gemm_bf16_detail::pair_rows(out + q * M, a + 2 * q * a_cs, a + (2 * q + 1) * a_cs, M);
-    if (K % 2)
-      for (Index i = 0; i < M; ++i) out[whole * M + i] = pair(a[(K - 1) * a_cs + i], 0.0f);
-    return {1, M};
-  }
-  for (Index i = 0; i < M; ++i)
-    for (Index q = 0; q < np; ++q)
-      out[i * np + q] = pair(a[i * a_rs + 2 * q * a_cs], 2 * q + 1 < K ? a[i * a_rs + (2 * q + 1) * a_cs] : 0.0f);
-  return {np, 1};
-}
+// bf16 pairs on vdpbf16ps: B packed and A rounded as the linear layers' operands are
+// (gemm_bf16.hpp's pack_panels and round_words), with panels of one packet.
+using gemm_bf16_detail::WordStrides;
 
 // C[0..MR) x [0..n_valid) = or += alpha * A's pairs [0..MR) x the word panels [0..NP), np pairs
 template <int MR, int NP>
@@ -296,11 +237,12 @@ inline Index small_gemm_packed_size(Index K, Index N) {  // enough for either ki
 }
 // Bf16: the packed values rounded to bf16, for small_gemm_packed<S, true>.
 template <class S, bool Bf16 = false>
-inline void small_gemm_pack(SmallPacked<S, Bf16>* out, const S* b, Index b_rs, Index b_cs, Index K, Index N) {
+MAE_ALWAYS_INLINE void small_gemm_pack(SmallPacked<S, Bf16>* out, const S* b, Index b_rs, Index b_cs, Index K,
+                                       Index N) {
   static_assert(!Bf16 || std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
   if constexpr (Bf16 && kNativeBf16) {
 #ifdef __AVX512BF16__
-    small_gemm_detail::pack_word_panels(out, b, b_rs, b_cs, K, N);
+    gemm_bf16_detail::pack_panels<small_gemm_detail::kWidth<float>>(out, b, b_rs, b_cs, K, N);
 #endif
   } else {
     small_gemm_detail::pack_panels(out, b, b_rs, b_cs, K, N);
@@ -323,7 +265,7 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
 #ifdef __AVX512BF16__
     const Index np = (K + 1) / 2;  // pairs of k
     d::Word* const aw = thread_buffer<d::RoundedABuffer, d::Word>(M * np);
-    const d::WordStrides as = d::round_a_words(aw, a, a_rs, a_cs, M, K);
+    const d::WordStrides as = gemm_bf16_detail::round_words(aw, a, a_rs, a_cs, M, K);
     for (Index p0 = 0; p0 < panels; p0 += 2) {
       const bool two = panels - p0 >= 2;
       const d::Word* panel = bp + p0 * np * P;
@@ -361,8 +303,8 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
 // The same with B (K, N) as in small_gemm_pack, packed here into a per-thread buffer that only
 // grows (steady-state calls allocate nothing).
 template <class S, bool Bf16 = false>
-inline void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs, Index b_cs, Index M,
-                       Index N, Index K, S alpha, Out mode) {
+MAE_ALWAYS_INLINE void small_gemm(S* c, Index ldc, const S* a, Index a_rs, Index a_cs, const S* b, Index b_rs,
+                                  Index b_cs, Index M, Index N, Index K, S alpha, Out mode) {
   auto* bp = thread_buffer<small_gemm_detail::PackBuffer, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(K, N));
   small_gemm_pack<S, Bf16>(bp, b, b_rs, b_cs, K, N);
   small_gemm_packed<S, Bf16>(c, ldc, a, a_rs, a_cs, bp, M, N, K, alpha, mode);
