@@ -29,8 +29,9 @@ inline constexpr Index kTileRows = kWideRegisterFile ? 8 : 6;
 // Packets of B per gemm tile row (small_gemm uses at most 2).
 inline constexpr int kGemmTilePackets = kWideRegisterFile ? 3 : 2;
 
-// Packing loops that must inline into their caller (a packing loop called through a function
-// per call of a small product costs more than it does).
+// For the packing of small products' operands (attention's), which must inline into its
+// caller: called out of line once per small product, the call and the strides it no longer
+// sees as constants made bf16 attention backward 5-8% slower (docs/performance.md).
 #if defined(__GNUC__) || defined(__clang__)
 #define MAE_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
