@@ -243,7 +243,7 @@ TEST_CASE("gemm_columns refuses a column range that does not start and end on B'
 // The strides (rows, columns) of an (R, C) operand of small_gemm stored in a buffer of 4 R C
 // values: layout 0 by rows, 1 transposed (by columns), 2 neither contiguous (every other
 // value of every other row: the packing's and rounding's generic paths).
-std::array<Index, 2> strides(int layout, Index R, Index C) {
+static std::array<Index, 2> strides(int layout, Index R, Index C) {
   if (layout == 0) return {C, 1};
   if (layout == 1) return {1, R};
   return {4 * C, 2};

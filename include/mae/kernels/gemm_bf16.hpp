@@ -261,9 +261,7 @@ inline void pack_a(Word* out, const AWords& A, Index i0, Index nr, Index q0, Ind
     for (Index r = 0; r < nr; ++r) out[q * kMR + r] = A.data[(i0 + r) * A.s.rs + (q0 + q) * A.s.qs];
 }
 
-// Panels of B's block k [p0, p0 + kc) x columns [j0, j0 + nc): panel q holds columns
-// [q NR, q NR + NR) as pairs(kc) rows of its width (NR, or the last panel's valid columns
-// rounded up to whole packets, zero padded).
+// B's block k [p0, p0 + kc) x columns [j0, j0 + nc), as pack_panels' panels of NR columns.
 inline void pack_b(Word* out, GemmOperand<float> B, Index p0, Index kc, Index j0, Index nc) {
   if (B.transposed)  // B (k, j) = data[j ld + k]
     pack_panels<kNR>(out, B.data + j0 * B.ld + p0, 1, B.ld, kc, nc);

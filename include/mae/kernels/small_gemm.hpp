@@ -263,7 +263,7 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
   if constexpr (Bf16) {
     static_assert(std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
 #ifdef __AVX512BF16__
-    const Index np = (K + 1) / 2;  // pairs of k
+    const Index np = gemm_bf16_detail::pairs(K);
     d::Word* const aw = thread_buffer<d::RoundedABuffer, d::Word>(M * np);
     const d::WordStrides as = gemm_bf16_detail::round_words(aw, a, a_rs, a_cs, M, K);
     for (Index p0 = 0; p0 < panels; p0 += 2) {
