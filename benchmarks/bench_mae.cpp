@@ -100,7 +100,7 @@ void BM_peak_gemm_mae(benchmark::State& st) {
   st.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
-// fp32, and bf16 operands with fp32 sums (kernels/gemm_bf16.hpp: AVX512-BF16 where compiled
+// fp32, and bf16 operands with fp32 sums (kernels/format_bf16.hpp: AVX512-BF16 where compiled
 // for it, else the portable tile)
 BENCHMARK_TEMPLATE(BM_peak_gemm_mae, mae::Precision::fp32)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_peak_gemm_mae, mae::Precision::bf16)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();

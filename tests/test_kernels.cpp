@@ -3,7 +3,7 @@
 // same bits for any split of the work.
 #include "test_util.hpp"
 
-#include <mae/kernels/gemm_bf16.hpp>
+#include <mae/kernels/gemm.hpp>
 #include <mae/kernels/reference.hpp>
 
 #include <array>
@@ -15,6 +15,8 @@ using mae::Index;
 using mae_test::random_floats;
 using mae_test::random_vector;
 namespace K = mae::kernels;
+using F32 = K::formats::Scalar<float>;
+using Bf16 = K::formats::Bf16;
 
 // The error bound of an fp32 sum of products, per element of C: 1e-6 of sum over k of |a b|
 // (the same product on absolute values) and of |C's initial value|.
@@ -69,25 +71,25 @@ TEST_CASE(
       std::vector<float> c0 = c_init, c1 = c_init, c2 = c_init;
       K::reference::gemm(c0.data(), ldc, A, B, M, N, K, 0.5f);
       const std::vector<float> bound = float_sum_bound(a, b, A, B, c_init, M, N, K, ldc);
-      K::gemm(c1.data(), ldc, A, B, M, N, K, 0.5f);
+      K::gemm<F32>(c1.data(), ldc, A, B, M, N, K, 0.5f);
       // the same product in two chunks of rows split off the tile grid: the same bits
       const Index split = M / 2 + 1 < M ? M / 2 + 1 : M;
-      K::gemm(c2.data(), ldc, A, B, split, N, K, 0.5f);
+      K::gemm<F32>(c2.data(), ldc, A, B, split, N, K, 0.5f);
       const K::GemmOperand<float> A2{at ? a.data() + split : a.data() + split * K, A.ld, at};
-      K::gemm(c2.data() + split * ldc, ldc, A2, B, M - split, N, K, 0.5f);
+      K::gemm<F32>(c2.data() + split * ldc, ldc, A2, B, M - split, N, K, 0.5f);
       // and with B packed beforehand, piece by piece: the same bits
       std::vector<float> c3 = c_init;
       std::vector<float, Eigen::aligned_allocator<float>> packed(
-          static_cast<std::size_t>(K::gemm_packed_size<float>(K, N)), std::numeric_limits<float>::quiet_NaN());
-      for (Index u = 0; u < K::gemm_pack_units<float>(K, N); ++u) K::gemm_pack_unit(packed.data(), B, K, N, u);
-      K::gemm(c3.data(), ldc, A, K::PackedB<float>{packed.data(), K, N}, M, 0.5f);
+          static_cast<std::size_t>(K::gemm_packed_size<F32>(K, N)), std::numeric_limits<float>::quiet_NaN());
+      for (Index u = 0; u < K::gemm_pack_units<F32>(K, N); ++u) K::gemm_pack_unit<F32>(packed.data(), B, K, N, u);
+      K::gemm<F32>(c3.data(), ldc, A, K::PackedB<F32>{packed.data(), K, N}, M, 0.5f);
       // and column range by column range (gemm_columns), B packed before or packed per range
-      const Index step = K::kGemmColumnStep<float>, mid = std::min(N, (N / 2 + step - 1) / step * step);
+      const Index step = K::kGemmColumnStep<F32>, mid = std::min(N, (N / 2 + step - 1) / step * step);
       std::vector<float> c4 = c_init, c5 = c_init;
-      K::gemm_columns(c4.data(), ldc, A, K::PackedB<float>{packed.data(), K, N}, M, 0, mid, 0.5f);
-      K::gemm_columns(c4.data(), ldc, A, K::PackedB<float>{packed.data(), K, N}, M, mid, N, 0.5f);
-      K::gemm_columns(c5.data(), ldc, A, B, M, N, K, mid, N, 0.5f);
-      K::gemm_columns(c5.data(), ldc, A, B, M, N, K, 0, mid, 0.5f);
+      K::gemm_columns<F32>(c4.data(), ldc, A, K::PackedB<F32>{packed.data(), K, N}, M, 0, mid, 0.5f);
+      K::gemm_columns<F32>(c4.data(), ldc, A, K::PackedB<F32>{packed.data(), K, N}, M, mid, N, 0.5f);
+      K::gemm_columns<F32>(c5.data(), ldc, A, B, M, N, K, mid, N, 0.5f);
+      K::gemm_columns<F32>(c5.data(), ldc, A, B, M, N, K, 0, mid, 0.5f);
       INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
       CHECK(c1 == c2);
       CHECK(c1 == c3);
@@ -147,8 +149,8 @@ TEST_CASE("packing rounds many values at once as to_bf16 does one: ties, NaN, su
       if (with_special)
         for (std::size_t i = 0; i < y.size(); i += 3) y[i] = as_float(special[(i / 3 + 4) % special.size()]);
       std::vector<std::uint32_t> along(static_cast<std::size_t>(n)), rows(static_cast<std::size_t>(n));
-      K::gemm_bf16_detail::pair_along(along.data(), x.data(), n);
-      K::gemm_bf16_detail::pair_rows(rows.data(), x.data(), y.data(), n);
+      K::bf16::pair_along(along.data(), x.data(), n);
+      K::bf16::pair_rows(rows.data(), x.data(), y.data(), n);
       for (Index i = 0; i < n; ++i) {
         const auto want_along = static_cast<std::uint32_t>(K::to_bf16(x[2 * i])) |
                                 static_cast<std::uint32_t>(K::to_bf16(x[2 * i + 1])) << 16;
@@ -183,31 +185,33 @@ TEST_CASE("gemm_bf16 equals the reference (operands rounded to bf16, products su
       K::reference::gemm_bf16(want.data(), ldc, A, B, M, N, K);
       K::reference::gemm(fp32.data(), ldc, A, B, M, N, K);
       const std::vector<float> bound = float_sum_bound(a, b, A, B, c_init, M, N, K, ldc);
-      K::gemm_bf16(c1.data(), ldc, A, B, M, N, K);
+      K::gemm<Bf16>(c1.data(), ldc, A, B, M, N, K);
       // B packed beforehand (over a NaN-filled buffer: every word used is written), and
       // column range by column range: the same bits
       std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> packed(
-          static_cast<std::size_t>(K::gemm_bf16_packed_size(K, N)), 0x7fc07fc0u);
-      for (Index u = 0; u < K::gemm_bf16_pack_units(K, N); ++u) K::gemm_bf16_pack_unit(packed.data(), B, K, N, u);
-      const K::PackedBf16 P{packed.data(), K, N};
+          static_cast<std::size_t>(K::gemm_packed_size<Bf16>(K, N)), 0x7fc07fc0u);
+      for (Index u = 0; u < K::gemm_pack_units<Bf16>(K, N); ++u) K::gemm_pack_unit<Bf16>(packed.data(), B, K, N, u);
+      const K::PackedB<Bf16> P{packed.data(), K, N};
       std::vector<float> c2 = c_init, c3 = c_init, c4 = c_init;
-      K::gemm_bf16(c2.data(), ldc, A, P, M);
-      const Index step = K::kGemmBf16ColumnStep, mid = std::min(N, (N / 2 + step - 1) / step * step);
-      K::gemm_bf16_columns(c3.data(), ldc, A, P, M, mid, N);
-      K::gemm_bf16_columns(c3.data(), ldc, A, P, M, 0, mid);
-      K::gemm_bf16_columns(c4.data(), ldc, A, B, M, N, K, 0, mid);
-      K::gemm_bf16_columns(c4.data(), ldc, A, B, M, N, K, mid, N);
+      K::gemm<Bf16>(c2.data(), ldc, A, P, M);
+      const Index step = K::kGemmColumnStep<Bf16>, mid = std::min(N, (N / 2 + step - 1) / step * step);
+      K::gemm_columns<Bf16>(c3.data(), ldc, A, P, M, mid, N);
+      K::gemm_columns<Bf16>(c3.data(), ldc, A, P, M, 0, mid);
+      K::gemm_columns<Bf16>(c4.data(), ldc, A, B, M, N, K, 0, mid);
+      K::gemm_columns<Bf16>(c4.data(), ldc, A, B, M, N, K, mid, N);
       INFO("M " << M << " N " << N << " K " << K << " A transposed " << at << " B transposed " << bt);
       CHECK(c1 == c2);
       CHECK(c1 == c3);
       CHECK(c1 == c4);
-      if constexpr (K::kNativeBf16) {  // the portable tile gives vdpbf16ps's bits
+#ifdef __AVX512BF16__
+      {  // the portable tile gives vdpbf16ps's bits
         std::vector<float> c5 = c_init, c6 = c_init;
-        K::gemm_bf16_detail::run<false>(c5.data(), ldc, A, B, nullptr, M, N, K, 0, N);
-        K::gemm_bf16_detail::run<true>(c6.data(), ldc, A, B, nullptr, M, N, K, 0, N);
+        K::gemm<K::formats::Bf16Portable>(c5.data(), ldc, A, B, M, N, K);
+        K::gemm<K::formats::Bf16Dot>(c6.data(), ldc, A, B, M, N, K);
         CHECK(c5 == c6);
-        if (!K::gemm_bf16_uses_amx()) CHECK(c1 == c6);  // AMX tiles sum inside an instruction in their own order
+        if (!K::amx_granted()) CHECK(c1 == c6);  // AMX tiles sum inside an instruction in their own order
       }
+#endif
       Index off_fp32 = 0;  // elements the rounding of the operands moved past the fp32 bound
       for (Index i = 0; i < M; ++i)
         for (Index j = 0; j < ldc; ++j) {
@@ -225,17 +229,17 @@ TEST_CASE("gemm_bf16 equals the reference (operands rounded to bf16, products su
 }
 
 TEST_CASE("gemm_columns refuses a column range that does not start and end on B's panels") {
-  const Index step = K::kGemmColumnStep<float>, M = 3, N = step + 16, K = 5;  // one panel and a partial one
+  const Index step = K::kGemmColumnStep<F32>, M = 3, N = step + 16, K = 5;  // one panel and a partial one
   const std::vector<float> a(M * K, 1.f), b(K * N, 1.f);
   std::vector<float> c(M * N, 0.f);
   const K::GemmOperand<float> A{a.data(), K}, B{b.data(), N};
-  CHECK_THROWS_WITH_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, 1, N), doctest::Contains("panels of"), mae::Error);
-  CHECK_THROWS_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, 0, step + 1), mae::Error);
-  CHECK_THROWS_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, 0, N + step), mae::Error);
-  CHECK_THROWS_AS(K::gemm_columns(c.data(), N, A, B, M, N, K, step + 1, N), mae::Error);
-  CHECK_NOTHROW(K::gemm_columns(c.data(), N, A, B, M, N, K, N, N));  // empty, at the end
+  CHECK_THROWS_WITH_AS(K::gemm_columns<F32>(c.data(), N, A, B, M, N, K, 1, N), doctest::Contains("panels of"), mae::Error);
+  CHECK_THROWS_AS(K::gemm_columns<F32>(c.data(), N, A, B, M, N, K, 0, step + 1), mae::Error);
+  CHECK_THROWS_AS(K::gemm_columns<F32>(c.data(), N, A, B, M, N, K, 0, N + step), mae::Error);
+  CHECK_THROWS_AS(K::gemm_columns<F32>(c.data(), N, A, B, M, N, K, step + 1, N), mae::Error);
+  CHECK_NOTHROW(K::gemm_columns<F32>(c.data(), N, A, B, M, N, K, N, N));  // empty, at the end
   CHECK(c == std::vector<float>(M * N, 0.f));
-  CHECK_NOTHROW(K::gemm_columns(c.data(), N, A, B, M, N, K, step, N));
+  CHECK_NOTHROW(K::gemm_columns<F32>(c.data(), N, A, B, M, N, K, step, N));
   CHECK(c[0] == 0.f);                       // columns before the range untouched
   CHECK(c[step] == static_cast<float>(K));  // and the range computed
 }

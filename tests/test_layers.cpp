@@ -291,15 +291,15 @@ TEST_CASE("linear in bf16: gemm_bf16's products (operands rounded to bf16, fp32 
     mae::linear_forward(y32.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
     for (Index i = 0; i < rows; ++i)
       for (Index o = 0; o < out; ++o) want_y[i * out + o] = r[i * out + o] + b[o];
-    K::gemm_bf16(want_y.data(), out, {x.data(), in}, {w.data(), in, true}, rows, out, in);
+    K::gemm<K::formats::Bf16>(want_y.data(), out, {x.data(), in}, {w.data(), in, true}, rows, out, in);
     CHECK(y == want_y);
     CHECK(y != y32);
     F dx(rows * in, std::numeric_limits<float>::quiet_NaN()), dw = dw0, db = db0, want_dx(rows * in, 0.f),
                                                               want_dw = dw0, want_db = db0;
     mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
                          {mae::Grad::assign, {}, bf16});
-    K::gemm_bf16(want_dx.data(), in, {dy.data(), out}, {w.data(), in}, rows, in, out);        // dX = dY W
-    K::gemm_bf16(want_dw.data(), in, {dy.data(), out, true}, {x.data(), in}, out, in, rows);  // dW += dY^T X
+    K::gemm<K::formats::Bf16>(want_dx.data(), in, {dy.data(), out}, {w.data(), in}, rows, in, out);        // dX = dY W
+    K::gemm<K::formats::Bf16>(want_dw.data(), in, {dy.data(), out, true}, {x.data(), in}, out, in, rows);  // dW += dY^T X
     for (Index i = 0; i < rows; ++i)
       for (Index o = 0; o < out; ++o) want_db[o] += dy[i * out + o];  // the bias gradient stays fp32
     CHECK(dx == want_dx);

@@ -37,7 +37,7 @@ inline void init_linear(LinearParams<S>& l, Index out_dim, Index in_dim, Rng& r)
 
 // The products' arithmetic: Precision::fp32 (the default), or Precision::bf16, bf16 operands
 // (rounded to nearest even) with fp32 sums, the recipe of PyTorch's CPU autocast for
-// nn.Linear; inputs, outputs and gradients are fp32 either way (kernels/gemm_bf16.hpp).
+// nn.Linear; inputs, outputs and gradients are fp32 either way (kernels/format_bf16.hpp).
 using kernels::Precision;
 
 // f(r0, nr, j0, nc) on the block rows [r0, r0 + nr) x columns [j0, j0 + nc) of a finished output.

@@ -7,7 +7,7 @@
 // runs GELU this way. The caller sees only these two functions; how they split the work and
 // pack the operands is below.
 //
-// Precision::bf16 runs the same products with bf16 operands and fp32 sums (gemm_bf16.hpp):
+// Precision::bf16 runs the same products with bf16 operands and fp32 sums (formats.hpp):
 // the recipe of PyTorch's CPU autocast for a linear layer; the outputs and gradients stay fp32.
 //
 // Thread policy: products with few rows (kFewRows: a batch of two ViT-Base encoder sequences
@@ -25,7 +25,6 @@
 #include "../common.hpp"
 #include "arch.hpp"
 #include "gemm.hpp"
-#include "gemm_bf16.hpp"
 
 #include <algorithm>
 #include <type_traits>
@@ -57,45 +56,7 @@ class BlockFn {
 
 inline constexpr Index kFewRows = 256;
 
-// The arithmetic of the products.
-enum class Precision { fp32, bf16 };
-
 namespace linear_detail {
-
-// The GEMM of each precision behind one interface: B packed once (pack_units pieces), or
-// packed by each thread for its own columns.
-template <class S, Precision P>
-struct Gemm {
-  using Packed = S;
-  static constexpr Index kColumnStep = kGemmColumnStep<S>;
-  static Index packed_size(Index K, Index N) { return gemm_packed_size<S>(K, N); }
-  static Index pack_units(Index K, Index N) { return gemm_pack_units<S>(K, N); }
-  static void pack_unit(Packed* out, GemmOperand<S> B, Index K, Index N, Index u) { gemm_pack_unit(out, B, K, N, u); }
-  static void packed(S* c, Index ldc, GemmOperand<S> A, const Packed* b, Index K, Index N, Index M) {
-    gemm(c, ldc, A, PackedB<S>{b, K, N}, M);
-  }
-  static void columns(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, Index N, Index K, Index j0,
-                      Index j1) {
-    gemm_columns(c, ldc, A, B, M, N, K, j0, j1);
-  }
-};
-template <>
-struct Gemm<float, Precision::bf16> {
-  using Packed = std::uint32_t;  // bf16 pairs
-  static constexpr Index kColumnStep = kGemmBf16ColumnStep;
-  static Index packed_size(Index K, Index N) { return gemm_bf16_packed_size(K, N); }
-  static Index pack_units(Index K, Index N) { return gemm_bf16_pack_units(K, N); }
-  static void pack_unit(Packed* out, GemmOperand<float> B, Index K, Index N, Index u) {
-    gemm_bf16_pack_unit(out, B, K, N, u);
-  }
-  static void packed(float* c, Index ldc, GemmOperand<float> A, const Packed* b, Index K, Index N, Index M) {
-    gemm_bf16(c, ldc, A, PackedBf16{b, K, N}, M);
-  }
-  static void columns(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, Index M, Index N, Index K,
-                      Index j0, Index j1) {
-    gemm_bf16_columns(c, ldc, A, B, M, N, K, j0, j1);
-  }
-};
 
 // Rows (or channels) per chunk: chunk_size's even split, rounded up to whole register tiles,
 // so that only a product's last tile is partial.
@@ -104,9 +65,9 @@ inline Index tile_chunk(Index n, Index target) { return num_chunks(chunk_size(n,
 // Buffers of the packed operands, filled by the calling thread's team and shared by it.
 struct PackedWeight;
 struct PackedInput;
-template <class Tag, class G>
-inline typename G::Packed* packed_buffer(Index K, Index N) {
-  return thread_buffer<Tag, typename G::Packed>(G::packed_size(K, N));
+template <class Tag, class F>
+inline typename F::Word* packed_buffer(Index K, Index N) {
+  return thread_buffer<Tag, typename F::Word>(gemm_packed_size<F>(K, N));
 }
 
 }  // namespace linear_detail
@@ -117,7 +78,8 @@ template <class S, Precision P = Precision::fp32>
 inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias, const S* residual, Index rows,
                                     Index in, Index out, BlockFn after_block = {}) {
   using namespace linear_detail;
-  using G = Gemm<S, P>;
+  using F = ProductFormat<S, P>;
+  static_assert(std::is_same_v<typename F::Value, S>, "mae::kernels: bf16 products take float operands");
   const GemmOperand<S> X{x, in}, Wt{w, in, true};  // W^T (in, out)
   // Y = b (+ residual), then Y += X W^T, on rows [r0, r0 + nr) x columns [j0, j0 + nc)
   const auto block = [&](Index r0, Index nr, Index j0, Index nc, auto&& product) {
@@ -137,25 +99,25 @@ inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias,
   if (rows <= kFewRows) {  // by columns, each thread packing its part of W^T
 #pragma omp parallel
     {
-      const ThreadRange cols = thread_range(out, G::kColumnStep);
+      const ThreadRange cols = thread_range(out, kGemmColumnStep<F>);
       if (cols.end > cols.begin)
         block(0, rows, cols.begin, cols.end - cols.begin,
-              [&] { G::columns(y, out, X, Wt, rows, out, in, cols.begin, cols.end); });
+              [&] { gemm_columns<F>(y, out, X, Wt, rows, out, in, cols.begin, cols.end); });
     }
     return;
   }
-  auto* const packed = packed_buffer<PackedWeight, G>(in, out);  // W^T, for every chunk of rows
-  const Index units = G::pack_units(in, out);
+  auto* const packed = packed_buffer<PackedWeight, F>(in, out);  // W^T, for every chunk of rows
+  const Index units = gemm_pack_units<F>(in, out);
   const Index rc = tile_chunk(rows, kRowChunk), chunks = num_chunks(rows, rc);
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
-    for (Index u = 0; u < units; ++u) G::pack_unit(packed, Wt, in, out, u);
+    for (Index u = 0; u < units; ++u) gemm_pack_unit<F>(packed, Wt, in, out, u);
 #pragma omp for schedule(static)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
       block(r0, nr, 0, out, [&] {
-        G::packed(y + r0 * out, out, GemmOperand<S>{x + r0 * in, in}, packed, in, out, nr);
+        gemm<F>(y + r0 * out, out, GemmOperand<S>{x + r0 * in, in}, PackedB<F>{packed, in, out}, nr);
       });
     }
   }
@@ -168,7 +130,8 @@ template <class S, Precision P = Precision::fp32>
 inline void linear_products_backward(S* dx, bool assign_dx, BlockFn after_dx_block, S* dw, S* db, const S* dy,
                                      const S* x, const S* w, Index rows, Index in, Index out) {
   using namespace linear_detail;
-  using G = Gemm<S, P>;
+  using F = ProductFormat<S, P>;
+  static_assert(std::is_same_v<typename F::Value, S>, "mae::kernels: bf16 products take float operands");
   // The two parts are independent: one parallel region, one barrier after the packing.
   const bool few_rows = rows <= kFewRows;
   const Index rc = tile_chunk(rows, kRowChunk), row_chunks = dx && !few_rows ? num_chunks(rows, rc) : 0;
@@ -176,9 +139,9 @@ inline void linear_products_backward(S* dx, bool assign_dx, BlockFn after_dx_blo
   // The B operands: W (out, in) of dX = dY W (packed once for all chunks of rows, or by each
   // thread for its columns with few rows), X (rows, in) of dW = dY^T X (packed once)
   const GemmOperand<S> W{w, in}, X{x, in};
-  auto* const w_packed = row_chunks ? packed_buffer<PackedWeight, G>(out, in) : nullptr;
-  auto* const x_packed = packed_buffer<PackedInput, G>(rows, in);
-  const Index w_units = row_chunks ? G::pack_units(out, in) : 0, x_units = G::pack_units(rows, in);
+  auto* const w_packed = row_chunks ? packed_buffer<PackedWeight, F>(out, in) : nullptr;
+  auto* const x_packed = packed_buffer<PackedInput, F>(rows, in);
+  const Index w_units = row_chunks ? gemm_pack_units<F>(out, in) : 0, x_units = gemm_pack_units<F>(rows, in);
   // dX (+)= dY W on rows [r0, r0 + nr) x columns [j0, j0 + nc)
   const auto dx_block = [&](Index r0, Index nr, Index j0, Index nc, auto&& product) {
     if (assign_dx) StridedMap<S>(dx + r0 * in + j0, nr, nc, Eigen::OuterStride<>(in)).setZero();
@@ -188,32 +151,32 @@ inline void linear_products_backward(S* dx, bool assign_dx, BlockFn after_dx_blo
 #pragma omp parallel
   {
     if (dx && few_rows) {  // this thread's columns of dX, its part of W packed as it goes
-      const ThreadRange cols = thread_range(in, G::kColumnStep);
+      const ThreadRange cols = thread_range(in, kGemmColumnStep<F>);
       if (cols.end > cols.begin)
         dx_block(0, rows, cols.begin, cols.end - cols.begin, [&] {
-          G::columns(dx, in, GemmOperand<S>{dy, out}, W, rows, in, out, cols.begin, cols.end);
+          gemm_columns<F>(dx, in, GemmOperand<S>{dy, out}, W, rows, in, out, cols.begin, cols.end);
         });
     }
 #pragma omp for schedule(static)
     for (Index u = 0; u < w_units + x_units; ++u) {
       if (u < w_units)
-        G::pack_unit(w_packed, W, out, in, u);
+        gemm_pack_unit<F>(w_packed, W, out, in, u);
       else
-        G::pack_unit(x_packed, X, rows, in, u - w_units);
+        gemm_pack_unit<F>(x_packed, X, rows, in, u - w_units);
     }
     // threads own row chunks of dX
 #pragma omp for schedule(static) nowait
     for (Index c = 0; c < row_chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
       dx_block(r0, nr, 0, in, [&] {
-        G::packed(dx + r0 * in, in, GemmOperand<S>{dy + r0 * out, out}, w_packed, out, in, nr);
+        gemm<F>(dx + r0 * in, in, GemmOperand<S>{dy + r0 * out, out}, PackedB<F>{w_packed, out, in}, nr);
       });
     }
     // threads own chunks of output channels of dW and db, each summing over every row
 #pragma omp for schedule(static)
     for (Index c = 0; c < channel_chunks; ++c) {
       const Index o0 = c * oc, no = std::min(oc, out - o0);
-      G::packed(dw + o0 * in, in, GemmOperand<S>{dy + o0, out, true}, x_packed, rows, in, no);
+      gemm<F>(dw + o0 * in, in, GemmOperand<S>{dy + o0, out, true}, PackedB<F>{x_packed, rows, in}, no);
       if (db)  // row by row: contiguous (vectorized) reads of each row's chunk of channels
         for (Index r = 0; r < rows; ++r) {
           const S* d = dy + r * out;

@@ -5,8 +5,8 @@
 #define MAE_KERNELS_REFERENCE_HPP
 
 #include "../common.hpp"
-#include "gemm.hpp"       // GemmOperand
-#include "gemm_bf16.hpp"  // round_bf16
+#include "bf16.hpp"           // round_bf16
+#include "format_scalar.hpp"  // GemmOperand
 
 #include <cmath>
 #include <vector>
@@ -26,7 +26,7 @@ inline void gemm(S* c, Index ldc, GemmOperand<S> A, GemmOperand<S> B, Index M, I
     }
 }
 
-// C (M, N; row stride ldc) += bf16(A) bf16(B) as kernels::gemm_bf16: the operands rounded to
+// C (M, N; row stride ldc) += bf16(A) bf16(B) as kernels::gemm<formats::Bf16>: the operands rounded to
 // bf16 (round to nearest even), the products summed in double.
 inline void gemm_bf16(float* c, Index ldc, GemmOperand<float> A, GemmOperand<float> B, Index M, Index N, Index K) {
   const auto r = [](float x) { return static_cast<double>(round_bf16(x)); };

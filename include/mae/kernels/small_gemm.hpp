@@ -13,11 +13,11 @@
 // reference::small_gemm.
 //
 // Under bf16 mixed precision (Bf16 = true, float only) both operands are rounded to bf16 (to
-// nearest even, gemm_bf16.hpp's to_bf16), B as it is packed, A once per call (rounding each
+// nearest even, bf16.hpp's to_bf16), B as it is packed, A once per call (rounding each
 // value as the tile broadcasts it did the same rounding once per pair of panels, and made
 // attention's products twice as slow as fp32's). The products of two bf16 values are exact in
 // fp32 and are summed in fp32:
-//   - where the compiler targets AVX512-BF16, on vdpbf16ps (as gemm_bf16.hpp): B packed as
+//   - where the compiler targets AVX512-BF16, on vdpbf16ps (as the linear layers' bf16 format): B packed as
 //     bf16 pairs (one 32-bit word holds steps k and k + 1) in the same panels of P columns, A
 //     rounded into pairs; a tile row takes one broadcast of A's pair and one instruction per
 //     panel for two steps of k. Per pair the high half (k + 1) is added first, as the
@@ -31,7 +31,7 @@
 
 #include "../common.hpp"
 #include "arch.hpp"
-#include "gemm_bf16.hpp"
+#include "bf16.hpp"
 
 #include <algorithm>
 #include <type_traits>
@@ -46,7 +46,7 @@ namespace small_gemm_detail {
 
 struct PackBuffer;  // thread_buffer tags
 struct RoundedABuffer;
-using Word = gemm_bf16_detail::Word;
+using Word = bf16::Word;
 
 template <class S>
 inline constexpr Index kWidth = kPacket<S>;
@@ -189,8 +189,8 @@ inline void with_rows(Index m, F&& f) {
 
 #ifdef __AVX512BF16__
 // bf16 pairs on vdpbf16ps: B packed and A rounded as the linear layers' operands are
-// (gemm_bf16.hpp's pack_panels and round_words), with panels of one packet.
-using gemm_bf16_detail::WordStrides;
+// (bf16.hpp's pack_panels and round_words), with panels of one packet.
+using bf16::WordStrides;
 
 // C[0..MR) x [0..n_valid) = or += alpha * A's pairs [0..MR) x the word panels [0..NP), np pairs
 template <int MR, int NP>
@@ -242,7 +242,7 @@ MAE_ALWAYS_INLINE void small_gemm_pack(SmallPacked<S, Bf16>* out, const S* b, In
   static_assert(!Bf16 || std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
   if constexpr (Bf16 && kNativeBf16) {
 #ifdef __AVX512BF16__
-    gemm_bf16_detail::pack_panels<small_gemm_detail::kWidth<float>>(out, b, b_rs, b_cs, K, N);
+    bf16::pack_panels<small_gemm_detail::kWidth<float>>(out, b, b_rs, b_cs, K, N);
 #endif
   } else {
     small_gemm_detail::pack_panels(out, b, b_rs, b_cs, K, N);
@@ -263,9 +263,9 @@ inline void small_gemm_packed(S* c, Index ldc, const S* a, Index a_rs, Index a_c
   if constexpr (Bf16) {
     static_assert(std::is_same_v<S, float>, "mae::kernels::small_gemm: bf16 operands need float");
 #ifdef __AVX512BF16__
-    const Index np = gemm_bf16_detail::pairs(K);
+    const Index np = bf16::pairs(K);
     d::Word* const aw = thread_buffer<d::RoundedABuffer, d::Word>(M * np);
-    const d::WordStrides as = gemm_bf16_detail::round_words(aw, a, a_rs, a_cs, M, K);
+    const d::WordStrides as = bf16::round_words(aw, a, a_rs, a_cs, M, K);
     for (Index p0 = 0; p0 < panels; p0 += 2) {
       const bool two = panels - p0 >= 2;
       const d::Word* panel = bp + p0 * np * P;
