@@ -17,6 +17,7 @@
 #ifndef MAE_CLASSIFIER_HPP
 #define MAE_CLASSIFIER_HPP
 
+#include "checkpoint.hpp"
 #include "common.hpp"
 #include "config.hpp"
 #include "cross_entropy.hpp"
@@ -270,7 +271,7 @@ class VisionTransformer {
 
   // --- weights I/O ---------------------------------------------------------------------
   std::string name() const {
-    return Cfg::name() + ",classes=" + std::to_string(opt_.num_classes) + (opt_.global_pool ? ",global_pool" : ",cls");
+    return classifier_description(Cfg::name(), opt_.num_classes, opt_.global_pool);
   }
   std::vector<safetensors::TensorOut> state_dict() const {
     std::vector<safetensors::TensorOut> out;
@@ -279,7 +280,7 @@ class VisionTransformer {
     return out;
   }
   std::map<std::string, std::string> metadata() const {
-    return {{"format", "pt"}, {"mae.config", Cfg::name()}, {"mae.classifier", name()}};
+    return {{"format", "pt"}, {keys::config, Cfg::name()}, {keys::classifier, name()}};
   }
   void save(const std::string& path) const { safetensors::save(path, state_dict(), metadata()); }
   void save(const std::string& path, std::map<std::string, std::string> extra) const {
@@ -291,7 +292,7 @@ class VisionTransformer {
   // A classifier checkpoint of this exact model (strict: every tensor, nothing else).
   void load(const std::string& path) {
     const safetensors::File f(path);
-    auto it = f.metadata().find("mae.classifier");
+    auto it = f.metadata().find(keys::classifier);
     if (it != f.metadata().end() && it->second != name())
       f.fail("checkpoint is for another classifier (" + it->second + "); this one is " + name());
     load_staged(f, store_tensors(params_), /*strict=*/true, name());

@@ -12,6 +12,7 @@
 #define MAE_FINETUNE_HPP
 
 #include "classifier.hpp"
+#include "checkpoint.hpp"
 #include "common.hpp"
 #include "cross_entropy.hpp"
 #include "data/loader.hpp"
@@ -247,36 +248,26 @@ class Finetuner {
   // nothing.
   void resume(const std::string& path) {
     const safetensors::File f(path);
-    const auto& meta = f.metadata();
-    for (const char* key : {"mae.step", "mae.optimizer_steps", "mae.rng", "mae.finetune", "mae.classifier"})
-      if (!meta.count(key)) f.fail(std::string("not a fine-tuning checkpoint (no '") + key + "' in its metadata)");
-    if (meta.at("mae.classifier") != model_.name())
-      f.fail("checkpoint is for another classifier (" + meta.at("mae.classifier") + "); this one is " + model_.name());
-    require_same_trajectory(f, "mae.finetune", trajectory_json(), "fine-tuned");
+    const RunState run = RunState::read(f, /*with_lr=*/false, "fine-tuning");
+    const auto described = metadata_value(f.metadata(), keys::classifier);
+    if (!described) f.fail(std::string("not a fine-tuning checkpoint (no '") + keys::classifier + "' in its metadata)");
+    if (*described != model_.name())
+      f.fail("checkpoint is for another classifier (" + *described + "); this one is " + model_.name());
+    require_same_trajectory(f, keys::finetune, trajectory_json(), "fine-tuned");
     const auto& params = model_.parameters();
-    std::vector<S> m(static_cast<std::size_t>(params.size())), v(m.size()), w(m.size());
-    for (const auto& info : params.tensors()) {
-      f.read("optimizer.exp_avg." + info.name, info.shape, m.data() + info.offset);
-      f.read("optimizer.exp_avg_sq." + info.name, info.shape, v.data() + info.offset);
-    }
+    typename AdamW<S>::State optim = AdamW<S>::read_state(f, params);
+    std::vector<S> w(static_cast<std::size_t>(params.size()));
     std::vector<TensorIn<S>> wanted;
     for (const auto& info : params.tensors()) wanted.push_back({info.name, info.shape, w.data() + info.offset});
-    std::vector<std::string> optimizer_tensors;
-    for (const auto& info : params.tensors())
-      optimizer_tensors.push_back("optimizer.exp_avg." + info.name),
-          optimizer_tensors.push_back("optimizer.exp_avg_sq." + info.name);
-    load_staged(f, wanted, /*strict=*/true, model_.name(), optimizer_tensors);
+    load_staged(f, wanted, /*strict=*/true, model_.name(), AdamW<S>::state_names(params));
     Rng rng;
-    rng.set_state(meta.at("mae.rng"));
-    const Index step = std::stoll(meta.at("mae.step")), osteps = std::stoll(meta.at("mae.optimizer_steps"));
-    if (step < 0 || step > loop_.total_steps()) f.fail("step " + std::to_string(step) + " is outside this run");
+    rng.set_state(run.rng);
+    if (run.step < 0 || run.step > loop_.total_steps()) f.fail("step " + std::to_string(run.step) + " is outside this run");
     // nothing below can fail
     std::copy(w.begin(), w.end(), model_.parameters().data());
-    optim_.exp_avg() = std::move(m);
-    optim_.exp_avg_sq() = std::move(v);
-    optim_.set_steps(osteps);
+    optim_.load_state(std::move(optim));
     model_.rng() = rng;
-    step_ = step;
+    step_ = run.step;
     resumed_ = true;
   }
 
@@ -303,24 +294,18 @@ class Finetuner {
   // the first process of a data-parallel run writes (every process holds the same state).
   void save(int epoch, double accuracy) const {
     if (opt_.out_dir.empty() || opt_.parallel.rank != 0) return;
-    auto meta = model_.metadata();
+    Metadata meta = model_.metadata();
     meta.insert(opt_.metadata.begin(), opt_.metadata.end());
-    meta["mae.finetune"] = trajectory_json().dump();
-    meta["mae.epoch"] = std::to_string(epoch);
-    if (accuracy >= 0) meta["mae.test_accuracy"] = std::to_string(accuracy);
-    meta["mae.normalize_mean"] = nlohmann::json(loader_.mean()).dump();
-    meta["mae.normalize_std"] = nlohmann::json(loader_.stddev()).dump();
+    write_trajectory(meta, keys::finetune, trajectory_json());
+    write_normalization(meta, loader_.mean(), loader_.stddev());
+    meta[keys::epoch] = std::to_string(epoch);
+    if (accuracy >= 0) meta[keys::test_accuracy] = std::to_string(accuracy);
     std::vector<safetensors::TensorOut> t = model_.state_dict();
     safetensors::save(classifier_path(), t, meta);
-    for (const auto& info : model_.parameters().tensors()) {
-      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg." + info.name, info.shape,
-                                                optim_.exp_avg().data() + info.offset));
-      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg_sq." + info.name, info.shape,
-                                                optim_.exp_avg_sq().data() + info.offset));
-    }
-    meta["mae.step"] = std::to_string(step_);
-    meta["mae.optimizer_steps"] = std::to_string(optim_.steps());
-    meta["mae.rng"] = model_.rng().state();
+    optim_.save_state(model_.parameters(), t, meta);
+    RunState run;
+    run.step = step_, run.rng = model_.rng().state();
+    run.write(meta);
     safetensors::save(checkpoint_path(), t, meta);
   }
 

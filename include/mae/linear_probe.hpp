@@ -15,6 +15,7 @@
 #ifndef MAE_LINEAR_PROBE_HPP
 #define MAE_LINEAR_PROBE_HPP
 
+#include "checkpoint.hpp"
 #include "common.hpp"
 #include "cross_entropy.hpp"
 #include "linear.hpp"
@@ -132,7 +133,7 @@ class LinearProbe {
     for (const auto& info : params_.tensors())
       t.push_back(safetensors::TensorOut::of<S>(info.name, info.shape, params_.data() + info.offset));
     meta["format"] = "pt";
-    meta["mae.linear_probe.batches_tracked"] = std::to_string(batches_tracked_);
+    meta[keys::linear_probe_batches_tracked] = std::to_string(batches_tracked_);
     safetensors::save(path, t, meta);
   }
 

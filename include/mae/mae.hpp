@@ -16,6 +16,7 @@
 
 #include "attention.hpp"
 #include "block.hpp"
+#include "checkpoint.hpp"
 #include "classifier.hpp"
 #include "common.hpp"
 #include "config.hpp"

@@ -14,6 +14,7 @@
 #define MAE_MODEL_HPP
 
 #include "block.hpp"
+#include "checkpoint.hpp"
 #include "common.hpp"
 #include "config.hpp"
 #include "encoder.hpp"
@@ -244,7 +245,7 @@ class MaskedAutoencoder {
     return out;
   }
   std::map<std::string, std::string> metadata() const {
-    return {{"format", "pt"}, {"mae.config", Cfg::name()}, {"mae.norm_pix_loss", opt_.norm_pix_loss ? "1" : "0"}};
+    return {{"format", "pt"}, {keys::config, Cfg::name()}, {keys::norm_pix_loss, opt_.norm_pix_loss ? "1" : "0"}};
   }
   void save(const std::string& path) const { safetensors::save(path, state_dict(), metadata()); }
 
@@ -253,7 +254,7 @@ class MaskedAutoencoder {
   // any_image_size: only the image size may differ (an encoder whose pos_embed is recomputed
   // or interpolated for this grid).
   static void check_configuration(const safetensors::File& f, bool any_image_size = false) {
-    auto it = f.metadata().find("mae.config");
+    auto it = f.metadata().find(keys::config);
     if (it == f.metadata().end() || it->second == Cfg::name()) return;
     const auto without_size = [](const std::string& n) { return n.substr(std::min(n.find('_'), n.size())); };
     if (any_image_size && without_size(it->second) == without_size(Cfg::name())) return;

@@ -2,19 +2,22 @@
 //
 // AdamW as torch.optim.AdamW (decoupled weight decay), with the parameter groups of
 // timm's add_weight_decay: no decay for 1-D tensors and biases (TensorInfo::weight_decay),
-// or any grouping given per tensor (fine-tuning's layer-wise lr decay, classifier.hpp).
+// or any grouping given per tensor (fine-tuning's layer-wise lr decay, finetune.hpp).
 // LARS as util/lars.py (the linear probe's optimizer).
 // The schedule is util/lr_sched.py: per-iteration linear warmup, then half-cycle cosine.
 #ifndef MAE_OPTIM_HPP
 #define MAE_OPTIM_HPP
 
+#include "checkpoint.hpp"
 #include "common.hpp"
 #include "kernels/elementwise.hpp"
 #include "params.hpp"
+#include "safetensors.hpp"
 
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace mae {
@@ -94,14 +97,56 @@ class AdamW {
   }
 
   std::int64_t steps() const { return step_; }
-  void set_steps(std::int64_t s) { step_ = s; }
-  std::vector<S>& exp_avg() { return m_; }
-  std::vector<S>& exp_avg_sq() { return v_; }
   const std::vector<S>& exp_avg() const { return m_; }
   const std::vector<S>& exp_avg_sq() const { return v_; }
   const AdamWOptions& options() const { return opt_; }
 
+  // --- its state, saved and loaded by the optimizer itself ----------------------------------
+  // The moments as tensors named after the parameters (optimizer.exp_avg.<name>,
+  // optimizer.exp_avg_sq.<name>) and the step count (keys::optimizer_steps). The tensors are
+  // views of this optimizer's buffers: write them before it steps again.
+  void save_state(const TensorStore<S>& params, std::vector<safetensors::TensorOut>& tensors, Metadata& meta) const {
+    for (const auto& info : params.tensors()) {
+      tensors.push_back(safetensors::TensorOut::of<S>(kExpAvg + info.name, info.shape, m_.data() + info.offset));
+      tensors.push_back(safetensors::TensorOut::of<S>(kExpAvgSq + info.name, info.shape, v_.data() + info.offset));
+    }
+    meta[keys::optimizer_steps] = std::to_string(step_);
+  }
+  // The names save_state writes (a strict load of the weights from a checkpoint lets them by).
+  static std::vector<std::string> state_names(const TensorStore<S>& params) {
+    std::vector<std::string> names;
+    for (const auto& info : params.tensors()) names.push_back(kExpAvg + info.name), names.push_back(kExpAvgSq + info.name);
+    return names;
+  }
+  // Reading is apart from loading, so that a checkpoint is checked whole (each tensor named in
+  // errors) before anything changes: load_state(read_state(f, params)) cannot fail halfway.
+  struct State {
+    std::vector<S> m, v;
+    std::int64_t steps = 0;
+  };
+  static State read_state(const safetensors::File& f, const TensorStore<S>& params) {
+    if (!f.metadata().count(keys::optimizer_steps))
+      f.fail(std::string("no optimizer state (no '") + keys::optimizer_steps + "' in its metadata)");
+    State s;
+    s.m.resize(static_cast<std::size_t>(params.size()));
+    s.v.resize(s.m.size());
+    for (const auto& info : params.tensors()) {
+      f.read(kExpAvg + info.name, info.shape, s.m.data() + info.offset);
+      f.read(kExpAvgSq + info.name, info.shape, s.v.data() + info.offset);
+    }
+    s.steps = std::stoll(f.metadata().at(keys::optimizer_steps));
+    return s;
+  }
+  void load_state(State&& s) {
+    if (s.m.size() != m_.size() || s.v.size() != v_.size())
+      throw Error("AdamW: the state read is for another parameter layout");
+    m_ = std::move(s.m);
+    v_ = std::move(s.v);
+    step_ = s.steps;
+  }
+
  private:
+  static inline const std::string kExpAvg = "optimizer.exp_avg.", kExpAvgSq = "optimizer.exp_avg_sq.";
   struct Group {
     Index offset, size;
     bool decay;

@@ -5,6 +5,7 @@
 #ifndef MAE_TRAIN_HPP
 #define MAE_TRAIN_HPP
 
+#include "checkpoint.hpp"
 #include "common.hpp"
 #include "data/loader.hpp"
 #include "masking.hpp"
@@ -108,6 +109,8 @@ class Trainer {
   }
 
   std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/checkpoint.safetensors"; }
+  // the weights when run() returns, with their normalization (the model's own keys)
+  std::string weights_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/mae_final.safetensors"; }
   std::string log_path() const { return loop_.log_path(); }
   Index steps_done() const { return step_; }
   Index steps_per_epoch() const { return loop_.steps_per_epoch(); }
@@ -116,9 +119,9 @@ class Trainer {
   AdamW<S>& optimizer() { return optim_; }
   const TrainOptions& options() const { return opt_; }
 
-  // Runs until the last epoch ends (or max_steps, with a checkpoint). on_epoch_end(epoch) is
-  // called after the epoch's checkpoint is written. Returns true if training finished all
-  // epochs.
+  // Runs until the last epoch ends (or max_steps, with a checkpoint), then writes the weights
+  // (weights_path()). on_epoch_end(epoch) is called after the epoch's checkpoint is written.
+  // Returns true if training finished all epochs.
   bool run(const std::function<void(int)>& on_epoch_end = {}) {
     const Index iters = steps_per_epoch(), N = opt_.batch_size, C = Model::C, Sz = Model::Config::img_size;
     std::vector<float> fbatch(static_cast<std::size_t>(N * C * Sz * Sz));
@@ -161,6 +164,7 @@ class Trainer {
     };
     const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_);
     if (!finished) save_checkpoint();
+    if (!opt_.out_dir.empty() && opt_.parallel.rank == 0) save_weights(weights_path());
     return finished;
   }
 
@@ -171,67 +175,54 @@ class Trainer {
   }
   void save_checkpoint(const std::string& path) const {
     std::vector<safetensors::TensorOut> t = model_.state_dict();
-    const auto& params = model_.parameters();
-    for (const auto& info : params.tensors()) {
-      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg." + info.name, info.shape,
-                                                optim_.exp_avg().data() + info.offset));
-      t.push_back(safetensors::TensorOut::of<S>("optimizer.exp_avg_sq." + info.name, info.shape,
-                                                optim_.exp_avg_sq().data() + info.offset));
-    }
+    Metadata meta = model_.metadata();
+    optim_.save_state(model_.parameters(), t, meta);
     if (pending_micro_ > 0)  // inside an accumulation window: the partial gradient is state too
-      for (const auto& info : params.tensors())
-        t.push_back(safetensors::TensorOut::of<S>("optimizer.pending_grad." + info.name, info.shape,
+      for (const auto& info : model_.parameters().tensors())
+        t.push_back(safetensors::TensorOut::of<S>(kPendingGrad + info.name, info.shape,
                                                   model_.gradients().data() + info.offset));
-    auto meta = model_.metadata();
-    char lr[32];
-    std::snprintf(lr, sizeof lr, "%a", lr_);  // hex float: exact
-    meta["mae.step"] = std::to_string(step_);
-    meta["mae.optimizer_steps"] = std::to_string(optim_.steps());
-    meta["mae.pending_micro_batches"] = std::to_string(pending_micro_);
-    meta["mae.lr"] = lr;
-    meta["mae.rng"] = model_.rng().state();
-    meta["mae.train"] = opt_.to_json().dump();
-    meta["mae.normalize_mean"] = nlohmann::json(loader_.mean()).dump();
-    meta["mae.normalize_std"] = nlohmann::json(loader_.stddev()).dump();
+    RunState run;
+    run.step = step_, run.pending_micro_batches = pending_micro_, run.lr = lr_, run.rng = model_.rng().state();
+    run.write(meta);
+    write_trajectory(meta, keys::train, opt_.to_json());
+    write_normalization(meta, loader_.mean(), loader_.stddev());
     safetensors::save(path, t, meta);
+  }
+
+  // The weights alone, with the normalization they were trained with (mae_final.safetensors).
+  void save_weights(const std::string& path) const {
+    Metadata meta = model_.metadata();
+    write_normalization(meta, loader_.mean(), loader_.stddev());
+    safetensors::save(path, model_.state_dict(), meta);
   }
 
   // Continue from a checkpoint of this trainer: weights, AdamW moments, step, lr, the model's
   // random generator. Refuses a checkpoint of another model configuration or trajectory.
   void resume(const std::string& path) {
     const safetensors::File f(path);
-    const auto& meta = f.metadata();
     Model::check_configuration(f);  // before the optimizer tensors, whose shapes would also differ
-    for (const char* key :
-         {"mae.step", "mae.optimizer_steps", "mae.pending_micro_batches", "mae.lr", "mae.rng", "mae.train"})
-      if (!meta.count(key)) f.fail(std::string("not a training checkpoint (no '") + key + "' in its metadata)");
-    require_same_trajectory(f, "mae.train", opt_.trajectory_json(), "trained");
+    const RunState run = RunState::read(f, /*with_lr=*/true, "training");
+    require_same_trajectory(f, keys::train, opt_.trajectory_json(), "trained");
     const auto& params = model_.parameters();
-    std::vector<S> m(static_cast<std::size_t>(params.size())), v(m.size()), g(m.size(), S(0));
-    const Index step = std::stoll(meta.at("mae.step"));
-    const Index pending_micro = std::stoll(meta.at("mae.pending_micro_batches"));
-    const bool pending = pending_micro > 0;
-    for (const auto& info : params.tensors()) {
-      f.read("optimizer.exp_avg." + info.name, info.shape, m.data() + info.offset);
-      f.read("optimizer.exp_avg_sq." + info.name, info.shape, v.data() + info.offset);
-      if (pending) f.read("optimizer.pending_grad." + info.name, info.shape, g.data() + info.offset);
-    }
+    typename AdamW<S>::State optim = AdamW<S>::read_state(f, params);
+    std::vector<S> g(static_cast<std::size_t>(params.size()), S(0));
+    if (run.pending_micro_batches > 0)
+      for (const auto& info : params.tensors()) f.read(kPendingGrad + info.name, info.shape, g.data() + info.offset);
     Rng probe;
-    probe.set_state(meta.at("mae.rng"));
+    probe.set_state(run.rng);
     model_.load(f, /*strict=*/false);  // checks the configuration; changes nothing if it throws
     // nothing below can fail
-    optim_.exp_avg() = std::move(m);
-    optim_.exp_avg_sq() = std::move(v);
-    optim_.set_steps(std::stoll(meta.at("mae.optimizer_steps")));
+    optim_.load_state(std::move(optim));
     std::copy(g.begin(), g.end(), model_.gradients().data());
     model_.rng() = probe;
-    step_ = step;
-    pending_micro_ = pending_micro;
-    lr_ = std::strtod(meta.at("mae.lr").c_str(), nullptr);
+    step_ = run.step;
+    pending_micro_ = run.pending_micro_batches;
+    lr_ = *run.lr;
     resumed_ = true;
   }
 
  private:
+  static inline const std::string kPendingGrad = "optimizer.pending_grad.";
   Model& model_;
   BatchLoader& loader_;
   TrainOptions opt_;

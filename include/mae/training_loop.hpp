@@ -74,22 +74,6 @@ struct LoopOptions {
   std::string what = "training";  // for messages: "training stopped", "fine-tuning stopped"
 };
 
-// A resume continues the same run: the options a checkpoint recorded as JSON under
-// metadata[key] must equal `ours` in every field (what = "trained" or "fine-tuned").
-inline void require_same_trajectory(const safetensors::File& f, const std::string& key, const nlohmann::json& ours,
-                                    const std::string& what) {
-  nlohmann::json saved;
-  try {
-    saved = nlohmann::json::parse(f.metadata().at(key));
-  } catch (const nlohmann::json::exception& e) {
-    f.fail("corrupt " + key + " metadata: " + e.what());
-  }
-  for (const auto& [name, value] : ours.items())
-    if (!saved.contains(name) || saved[name] != value)
-      f.fail("checkpoint was " + what + " with " + name + " = " + (saved.contains(name) ? saved[name].dump() : "?") +
-             ", this run has " + value.dump() + ": resuming would not continue the same run");
-}
-
 // A loader's share of a data-parallel run (DistributedSampler's); its batches per epoch.
 inline Index shard_loader(BatchLoader& loader, const DataParallel& p) {
   loader.set_shard(p.rank, p.ranks);

@@ -7,6 +7,7 @@
 #include "args.hpp"
 #include "data.hpp"
 
+#include <mae/checkpoint.hpp>
 #include <mae/classifier.hpp>
 #include <mae/data.hpp>
 #include <mae/finetune.hpp>
@@ -28,43 +29,15 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace mae_tool {
 
-// What a classifier checkpoint says about itself: "<config>,classes=K,global_pool|cls".
-struct ClassifierInfo {
-  Index classes = 0;
-  bool global_pool = true;
-  std::vector<std::string> class_names;
-};
-
-inline ClassifierInfo classifier_info(const std::string& path, const std::map<std::string, std::string>& meta) {
-  const auto it = meta.find("mae.classifier");
-  if (it == meta.end())
-    throw mae::Error(path +
-                     ": not a classifier checkpoint (no 'mae.classifier' in its metadata; `mae finetune` "
-                     "writes classifier.safetensors)");
-  ClassifierInfo c;
-  const std::string& n = it->second;
-  const auto k = n.find(",classes=");
-  if (k == std::string::npos) throw mae::Error(path + ": unreadable classifier description '" + n + "'");
-  c.classes = std::atoll(n.c_str() + k + 9);
-  c.global_pool = n.find(",global_pool") != std::string::npos;
-  if (c.classes < 1) throw mae::Error(path + ": a classifier without classes ('" + n + "')");
-  if (meta.count("mae.classes")) {
-    try {
-      c.class_names = nlohmann::json::parse(meta.at("mae.classes")).get<std::vector<std::string>>();
-    } catch (const nlohmann::json::exception& e) {
-      throw mae::Error(path + ": corrupt class names (" + e.what() + ")");
-    }
-  }
-  if (static_cast<Index>(c.class_names.size()) != c.classes) {
-    c.class_names.clear();
-    for (Index i = 0; i < c.classes; ++i) c.class_names.push_back(std::to_string(i));
-  }
-  return c;
+using mae::ClassifierInfo;
+inline ClassifierInfo classifier_info(const std::string& path, const mae::Metadata& meta) {
+  return mae::read_classifier_info(meta, path);
 }
 
 inline mae::Precision precision_of(bool bf16) { return bf16 ? mae::Precision::bf16 : mae::Precision::fp32; }
@@ -152,11 +125,7 @@ struct Commands {
       std::printf("%s after %lld steps in %.0f s: first loss %.4f, last loss %.4f, %.0f images/s\n",
                   finished ? "done" : "stopped (--max-steps)", static_cast<long long>(trainer.steps_done()),
                   t.seconds(), h.front().loss, h.back().loss, h.back().images_per_s);
-    if (!first) return 0;
-    auto meta = model.metadata();
-    for (const auto& [k, v] : normalization_metadata(loader)) meta[k] = v;
-    mae::safetensors::save(out + "/mae_final.safetensors", model.state_dict(), meta);
-    std::printf("weights: %s/mae_final.safetensors\n", out.c_str());
+    if (first) std::printf("weights: %s\n", trainer.weights_path().c_str());
     return 0;
   }
 
@@ -200,12 +169,11 @@ struct Commands {
       return mae::evaluate_classifier(model, val.dataset().size(), yval.data(),
                                       [&](Index i, float* d) { val_loader.evaluation(i, d, cp); });
     };
-    a.ft.metadata["mae.classes"] = nlohmann::json(classes).dump();
-    if (!a.init.empty()) a.ft.metadata["mae.init"] = a.init;
-    if (!a.resume.empty()) {  // a resumed run writes the same files as an uninterrupted one
-      const auto meta = metadata_of(a.resume);
-      if (meta.count("mae.init")) a.ft.metadata["mae.init"] = meta.at("mae.init");
-    }
+    mae::write_classes(a.ft.metadata, classes);
+    if (!a.init.empty()) a.ft.metadata[mae::keys::init] = a.init;
+    if (!a.resume.empty())  // a resumed run writes the same files as an uninterrupted one
+      if (const auto init = mae::metadata_value(metadata_of(a.resume), mae::keys::init))
+        a.ft.metadata[mae::keys::init] = *init;
     mae::Finetuner<Vit> tuner(model, train_loader, a.ft, evaluate);
     if (!a.resume.empty()) {
       tuner.resume(a.resume);
@@ -270,7 +238,7 @@ struct Commands {
     if (f.block == 0 || f.block > Vit::kDepth) throw mae::Error("--block must be in 1.." + std::to_string(Vit::kDepth));
     typename Vit::Options vo;
     vo.seed = seed, vo.drop_path = 0;
-    if (e.meta.count("mae.classifier")) {  // a fine-tuned classifier: its own pooling
+    if (e.meta.count(mae::keys::classifier)) {  // a fine-tuned classifier: its own pooling
       const ClassifierInfo ci = classifier_info(f.checkpoint, e.meta);
       vo.num_classes = ci.classes, vo.global_pool = ci.global_pool;
       e.model = std::make_unique<Vit>(vo);
@@ -308,11 +276,11 @@ struct Commands {
     std::vector<float> labels(static_cast<std::size_t>(ds.size()));
     std::vector<std::string> files(labels.size());
     for (Index i = 0; i < ds.size(); ++i) labels[i] = static_cast<float>(ds.label(i)), files[i] = ds.item_name(i);
-    std::map<std::string, std::string> meta{{"format", "pt"},
-                                            {"mae.files", nlohmann::json(files).dump()},
-                                            {"mae.classes", nlohmann::json(split.classes()).dump()},
-                                            {"mae.features", e.description},
-                                            {"mae.config", Cfg::name()}};
+    mae::Metadata meta{{"format", "pt"},
+                       {mae::keys::files, nlohmann::json(files).dump()},
+                       {mae::keys::features, e.description},
+                       {mae::keys::config, Cfg::name()}};
+    mae::write_classes(meta, split.classes());
     mae::safetensors::save(a.out,
                            {mae::safetensors::TensorOut::of<float>("features", {ds.size(), F}, f.data()),
                             mae::safetensors::TensorOut::of<float>("labels", {ds.size()}, labels.data())},
@@ -413,8 +381,9 @@ struct Commands {
             std::fflush(stdout);
           }
         });
-    probe.save(a.out + "/probe.safetensors", {{"mae.features", a.raw_pixels ? "raw_pixels" : e.description},
-                                              {"mae.classes", nlohmann::json(train.classes()).dump()}});
+    mae::Metadata probe_meta{{mae::keys::features, a.raw_pixels ? "raw_pixels" : e.description}};
+    mae::write_classes(probe_meta, train.classes());
+    probe.save(a.out + "/probe.safetensors", probe_meta);
     const auto tr = probe.evaluate(ft.data(), yt.data(), nt);
     std::printf(
         "linear probe (%s): train accuracy %.2f%%, VAL ACCURACY %.2f%% (%lld images); encode %.0f s, train %.0f s, "
@@ -558,7 +527,7 @@ struct Commands {
   static int reconstruct(const ReconstructArgs& a) {
     set_threads(a.run);
     const auto meta = metadata_of(a.checkpoint);
-    const bool norm_pix = meta.count("mae.norm_pix_loss") && meta.at("mae.norm_pix_loss") == "1";
+    const bool norm_pix = mae::metadata_value(meta, mae::keys::norm_pix_loss) == std::optional<std::string>("1");
     Model model(typename Model::Options{norm_pix, a.run.seed});
     model.load(a.checkpoint, /*strict=*/false);  // a training checkpoint's optimizer state is ignored
     Split split(a.data, a.split, C, S, false);

@@ -112,34 +112,22 @@ inline Normalization normalization(const DataArgs& a, const std::map<std::string
                                    const mae::ImageDataset& train, const std::string& checkpoint) {
   Normalization n;
   const Index C = train.channels();
-  const bool foreign = !checkpoint.empty() && !meta.count("mae.config");
+  const bool foreign = !checkpoint.empty() && !meta.count(mae::keys::config);
   if (a.normalize == "imagenet" || (a.normalize == "auto" && foreign)) {
     n.mean = {0.485, 0.456, 0.406}, n.stddev = {0.229, 0.224, 0.225}, n.source = "ImageNet";
     if (C == 1) n.mean = {0.449}, n.stddev = {0.226};  // the channel means
     return n;
   }
-  if (a.normalize == "auto" && meta.count("mae.normalize_mean") && meta.count("mae.normalize_std")) {
-    try {
-      n.mean = nlohmann::json::parse(meta.at("mae.normalize_mean")).get<std::vector<double>>();
-      n.stddev = nlohmann::json::parse(meta.at("mae.normalize_std")).get<std::vector<double>>();
-    } catch (const nlohmann::json::exception& e) {
-      throw mae::Error(checkpoint + ": corrupt normalization metadata (" + e.what() + ")");
+  if (a.normalize == "auto")
+    if (const auto saved = mae::read_normalization(meta, checkpoint, C)) {
+      n.mean = saved->mean, n.stddev = saved->stddev, n.source = checkpoint;
+      return n;
     }
-    if (static_cast<Index>(n.mean.size()) != C || static_cast<Index>(n.stddev.size()) != C)
-      throw mae::Error(checkpoint + ": its normalization has " + std::to_string(n.mean.size()) +
-                       " channels, the model " + std::to_string(C));
-    n.source = checkpoint;
-    return n;
-  }
   mae::dataset_mean_std(train, n.mean, n.stddev);
   n.source = train.name();
   return n;
 }
 
-inline std::map<std::string, std::string> normalization_metadata(const mae::BatchLoader& l) {
-  return {{"mae.normalize_mean", nlohmann::json(l.mean()).dump()},
-          {"mae.normalize_std", nlohmann::json(l.stddev()).dump()}};
-}
 
 // The reference's crop_pct: 224/256 up to 224 pixels, 1 above (main_finetune.py).
 inline double crop_pct(const DataArgs& a, Index img_size) {

@@ -42,12 +42,12 @@ const Preset& choose_preset(const std::string& model, const std::string& checkpo
   if (!model.empty()) return find_preset(model);
   if (!checkpoint.empty()) {
     const auto meta = metadata_of(checkpoint);
-    const auto it = meta.find("mae.config");
+    const auto it = meta.find(mae::keys::config);
     if (it != meta.end()) {
       for (const auto& p : presets())
         if (p.config == it->second) return p;
       throw mae::Error(checkpoint + ": its configuration " + it->second +
-                       " is not a preset of this program; build one with the library (README: Use it as a library)");
+                       " is not a preset of this program; build one with the library (README: Presets)");
     }
   }
   return find_preset("vit_tiny_28x28_gray");
