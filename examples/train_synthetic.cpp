@@ -34,10 +34,10 @@ int main(int argc, char** argv) {
     }
   };
 
-  // Plain Adam (the library's AdamW with the reference schedule arrives with training).
-  const float lr = 1e-3f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f;
-  const mae::Index P = model.parameters().size();
-  std::vector<float> m(P, 0.f), v(P, 0.f);
+  // AdamW with the reference's betas (0.9, 0.95) and weight decay 0.05, at a constant lr
+  // (mae::Trainer adds the schedule, checkpoints and logs).
+  mae::AdamW<float> optimizer(model.parameters(), mae::AdamWOptions{});
+  const double lr = 1e-3;
   const auto t0 = std::chrono::steady_clock::now();
   for (int step = 1; step <= steps; ++step) {
     draw_batch();
@@ -48,14 +48,7 @@ int main(int argc, char** argv) {
     }
     model.zero_grad();
     model.backward();
-    float* w = model.parameters().data();
-    const float* g = model.gradients().data();
-    const float c1 = 1 - std::pow(b1, step), c2 = 1 - std::pow(b2, step);
-    for (mae::Index i = 0; i < P; ++i) {
-      m[i] = b1 * m[i] + (1 - b1) * g[i];
-      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-      w[i] -= lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + eps);
-    }
+    optimizer.step(model.parameters(), model.gradients(), lr);
     if (step == 1 || step % 10 == 0 || step == steps) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::printf("step %4d  loss %.4f  (%.1f images/s)\n", step, loss, step * N / s);

@@ -6,10 +6,10 @@
 // byte a contiguous PyTorch tensor. A PyTorch Linear weight (out, in) is a row-major
 // (out, in) matrix: y = x W^T + b.
 //
-// Determinism: every parallel loop below splits its work into fixed chunks whose size does
-// not depend on the thread count, and each chunk is computed by one thread with a serial
-// Eigen product (Eigen runs single-threaded inside an OpenMP parallel region). Results are
-// therefore bitwise identical for any OMP_NUM_THREADS.
+// Determinism: every parallel loop splits its work into fixed chunks whose size does not
+// depend on the thread count, and each chunk is computed by one thread with the library's own
+// single-threaded kernels (kernels/), whose every output element takes its terms in one fixed
+// order. Results are therefore bitwise identical for any OMP_NUM_THREADS.
 #ifndef MAE_COMMON_HPP
 #define MAE_COMMON_HPP
 
