@@ -244,6 +244,19 @@ TEST_CASE("gemm_columns refuses a column range that does not start and end on B'
   CHECK(c[step] == static_cast<float>(K));  // and the range computed
 }
 
+TEST_CASE("the bf16 formats add A B to C: an alpha other than 1 is refused, not ignored") {
+  const Index M = 3, N = 20, K = 5;
+  const std::vector<float> a(M * K, 1.f), b(K * N, 1.f);
+  std::vector<float> c(M * N, 0.f);
+  const K::GemmOperand<float> A{a.data(), K}, B{b.data(), N};
+  CHECK_THROWS_WITH_AS(K::gemm<Bf16>(c.data(), N, A, B, M, N, K, 0.5f), doctest::Contains("alpha must be 1"),
+                       mae::Error);
+  CHECK_THROWS_AS(K::gemm<K::formats::Bf16Portable>(c.data(), N, A, B, M, N, K, 2.f), mae::Error);
+  CHECK(c == std::vector<float>(M * N, 0.f));  // nothing written
+  K::gemm<Bf16>(c.data(), N, A, B, M, N, K);
+  CHECK(c == std::vector<float>(M * N, static_cast<float>(K)));
+}
+
 // The strides (rows, columns) of an (R, C) operand of small_gemm stored in a buffer of 4 R C
 // values: layout 0 by rows, 1 transposed (by columns), 2 neither contiguous (every other
 // value of every other row: the packing's and rounding's generic paths).

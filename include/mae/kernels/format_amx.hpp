@@ -86,10 +86,9 @@ struct Bf16Amx : Bf16Pairs {
   }
   static void end() { _tile_release(); }
 
-  // C (16, W 16) += A (16 rows, pairs(kc)) B panel (pairs(kc), width W 16 words); alpha = 1
+  // C (16, W 16) += A (16 rows, pairs(kc)) B panel (pairs(kc), width W 16 words)
   template <int W>
-  static void tile(float* c, Index ldc, ATile a, const Word* panel, Index kc, float alpha) {
-    (void)alpha;  // the accumulator tiles add into C
+  static void tile(float* c, Index ldc, ATile a, const Word* panel, Index kc, float /*alpha: 1*/) {
     constexpr Index n = W * 16;
     const Index np = bf16::pairs(kc);
     _tile_loadd(0, c, ldc * 4);

@@ -49,6 +49,7 @@ struct Scalar {
   }
   // packed rows for kc steps of k
   static Index rows(Index kc) { return kc; }
+  static constexpr bool kScales = true;  // the tile computes C += alpha A B
 
   // A as given (each slab is packed as it is used)
   using A = GemmOperand<S>;

@@ -11,6 +11,7 @@
 //   a_tile(slab, A, i, nr, p0, kc), slab_size()   MR rows of A for a tile (packed, or in place)
 //   pack_b(out, B, p0, kc, j0, nc)               a block of B as panels of NR columns
 //   tile<W>(c, ldc, a, panel, kc, alpha)         C (MR, W packets) += alpha A B
+//   kScales                 whether the tile applies alpha (the bf16 tiles add A B: alpha 1)
 //   begin(), end()          optional, per product and thread (AMX's tile configuration)
 //
 //   formats::Scalar<S>  fp32 / fp64 operands, FMA on Eigen's packets      (format_scalar.hpp)

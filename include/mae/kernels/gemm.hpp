@@ -87,6 +87,8 @@ template <class F>
 inline void run(typename F::Value* c, Index ldc, GemmOperand<typename F::Value> A, GemmOperand<typename F::Value> B,
                 const typename F::Word* packed, Index M, Index N, Index K, typename F::Value alpha, Index jb,
                 Index je) {
+  if constexpr (!F::kScales)
+    if (alpha != 1) throw Error("gemm: this operand format adds A B to C (alpha must be 1)");
   if constexpr (HasFaster<F>::value)
     if (F::faster_available()) return run<typename F::Faster>(c, ldc, A, B, packed, M, N, K, alpha, jb, je);
   using Word = typename F::Word;
@@ -141,7 +143,7 @@ inline void check_columns(Index j_begin, Index j_end, Index N, Index step) {
 }  // namespace gemm_detail
 
 // C (M, N; row stride ldc) += alpha A B, A (M, K), B (K, N), in format F (formats.hpp). The
-// bf16 formats take alpha = 1 only (the products of autocast).
+// bf16 formats take alpha = 1 only (the products of autocast; F::kScales is false).
 template <class F>
 inline void gemm(typename F::Value* c, Index ldc, GemmOperand<typename F::Value> A, GemmOperand<typename F::Value> B,
                  Index M, Index N, Index K, typename F::Value alpha = 1) {
