@@ -51,6 +51,11 @@ inline constexpr char features[] = "mae.features";  // what a probe or extractio
 inline constexpr char linear_probe_batches_tracked[] = "mae.linear_probe.batches_tracked";
 }  // namespace keys
 
+// Refuses a file without `key` in its metadata: "not a <what> (no 'key' in its metadata)".
+inline void require_metadata(const safetensors::File& f, const char* key, const std::string& what) {
+  if (!f.metadata().count(key)) f.fail("not a " + what + " (no '" + key + "' in its metadata)");
+}
+
 // A string of a checkpoint's metadata, or nothing.
 inline std::optional<std::string> metadata_value(const Metadata& meta, const char* key) {
   const auto it = meta.find(key);
@@ -137,7 +142,7 @@ inline void write_trajectory(Metadata& meta, const char* key, const nlohmann::js
 }
 inline void require_same_trajectory(const safetensors::File& f, const char* key, const nlohmann::json& ours,
                                     const std::string& what) {
-  if (!f.metadata().count(key)) f.fail(std::string("not a training checkpoint (no '") + key + "' in its metadata)");
+  require_metadata(f, key, "checkpoint of this kind of run");
   nlohmann::json saved;
   try {
     saved = nlohmann::json::parse(f.metadata().at(key));
@@ -160,8 +165,8 @@ struct RunState {
 
   void write(Metadata& meta) const {
     meta[keys::step] = std::to_string(step);
-    if (pending_micro_batches > 0 || lr) meta[keys::pending_micro_batches] = std::to_string(pending_micro_batches);
-    if (lr) {
+    if (lr) {  // pretraining: the learning rate and the accumulation window
+      meta[keys::pending_micro_batches] = std::to_string(pending_micro_batches);
       char hex[32];
       std::snprintf(hex, sizeof hex, "%a", *lr);  // hex float: exact
       meta[keys::lr] = hex;
@@ -173,8 +178,7 @@ struct RunState {
     const auto& meta = f.metadata();
     std::vector<const char*> required = {keys::step, keys::rng};
     if (with_lr) required.push_back(keys::pending_micro_batches), required.push_back(keys::lr);
-    for (const char* key : required)
-      if (!meta.count(key)) f.fail("not a " + what + " checkpoint (no '" + key + "' in its metadata)");
+    for (const char* key : required) require_metadata(f, key, what + " checkpoint");
     RunState s;
     s.step = std::stoll(meta.at(keys::step));
     if (with_lr) {

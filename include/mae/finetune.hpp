@@ -249,10 +249,10 @@ class Finetuner {
   void resume(const std::string& path) {
     const safetensors::File f(path);
     const RunState run = RunState::read(f, /*with_lr=*/false, "fine-tuning");
-    const auto described = metadata_value(f.metadata(), keys::classifier);
-    if (!described) f.fail(std::string("not a fine-tuning checkpoint (no '") + keys::classifier + "' in its metadata)");
-    if (*described != model_.name())
-      f.fail("checkpoint is for another classifier (" + *described + "); this one is " + model_.name());
+    require_metadata(f, keys::classifier, "fine-tuning checkpoint");
+    const std::string& described = f.metadata().at(keys::classifier);
+    if (described != model_.name())
+      f.fail("checkpoint is for another classifier (" + described + "); this one is " + model_.name());
     require_same_trajectory(f, keys::finetune, trajectory_json(), "fine-tuned");
     const auto& params = model_.parameters();
     typename AdamW<S>::State optim = AdamW<S>::read_state(f, params);

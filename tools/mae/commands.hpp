@@ -36,9 +36,6 @@
 namespace mae_tool {
 
 using mae::ClassifierInfo;
-inline ClassifierInfo classifier_info(const std::string& path, const mae::Metadata& meta) {
-  return mae::read_classifier_info(meta, path);
-}
 
 inline mae::Precision precision_of(bool bf16) { return bf16 ? mae::Precision::bf16 : mae::Precision::fp32; }
 
@@ -239,7 +236,7 @@ struct Commands {
     typename Vit::Options vo;
     vo.seed = seed, vo.drop_path = 0;
     if (e.meta.count(mae::keys::classifier)) {  // a fine-tuned classifier: its own pooling
-      const ClassifierInfo ci = classifier_info(f.checkpoint, e.meta);
+      const ClassifierInfo ci = mae::read_classifier_info(e.meta, f.checkpoint);
       vo.num_classes = ci.classes, vo.global_pool = ci.global_pool;
       e.model = std::make_unique<Vit>(vo);
       e.model->load(f.checkpoint);
@@ -417,7 +414,7 @@ struct Commands {
   static int eval(const EvalArgs& a) {
     set_threads(a.run);
     const auto meta = metadata_of(a.checkpoint);
-    const ClassifierInfo ci = classifier_info(a.checkpoint, meta);
+    const ClassifierInfo ci = mae::read_classifier_info(meta, a.checkpoint);
     auto model = classifier(a.checkpoint, ci);
     Split split(a.data, a.split, C, S, true);
     const auto& ds = split.dataset();
@@ -468,7 +465,7 @@ struct Commands {
     set_threads(a.run);
     namespace fs = std::filesystem;
     const auto meta = metadata_of(a.checkpoint);
-    const ClassifierInfo ci = classifier_info(a.checkpoint, meta);
+    const ClassifierInfo ci = mae::read_classifier_info(meta, a.checkpoint);
     auto model = classifier(a.checkpoint, ci);
     std::vector<std::string> files;
     for (const auto& in : a.inputs) {

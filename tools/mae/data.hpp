@@ -89,8 +89,7 @@ inline void require_same_classes(const Split& train, const Split& val) {
   if (train.folder() && val.folder()) mae::require_same_classes(*train.folder(), *val.folder());
 }
 
-struct Normalization {
-  std::vector<double> mean, stddev;
+struct Normalization : mae::Normalization {
   std::string source;
   void print() const {
     std::printf("normalization (%s): mean", source.c_str());
@@ -120,7 +119,8 @@ inline Normalization normalization(const DataArgs& a, const std::map<std::string
   }
   if (a.normalize == "auto")
     if (const auto saved = mae::read_normalization(meta, checkpoint, C)) {
-      n.mean = saved->mean, n.stddev = saved->stddev, n.source = checkpoint;
+      n.mae::Normalization::operator=(*saved);
+      n.source = checkpoint;
       return n;
     }
   mae::dataset_mean_std(train, n.mean, n.stddev);
