@@ -309,8 +309,8 @@ FinetuneRun run_finetuner(const mae::DataParallel& parallel, const std::string& 
   std::vector<int> labels;
   for (Index i = 0; i < ds.size(); ++i) labels.push_back(ds.label(i));
   mae::Finetuner<Vit> tuner(model, loader, o, [&] {
-    return mae::evaluate_classifier(model, ds.size(), labels.data(),
-                                    [&](Index i, float* d) { eval_loader.evaluation(i, d, 1.0); });
+    return mae::EvalResult::of(mae::evaluate(model, ds.size(), labels.data(),
+                                             [&](Index i, float* d) { eval_loader.evaluation(i, d, 1.0); }));
   });
   if (!resume.empty()) tuner.resume(resume);
   tuner.run();

@@ -160,6 +160,8 @@ class VisionTransformer {
     if (labels) {
       std::copy(labels, labels + N, ws.labels.begin());
       ws.loss = cross_entropy_forward(ws.probs.data(), ws.logits.data(), labels, N, K, opt_.label_smoothing);
+    } else {  // probs = softmax(logits), for probabilities()
+      for (Index n = 0; n < N; ++n) softmax_row(ws.probs.data() + n * K, ws.logits.data() + n * K, K);
     }
     has_forward_ = true;
     return ws.loss;
@@ -249,6 +251,7 @@ class VisionTransformer {
   S loss() const { return ws_.loss; }
   Index batch_size() const { return ws_.N; }
   ConstMatMap<S> logits() const { return ConstMatMap<S>(ws_.logits.data(), ws_.N, opt_.num_classes); }  // (N, classes)
+  // softmax(logits) (N, classes), after any forward
   ConstMatMap<S> probabilities() const { return ConstMatMap<S>(ws_.probs.data(), ws_.N, opt_.num_classes); }
   // The head's input (N, D): fc_norm(mean of patch tokens) or norm(x)[:, 0].
   ConstMatMap<S> features() const { return ConstMatMap<S>(ws_.feat.data(), ws_.N, D); }

@@ -25,14 +25,20 @@ inline void check_labels(const int* labels, Index N, Index K) {
                   std::to_string(K) + ")");
 }
 
-// One row z (K): probs (K) = softmax(z); returns log sum_k exp(z[k]), so logp[k] = z[k] - it.
+// log sum_k exp(z[k]) of one row z (K), in double: log_softmax(z)[k] = z[k] - it.
 template <class S>
-inline double softmax_row(S* probs, const S* z, Index K) {
+inline double log_sum_exp(const S* z, Index K) {
   double mx = z[0];
   for (Index k = 1; k < K; ++k) mx = std::max(mx, static_cast<double>(z[k]));
   double sum = 0;
   for (Index k = 0; k < K; ++k) sum += std::exp(z[k] - mx);
-  const double log_sum = std::log(sum) + mx;
+  return std::log(sum) + mx;
+}
+
+// The class probabilities of one row z (K): probs (K) = softmax(z); returns log_sum_exp(z).
+template <class S>
+inline double softmax_row(S* probs, const S* z, Index K) {
+  const double log_sum = log_sum_exp(z, K);
   for (Index k = 0; k < K; ++k) probs[k] = static_cast<S>(std::exp(z[k] - log_sum));
   return log_sum;
 }

@@ -17,6 +17,7 @@
 #include "cross_entropy.hpp"
 #include "data/loader.hpp"
 #include "data/mixup.hpp"
+#include "metrics.hpp"
 #include "optim.hpp"
 #include "patch.hpp"
 #include "training_loop.hpp"
@@ -106,33 +107,13 @@ struct FinetuneOptions {
   }
 };
 
+// What the Finetuner logs after each epoch (inference.hpp's evaluate() gives the report).
 struct EvalResult {
   double accuracy = 0;  // top-1
   double loss = 0;      // mean cross-entropy without smoothing
   Index count = 0;
+  static EvalResult of(const ClassificationReport& r) { return {r.top1(), r.mean_loss(), r.count()}; }
 };
-
-// Top-1 accuracy of `model` (evaluation mode) on `count` images; image(i, dst) writes image
-// i normalized as (C, H, W) floats.
-template <class Vit, class ImageFn>
-EvalResult evaluate_classifier(Vit& model, Index count, const int* labels, ImageFn&& image, Index batch = 256) {
-  using S = typename Vit::Scalar;
-  const Index K = model.num_classes();
-  std::vector<S> probs(static_cast<std::size_t>(batch * K));
-  std::vector<int> pred(static_cast<std::size_t>(batch));
-  EvalResult r;
-  r.count = count;
-  Index correct = 0;
-  model.for_each_batch(count, batch, image, [&](Index s, Index B) {
-    model.predictions(pred.data());
-    for (Index i = 0; i < B; ++i) correct += pred[i] == labels[s + i];
-    r.loss +=
-        static_cast<double>(cross_entropy_forward(probs.data(), model.logits().data(), labels + s, B, K, 0.0)) * B;
-  });
-  r.accuracy = static_cast<double>(correct) / static_cast<double>(count);
-  r.loss /= static_cast<double>(count);
-  return r;
-}
 
 // Only the first process of a data-parallel run writes the logs and shows progress.
 inline LoopOptions loop_options(const FinetuneOptions& o) {

@@ -10,8 +10,9 @@
 //
 // The encoder is frozen and the BatchNorm has no parameters, so the only gradients are the
 // linear layer's: nothing flows back into the features. Features of a frozen encoder on
-// images without augmentation are the same every epoch, so encode_dataset() computes them
-// once (the reference augments with RandomResizedCrop + flip and re-encodes every epoch).
+// images without augmentation are the same every epoch, so they are computed once
+// (inference.hpp's FeatureExtractor::encode; the reference augments with RandomResizedCrop +
+// flip and re-encodes every epoch).
 #ifndef MAE_LINEAR_PROBE_HPP
 #define MAE_LINEAR_PROBE_HPP
 
@@ -205,25 +206,6 @@ ProbeEpoch fit_linear_probe(LinearProbe<S>& probe, const S* x, const int* y, Ind
     if (on_epoch) on_epoch(last);
   }
   return last;
-}
-
-// Features of `count` images through a frozen classifier's encoder (evaluation mode: no
-// drop path), as rows of a (count, F) matrix. image(i, dst) writes image i, normalized,
-// (C, H, W) floats; feature(model) returns the (B, F) features of the last forward (e.g.
-// the head's input, model.features()). Runs in batches of `batch`.
-template <class Vit, class ImageFn, class FeatureFn>
-std::vector<float> encode_dataset(Vit& model, Index count, Index batch, ImageFn&& image, FeatureFn&& feature,
-                                  const std::function<void(Index, Index)>& progress = {}) {
-  std::vector<float> out;
-  Index F = -1;
-  model.for_each_batch(count, batch, image, [&](Index s, Index B) {
-    const auto f = feature(model);  // (B, F)
-    if (F < 0) F = f.cols(), out.resize(static_cast<std::size_t>(count * F));
-    for (Index i = 0; i < B; ++i)
-      for (Index j = 0; j < F; ++j) out[(s + i) * F + j] = static_cast<float>(f(i, j));
-    if (progress) progress(s + B, count);
-  });
-  return out;
 }
 
 }  // namespace mae

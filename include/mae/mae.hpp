@@ -24,6 +24,7 @@
 #include "data/loader.hpp"
 #include "encoder.hpp"
 #include "finetune.hpp"
+#include "inference.hpp"
 #include "layernorm.hpp"
 #include "linear.hpp"
 #include "linear_probe.hpp"

@@ -102,6 +102,13 @@ grep -q "features (80, 192)" extract.txt
 "$mae" extract --data png --split val --checkpoint ft/classifier.safetensors --block 2 --out feat_b2.safetensors \
   "${q[@]}" | tee extract2.txt
 grep -q "features (80, 192)" extract2.txt
+# every token of block 1: (80, 1 + 49, 192); a block the encoder does not have is refused
+"$mae" extract --data png --split val --checkpoint pre/mae_final.safetensors --pool tokens --block 1 \
+  --out feat_tokens.safetensors "${q[@]}" | tee extract3.txt
+grep -q "features (80, 50, 192)" extract3.txt
+if "$mae" extract --data png --checkpoint pre/mae_final.safetensors --block 99 --out x.safetensors "${q[@]}" \
+  2> block99.txt; then exit 1; fi
+grep -q "block must be in 1..6" block99.txt
 
 "$mae" probe --data png --checkpoint pre/mae_final.safetensors --epochs 2 --batch 64 --out probe "${q[@]}" | tee probe.txt
 grep -q "linear probe" probe.txt && test -s probe/probe.safetensors

@@ -1,5 +1,5 @@
 // The `mae` program's arguments, one struct per subcommand, and the options they share.
-// Parsing (CLI11) is in main.cpp; the commands, templated on the model, in commands.hpp.
+// Parsing (CLI11) is in main.cpp; the commands, templated on the model, in commands/.
 #pragma once
 
 #include <mae/data/fashion_mnist.hpp>
@@ -70,7 +70,7 @@ struct ProbeArgs {
   mae::ProbeOptions probe;
   std::string checkpoint, pool = "cls", out = "runs/probe";
   bool raw_pixels = false;
-  int block = -1;
+  int block = 0;
 };
 
 struct EvalArgs {
@@ -90,8 +90,8 @@ struct PredictArgs {
 
 // Features of an encoder (an MAE checkpoint, a classifier, or none: random init).
 struct FeatureArgs {
-  std::string checkpoint, pool = "cls";
-  int block = -1;  // 1..depth: that block's output instead of the final norm
+  std::string checkpoint, pool = "cls";  // cls, avg, tokens (extract)
+  int block = 0;  // 1..depth: that block's output; 0: the final norm's
 };
 
 struct ExtractArgs {

@@ -1,10 +1,11 @@
 // The `mae` program's data: a split of Fashion-MNIST or of an image folder, at the model's
-// channel count, checked before anything trains; normalization statistics; small helpers.
+// channel count, checked before anything trains; the normalization; small helpers.
 #pragma once
 
 #include "args.hpp"
 
 #include <mae/data.hpp>
+#include <mae/inference.hpp>
 #include <mae/safetensors.hpp>
 
 #include <nlohmann/json.hpp>
@@ -89,56 +90,30 @@ inline void require_same_classes(const Split& train, const Split& val) {
   if (train.folder() && val.folder()) mae::require_same_classes(*train.folder(), *val.folder());
 }
 
-struct Normalization : mae::Normalization {
-  std::string source;
-  void print() const {
-    std::printf("normalization (%s): mean", source.c_str());
-    for (double m : mean) std::printf(" %.4f", m);
-    std::printf(", std");
-    for (double v : stddev) std::printf(" %.4f", v);
-    std::printf("\n");
-  }
-};
-
 inline std::map<std::string, std::string> metadata_of(const std::string& path) {
   return path.empty() ? std::map<std::string, std::string>{} : mae::safetensors::File(path).metadata();
 }
 
-// The statistics the images are normalized with: --normalize auto takes a checkpoint's (the
-// ones its model was trained with), ImageNet's for a checkpoint from elsewhere (converted
-// official weights: no mae.config), else the training split's; imagenet: the reference's.
-inline Normalization normalization(const DataArgs& a, const std::map<std::string, std::string>& meta,
-                                   const mae::ImageDataset& train, const std::string& checkpoint) {
-  Normalization n;
-  const Index C = train.channels();
-  const bool foreign = !checkpoint.empty() && !meta.count(mae::keys::config);
-  if (a.normalize == "imagenet" || (a.normalize == "auto" && foreign)) {
-    n.mean = {0.485, 0.456, 0.406}, n.stddev = {0.229, 0.224, 0.225}, n.source = "ImageNet";
-    if (C == 1) n.mean = {0.449}, n.stddev = {0.226};  // the channel means
-    return n;
-  }
-  if (a.normalize == "auto")
-    if (const auto saved = mae::read_normalization(meta, checkpoint, C)) {
-      n.mae::Normalization::operator=(*saved);
-      n.source = checkpoint;
-      return n;
-    }
-  mae::dataset_mean_std(train, n.mean, n.stddev);
-  n.source = train.name();
-  return n;
+// --normalize (auto, dataset, imagenet) as the library chooses it (mae::choose_normalization).
+inline mae::NormalizationChoice normalization(const DataArgs& a, const std::map<std::string, std::string>& meta,
+                                              const mae::ImageDataset& images, const std::string& checkpoint) {
+  const mae::NormalizeFrom from = a.normalize == "imagenet"  ? mae::NormalizeFrom::imagenet
+                                  : a.normalize == "dataset" ? mae::NormalizeFrom::dataset
+                                                             : mae::NormalizeFrom::automatic;
+  return mae::choose_normalization(from, meta, checkpoint, images);
 }
 
+inline void print(const mae::NormalizationChoice& n) {
+  std::printf("normalization (%s): mean", n.source.c_str());
+  for (double m : n.mean) std::printf(" %.4f", m);
+  std::printf(", std");
+  for (double v : n.stddev) std::printf(" %.4f", v);
+  std::printf("\n");
+}
 
 // The reference's crop_pct: 224/256 up to 224 pixels, 1 above (main_finetune.py).
 inline double crop_pct(const DataArgs& a, Index img_size) {
   return a.crop_pct > 0 ? a.crop_pct : (img_size <= 224 ? 0.875 : 1.0);
-}
-
-inline std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 }  // namespace mae_tool

@@ -134,13 +134,20 @@ void add_schedule(CLI::App& c, O& o, const std::string& blr_help) {
   c.add_option("--max-steps", o.max_steps, "stop (with a checkpoint to resume from) after this many steps in all");
 }
 
-void add_features(CLI::App& c, FeatureArgs& f) {
+void add_features(CLI::App& c, FeatureArgs& f, bool tokens) {
   c.add_option("--checkpoint", f.checkpoint,
                "encoder: an MAE checkpoint (mae_final.safetensors, or converted official weights) or a classifier; "
                "none: random init");
-  c.add_option("--pool", f.pool, "cls (the normed cls token) or avg (fc_norm of the patch-token mean)")
-      ->check(CLI::IsMember({"cls", "avg"}));
-  c.add_option("--block", f.block, "features of this block's output instead (1..depth; pooled by --pool, no norm)");
+  if (tokens)
+    c.add_option("--pool", f.pool,
+                 "cls (the normed cls token), avg (fc_norm of the patch-token mean), or tokens (every token of the "
+                 "last block or of --block, cls first: features (N, 1+L, D))")
+        ->check(CLI::IsMember({"cls", "avg", "tokens"}));
+  else
+    c.add_option("--pool", f.pool, "cls (the normed cls token) or avg (fc_norm of the patch-token mean)")
+        ->check(CLI::IsMember({"cls", "avg"}));
+  c.add_option("--block", f.block, "features of this block's output instead (1..depth; pooled by --pool, no norm)")
+      ->check(CLI::Range(1, 1 << 20));
 }
 
 }  // namespace
@@ -244,7 +251,7 @@ int main(int argc, char** argv) {
   pro->add_flag("--raw-pixels", pr.raw_pixels, "probe the normalized pixels instead (logistic regression)");
   pro->add_option("--pool", pr.pool, "cls (norm(x)[:, 0], the reference's default) or avg")
       ->check(CLI::IsMember({"cls", "avg"}));
-  pro->add_option("--block", pr.block, "probe this block's output instead (1..depth)");
+  pro->add_option("--block", pr.block, "probe this block's output instead (1..depth)")->check(CLI::Range(1, 1 << 20));
   pro->add_option("--epochs", pr.probe.epochs, "epochs")->check(CLI::Range(1, 1000000));
   pro->add_option("--batch", pr.probe.batch_size, "batch size")->check(CLI::Range(2, 1 << 20));
   pro->add_option("--blr", pr.probe.blr, "base learning rate: lr = blr * batch / 256");
@@ -295,12 +302,12 @@ int main(int argc, char** argv) {
   ExtractArgs xa;
   std::string xa_model;
   auto* ext = app.add_subcommand("extract",
-                                 "features of every image (N x D) with labels and file names, as "
+                                 "features of every image (N x D, or N x tokens x D) with labels and file names, as "
                                  "safetensors");
   ext->option_defaults()->always_capture_default();
   add_model(*ext, xa_model);
   add_data(*ext, xa.data, false);
-  add_features(*ext, xa.features);
+  add_features(*ext, xa.features, /*tokens=*/true);
   ext->add_option("--split", xa.split, "train or val")->check(CLI::IsMember({"train", "val"}));
   ext->add_option("--out", xa.out, "the safetensors file: features (N, D), labels (N), metadata mae.files");
   ext->add_option("--batch", xa.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
@@ -316,7 +323,7 @@ int main(int argc, char** argv) {
   kn->option_defaults()->always_capture_default();
   add_model(*kn, ka_model);
   add_data(*kn, ka.data, false);
-  add_features(*kn, ka.features);
+  add_features(*kn, ka.features, /*tokens=*/false);
   kn->add_option("--k", ka.k, "neighbours")->check(CLI::Range(1, 100000));
   kn->add_option("--temperature", ka.temperature, "vote weight exp(cosine / T)")->check(CLI::PositiveNumber);
   kn->add_option("--batch", ka.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
