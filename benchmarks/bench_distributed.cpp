@@ -13,7 +13,7 @@
 // allreduce_mean alone on that model's gradient store: "GB/s" is the store's size over the time, "bus GB/s" the ring
 // algorithm's traffic 2 (R - 1) / R x size over the time (NCCL's convention).
 #include <benchmark/benchmark.h>
-#include <mae/distributed.hpp>
+#include <mae/training/distributed.hpp>
 #include <mae/mae.hpp>
 
 #include <chrono>

@@ -8,7 +8,7 @@
 #include "flops.hpp"
 
 #include <mae/mae.hpp>
-#include <mae/optim.hpp>
+#include <mae/training/optim.hpp>
 
 #include <benchmark/benchmark.h>
 

@@ -12,7 +12,7 @@
 // so a training step is 3 x forward.
 #pragma once
 
-#include <mae/config.hpp>
+#include <mae/models/config.hpp>
 
 #include <cstdint>
 

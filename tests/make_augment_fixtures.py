@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Write tests/fixtures/augment_timm.safetensors: the fine-tuning augmentations as timm and PIL
-compute them, for tests/test_augment.cpp.
+compute them, for tests/test_augment.cpp (and the soft-target cross-entropy of test_layers.cpp, clip_grad_norm of test_optim.cpp).
 
 Runs timm's own functions (timm/data/auto_augment.py and timm/data/mixup.py, imported from a
 checkout of timm given as the argument) with Debian's python3-pil, python3-torch and

@@ -1,11 +1,12 @@
-// The fine-tuning recipe's augmentations and loss pieces against timm and PIL
+// data/: the fine-tuning recipe's augmentations against timm and PIL
 // (tests/fixtures/augment_timm.safetensors, written by tests/make_augment_fixtures.py from
 // timm's own functions): every RandAugment operation exactly, level_to_arg, Mixup's mixing and
-// targets, SoftTargetCrossEntropy, clip_grad_norm_. What timm draws at random (Python's and
+// targets, random erasing. (SoftTargetCrossEntropy: test_layers.cpp; clip_grad_norm_:
+// test_optim.cpp.) What timm draws at random (Python's and
 // numpy's generators) cannot be reproduced, so the draws are checked by their distributions.
 #include "test_util.hpp"
 
-#include <mae/finetune.hpp>
+#include <mae/training/finetune.hpp>
 
 #include <map>
 #include <sstream>
@@ -14,17 +15,8 @@ using mae::Index;
 
 namespace {
 
-const mae::safetensors::File& fixture() {
-  static const mae::safetensors::File f(std::string(MAE_FIXTURE_DIR) + "/augment_timm.safetensors");
-  return f;
-}
-
-std::vector<std::string> words(const std::string& s) {
-  std::istringstream is(s);
-  std::vector<std::string> w;
-  for (std::string x; is >> x;) w.push_back(x);
-  return w;
-}
+const mae::safetensors::File& fixture() { return mae_test::fixture_file("augment_timm"); }
+using mae_test::words;
 
 mae::ImageU8 fixture_image(const std::string& name) {
   mae::Shape shape;
@@ -289,132 +281,6 @@ TEST_CASE("random erasing: probability, box area and aspect, N(0, 1) fill, nothi
   CHECK(std::abs(var - 1) < 5 * std::sqrt(2 / cnt));
 }
 
-TEST_CASE("soft-target cross-entropy equals timm's SoftTargetCrossEntropy, value and gradient") {
-  const auto& f = fixture();
-  mae::Shape shape;
-  const std::vector<double> z = f.read<double>("softce.logits", &shape), t = f.read<double>("softce.targets");
-  const Index N = shape[0], K = shape[1];
-  std::vector<double> probs(z.size(), -9.0), grad(z.size(), 0.25);
-  const double loss = mae::soft_cross_entropy_forward(probs.data(), z.data(), t.data(), N, K);
-  CHECK(loss == doctest::Approx(f.read<double>("softce.loss")[0]).epsilon(1e-13));
-  mae::soft_cross_entropy_backward(grad.data(), probs.data(), t.data(), N, K, 2.0);  // accumulates
-  const std::vector<double> want = f.read<double>("softce.grad");
-  for (std::size_t i = 0; i < grad.size(); ++i) CHECK(grad[i] == doctest::Approx(0.25 + 2.0 * want[i]).epsilon(1e-12));
-}
-
-TEST_CASE("soft targets of a one-hot smoothed label give the label-smoothing loss and gradients") {
-  using Cfg = mae::Config<8, 2, 1, 8, 2, 2, 8, 1, 2, 4, double>;
-  using M = mae::VisionTransformer<Cfg>;
-  M::Options o;
-  o.num_classes = 5, o.label_smoothing = 0.1, o.seed = 3, o.drop_path = 0;
-  M a(o), b(o);
-  const Index N = 4, HW = Cfg::img_size;
-  const std::vector<double> img = mae_test::random_vector(N * HW * HW, 5);
-  const std::vector<int> labels{4, 0, 2, 2};
-  std::vector<float> targets(static_cast<std::size_t>(N * 5));
-  mae::mix_targets(targets.data(), labels.data(), N, 5, 1.0, 0.1);  // lam 1: y_i smoothed
-  a.zero_grad(), b.zero_grad();
-  const double la = a.forward(mae::images(img.data(), N, 1, HW, HW), labels.data());
-  const double lb = b.forward_soft(mae::images(img.data(), N, 1, HW, HW), targets.data());
-  CHECK(lb == doctest::Approx(la).epsilon(1e-6));  // targets in float: 1e-7 relative
-  a.backward(), b.backward();
-  CHECK(mae_test::rel_dist(b.gradients().data(), a.gradients().data(), a.gradients().size()) < 1e-6);
-  targets[3] = std::nanf("");
-  CHECK_THROWS_WITH_AS(b.forward_soft(mae::images(img.data(), N, 1, HW, HW), targets.data()),
-                       doctest::Contains("not finite"), mae::Error);
-}
-
-TEST_CASE("clip_grad_norm equals torch.nn.utils.clip_grad_norm_") {
-  const auto& f = fixture();
-  for (const std::string& name : words(f.metadata().at("clip_cases"))) {
-    INFO(name);
-    std::vector<float> g = f.read<float>("clip." + name + ".grad");
-    const std::vector<double> nm = f.read<double>("clip." + name + ".norm");
-    const double norm = mae::clip_grad_norm(g.data(), static_cast<Index>(g.size()), nm[1]);
-    CHECK(std::abs(norm - nm[0]) <= 1e-6 * nm[0]);  // torch sums in float: 1e-7 relative
-    const std::vector<float> want = f.read<float>("clip." + name + ".clipped");
-    for (std::size_t i = 0; i < g.size(); ++i) CHECK(std::abs(g[i] - want[i]) <= 1e-6 * std::abs(want[i]));
-  }
-  std::vector<float> bad{1.0f, std::numeric_limits<float>::infinity()};
-  CHECK_THROWS_WITH_AS(mae::clip_grad_norm(bad.data(), 2, 1.0), doctest::Contains("clip_grad"), mae::Error);
-}
-
-namespace {
-// Labelled random RGB images, 12x12 (the loader crops and resizes them to the model's 8x8).
-class LabelledImages : public mae::ImageDataset {
- public:
-  explicit LabelledImages(Index n) : n_(n) {
-    mae::Rng r(77);
-    px_.resize(static_cast<std::size_t>(n * 3 * 12 * 12));
-    for (auto& v : px_) v = static_cast<float>(r.uniform());
-  }
-  Index size() const override { return n_; }
-  Index channels() const override { return 3; }
-  Index height(Index) const override { return 12; }
-  Index width(Index) const override { return 12; }
-  void load(Index i, float* out) const override {
-    std::copy(px_.begin() + i * 432, px_.begin() + (i + 1) * 432, out);
-  }
-  int label(Index i) const override { return static_cast<int>(i % 3); }
-  std::string name() const override { return "labelled"; }
-
- private:
-  Index n_;
-  std::vector<float> px_;
-};
-
-using Vit = mae::VisionTransformer<mae::Config<8, 2, 3, 16, 2, 2, 16, 1, 2>>;
-
-struct RecipeRun {
-  std::vector<double> losses;
-  std::vector<float> params;
-};
-
-// Fine-tunes 2 epochs of 3 batches with the reference's recipe (RandAugment, random erasing,
-// mixup / cutmix, clip_grad), optionally stopping at max_steps or resuming from a checkpoint.
-RecipeRun run_recipe(const std::string& out, mae::Index max_steps, const std::string& resume,
-                     const mae::MixupOptions& mix, const std::string& aa) {
-  static const LabelledImages ds(24);
-  mae::FinetuneOptions o;
-  o.epochs = 2, o.batch_size = 8, o.seed = 5, o.warmup_epochs = 0.5, o.out_dir = out, o.progress = false;
-  o.max_steps = max_steps, o.mixup = mix, o.clip_grad = 0.5;
-  mae::AugmentOptions aug;
-  aug.rand_augment = aa != "none";
-  if (aug.rand_augment) aug.rand_augment_options = mae::RandAugmentOptions::parse(aa);
-  aug.erasing.prob = 0.25;
-  mae::BatchLoader loader(ds, 8, o.batch_size, o.seed, aug, {0.5, 0.5, 0.5}, {0.3, 0.3, 0.3});
-  Vit::Options vo;
-  vo.num_classes = 3, vo.seed = 2;
-  Vit model(vo);
-  mae::Finetuner<Vit> tuner(model, loader, o, [] { return mae::EvalResult{0.5, 1.0, 1}; });
-  if (!resume.empty()) tuner.resume(resume);
-  tuner.run();
-  RecipeRun r;
-  for (const auto& h : tuner.history()) r.losses.push_back(h.loss);
-  r.params.assign(model.parameters().data(), model.parameters().data() + model.parameters().size());
-  return r;
-}
-}  // namespace
-
-TEST_CASE("fine-tuning with the full recipe resumes bit for bit; a resume with another recipe is refused") {
-  const auto dir = mae_test::scratch_dir("recipe");
-  const mae::MixupOptions mix;  // 0.8 / 1.0, the reference's
-  const std::string aa = "rand-m9-mstd0.5-inc1";
-  const RecipeRun full = run_recipe((dir / "full").string(), -1, "", mix, aa);
-  REQUIRE(full.losses.size() == 6);
-  for (double l : full.losses) CHECK(std::isfinite(l));
-  run_recipe((dir / "cut").string(), 4, "", mix, aa);
-  const std::string ckpt = (dir / "cut" / "checkpoint.safetensors").string();
-  const RecipeRun resumed = run_recipe((dir / "cut").string(), -1, ckpt, mix, aa);
-  CHECK(resumed.params == full.params);
-  // mixup changes the run (the first loss is ln 3 either way: the head starts near zero)
-  const RecipeRun plain = run_recipe((dir / "plain").string(), -1, "", mae::MixupOptions{0.0, 0.0}, aa);
-  CHECK(plain.params != full.params);
-  CHECK_THROWS_WITH_AS(run_recipe((dir / "cut").string(), -1, ckpt, mae::MixupOptions{0.0, 0.0}, aa),
-                       doctest::Contains("mixup = {"), mae::Error);
-  CHECK_THROWS_WITH_AS(run_recipe((dir / "cut").string(), -1, ckpt, mix, "rand-m7-mstd0.5-inc1"),
-                       doctest::Contains("augment = {"), mae::Error);
-}
 
 TEST_CASE("RandAugment's spec() reads back as the same options") {
   for (const char* s : {"rand-m9-mstd0.5-inc1", "rand-n3-m7-p0.8-mmax12", "rand-m0.1"}) {

@@ -2,8 +2,8 @@
 // state (optim.hpp): written, read back the same, and refused by name when wrong.
 #include "test_util.hpp"
 
-#include <mae/checkpoint.hpp>
-#include <mae/optim.hpp>
+#include <mae/io/checkpoint.hpp>
+#include <mae/training/optim.hpp>
 
 #include <cmath>
 #include <string>

@@ -1,9 +1,9 @@
-// Downstream: the ViT classifier (gradient checks of every parameter in both head modes,
-// drop path, label-smoothed cross-entropy), loading an MAE encoder, layer-wise lr decay
-// groups, and the linear probe (BatchNorm statistics, gradient, LARS).
+// models/classifier.hpp and training/linear_probe.hpp: the ViT classifier (gradient checks of
+// every parameter in both head modes, drop path, soft targets), loading an MAE encoder (of
+// another image size too), and the linear probe (BatchNorm statistics, gradient, LARS).
 #include "test_util.hpp"
 
-#include <mae/finetune.hpp>
+#include <mae/training/finetune.hpp>
 
 #include <cstring>
 
@@ -44,33 +44,6 @@ void classifier_grad_check(bool global_pool, double drop_path, double smoothing)
   CHECK(rep.checked == model.parameters().size());
 }
 }  // namespace
-
-TEST_CASE("cross-entropy with label smoothing: value and gradient") {
-  const Index N = 3, K = 4;
-  V z = random_vector(N * K, 41, 2.0), probs(N * K), dz(N * K);
-  const std::vector<int> y{3, 0, 1};
-  for (double s : {0.0, 0.1}) {
-    // value against the definition written out
-    double ref = 0;
-    for (Index n = 0; n < N; ++n) {
-      double lse = 0;
-      for (Index k = 0; k < K; ++k) lse += std::exp(z[n * K + k]);
-      lse = std::log(lse);
-      double smooth = 0;
-      for (Index k = 0; k < K; ++k) smooth += (lse - z[n * K + k]) / K;
-      ref += ((1 - s) * (lse - z[n * K + y[n]]) + s * smooth) / N;
-    }
-    CHECK(mae::cross_entropy_forward(probs.data(), z.data(), y.data(), N, K, s) == doctest::Approx(ref).epsilon(1e-12));
-    auto fwd = [&] { return V{mae::cross_entropy_forward(probs.data(), z.data(), y.data(), N, K, s)}; };
-    auto bwd = [&](const V& G) { mae::cross_entropy_backward(dz.data(), probs.data(), y.data(), N, K, s, G[0]); };
-    auto rep = grad_check(fwd, bwd, {{"logits", z.data(), dz.data(), N * K}});
-    INFO("smoothing " << s << ": " << rep.str());
-    CHECK(rep.ok);
-  }
-  const std::vector<int> bad{0, 4, 1};
-  CHECK_THROWS_WITH_AS(mae::cross_entropy_forward(probs.data(), z.data(), bad.data(), N, K, 0.0),
-                       doctest::Contains("label 4 of sample 1 is outside [0, 4)"), mae::Error);
-}
 
 TEST_CASE("classifier: gradient check of every parameter (global pool + fc_norm, drop path, smoothing)") {
   classifier_grad_check<TinyD>(true, 0.4, 0.1);
@@ -193,24 +166,6 @@ TEST_CASE("classifier: the MAE encoder loads by its official names and gives the
   M clf5(o5);
   CHECK_THROWS_WITH_AS(clf5.load(cpath), doctest::Contains("another classifier"), mae::Error);
   CHECK_THROWS_WITH_AS(clf.load(path), doctest::Contains("missing"), mae::Error);  // an MAE file is not a classifier
-}
-
-TEST_CASE("fine-tuning parameter groups: layer-wise lr decay and no decay for 1-D, cls_token, pos_embed") {
-  using M = mae::VisionTransformer<TinyRgbD>;  // 3 blocks: layers 0..4
-  M model(typename M::Options{});
-  const double d = 0.75;
-  auto group = [&](const std::string& n) { return mae::layer_decay_group(model.parameters().find(n), M::kDepth, d); };
-  CHECK(group("cls_token").lr_scale == doctest::Approx(std::pow(d, 4)));
-  CHECK_FALSE(group("cls_token").weight_decay);
-  CHECK_FALSE(group("pos_embed").weight_decay);
-  CHECK(group("patch_embed.proj.weight").weight_decay);
-  CHECK(group("patch_embed.proj.weight").lr_scale == doctest::Approx(std::pow(d, 4)));
-  CHECK(group("blocks.0.attn.qkv.weight").lr_scale == doctest::Approx(std::pow(d, 3)));
-  CHECK(group("blocks.2.mlp.fc1.weight").lr_scale == doctest::Approx(d));
-  CHECK_FALSE(group("blocks.2.mlp.fc1.bias").weight_decay);
-  CHECK(group("head.weight").lr_scale == 1.0);
-  CHECK(group("head.weight").weight_decay);
-  CHECK_FALSE(group("fc_norm.weight").weight_decay);
 }
 
 TEST_CASE("linear probe: BatchNorm statistics, gradient of the head, and it learns a separable problem") {
@@ -395,4 +350,76 @@ TEST_CASE("parity: linear probe head (BatchNorm without affine + Linear) with LA
   probe.predict(xe.data(), es[0], logits.data());
   expect_close("eval logits", logits.data(), f.read<float>("eval.logits"), 1e-5, 1e-4, table);
   MESSAGE(table);
+}
+
+TEST_CASE("soft targets of a one-hot smoothed label give the label-smoothing loss and gradients") {
+  using Cfg = mae::Config<8, 2, 1, 8, 2, 2, 8, 1, 2, 4, double>;
+  using M = mae::VisionTransformer<Cfg>;
+  M::Options o;
+  o.num_classes = 5, o.label_smoothing = 0.1, o.seed = 3, o.drop_path = 0;
+  M a(o), b(o);
+  const Index N = 4, HW = Cfg::img_size;
+  const std::vector<double> img = mae_test::random_vector(N * HW * HW, 5);
+  const std::vector<int> labels{4, 0, 2, 2};
+  std::vector<float> targets(static_cast<std::size_t>(N * 5));
+  mae::mix_targets(targets.data(), labels.data(), N, 5, 1.0, 0.1);  // lam 1: y_i smoothed
+  a.zero_grad(), b.zero_grad();
+  const double la = a.forward(mae::images(img.data(), N, 1, HW, HW), labels.data());
+  const double lb = b.forward_soft(mae::images(img.data(), N, 1, HW, HW), targets.data());
+  CHECK(lb == doctest::Approx(la).epsilon(1e-6));  // targets in float: 1e-7 relative
+  a.backward(), b.backward();
+  CHECK(mae_test::rel_dist(b.gradients().data(), a.gradients().data(), a.gradients().size()) < 1e-6);
+  targets[3] = std::nanf("");
+  CHECK_THROWS_WITH_AS(b.forward_soft(mae::images(img.data(), N, 1, HW, HW), targets.data()),
+                       doctest::Contains("not finite"), mae::Error);
+}
+
+TEST_CASE("an encoder of another image size: into a classifier (pos_embed interpolated) and a fresh MAE") {
+  using Small = mae::Config<8, 2, 1, 8, 2, 2, 8, 1, 2, 4, float>;   // grid 4
+  using Large = mae::Config<12, 2, 1, 8, 2, 2, 8, 1, 2, 4, float>;  // grid 6, same patch and widths
+  mae::MaskedAutoencoder<Small> small(typename mae::MaskedAutoencoder<Small>::Options{false, 9});
+  const auto dir = mae_test::scratch_dir("other_resolution");
+  const std::string path = (dir / "small.safetensors").string();
+  small.save(path);
+  const auto& sp = small.parameters();
+
+  // the classifier: blocks as saved, pos_embed the official interpolation of the saved table
+  using Clf = mae::VisionTransformer<Large>;
+  typename Clf::Options o;
+  o.num_classes = 3, o.global_pool = false;
+  Clf clf(o);
+  CHECK(clf.load_encoder(path) == 4);
+  std::vector<float> expected(37 * 8);
+  mae::interpolate_pos_embed(expected.data(), 6, small.pos_embed(), 4, 8);
+  CHECK(std::memcmp(clf.parameters().ptr("pos_embed"), expected.data(), expected.size() * sizeof(float)) == 0);
+  for (const char* t : {"blocks.1.attn.qkv.weight", "patch_embed.proj.weight", "cls_token", "norm.weight"})
+    CHECK(std::memcmp(clf.parameters().ptr(t), sp.ptr(t), sizeof(float) * 8) == 0);
+  std::vector<float> img(2 * 144, 0.3f);
+  clf.forward(mae::images(img.data(), 2, 1, 12, 12), nullptr, false);
+  CHECK(std::isfinite(clf.logits()(1, 2)));
+
+  // a fresh MAE: the encoder's tensors loaded, its own fixed tables and fresh decoder kept
+  using Mae = mae::MaskedAutoencoder<Large>;
+  Mae large(typename Mae::Options{false, 3});
+  const Mae untouched(typename Mae::Options{false, 3});
+  large.load_encoder(path);
+  const auto& lp = large.parameters();
+  for (const auto& t : lp.tensors()) {
+    const bool encoder = t.name.rfind("decoder", 0) != 0 && t.name != "mask_token";
+    const float* want = encoder ? sp.ptr(t.name) : untouched.parameters().ptr(t.name);
+    INFO(t.name);
+    CHECK(std::memcmp(lp.data() + t.offset, want, sizeof(float) * static_cast<std::size_t>(t.size)) == 0);
+  }
+  CHECK(std::memcmp(large.pos_embed(), untouched.pos_embed(), 37 * 8 * sizeof(float)) == 0);
+
+  // another patch size (or width) cannot be resized: refused, and nothing changes
+  using OtherPatch = mae::Config<12, 3, 1, 8, 2, 2, 8, 1, 2, 4, float>;
+  mae::VisionTransformer<OtherPatch> other(typename mae::VisionTransformer<OtherPatch>::Options{});
+  const std::vector<float> before(other.parameters().data(), other.parameters().data() + other.parameters().size());
+  CHECK_THROWS_WITH_AS(other.load_encoder(path), doctest::Contains("another configuration"), mae::Error);
+  CHECK(std::equal(before.begin(), before.end(), other.parameters().data()));
+  mae::MaskedAutoencoder<OtherPatch> other_mae(typename mae::MaskedAutoencoder<OtherPatch>::Options{});
+  CHECK_THROWS_WITH_AS(other_mae.load_encoder(path), doctest::Contains("another configuration"), mae::Error);
+  // but a whole MAE checkpoint still needs its own image size
+  CHECK_THROWS_WITH_AS(large.load(path), doctest::Contains("another configuration"), mae::Error);
 }

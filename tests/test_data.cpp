@@ -1,4 +1,5 @@
-// Data: Fashion-MNIST IDX/gzip reading and its errors, image folders, augmentation,
+// data/, datasets/ and figures/: Fashion-MNIST IDX/gzip reading and its errors, image
+// folders and their rules, decoding, resize, the evaluation crop, augmentation, shards,
 // figures.
 #include "test_util.hpp"
 
@@ -39,6 +40,11 @@ fs::path make_idx_dir(const std::string& name, Index n = 3) {
     write_gz(d / (std::string(split) + "-labels-idx1-ubyte.gz"), lab);
   }
   return d;
+}
+
+void write_gray_png_file(const fs::path& p, int w, int h, unsigned char value) {
+  std::vector<unsigned char> px(static_cast<std::size_t>(w * h), value);
+  REQUIRE(stbi_write_png(p.string().c_str(), w, h, 1, px.data(), w));
 }
 }  // namespace
 
@@ -327,4 +333,99 @@ TEST_CASE("figures: norm_pix predictions map back to pixels; the grid is a PNG o
   REQUIRE(stbi_info(png.c_str(), &w, &h, &n));
   CHECK(w == 4 * 16 + 5 * 2);
   CHECK(h == 3 * 16 + 4 * 2);
+}
+
+TEST_CASE("evaluation crop box: torchvision Resize(int(S / crop_pct)) then CenterCrop(S)") {
+  // square: 32 -> resize to int(28 / 0.875) = 32, crop 28 from offset 2
+  auto b = mae::center_crop_box(32, 32, 28, 0.875);
+  CHECK(b[0] == 2.0);
+  CHECK(b[1] == 2.0);
+  CHECK(b[2] == 28.0);
+  CHECK(b[3] == 28.0);
+  // 40 high, 36 wide: the shorter side to 32, the longer int(32 * 40 / 36) = 35; crop top
+  // round(3.5) = 4, left 2; in source pixels scaled by 36 / 32 and 40 / 35
+  b = mae::center_crop_box(40, 36, 28, 0.875);
+  CHECK(b[0] == doctest::Approx(4.0 * 40 / 35));
+  CHECK(b[1] == doctest::Approx(2.0 * 36 / 32));
+  CHECK(b[2] == doctest::Approx(28.0 * 40 / 35));
+  CHECK(b[3] == doctest::Approx(28.0 * 36 / 32));
+  // crop_pct 1: the whole square image
+  b = mae::center_crop_box(100, 100, 64, 1.0);
+  CHECK(b[0] == 0.0);
+  CHECK(b[1] == 0.0);
+  CHECK(b[2] == 100.0);
+  CHECK(b[3] == 100.0);
+  CHECK_THROWS_AS(mae::center_crop_box(10, 10, 8, 0.0), mae::Error);
+  // resampling the box equals resizing the whole image and cropping, on a linear ramp
+  // (upsampled: bicubic reproduces linear functions exactly away from the borders)
+  const Index H = 20, W = 18, S = 28;  // the shorter side to 32, the longer int(32 * 20 / 18) = 35
+  std::vector<float> src(H * W), out(S * S);
+  for (Index y = 0; y < H; ++y)
+    for (Index x = 0; x < W; ++x) src[y * W + x] = static_cast<float>(0.01 * y + 0.02 * x);
+  b = mae::center_crop_box(H, W, S, 0.875);
+  mae::resize_bicubic(out.data(), S, S, src.data(), 1, H, W, b[0], b[1], b[2], b[3]);
+  const double sy = 20.0 / 35, sx = 18.0 / 32;  // output pixel (i, j) is resized pixel (i + 4, j + 2)
+  for (Index i = 4; i < S - 4; ++i)
+    for (Index j = 4; j < S - 4; ++j) {
+      const double y = (i + 4 + 0.5) * sy - 0.5, x = (j + 2 + 0.5) * sx - 0.5;
+      CHECK(out[i * S + j] == doctest::Approx(0.01 * y + 0.02 * x).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("image folder: classes required, the same in train and val, sizes checked at the scan, loops named") {
+  const fs::path d = mae_test::scratch_dir("folder_rules");
+  fs::create_directories(d / "train" / "a"), fs::create_directories(d / "train" / "b");
+  fs::create_directories(d / "val" / "a"), fs::create_directories(d / "val" / "c");
+  for (const char* p : {"train/a/1.png", "train/b/2.png", "val/a/3.png", "val/c/4.png"}) write_gray_png_file(d / p, 6, 5, 7);
+  const mae::ImageFolder train((d / "train").string(), {1}), val((d / "val").string(), {1});
+  CHECK(train.class_names() == std::vector<std::string>{"a", "b"});
+  CHECK(train.item_name(1) == (d / "train" / "b" / "2.png").string());
+  train.require_classes();
+  CHECK_THROWS_WITH_AS(mae::require_same_classes(train, val),
+                       doctest::Contains(("only in " + (d / "val").string() + ": 'c'").c_str()), mae::Error);
+  // an image beside the class directories, or a single class
+  write_gray_png_file(d / "train" / "loose.png", 6, 5, 7);
+  CHECK_THROWS_WITH_AS(mae::ImageFolder((d / "train").string(), {1}).require_classes(),
+                       doctest::Contains("loose.png: an image directly in"), mae::Error);
+  fs::create_directories(d / "one" / "a");
+  write_gray_png_file(d / "one" / "a" / "1.png", 6, 5, 7);
+  CHECK_THROWS_WITH_AS(mae::ImageFolder((d / "one").string(), {1}).require_classes(),
+                       doctest::Contains("needs at least two"), mae::Error);
+  // the pixel limit and an empty file stop the scan, naming the file (nothing is decoded yet)
+  CHECK_THROWS_WITH_AS(mae::ImageFolder((d / "val").string(), {1, 0, /*max_pixels=*/29}),
+                       doctest::Contains("3.png: 6x5 pixels, over the limit of 29"), mae::Error);
+  mae::ImageFolder((d / "val").string(), {1, 0, 30});
+  std::ofstream(d / "val" / "c" / "5.png").flush();
+  CHECK_THROWS_WITH_AS(mae::ImageFolder((d / "val").string(), {1}), doctest::Contains("5.png: empty file (0 bytes)"),
+                       mae::Error);
+  // a 16-bit PGM (the input tests/fuzz/fuzz_image found overflowing stb's reader) is refused
+  const fs::path pnm = mae_test::scratch_dir("folder_pnm");
+  fs::create_directories(pnm / "a");
+  std::ofstream(pnm / "a" / "wide.pgm", std::ios::binary)
+      << std::string("P5\n45\n545\n545\x03\0\0\0\x50", 17) << std::string(16, '\0');
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {3}), doctest::Contains("wide.pgm: a 16-bit PGM/PPM image"),
+                       mae::Error);
+  fs::remove(pnm / "a" / "wide.pgm");  // a header number stb's int parser overflows on
+  std::ofstream(pnm / "a" / "long.pgm", std::ios::binary) << "P5\n1111111111 2\n255\n" << std::string(8, '\0');
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {1}), doctest::Contains("long.pgm: corrupt PGM/PPM header"),
+                       mae::Error);
+  // ... also when a comment follows a number directly, as stb reads it (found by fuzz_image)
+  std::ofstream(pnm / "a" / "long.pgm", std::ios::binary) << "P5\n1#xy\n\v12222222222 2\n255\n" << std::string(8, '\0');
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {1}), doctest::Contains("long.pgm: corrupt PGM/PPM header"),
+                       mae::Error);
+  // a JPEG Huffman table of more than 256 codes (stb copied them into 256 places): JPEGs go
+  // to libjpeg-turbo, which refuses it
+  fs::remove(pnm / "a" / "long.pgm");
+  std::string jpeg("\xff\xd8\xff\xc4\x01\x00\x00", 7);
+  jpeg += std::string(16, '\x12');  // 16 counts of 18 = 288 codes
+  std::ofstream(pnm / "a" / "dht.jpg", std::ios::binary) << jpeg;
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(pnm.string(), {3}), doctest::Contains("dht.jpg: unreadable JPEG ("),
+                       mae::Error);
+  // a directory symlink loop is an error naming the folder, not a hang
+  const fs::path loop = mae_test::scratch_dir("folder_loop");
+  fs::create_directories(loop / "x");
+  write_gray_png_file(loop / "x" / "1.png", 4, 4, 1);
+  fs::create_directory_symlink(loop, loop / "x" / "back");
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(loop.string(), {1}),
+                       doctest::Contains(("image folder '" + loop.string()).c_str()), mae::Error);
 }

@@ -6,7 +6,7 @@
 
 #include <doctest/doctest.h>
 #include <mae/data.hpp>
-#include <mae/distributed.hpp>
+#include <mae/training/distributed.hpp>
 #include <mae/mae.hpp>
 
 #include <filesystem>
@@ -309,8 +309,9 @@ FinetuneRun run_finetuner(const mae::DataParallel& parallel, const std::string& 
   std::vector<int> labels;
   for (Index i = 0; i < ds.size(); ++i) labels.push_back(ds.label(i));
   mae::Finetuner<Vit> tuner(model, loader, o, [&] {
-    return mae::EvalResult::of(mae::evaluate(model, ds.size(), labels.data(),
-                                             [&](Index i, float* d) { eval_loader.evaluation(i, d, 1.0); }));
+    const auto r =
+        mae::evaluate(model, ds.size(), labels.data(), [&](Index i, float* d) { eval_loader.evaluation(i, d, 1.0); });
+    return mae::EvalResult{r.top1(), r.mean_loss(), r.count()};
   });
   if (!resume.empty()) tuner.resume(resume);
   tuner.run();

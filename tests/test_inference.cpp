@@ -1,8 +1,11 @@
-// inference.hpp: the normalization a command chooses, a classifier's evaluation and
-// predictions, the features of an encoder (pooled, per token, any block), the CSV reports.
+// inference/: the normalization a command chooses, a classifier's evaluation and
+// predictions, the features of an encoder (pooled, per token, any block), the CSV reports,
+// the classification report and the weighted k-NN vote.
 #include "test_util.hpp"
 
-#include <mae/inference.hpp>
+#include <mae/inference/classify.hpp>
+#include <mae/inference/features.hpp>
+#include <mae/inference/normalization.hpp>
 
 #include <cmath>
 #include <string>
@@ -271,4 +274,44 @@ TEST_CASE("CSV reports: per class, predictions, fields quoted as RFC 4180") {
   const std::vector<std::vector<mae::RankedClass>> ranked{{{1, 0.75}, {0, 0.25}}, {{0, 0.5}, {1, 0.5}}};
   CHECK(mae::predictions_csv({"x.png", "y,z.png"}, ranked, {"cat", "dog"}) ==
         "path,label1,prob1,label2,prob2\nx.png,dog,0.750000,cat,0.250000\n\"y,z.png\",cat,0.500000,dog,0.500000\n");
+}
+
+TEST_CASE("classification report: top-1, top-5, per class, confusion, mean loss") {
+  mae::ClassificationReport r(6);
+  const float a[6] = {0.9f, 0.1f, 0, 0, 0, 0};              // predicts 0
+  const float b[6] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f};  // predicts 5; class 0 ranks 6th
+  const float c[6] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f};  // class 1 ranks 5th
+  r.add(a, 0, 1.0), r.add(b, 0, 2.0), r.add(c, 1, 3.0);
+  CHECK(r.count() == 3);
+  CHECK(r.top1() == doctest::Approx(1.0 / 3));
+  CHECK(r.top5() == doctest::Approx(2.0 / 3));
+  CHECK(r.mean_loss() == doctest::Approx(2.0));
+  CHECK(r.confusion(0, 0) == 1);
+  CHECK(r.confusion(0, 5) == 1);
+  CHECK(r.confusion(1, 5) == 1);
+  CHECK(r.class_count(0) == 2);
+  CHECK(r.class_accuracy(0) == 0.5);
+  CHECK(r.class_accuracy(1) == 0.0);
+  CHECK(std::isnan(r.class_accuracy(2)));
+  const float tie[6] = {0.5f, 0.5f, 0, 0, 0, 0};  // a tie goes to the first class
+  r.add(tie, 1);
+  CHECK(r.confusion(1, 0) == 1);
+  CHECK_THROWS_AS(r.add(a, 6), mae::Error);
+}
+
+TEST_CASE("weighted k-NN: the neighbours' labels vote with exp(cosine / T)") {
+  // 2-D features: class 0 along +x, class 1 along +y, class 2 along -x (scaled: cosine ignores length)
+  const std::vector<float> train{1, 0.1f, 2, -0.1f, 0.1f, 1, -0.1f, 3, -1, 0.05f, -2, 0};
+  const std::vector<int> labels{0, 0, 1, 1, 2, 2};
+  const std::vector<float> q{5, 1, 0.2f, 1, -1, -0.1f, 1, 1.05f};
+  const std::vector<int> ql{0, 1, 2, 1};
+  auto r = mae::knn_classify(train.data(), labels.data(), 6, q.data(), ql.data(), 4, 2, 3, /*k=*/2, 0.07);
+  CHECK(r.top1() == 1.0);
+  // k = all: at a low temperature the most similar neighbours still decide
+  r = mae::knn_classify(train.data(), labels.data(), 6, q.data(), ql.data(), 4, 2, 3, 6, 0.07);
+  CHECK(r.confusion(0, 0) == 1);
+  // the query (1, 1.05) sits between +x and +y: k = 1 takes the single nearest (class 1)
+  r = mae::knn_classify(train.data(), labels.data(), 6, q.data() + 6, ql.data() + 3, 1, 2, 3, 1, 0.07);
+  CHECK(r.confusion(1, 1) == 1);
+  CHECK_THROWS_AS(mae::knn_classify(train.data(), labels.data(), 6, q.data(), ql.data(), 4, 2, 3, 0), mae::Error);
 }

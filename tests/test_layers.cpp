@@ -1,4 +1,6 @@
-// Gradient checks of every layer, in double, against central differences.
+// layers/: gradient checks of every layer, in double, against central differences; the
+// cross-entropies (label smoothing; soft targets against timm), the position tables (sin-cos,
+// interpolate_pos_embed against torch), patchify and masking.
 #include "test_util.hpp"
 
 #include <array>
@@ -453,4 +455,122 @@ TEST_CASE("Grad::assign on the token operations' input gradients = accumulating 
   mae::drop_cls_backward(p0.data(), dp.data(), N, 1 + L, D);
   mae::drop_cls_backward(p1.data(), dp.data(), N, 1 + L, D, mae::Grad::assign);
   CHECK(p0 == p1);
+}
+
+TEST_CASE("cross-entropy with label smoothing: value and gradient") {
+  const Index N = 3, K = 4;
+  V z = random_vector(N * K, 41, 2.0), probs(N * K), dz(N * K);
+  const std::vector<int> y{3, 0, 1};
+  for (double s : {0.0, 0.1}) {
+    // value against the definition written out
+    double ref = 0;
+    for (Index n = 0; n < N; ++n) {
+      double lse = 0;
+      for (Index k = 0; k < K; ++k) lse += std::exp(z[n * K + k]);
+      lse = std::log(lse);
+      double smooth = 0;
+      for (Index k = 0; k < K; ++k) smooth += (lse - z[n * K + k]) / K;
+      ref += ((1 - s) * (lse - z[n * K + y[n]]) + s * smooth) / N;
+    }
+    CHECK(mae::cross_entropy_forward(probs.data(), z.data(), y.data(), N, K, s) == doctest::Approx(ref).epsilon(1e-12));
+    auto fwd = [&] { return V{mae::cross_entropy_forward(probs.data(), z.data(), y.data(), N, K, s)}; };
+    auto bwd = [&](const V& G) { mae::cross_entropy_backward(dz.data(), probs.data(), y.data(), N, K, s, G[0]); };
+    auto rep = grad_check(fwd, bwd, {{"logits", z.data(), dz.data(), N * K}});
+    INFO("smoothing " << s << ": " << rep.str());
+    CHECK(rep.ok);
+  }
+  const std::vector<int> bad{0, 4, 1};
+  CHECK_THROWS_WITH_AS(mae::cross_entropy_forward(probs.data(), z.data(), bad.data(), N, K, 0.0),
+                       doctest::Contains("label 4 of sample 1 is outside [0, 4)"), mae::Error);
+}
+
+TEST_CASE("soft-target cross-entropy equals timm's SoftTargetCrossEntropy, value and gradient") {
+  const auto& f = mae_test::fixture_file("augment_timm");
+  mae::Shape shape;
+  const std::vector<double> z = f.read<double>("softce.logits", &shape), t = f.read<double>("softce.targets");
+  const Index N = shape[0], K = shape[1];
+  std::vector<double> probs(z.size(), -9.0), grad(z.size(), 0.25);
+  const double loss = mae::soft_cross_entropy_forward(probs.data(), z.data(), t.data(), N, K);
+  CHECK(loss == doctest::Approx(f.read<double>("softce.loss")[0]).epsilon(1e-13));
+  mae::soft_cross_entropy_backward(grad.data(), probs.data(), t.data(), N, K, 2.0);  // accumulates
+  const std::vector<double> want = f.read<double>("softce.grad");
+  for (std::size_t i = 0; i < grad.size(); ++i) CHECK(grad[i] == doctest::Approx(0.25 + 2.0 * want[i]).epsilon(1e-12));
+}
+
+TEST_CASE("2-D sin-cos table: column first, blocks, cls row zero") {
+  const Index D = 8, G = 3;
+  V t((1 + G * G) * D);
+  mae::sincos_pos_embed_2d(t.data(), D, G);
+  for (Index d = 0; d < D; ++d) CHECK(t[d] == 0.0);
+  // token 1 + r*G + c with r = 2, c = 1; omega = {1, 1/100}
+  const double* row = t.data() + (1 + 2 * G + 1) * D;
+  const double expect[8] = {std::sin(1.0), std::sin(0.01), std::cos(1.0), std::cos(0.01),
+                            std::sin(2.0), std::sin(0.02), std::cos(2.0), std::cos(0.02)};
+  for (Index d = 0; d < D; ++d) CHECK(row[d] == doctest::Approx(expect[d]).epsilon(1e-15));
+  CHECK_THROWS_AS(mae::sincos_pos_embed_2d(t.data(), 6, 1), mae::Error);
+}
+
+TEST_CASE("interpolate_pos_embed equals the official one (torch bicubic, align_corners=False) to 1e-6") {
+  // The fixture: float32 tables, interpolated by PyTorch in float64 (the exact result) and in
+  // float32 (rounded at every step: up to ~1e-6 off the exact result itself).
+  const mae::safetensors::File f(std::string(MAE_FIXTURE_DIR) + "/interpolate_pos_embed.safetensors");
+  std::istringstream cases(f.metadata().at("cases"));
+  std::string c;
+  int n = 0;
+  while (cases >> c) {
+    Index g0 = 0, g1 = 0, d = 0;
+    char comma;
+    std::istringstream(c) >> g0 >> comma >> g1 >> comma >> d;
+    const std::string key = std::to_string(g0) + "." + std::to_string(g1) + "." + std::to_string(d);
+    std::vector<std::int64_t> s0, s1;
+    const std::vector<double> src = f.read<double>("src." + key, &s0), exact = f.read<double>("dst." + key, &s1);
+    const std::vector<double> torch32 = f.read<double>("dst_float32." + key);
+    REQUIRE(s1 == std::vector<std::int64_t>{1, 1 + g1 * g1, d});
+    std::vector<double> ours(exact.size(), -7.0);  // in double: the same arithmetic as PyTorch's float64
+    mae::interpolate_pos_embed(ours.data(), g1, src.data(), g0, d);
+    const std::vector<float> src_f(src.begin(), src.end());
+    std::vector<float> ours_f(exact.size(), -7.0f);  // from a float32 checkpoint, as load_encoder does
+    mae::interpolate_pos_embed(ours_f.data(), g1, src_f.data(), g0, d);
+    double worst = 0, worst_f = 0, worst_torch32 = 0;
+    for (std::size_t i = 0; i < exact.size(); ++i) {
+      worst = std::max(worst, std::abs(ours[i] - exact[i]));
+      worst_f = std::max(worst_f, std::abs(double(ours_f[i]) - exact[i]));
+      worst_torch32 = std::max(worst_torch32, std::abs(double(ours_f[i]) - torch32[i]));
+    }
+    INFO(key, ": |ours - torch| in double ", worst, ", from float ", worst_f, " (torch in float32: ", worst_torch32,
+         ")");
+    CHECK(worst <= 1e-12);
+    CHECK(worst_f <= 1e-6);
+    CHECK(worst_torch32 <= 2e-6);  // both round the same exact values to float
+    CHECK(ours[3] == src[3]);      // the cls row, copied
+    ++n;
+  }
+  CHECK(n == 6);
+}
+
+TEST_CASE("patchify: (i, j, channel) order, and unpatchify is its inverse") {
+  const mae::PatchShape s{3, 2, 2};  // C = 3, p = 2, G = 2, 4x4
+  V img = random_vector(2 * 3 * 16, 42), x(2 * 4 * 12), back(img.size());
+  mae::patchify(x.data(), img.data(), 2, s);
+  // target[n, r*G + c, (i*p + j)*C + ch] = imgs[n, ch, r*p + i, c*p + j]
+  const Index n = 1, r = 1, c = 0, i = 1, j = 0, ch = 2;
+  CHECK(x[(n * 4 + r * 2 + c) * 12 + (i * 2 + j) * 3 + ch] == img[((n * 3 + ch) * 4 + r * 2 + i) * 4 + c * 2 + j]);
+  mae::unpatchify(back.data(), x.data(), 2, s);
+  CHECK(back == img);
+}
+
+TEST_CASE("random masking: ids, mask and the number kept") {
+  CHECK(mae::num_visible(196, 0.75) == 49);
+  CHECK(mae::num_visible(256, 0.75) == 64);
+  CHECK(mae::num_visible(49, 0.75) == 12);
+  CHECK(mae::num_visible(9, 0.6) == 3);  // 9 * 0.4 = 3.6000000000000005 -> 3
+  CHECK_THROWS_AS(mae::num_visible(16, -0.1), mae::Error);
+  const Index L = 5, K = 2;
+  V noise{0.9, 0.1, 0.5, 0.3, 0.7};
+  std::vector<std::int64_t> sh(L), rs(L);
+  V mask(L);
+  mae::random_masking_ids(sh.data(), rs.data(), mask.data(), noise.data(), 1, L, K);
+  CHECK(sh == std::vector<std::int64_t>{1, 3, 2, 4, 0});  // ascending noise
+  CHECK(rs == std::vector<std::int64_t>{4, 0, 2, 1, 3});
+  CHECK(mask == V{1, 0, 1, 0, 1});  // patches 1 and 3 kept
 }

@@ -1,5 +1,5 @@
-// The whole model: gradient check in double, presets, initialization, input checks,
-// determinism across thread counts, position tables, patchify and masking.
+// models/masked_autoencoder.hpp: gradient check of the whole model in double, presets,
+// initialization, input checks, determinism across thread counts, the masking noise.
 #include "test_util.hpp"
 
 #include <cstring>
@@ -211,46 +211,6 @@ TEST_CASE("features: unmasked encoder output, cls first, one image independent o
   double worst = 0;
   for (Index i = 0; i < 17 * 8; ++i) worst = std::max(worst, std::abs(second[i] - f1.data()[i]));
   CHECK(worst < 1e-12);
-}
-
-TEST_CASE("2-D sin-cos table: column first, blocks, cls row zero") {
-  const Index D = 8, G = 3;
-  V t((1 + G * G) * D);
-  mae::sincos_pos_embed_2d(t.data(), D, G);
-  for (Index d = 0; d < D; ++d) CHECK(t[d] == 0.0);
-  // token 1 + r*G + c with r = 2, c = 1; omega = {1, 1/100}
-  const double* row = t.data() + (1 + 2 * G + 1) * D;
-  const double expect[8] = {std::sin(1.0), std::sin(0.01), std::cos(1.0), std::cos(0.01),
-                            std::sin(2.0), std::sin(0.02), std::cos(2.0), std::cos(0.02)};
-  for (Index d = 0; d < D; ++d) CHECK(row[d] == doctest::Approx(expect[d]).epsilon(1e-15));
-  CHECK_THROWS_AS(mae::sincos_pos_embed_2d(t.data(), 6, 1), mae::Error);
-}
-
-TEST_CASE("patchify: (i, j, channel) order, and unpatchify is its inverse") {
-  const mae::PatchShape s{3, 2, 2};  // C = 3, p = 2, G = 2, 4x4
-  V img = random_vector(2 * 3 * 16, 42), x(2 * 4 * 12), back(img.size());
-  mae::patchify(x.data(), img.data(), 2, s);
-  // target[n, r*G + c, (i*p + j)*C + ch] = imgs[n, ch, r*p + i, c*p + j]
-  const Index n = 1, r = 1, c = 0, i = 1, j = 0, ch = 2;
-  CHECK(x[(n * 4 + r * 2 + c) * 12 + (i * 2 + j) * 3 + ch] == img[((n * 3 + ch) * 4 + r * 2 + i) * 4 + c * 2 + j]);
-  mae::unpatchify(back.data(), x.data(), 2, s);
-  CHECK(back == img);
-}
-
-TEST_CASE("random masking: ids, mask and the number kept") {
-  CHECK(mae::num_visible(196, 0.75) == 49);
-  CHECK(mae::num_visible(256, 0.75) == 64);
-  CHECK(mae::num_visible(49, 0.75) == 12);
-  CHECK(mae::num_visible(9, 0.6) == 3);  // 9 * 0.4 = 3.6000000000000005 -> 3
-  CHECK_THROWS_AS(mae::num_visible(16, -0.1), mae::Error);
-  const Index L = 5, K = 2;
-  V noise{0.9, 0.1, 0.5, 0.3, 0.7};
-  std::vector<std::int64_t> sh(L), rs(L);
-  V mask(L);
-  mae::random_masking_ids(sh.data(), rs.data(), mask.data(), noise.data(), 1, L, K);
-  CHECK(sh == std::vector<std::int64_t>{1, 3, 2, 4, 0});  // ascending noise
-  CHECK(rs == std::vector<std::int64_t>{4, 0, 2, 1, 3});
-  CHECK(mask == V{1, 0, 1, 0, 1});  // patches 1 and 3 kept
 }
 
 TEST_CASE("the default masking noise comes from the model's seed") {

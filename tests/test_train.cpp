@@ -1,8 +1,8 @@
-// Training: AdamW + schedule + accumulation against PyTorch, the schedule's values, the
-// weight-decay groups, bit-exact resume, the stop on a non-finite loss, resume refusals.
+// training/: the Trainer's AdamW + schedule + accumulation against PyTorch, bit-exact
+// resume, the stop on a non-finite loss, resume refusals; the Finetuner's full recipe resumed.
 #include "test_util.hpp"
 
-#include <mae/train.hpp>
+#include <mae/training/pretrain.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -133,39 +133,6 @@ TEST_CASE("AdamW, schedule and accumulation match PyTorch (norm_pix, 3 channels)
   check_adamw_fixture<mae::Config<12, 4, 3, 24, 2, 3, 16, 2, 2>>("adamw_small_rgb_normpix");
 }
 
-TEST_CASE("lr schedule: linear warmup from 0, then half-cycle cosine to min_lr") {
-  mae::LrSchedule s{1.0, 0.0, 2.0, 10.0};
-  CHECK(s.at(0.0) == 0.0);
-  CHECK(s.at(1.0) == doctest::Approx(0.5));
-  CHECK(s.at(2.0) == doctest::Approx(1.0));
-  CHECK(s.at(6.0) == doctest::Approx(0.5));  // halfway through the cosine
-  CHECK(s.at(10.0) == doctest::Approx(0.0));
-  mae::LrSchedule m{1.0, 0.1, 0.0, 4.0};
-  CHECK(m.at(4.0) == doctest::Approx(0.1));
-  CHECK(mae::LrSchedule::scaled(1.5e-4, 4096) == doctest::Approx(2.4e-3));
-}
-
-TEST_CASE("AdamW decays matrices and tokens, not biases or LayerNorm weights") {
-  TinyModel m;
-  mae::AdamWOptions ao;
-  ao.weight_decay = 0.5;
-  mae::AdamW<float> opt(m.parameters(), ao);
-  std::vector<float> before(m.parameters().data(), m.parameters().data() + m.parameters().size());
-  m.zero_grad();
-  opt.step(m.parameters(), m.gradients(), 0.1);  // zero gradient: only the decay moves weights
-  for (const auto& t : m.parameters().tensors()) {
-    const float* p = m.parameters().data() + t.offset;
-    const float* b = before.data() + t.offset;
-    const bool decayed = t.name.find(".bias") == std::string::npos && t.shape.size() > 1;
-    INFO(t.name);
-    CHECK(t.weight_decay() == decayed);
-    for (Index i = 0; i < t.size; ++i) CHECK(p[i] == (decayed ? b[i] * (1.0f - 0.1f * 0.5f) : b[i]));
-  }
-  CHECK(m.parameters().find("cls_token").weight_decay());
-  CHECK(m.parameters().find("mask_token").weight_decay());
-  CHECK_FALSE(m.parameters().find("norm.weight").weight_decay());
-}
-
 TEST_CASE("an interrupted and resumed run equals an uninterrupted one, bit for bit") {
   RandomImages data(20, 1, 12, 12, 5);
   const fs::path da = scratch_dir("full"), db = scratch_dir("interrupted");
@@ -246,4 +213,81 @@ TEST_CASE("resume refuses a checkpoint of another configuration or another run")
   mae::BatchLoader l3(data, 8, 4, 1);
   mae::Trainer<TinyModel> t3(m, l3, tiny_options(scratch_dir("refuse4")));
   CHECK_THROWS_WITH_AS(t3.resume(weights), doctest::Contains("not a training checkpoint"), mae::Error);
+}
+
+namespace {
+// Labelled random RGB images, 12x12 (the loader crops and resizes them to the model's 8x8).
+class LabelledImages : public mae::ImageDataset {
+ public:
+  explicit LabelledImages(Index n) : n_(n) {
+    mae::Rng r(77);
+    px_.resize(static_cast<std::size_t>(n * 3 * 12 * 12));
+    for (auto& v : px_) v = static_cast<float>(r.uniform());
+  }
+  Index size() const override { return n_; }
+  Index channels() const override { return 3; }
+  Index height(Index) const override { return 12; }
+  Index width(Index) const override { return 12; }
+  void load(Index i, float* out) const override {
+    std::copy(px_.begin() + i * 432, px_.begin() + (i + 1) * 432, out);
+  }
+  int label(Index i) const override { return static_cast<int>(i % 3); }
+  std::string name() const override { return "labelled"; }
+
+ private:
+  Index n_;
+  std::vector<float> px_;
+};
+
+using Vit = mae::VisionTransformer<mae::Config<8, 2, 3, 16, 2, 2, 16, 1, 2>>;
+
+struct RecipeRun {
+  std::vector<double> losses;
+  std::vector<float> params;
+};
+
+// Fine-tunes 2 epochs of 3 batches with the reference's recipe (RandAugment, random erasing,
+// mixup / cutmix, clip_grad), optionally stopping at max_steps or resuming from a checkpoint.
+RecipeRun run_recipe(const std::string& out, mae::Index max_steps, const std::string& resume,
+                     const mae::MixupOptions& mix, const std::string& aa) {
+  static const LabelledImages ds(24);
+  mae::FinetuneOptions o;
+  o.epochs = 2, o.batch_size = 8, o.seed = 5, o.warmup_epochs = 0.5, o.out_dir = out, o.progress = false;
+  o.max_steps = max_steps, o.mixup = mix, o.clip_grad = 0.5;
+  mae::AugmentOptions aug;
+  aug.rand_augment = aa != "none";
+  if (aug.rand_augment) aug.rand_augment_options = mae::RandAugmentOptions::parse(aa);
+  aug.erasing.prob = 0.25;
+  mae::BatchLoader loader(ds, 8, o.batch_size, o.seed, aug, {0.5, 0.5, 0.5}, {0.3, 0.3, 0.3});
+  Vit::Options vo;
+  vo.num_classes = 3, vo.seed = 2;
+  Vit model(vo);
+  mae::Finetuner<Vit> tuner(model, loader, o, [] { return mae::EvalResult{0.5, 1.0, 1}; });
+  if (!resume.empty()) tuner.resume(resume);
+  tuner.run();
+  RecipeRun r;
+  for (const auto& h : tuner.history()) r.losses.push_back(h.loss);
+  r.params.assign(model.parameters().data(), model.parameters().data() + model.parameters().size());
+  return r;
+}
+}  // namespace
+
+TEST_CASE("fine-tuning with the full recipe resumes bit for bit; a resume with another recipe is refused") {
+  const auto dir = mae_test::scratch_dir("recipe");
+  const mae::MixupOptions mix;  // 0.8 / 1.0, the reference's
+  const std::string aa = "rand-m9-mstd0.5-inc1";
+  const RecipeRun full = run_recipe((dir / "full").string(), -1, "", mix, aa);
+  REQUIRE(full.losses.size() == 6);
+  for (double l : full.losses) CHECK(std::isfinite(l));
+  run_recipe((dir / "cut").string(), 4, "", mix, aa);
+  const std::string ckpt = (dir / "cut" / "checkpoint.safetensors").string();
+  const RecipeRun resumed = run_recipe((dir / "cut").string(), -1, ckpt, mix, aa);
+  CHECK(resumed.params == full.params);
+  // mixup changes the run (the first loss is ln 3 either way: the head starts near zero)
+  const RecipeRun plain = run_recipe((dir / "plain").string(), -1, "", mae::MixupOptions{0.0, 0.0}, aa);
+  CHECK(plain.params != full.params);
+  CHECK_THROWS_WITH_AS(run_recipe((dir / "cut").string(), -1, ckpt, mae::MixupOptions{0.0, 0.0}, aa),
+                       doctest::Contains("mixup = {"), mae::Error);
+  CHECK_THROWS_WITH_AS(run_recipe((dir / "cut").string(), -1, ckpt, mix, "rand-m7-mstd0.5-inc1"),
+                       doctest::Contains("augment = {"), mae::Error);
 }

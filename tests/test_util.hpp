@@ -13,6 +13,8 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -163,6 +165,24 @@ inline std::string slurp(const std::filesystem::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 inline void spit(const std::filesystem::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+#ifdef MAE_FIXTURE_DIR
+// tests/fixtures/<name>.safetensors, opened once.
+inline const mae::safetensors::File& fixture_file(const std::string& name) {
+  static std::map<std::string, std::unique_ptr<mae::safetensors::File>> open;
+  auto& f = open[name];
+  if (!f) f = std::make_unique<mae::safetensors::File>(std::string(MAE_FIXTURE_DIR) + "/" + name + ".safetensors");
+  return *f;
+}
+#endif
+
+// The words of a fixture's space-separated list.
+inline std::vector<std::string> words(const std::string& s) {
+  std::istringstream is(s);
+  std::vector<std::string> w;
+  for (std::string x; is >> x;) w.push_back(x);
+  return w;
+}
 
 // A backward's GradientsReady reports (params.hpp), checked against the end result: run(ready)
 // zeroes the gradients and runs one backward. Every report ready(from) must find the gradients

@@ -1,47 +1,66 @@
 // mae/mae.hpp — the library: #include <mae/mae.hpp> (CMake target mae::mae: Eigen,
-// nlohmann-json and OpenMP, nothing else).
+// nlohmann-json and OpenMP, nothing else). Its levels, each including only those above it:
 //
-// Included: the models (model.hpp: MaskedAutoencoder and the presets; classifier.hpp:
-// VisionTransformer, the fine-tuning and probing classifier; linear_probe.hpp), their layers
-// (linear, layernorm, attention, mlp, block, patch, tokens, encoder, masking, loss,
-// cross_entropy, pos_embed), optimizers (optim.hpp), weights I/O (safetensors.hpp), and the
-// training loops (train.hpp, finetune.hpp, with data/loader.hpp that feeds them).
+//   core/       Index and Error, the random generator, tensor stores, image batches
+//   kernels/    the tuned products (one blocked driver, a file per operand format), SIMD
+//               helpers, and their plain references (kernels/reference.hpp, for tests)
+//   layers/     forward/backward pairs: linear, layernorm, attention, mlp, block, patch,
+//               pos_embed, tokens, masking, loss, cross_entropy
+//   io/         safetensors files and the run's checkpoint keys
+//   models/     the configurations and presets, the encoder, the MaskedAutoencoder, the
+//               VisionTransformer classifier
+//   data/       what feeds training: the dataset interface, the batch loader and its
+//               augmentations (RandAugment, random erasing, mixup / cutmix)
+//   training/   AdamW and LARS, the loop, pretraining, fine-tuning, the linear probe
+//   inference/  a trained model at work: normalization, evaluation, prediction, features,
+//               metrics and the k-NN vote
 //
-// Not included: <mae/data.hpp> (datasets, image folders, figures: it needs zlib and stb,
-// through the mae::data target), and the kernels' internals: kernels/ holds the tuned
-// products behind linear.hpp and attention.hpp (kernels/reference.hpp has their plain
-// versions, for tests).
+// Not included: <mae/data.hpp> (datasets/ and figures/: image files, Fashion-MNIST, figures;
+// they need zlib, libspng, libjpeg-turbo and stb, through the mae::data target), and
+// training/distributed.hpp (MPI, through mae::mpi).
 #ifndef MAE_MAE_HPP
 #define MAE_MAE_HPP
 
-#include "attention.hpp"
-#include "block.hpp"
-#include "checkpoint.hpp"
-#include "classifier.hpp"
-#include "common.hpp"
-#include "config.hpp"
-#include "cross_entropy.hpp"
+#include "core/common.hpp"
+#include "core/images.hpp"
+#include "core/params.hpp"
+#include "core/rng.hpp"
+
+#include "layers/attention.hpp"
+#include "layers/block.hpp"
+#include "layers/cross_entropy.hpp"
+#include "layers/layernorm.hpp"
+#include "layers/linear.hpp"
+#include "layers/loss.hpp"
+#include "layers/masking.hpp"
+#include "layers/mlp.hpp"
+#include "layers/patch.hpp"
+#include "layers/pos_embed.hpp"
+#include "layers/tokens.hpp"
+
+#include "io/checkpoint.hpp"
+#include "io/safetensors.hpp"
+
+#include "models/classifier.hpp"
+#include "models/config.hpp"
+#include "models/encoder.hpp"
+#include "models/masked_autoencoder.hpp"
+
+#include "data/erasing.hpp"
 #include "data/loader.hpp"
-#include "encoder.hpp"
-#include "finetune.hpp"
-#include "inference.hpp"
-#include "layernorm.hpp"
-#include "linear.hpp"
-#include "linear_probe.hpp"
-#include "loss.hpp"
-#include "masking.hpp"
-#include "metrics.hpp"
-#include "mlp.hpp"
-#include "model.hpp"
-#include "optim.hpp"
-#include "params.hpp"
-#include "patch.hpp"
-#include "pos_embed.hpp"
-#include "progress.hpp"
-#include "rng.hpp"
-#include "safetensors.hpp"
-#include "tokens.hpp"
-#include "train.hpp"
-#include "training_loop.hpp"
+#include "data/mixup.hpp"
+#include "data/rand_augment.hpp"
+
+#include "training/finetune.hpp"
+#include "training/linear_probe.hpp"
+#include "training/optim.hpp"
+#include "training/pretrain.hpp"
+#include "training/progress.hpp"
+#include "training/training_loop.hpp"
+
+#include "inference/classify.hpp"
+#include "inference/features.hpp"
+#include "inference/metrics.hpp"
+#include "inference/normalization.hpp"
 
 #endif  // MAE_MAE_HPP

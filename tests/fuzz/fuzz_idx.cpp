@@ -2,7 +2,7 @@
 // image file (3 dimensions) and as a label file (1).
 #include "fuzz_common.hpp"
 
-#include <mae/data/fashion_mnist.hpp>
+#include <mae/datasets/fashion_mnist.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string path = mae_fuzz::write_input("idx", data, size);

@@ -9,7 +9,7 @@
 #include <stb/stb_image.h>
 #undef STB_IMAGE_IMPLEMENTATION  // image_folder.hpp includes the header again
 
-#include <mae/data/image_folder.hpp>
+#include <mae/datasets/image_folder.hpp>
 
 #include <vector>
 

@@ -1,7 +1,7 @@
 // libFuzzer harness: safetensors::File on arbitrary bytes, then every tensor read as float.
 #include "fuzz_common.hpp"
 
-#include <mae/safetensors.hpp>
+#include <mae/io/safetensors.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string path = mae_fuzz::write_input("safetensors", data, size);

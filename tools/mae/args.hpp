@@ -2,10 +2,10 @@
 // Parsing (CLI11) is in main.cpp; the commands, templated on the model, in commands/.
 #pragma once
 
-#include <mae/data/fashion_mnist.hpp>
-#include <mae/finetune.hpp>
-#include <mae/linear_probe.hpp>
-#include <mae/train.hpp>
+#include <mae/datasets/fashion_mnist.hpp>
+#include <mae/training/finetune.hpp>
+#include <mae/training/linear_probe.hpp>
+#include <mae/training/pretrain.hpp>
 
 #include <cstdint>
 #include <string>

@@ -5,8 +5,8 @@
 #include "args.hpp"
 
 #include <mae/data.hpp>
-#include <mae/inference.hpp>
-#include <mae/safetensors.hpp>
+#include <mae/inference/normalization.hpp>
+#include <mae/io/safetensors.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -14,7 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #ifdef MAE_TOOL_MPI
-#include <mae/distributed.hpp>
+#include <mae/training/distributed.hpp>
 #endif
 
 #include <cstdio>

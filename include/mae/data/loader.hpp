@@ -4,15 +4,15 @@
 // fashion_mnist.hpp, image folders in image_folder.hpp). The loader reproduces the
 // reference augmentation: RandomResizedCrop(scale 0.2-1.0, ratio 3/4-4/3, bicubic) +
 // horizontal flip, then normalization by the dataset's mean and std; for fine-tuning also
-// RandAugment (rand_augment.hpp) and random erasing (mixup.hpp). All randomness is
+// RandAugment (rand_augment.hpp) and random erasing (erasing.hpp). All randomness is
 // derived from (seed, epoch, position), so a batch is the same whatever the thread count, and
 // resuming in the middle of a run needs no data-loader state. Needs no library.
 #ifndef MAE_DATA_LOADER_HPP
 #define MAE_DATA_LOADER_HPP
 
-#include "../common.hpp"
-#include "../rng.hpp"
-#include "mixup.hpp"
+#include "../core/common.hpp"
+#include "../core/rng.hpp"
+#include "erasing.hpp"
 #include "rand_augment.hpp"
 
 #include <algorithm>

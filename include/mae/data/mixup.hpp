@@ -1,5 +1,5 @@
 // mae/data/mixup.hpp — the batch-level augmentations of the reference's fine-tuning (timm's
-// Mixup in mode "batch" with its label smoothing, and RandomErasing in mode "pixel"):
+// Mixup in mode "batch" with its label smoothing):
 //
 //   mixup:   x_i = lam x_i + (1 - lam) x_{N-1-i}                 lam ~ Beta(0.8, 0.8)
 //   cutmix:  x_i[box] = x_{N-1-i}[box]                           lam ~ Beta(1, 1), then
@@ -7,19 +7,15 @@
 //   targets  t_i = lam y_i + (1 - lam) y_{N-1-i},  y = one_hot * (1 - s) + s / K
 //   per batch: with probability prob (1) mix; cutmix with probability switch_prob (0.5)
 //
-//   random erasing (per image, after normalization): with probability reprob (0.25), one box
-//   of area U(0.02, 1/3) x image area and aspect exp(U(log 0.3, log 1/0.3)), up to 10 tries,
-//   filled with N(0, 1) per pixel and channel.
-//
 // Randomness from this library's Rng (timm's numpy / Python draws cannot be matched one for
 // one): the arithmetic is checked against timm by tests/fixtures/augment_timm.safetensors,
 // the draws by their distributions.
 #ifndef MAE_DATA_MIXUP_HPP
 #define MAE_DATA_MIXUP_HPP
 
-#include "../common.hpp"
-#include "../cross_entropy.hpp"
-#include "../rng.hpp"
+#include "../core/common.hpp"
+#include "../core/rng.hpp"
+#include "../layers/cross_entropy.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -138,34 +134,6 @@ inline void mix_targets(float* targets, const int* labels, Index N, Index K, dou
     for (Index k = 0; k < K; ++k) {
       const float y1 = k == labels[n] ? on : off, y2 = k == labels[N - 1 - n] ? on : off;
       targets[n * K + k] = unfused_mul(y1, l) + unfused_mul(y2, rest);
-    }
-  }
-}
-
-// --- random erasing --------------------------------------------------------------------------
-struct RandomErasingOptions {
-  double prob = 0.25;  // --reprob (0: off)
-  double min_area = 0.02, max_area = 1.0 / 3.0;
-  double min_aspect = 0.3;  // max_aspect = 1 / min_aspect
-};
-
-// timm's RandomErasing(mode="pixel", count 1) on a normalized image (C, H, W), in place.
-inline void random_erasing(float* img, Index C, Index H, Index W, Rng& r, const RandomErasingOptions& o) {
-  if (!(r.uniform() < o.prob)) return;
-  const double area = static_cast<double>(H * W);
-  const double log_lo = std::log(o.min_aspect), log_hi = std::log(1.0 / o.min_aspect);
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target = r.uniform(o.min_area, o.max_area) * area;
-    const double aspect = std::exp(r.uniform(log_lo, log_hi));
-    const Index h = static_cast<Index>(std::nearbyint(std::sqrt(target * aspect)));
-    const Index w = static_cast<Index>(std::nearbyint(std::sqrt(target / aspect)));
-    if (w < W && h < H) {
-      const Index top = std::min(static_cast<Index>(r.uniform() * static_cast<double>(H - h + 1)), H - h);
-      const Index left = std::min(static_cast<Index>(r.uniform() * static_cast<double>(W - w + 1)), W - w);
-      for (Index c = 0; c < C; ++c)
-        for (Index y = top; y < top + h; ++y)
-          for (Index x = left; x < left + w; ++x) img[(c * H + y) * W + x] = static_cast<float>(r.normal());
-      return;
     }
   }
 }

@@ -16,8 +16,8 @@
 #ifndef MAE_DATA_RAND_AUGMENT_HPP
 #define MAE_DATA_RAND_AUGMENT_HPP
 
-#include "../common.hpp"
-#include "../rng.hpp"
+#include "../core/common.hpp"
+#include "../core/rng.hpp"
 
 #include <algorithm>
 #include <array>

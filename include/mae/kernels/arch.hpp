@@ -10,7 +10,7 @@
 #ifndef MAE_KERNELS_ARCH_HPP
 #define MAE_KERNELS_ARCH_HPP
 
-#include "../common.hpp"
+#include "../core/common.hpp"
 
 #include <type_traits>
 #include <vector>

@@ -12,8 +12,8 @@
 #ifndef MAE_KERNELS_BF16_HPP
 #define MAE_KERNELS_BF16_HPP
 
-#include "../common.hpp"
 #include "arch.hpp"
+#include "../core/common.hpp"
 
 #include <algorithm>
 #include <cstdint>

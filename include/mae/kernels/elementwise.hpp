@@ -4,7 +4,7 @@
 #ifndef MAE_KERNELS_ELEMENTWISE_HPP
 #define MAE_KERNELS_ELEMENTWISE_HPP
 
-#include "../common.hpp"
+#include "../core/common.hpp"
 
 namespace mae::kernels {
 

@@ -17,9 +17,9 @@
 #ifndef MAE_KERNELS_FORMAT_BF16_HPP
 #define MAE_KERNELS_FORMAT_BF16_HPP
 
-#include "../common.hpp"
 #include "arch.hpp"
 #include "bf16.hpp"
+#include "../core/common.hpp"
 #include "format_scalar.hpp"  // GemmOperand
 
 #include <algorithm>

@@ -10,8 +10,8 @@
 #ifndef MAE_KERNELS_FORMAT_SCALAR_HPP
 #define MAE_KERNELS_FORMAT_SCALAR_HPP
 
-#include "../common.hpp"
 #include "arch.hpp"
+#include "../core/common.hpp"
 
 #include <algorithm>
 #include <type_traits>

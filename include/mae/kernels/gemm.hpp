@@ -24,8 +24,8 @@
 #ifndef MAE_KERNELS_GEMM_HPP
 #define MAE_KERNELS_GEMM_HPP
 
-#include "../common.hpp"
 #include "arch.hpp"
+#include "../core/common.hpp"
 #include "formats.hpp"
 
 #include <algorithm>

@@ -22,8 +22,8 @@
 #ifndef MAE_KERNELS_LINEAR_PRODUCTS_HPP
 #define MAE_KERNELS_LINEAR_PRODUCTS_HPP
 
-#include "../common.hpp"
 #include "arch.hpp"
+#include "../core/common.hpp"
 #include "gemm.hpp"
 
 #include <algorithm>

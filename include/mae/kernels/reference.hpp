@@ -4,8 +4,8 @@
 #ifndef MAE_KERNELS_REFERENCE_HPP
 #define MAE_KERNELS_REFERENCE_HPP
 
-#include "../common.hpp"
 #include "bf16.hpp"           // round_bf16
+#include "../core/common.hpp"
 #include "format_scalar.hpp"  // GemmOperand
 
 #include <cmath>

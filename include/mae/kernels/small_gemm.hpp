@@ -29,9 +29,9 @@
 #ifndef MAE_KERNELS_SMALL_GEMM_HPP
 #define MAE_KERNELS_SMALL_GEMM_HPP
 
-#include "../common.hpp"
 #include "arch.hpp"
 #include "bf16.hpp"
+#include "../core/common.hpp"
 
 #include <algorithm>
 #include <type_traits>

@@ -11,9 +11,10 @@ namespace mae_tool {
 template <class Cfg>
 int eval(const EvalArgs& a) {
   set_threads(a.run);
-  auto model = mae::load_classifier<Cfg>(a.checkpoint);
-  const auto meta = metadata_of(a.checkpoint);
-  const std::vector<std::string> classes = mae::read_classifier_info(meta, a.checkpoint).class_names;
+  const Classifier<Cfg> c(a.checkpoint);
+  const auto& meta = c.meta;
+  const auto& classes = c.classes;
+  auto& model = c.model;
   Split split(a.data, a.split, Cfg::in_chans, Cfg::img_size, true);
   const auto& ds = split.dataset();
   if (split.classes() != classes)

@@ -49,7 +49,8 @@ int finetune(FinetuneArgs a) {
   const std::vector<int> yval = val.labels();
   const double cp = crop_pct(a.data, S);
   auto evaluate = [&] {
-    return mae::EvalResult::of(mae::evaluate(model, val.dataset().size(), yval.data(), evaluation_images(val_loader, cp)));
+    const auto r = mae::evaluate(model, val.dataset().size(), yval.data(), evaluation_images(val_loader, cp));
+    return mae::EvalResult{r.top1(), r.mean_loss(), r.count()};
   };
   mae::write_classes(a.ft.metadata, classes);
   if (!a.init.empty()) a.ft.metadata[mae::keys::init] = a.init;

@@ -35,9 +35,10 @@ inline std::vector<std::string> image_files(const std::vector<std::string>& inpu
 template <class Cfg>
 int predict(const PredictArgs& a) {
   set_threads(a.run);
-  auto model = mae::load_classifier<Cfg>(a.checkpoint);
-  const auto meta = metadata_of(a.checkpoint);
-  const std::vector<std::string> classes = mae::read_classifier_info(meta, a.checkpoint).class_names;
+  const Classifier<Cfg> c(a.checkpoint);
+  const auto& meta = c.meta;
+  const auto& classes = c.classes;
+  auto& model = c.model;
   mae::ImageFolderOptions o;
   o.channels = Cfg::in_chans, o.max_pixels = a.data.max_pixels;
   o.max_side = a.data.max_side > 0 ? a.data.max_side : 4 * Cfg::img_size;

@@ -1,0 +1,203 @@
+// mae/datasets/image_folder.hpp — a dataset of PNG/JPEG/BMP/GIF/PGM/PPM files (image_decode.hpp),
+// converted to the model's channel count, in torchvision's ImageFolder layout: the first directory under
+// the root names an image's class (files directly in the root have none).
+//
+// Images are decoded when they are used, not when the dataset is built, so a folder larger
+// than memory works: building reads only each file's header (its size, and a
+// refusal naming the file when it is empty, not an image, or over the pixel limit), and
+// verify() decodes everything once, in parallel, keeping nothing. An image whose shorter
+// side exceeds max_side is shrunk (bicubic, antialiased) straight from its 8-bit decode.
+//
+// Needs libspng, libturbojpeg and libstb (the mae::data CMake target links them).
+#ifndef MAE_DATASETS_IMAGE_FOLDER_HPP
+#define MAE_DATASETS_IMAGE_FOLDER_HPP
+
+#include "../data/loader.hpp"
+
+#include "image_decode.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace mae {
+
+struct ImageFolderOptions {
+  Index channels = 3;                        // 1: luminance, 3: RGB
+  Index max_side = 0;                        // shrink when the shorter side is longer; 0: never
+  std::int64_t max_pixels = 64 * 1000000LL;  // refuse larger images (decompression bombs)
+};
+
+inline bool is_image_file(const std::filesystem::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm"})
+    if (ext == e) return true;
+  return false;
+}
+
+class ImageFolder : public ImageDataset {
+ public:
+  // Every image under dir (recursively, following directory symlinks), sorted by path.
+  ImageFolder(const std::string& dir, ImageFolderOptions opt) : name_(dir), opt_(opt) {
+    namespace fs = std::filesystem;
+    check_options();
+    if (!fs::is_directory(dir)) throw Error("image folder '" + dir + "' is not a directory");
+    std::vector<fs::path> files;
+    try {
+      for (const auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink))
+        if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path());
+    } catch (const fs::filesystem_error& e) {  // a symlink loop, a directory we may not read
+      throw Error("image folder '" + dir + "': " + e.what());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw Error("image folder '" + dir + "' holds no " + kImageFormats + " images");
+    std::map<std::string, int> classes;
+    std::vector<std::string> cls(files.size());
+    for (std::size_t i = 0; i < files.size(); ++i) {
+      const fs::path rel = files[i].lexically_relative(dir);
+      if (std::distance(rel.begin(), rel.end()) > 1) cls[i] = rel.begin()->string();
+      classes.emplace(cls[i], 0);
+    }
+    for (const auto& [c, id] : classes) classes_.push_back(c);
+    for (std::size_t i = 0; i < classes_.size(); ++i) classes[classes_[i]] = static_cast<int>(i);
+    for (std::size_t i = 0; i < files.size(); ++i) add(files[i].string(), classes[cls[i]]);
+  }
+  // The listed files (unlabelled), in the order given: for prediction.
+  ImageFolder(const std::vector<std::string>& files, ImageFolderOptions opt) : name_("files"), opt_(opt) {
+    check_options();
+    if (files.empty()) throw Error("no image files given");
+    for (const auto& f : files) add(f, -1);
+  }
+
+  Index size() const override { return static_cast<Index>(items_.size()); }
+  Index channels() const override { return opt_.channels; }
+  Index height(Index i) const override { return items_[static_cast<std::size_t>(i)].h; }
+  Index width(Index i) const override { return items_[static_cast<std::size_t>(i)].w; }
+  int label(Index i) const override { return items_[static_cast<std::size_t>(i)].label; }
+  std::string name() const override { return name_; }
+  std::string item_name(Index i) const override { return items_[static_cast<std::size_t>(i)].path; }
+  // The class directories, sorted (label k is classes()[k]); "" for images directly in the root.
+  std::vector<std::string> class_names() const override { return classes_; }
+
+  // For classification: every image is in a class directory, and there are at least two.
+  void require_classes() const {
+    if (!classes_.empty() && classes_.front().empty())
+      for (const auto& it : items_)
+        if (it.label == 0)
+          throw Error(it.path + ": an image directly in '" + name_ +
+                      "'; a labelled folder holds one directory per class (" + name_ + "/<class>/*.png)");
+    if (classes_.size() < 2)
+      throw Error("image folder '" + name_ + "' has " + std::to_string(classes_.size()) +
+                  " class directory; classification needs at least two (" + name_ + "/<class>/*.png)");
+  }
+
+  // Decodes every image once (in parallel, nothing kept): an unreadable file stops here,
+  // named, instead of in the middle of training.
+  void verify() const {
+    std::exception_ptr error;
+    std::atomic<bool> failed{false};
+    const Index n = size();
+#pragma omp parallel
+    {
+      std::vector<float> buf;
+#pragma omp for schedule(dynamic, 16)
+      for (Index i = 0; i < n; ++i) {
+        if (failed.load(std::memory_order_relaxed)) continue;
+        try {
+          buf.resize(static_cast<std::size_t>(opt_.channels * height(i) * width(i)));
+          load(i, buf.data());
+        } catch (...) {
+#pragma omp critical
+          if (!error) error = std::current_exception();
+          failed = true;
+        }
+      }
+    }
+    if (error) std::rethrow_exception(error);
+  }
+
+  void load(Index i, float* out) const override {
+    const Item& it = items_[static_cast<std::size_t>(i)];
+    const ImageSize expect{it.w0, it.h0};  // the file may have been replaced since the scan
+    ImageSize s;
+    const std::vector<unsigned char> px = decode_image(it.path, static_cast<int>(opt_.channels), &s, &expect);
+    const Index C = opt_.channels, H = s.height, W = s.width;
+    if (it.h == H && it.w == W) {  // (H, W, C) bytes -> (C, H, W) floats
+      for (Index c = 0; c < C; ++c)
+        for (Index k = 0; k < H * W; ++k) out[c * H * W + k] = static_cast<float>(px[k * C + c]) / 255.0f;
+    } else {  // shrink from the 8-bit pixels
+      resize_bicubic_strided(out, it.h, it.w, px.data(), C, H, W, 1, W * C, C, 1.0 / 255.0, 0, 0,
+                             static_cast<double>(H), static_cast<double>(W));
+    }
+  }
+
+ private:
+  struct Item {
+    std::string path;
+    int label = -1;
+    int w0 = 0, h0 = 0;  // in the file
+    Index h = 0, w = 0;  // as loaded (after shrinking)
+  };
+
+  void check_options() const {
+    if (opt_.channels != 1 && opt_.channels != 3) throw Error("image folder: channels must be 1 (gray) or 3 (RGB)");
+    if (opt_.max_side < 0 || opt_.max_pixels <= 0)
+      throw Error("image folder: max_side and max_pixels must be positive");
+  }
+  void add(const std::string& path, int label) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const auto bytes = fs::file_size(path, ec);
+    if (ec) throw Error(path + ": cannot read (" + ec.message() + ")");
+    if (bytes == 0) throw Error(path + ": empty file (0 bytes), not an image");
+    Item it;
+    it.path = path, it.label = label;
+    const ImageSize s = read_image_size(path);
+    it.w0 = s.width, it.h0 = s.height;
+    if (it.w0 <= 0 || it.h0 <= 0) throw Error(path + ": the image has no pixels");
+    if (static_cast<std::int64_t>(it.w0) * it.h0 > opt_.max_pixels)
+      throw Error(path + ": " + std::to_string(it.w0) + "x" + std::to_string(it.h0) + " pixels, over the limit of " +
+                  std::to_string(opt_.max_pixels) + " (raise max_pixels to accept it)");
+    it.h = it.h0, it.w = it.w0;
+    const Index shorter = std::min(it.h, it.w);
+    if (opt_.max_side > 0 && shorter > opt_.max_side) {  // shrink, keeping the aspect ratio
+      const double s = static_cast<double>(opt_.max_side) / static_cast<double>(shorter);
+      it.h = std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(it.h0) * s)));
+      it.w = std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(it.w0) * s)));
+    }
+    items_.push_back(std::move(it));
+  }
+
+  std::string name_;
+  ImageFolderOptions opt_;
+  std::vector<std::string> classes_;
+  std::vector<Item> items_;
+};
+
+// Train and val folders must name the same classes, or labels would mean different things.
+inline void require_same_classes(const ImageFolder& train, const ImageFolder& val) {
+  const auto a = train.class_names(), b = val.class_names();
+  if (a == b) return;
+  std::set<std::string> sa(a.begin(), a.end()), sb(b.begin(), b.end());
+  std::string only_train, only_val;
+  for (const auto& c : sa)
+    if (!sb.count(c)) only_train += " '" + c + "'";
+  for (const auto& c : sb)
+    if (!sa.count(c)) only_val += " '" + c + "'";
+  throw Error("'" + train.name() + "' and '" + val.name() +
+              "' have different classes:" + (only_train.empty() ? "" : " only in " + train.name() + ":" + only_train) +
+              (only_val.empty() ? "" : " only in " + val.name() + ":" + only_val));
+}
+
+}  // namespace mae
+
+#endif  // MAE_DATASETS_IMAGE_FOLDER_HPP

@@ -1,0 +1,170 @@
+// mae/layers/attention.hpp — multi-head self-attention as timm 0.3.2 (fused qkv, [q | k | v]).
+//
+//   qkv  = x Wqkv^T + bqkv                     (N, T, 3D): [q | k | v], heads contiguous in each
+//   att  = softmax(q_h k_h^T * hd^-0.5)        (N, H, T, T), softmax over keys (last axis)
+//   ctx  = att v_h, heads concatenated         (N, T, D)
+//   out  = ctx Wproj^T + bproj                 (N, T, D)
+#ifndef MAE_LAYERS_ATTENTION_HPP
+#define MAE_LAYERS_ATTENTION_HPP
+
+#include "../core/common.hpp"
+#include "../kernels/elementwise.hpp"
+#include "../kernels/small_gemm.hpp"
+#include "linear.hpp"
+
+#include <cmath>
+#include <type_traits>
+
+namespace mae {
+
+template <class S>
+struct AttentionParams {
+  LinearParams<S> qkv;   // (3D, D), (3D)
+  LinearParams<S> proj;  // (D, D), (D)
+};
+
+// row[0..T) = exp(row - max) / sum, in place. The exponentials are summed in 16 lanes on the
+// way (lane j % 16, then Eigen's fixed reduction of the 16 lanes): an order fixed by T alone.
+template <class S>
+inline void softmax_row(S* row, Index T) {
+  using namespace kernels;
+  const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
+  Block16<S> lanes = Block16<S>::Zero();
+  for (Index j = 0; j < T; j += kBlock16) {
+    const Index m = std::min(kBlock16, T - j);
+    Block16<S> e = (load16(row + j, m) - mx).exp();
+    for (Index t = m; t < kBlock16; ++t) e[t] = S(0);  // the padding of a last partial block
+    store16<S>(row + j, e, m);
+    lanes += e;
+  }
+  const S inv = S(1) / lanes.sum();
+  for (Index j = 0; j < T; ++j) row[j] *= inv;
+}
+
+// Query rows per block: a block's rows of scores (rows x T) are computed, normalized and
+// multiplied by v while they are in L1. Whole (T, T) products went through L2 between the
+// three steps, their tiles' stores missing L1 (T = 197: q k^T at a third of a v's rate).
+template <class S>
+inline constexpr Index kAttentionRows = 4 * kernels::kTileRows;
+
+// Per-thread buffers (kernels::thread_buffer): k and v (or v^T and k) packed for
+// small_gemm_packed, and the backward's (T, T) gradient of the scores.
+struct AttentionKeys;
+struct AttentionValues;
+struct AttentionScores;
+
+namespace attention_detail {
+template <class S, bool Bf16>
+void forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H);
+template <class S, bool Bf16>
+void backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H, Grad mode);
+}  // namespace attention_detail
+
+// The core, between the two linears: ctx (N, T, D), att (N, H, T, T) from qkv (N, T, 3D).
+// Per sample n and head h, q, k, v are (T, hd) views into qkv with row stride 3D; the products
+// are small_gemm calls (a transposed operand is just swapped strides), k^T and v packed once
+// per head for every block of query rows. Precision::bf16: the four products' operands rounded
+// to bf16, fp32 sums (the softmax and the scores it keeps stay fp32).
+template <class S>
+inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H,
+                              Precision precision = Precision::fp32) {
+  with_precision<S>(precision,
+                    [&](auto bf16) { attention_detail::forward<S, decltype(bf16)::value>(ctx, att, qkv, N, T, D, H); });
+}
+
+// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
+template <class S>
+inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H,
+                               Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
+  with_precision<S>(precision, [&](auto bf16) {
+    attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, att, N, T, D, H, mode);
+  });
+}
+
+template <class S, bool Bf16>
+inline void attention_detail::forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
+  using namespace kernels;
+  const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
+  const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
+#pragma omp parallel
+  {
+    auto* const kt =
+        kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // k^T (hd, T)
+    auto* const vp =
+        kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // v (T, hd)
+#pragma omp for schedule(static)
+    for (Index nh = 0; nh < N * H; ++nh) {
+      const Index n = nh / H, h = nh % H;
+      const S* q = qkv + n * T * ld + h * hd;  // (T, hd), row stride 3D
+      const S* k = q + D;                      // (T, hd)
+      const S* v = q + 2 * D;                  // (T, hd)
+      S* a = att + nh * T * T;                 // (T, T)
+      S* o = ctx + n * T * D + h * hd;         // (T, hd), row stride D
+      small_gemm_pack<S, Bf16>(kt, k, 1, ld, hd, T);
+      small_gemm_pack<S, Bf16>(vp, v, ld, 1, T, hd);
+      for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
+        const Index m = std::min(R, T - i0);
+        S* ai = a + i0 * T;  // (m, T)
+        // a = q k^T * scale
+        small_gemm_packed<S, Bf16>(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Out::assign);
+        for (Index i = 0; i < m; ++i) softmax_row(ai + i * T, T);  // softmax over keys
+        // o = a v
+        small_gemm_packed<S, Bf16>(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Out::assign);
+      }
+    }
+  }
+}
+
+template <class S, bool Bf16>
+inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D,
+                                       Index H, Grad mode) {
+  using namespace kernels;
+  const Out out_mode = mode == Grad::assign ? Out::assign : Out::add;
+  const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
+  const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
+#pragma omp parallel
+  {
+    auto* const vt =
+        kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // v^T (hd, T)
+    auto* const kp =
+        kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
+    S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);  // (T, T): da, then ds in place
+#pragma omp for schedule(static)
+    for (Index nh = 0; nh < N * H; ++nh) {
+      const Index n = nh / H, h = nh % H;
+      const S* q = qkv + n * T * ld + h * hd;
+      const S* k = q + D;
+      const S* v = q + 2 * D;
+      S* dq = dqkv + n * T * ld + h * hd;
+      S* dk = dq + D;
+      S* dv = dq + 2 * D;
+      const S* a = att + nh * T * T;
+      const S* dout = dctx + n * T * D + h * hd;  // (T, hd), row stride D
+      small_gemm_pack<S, Bf16>(vt, v, 1, ld, hd, T);
+      small_gemm_pack<S, Bf16>(kp, k, ld, 1, T, hd);
+      for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
+        const Index m = std::min(R, T - i0);
+        S* dr0 = da + i0 * T;  // (m, T)
+        // forward: o = a v   =>   da = do v^T
+        small_gemm_packed<S, Bf16>(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Out::assign);
+        // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)
+        for (Index i = i0; i < i0 + m; ++i) {
+          const S* ar = a + i * T;
+          S* dr = da + i * T;
+          const S dot = sum16<S>(T, [&](Index j) { return dr[j] * ar[j]; });
+          for (Index j = 0; j < T; ++j) dr[j] = ar[j] * (dr[j] - dot);
+        }
+        // forward: s = q k^T * scale   =>   dq += ds k * scale
+        small_gemm_packed<S, Bf16>(dq + i0 * ld, ld, dr0, T, 1, kp, m, hd, T, scale, out_mode);
+      }
+      // forward: o = a v   =>   dv += a^T do
+      small_gemm<S, Bf16>(dv, ld, a, 1, T, dout, D, 1, T, hd, T, S(1), out_mode);
+      // forward: s = q k^T * scale   =>   dk += ds^T q * scale
+      small_gemm<S, Bf16>(dk, ld, da, 1, T, q, ld, 1, T, hd, T, scale, out_mode);
+    }
+  }
+}
+
+}  // namespace mae
+
+#endif  // MAE_LAYERS_ATTENTION_HPP

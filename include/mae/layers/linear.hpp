@@ -1,0 +1,108 @@
+// mae/layers/linear.hpp — the fully connected layer, y = x W^T + b (PyTorch nn.Linear).
+//
+// The products run in kernels/linear_products.hpp; this header says what is computed. A
+// caller may fuse a residual add into the forward, and work on each finished block of the
+// output (forward) or of dx (backward) while it is in cache: the MLP applies GELU this way.
+#ifndef MAE_LAYERS_LINEAR_HPP
+#define MAE_LAYERS_LINEAR_HPP
+
+#include "../core/common.hpp"
+#include "../core/rng.hpp"
+#include "../kernels/linear_products.hpp"
+
+#include <cmath>
+#include <type_traits>
+
+namespace mae {
+
+template <class S>
+struct LinearParams {
+  S* weight = nullptr;  // (out, in), PyTorch layout
+  S* bias = nullptr;    // (out)
+};
+
+// xavier_uniform_ on an (out, in) weight: U(-a, a), a = sqrt(6 / (in + out)).
+template <class S>
+inline void xavier_uniform(S* w, Index fan_out, Index fan_in, Rng& r) {
+  const double a = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
+  for (Index i = 0; i < fan_out * fan_in; ++i) w[i] = static_cast<S>(r.uniform(-a, a));
+}
+
+// The reference's Linear initialization (_init_weights): xavier weight, zero bias.
+template <class S>
+inline void init_linear(LinearParams<S>& l, Index out_dim, Index in_dim, Rng& r) {
+  xavier_uniform(l.weight, out_dim, in_dim, r);
+  zero(l.bias, out_dim);
+}
+
+// The products' arithmetic: Precision::fp32 (the default), or Precision::bf16, bf16 operands
+// (rounded to nearest even) with fp32 sums, the recipe of PyTorch's CPU autocast for
+// nn.Linear; inputs, outputs and gradients are fp32 either way (kernels/format_bf16.hpp).
+using kernels::Precision;
+
+// f(r0, nr, j0, nc) on the block rows [r0, r0 + nr) x columns [j0, j0 + nc) of a finished output.
+using kernels::BlockFn;
+
+// Precision::bf16 is for float layers only: a double layer (the gradient checks) is always
+// computed in double.
+inline void check_precision_for_scalar(Precision p, bool is_float) {
+  if (p == Precision::bf16 && !is_float) throw Error("bf16 products need a float model (this one is double)");
+}
+
+// The one runtime-to-compile-time switch of the layers: f(std::true_type{}) for bf16 products,
+// f(std::false_type{}) for the scalar's own (and the error above for a double layer asked for bf16).
+template <class S, class F>
+inline void with_precision(Precision p, F&& f) {
+  check_precision_for_scalar(p, std::is_same_v<S, float>);
+  if constexpr (std::is_same_v<S, float>) {
+    if (p == Precision::bf16) return f(std::true_type{});
+  }
+  f(std::false_type{});
+}
+
+template <class S>
+struct LinearForwardOptions {
+  const S* residual = nullptr;            // (rows, out): out = x W^T + b + residual
+  BlockFn after_block;                    // on each finished block of out
+  Precision precision = Precision::fp32;  // the products' arithmetic
+  LinearForwardOptions() = default;
+  LinearForwardOptions(const S* residual_, BlockFn after_block_ = {}, Precision precision_ = Precision::fp32)
+      : residual(residual_), after_block(after_block_), precision(precision_) {}
+};
+
+// out (rows, out_dim) = inp (rows, in_dim) W^T + b  (+ residual)
+template <class S>
+inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
+                           Index out_dim, LinearForwardOptions<S> opt = {}) {
+  with_precision<S>(opt.precision, [&](auto bf16) {
+    constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
+    kernels::linear_products_forward<S, P>(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim,
+                                           opt.after_block);
+  });
+}
+
+struct LinearBackwardOptions {
+  Grad dinp = Grad::accumulate;           // Grad::assign: dinp is scratch, assigned rather than added to
+  BlockFn after_dinp_block;               // on each finished block of dinp
+  Precision precision = Precision::fp32;  // the products' arithmetic (as the forward's)
+  LinearBackwardOptions() = default;
+  LinearBackwardOptions(Grad dinp_, BlockFn after_dinp_block_ = {}, Precision precision_ = Precision::fp32)
+      : dinp(dinp_), after_dinp_block(after_dinp_block_), precision(precision_) {}
+};
+
+// The gradients of linear_forward (dinp may be null: no gradient wanted for the input):
+//   forward: out = inp W^T + b   =>   dinp += dout W,   dW += dout^T inp,   db += sum over rows of dout
+template <class S>
+inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight, Index rows,
+                            Index in_dim, Index out_dim, LinearBackwardOptions opt = {}) {
+  const bool assign = opt.dinp == Grad::assign;
+  with_precision<S>(opt.precision, [&](auto bf16) {
+    constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
+    kernels::linear_products_backward<S, P>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, inp, weight, rows,
+                                            in_dim, out_dim);
+  });
+}
+
+}  // namespace mae
+
+#endif  // MAE_LAYERS_LINEAR_HPP

@@ -1,0 +1,182 @@
+// mae/training/training_loop.hpp — the loop that pretraining (pretrain.hpp) and fine-tuning
+// (finetune.hpp) share: steps in epochs, the stop after max_steps, a progress bar or periodic
+// lines, the CSV log (one line per step), the stop with a clear message on a non-finite loss,
+// and the epoch-end hook where a trainer writes its atomic checkpoint.
+//
+// A trainer gives the loop two functions, called in this order for every step, the loss
+// checked in between:
+//   forward(epoch, k) -> Forward   batch k of the epoch read, the lr set, the forward run
+//   update(epoch, k)               its backward and, when due, the optimizer step
+#ifndef MAE_TRAINING_TRAINING_LOOP_HPP
+#define MAE_TRAINING_TRAINING_LOOP_HPP
+
+#include "../core/common.hpp"
+#include "../core/params.hpp"
+#include "../data/loader.hpp"
+#include "../io/safetensors.hpp"
+#include "progress.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace mae {
+
+// This process's part in data-parallel training (DistributedDataParallel's): the batch of
+// each step is split across `ranks` processes, each computing the gradients of its share and
+// `mean` replacing them by their mean over the processes before every optimizer step.
+// mae::mpi::data_parallel (mae/distributed.hpp) fills it from MPI; the default is one process.
+// Trainer (pretrain.hpp) and Finetuner (finetune.hpp) take one in their options.
+struct DataParallel {
+  int rank = 0, ranks = 1;
+  std::function<void(float* data, Index n)> mean;  // in place: data = its mean over the processes
+  // Optional, for the gradients: data[from, n) is final (a backward's GradientsReady report),
+  // so their mean may begin while backward runs; the mean(data, n) after backward completes it.
+  std::function<void(float* data, Index n, Index from)> ready;
+};
+
+// What a data-parallel trainer hands the backward before an optimizer step: its reports go to
+// p.ready with the whole gradient store. Empty (no reports) for one process or without ready.
+template <class S>
+inline GradientsReady gradients_ready(const DataParallel& p, TensorStore<S>& grads) {
+  if constexpr (std::is_same_v<S, float>)
+    if (p.ranks > 1 && p.ready) return [&p, &grads](Index from) { p.ready(grads.data(), grads.size(), from); };
+  return {};
+}
+
+// One line per step in the CSV log.
+struct StepRecord {
+  Index step;  // steps done, this one included
+  int epoch;
+  double loss, lr, images_per_s;
+};
+
+// What a step's forward reports.
+struct Forward {
+  double loss, lr;
+};
+
+struct LoopOptions {
+  int epochs = 1;
+  Index images_per_step = 1;  // for the throughput
+  Index max_steps = -1;       // stop after this many steps in all (an interruption); -1: none
+  std::string out_dir;        // log.csv goes here; empty: no log
+  bool progress = true;       // a bar on a terminal, plain lines otherwise
+  double log_interval_s = 15;
+  std::string what = "training";  // for messages: "training stopped", "fine-tuning stopped"
+};
+
+// A loader's share of a data-parallel run (DistributedSampler's); its batches per epoch.
+inline Index shard_loader(BatchLoader& loader, const DataParallel& p) {
+  loader.set_shard(p.rank, p.ranks);
+  return loader.batches_per_epoch();
+}
+
+// What a data-parallel trainer checks before it starts: a mean to call, float weights (the
+// mean is over floats), and checkpoints between optimizer steps. A checkpoint inside an
+// accumulation window holds the partial gradient, which differs from rank to rank; resuming
+// from one copy would not continue the run bit for bit, so the windows must end at every
+// epoch's end and at the max_steps stop.
+template <class S>
+inline void check_data_parallel(const DataParallel& p, int accum_iter, Index steps_per_epoch, Index max_steps) {
+  if (p.ranks <= 1) return;
+  if (!p.mean) throw Error("data parallel over " + std::to_string(p.ranks) + " processes needs a mean function");
+  if (!std::is_same_v<S, float>) throw Error("data parallel needs a float model");
+  if (accum_iter > 1 && (steps_per_epoch % accum_iter != 0 || (max_steps >= 0 && max_steps % accum_iter != 0)))
+    throw Error("data parallel with gradient accumulation over " + std::to_string(accum_iter) +
+                " micro-batches: the steps per epoch (" + std::to_string(steps_per_epoch) +
+                ") and the max_steps stop must be multiples of it, so that checkpoints fall between optimizer steps "
+                "(change the batch, the accumulation or the number of images)");
+}
+
+class TrainingLoop {
+ public:
+  TrainingLoop(LoopOptions opt, Index steps_per_epoch) : opt_(std::move(opt)), iters_(steps_per_epoch) {
+    if (opt_.epochs <= 0) throw Error("epochs must be positive");
+    if (iters_ <= 0) throw Error("no step in an epoch: the dataset is smaller than one batch");
+    if (!opt_.out_dir.empty()) {
+      std::filesystem::create_directories(opt_.out_dir);
+      safetensors::remove_stale_temp_files_in(opt_.out_dir);
+    }
+  }
+
+  Index steps_per_epoch() const { return iters_; }
+  Index total_steps() const { return iters_ * opt_.epochs; }
+  std::string log_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/log.csv"; }
+  const std::vector<StepRecord>& history() const { return history_; }
+
+  // Steps from `step` (0, or where a resumed run left off) to the end of the last epoch, or
+  // to max_steps. epoch_end(epoch) runs after each epoch's last step. `checkpoint` names the
+  // file that a non-finite loss leaves as it was ("" if none). Returns true when every epoch
+  // ran, false when max_steps stopped it; `step` is then the number of steps done.
+  template <class ForwardFn, class UpdateFn>
+  bool run(ForwardFn&& forward, UpdateFn&& update, Index& step, const std::function<void(int)>& epoch_end,
+           const std::string& checkpoint = "", bool append_log = false) {
+    open_log(append_log);
+    const auto t_start = std::chrono::steady_clock::now();
+    Index images = 0;
+    while (step < total_steps()) {
+      if (opt_.max_steps >= 0 && step >= opt_.max_steps) return false;
+      const int epoch = static_cast<int>(step / iters_);
+      const Index k = step % iters_;
+      const Forward f = forward(epoch, k);
+      const double loss = f.loss;
+      if (!std::isfinite(loss)) {
+        progress_.finish_line();
+        const bool kept = !checkpoint.empty() && std::filesystem::exists(checkpoint);
+        throw Error("non-finite loss (" + std::to_string(loss) + ") at step " + std::to_string(step) + " (epoch " +
+                    std::to_string(epoch) + "): " + opt_.what + " stopped" +
+                    (kept ? "; the last checkpoint '" + checkpoint + "' is intact." : "."));
+      }
+      update(epoch, k);
+      ++step;
+      images += opt_.images_per_step;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      const double ips = elapsed > 0 ? static_cast<double>(images) / elapsed : 0.0;
+      const StepRecord rec{step, epoch, loss, f.lr, ips};
+      history_.push_back(rec);
+      write_log(rec);
+      const double eta = ips > 0 ? static_cast<double>((total_steps() - step) * opt_.images_per_step) / ips : 0.0;
+      progress_.update(epoch + 1, opt_.epochs, k + 1, iters_, rec.loss, rec.lr, rec.images_per_s, eta);
+      if (k + 1 == iters_) {  // end of an epoch
+        progress_.finish_line();
+        if (epoch_end) epoch_end(epoch);
+      }
+    }
+    return true;
+  }
+
+ private:
+  void open_log(bool append) {
+    if (opt_.out_dir.empty()) return;
+    append = append && std::filesystem::exists(log_path());
+    log_.open(log_path(), append ? std::ios::app : std::ios::trunc);
+    if (!log_) throw Error(log_path() + ": cannot write the log");
+    if (!append) log_ << "step,epoch,loss,lr,images_per_s\n";
+  }
+  void write_log(const StepRecord& r) {
+    if (!log_.is_open()) return;
+    char line[160];
+    std::snprintf(line, sizeof line, "%lld,%d,%.6f,%.6e,%.1f\n", static_cast<long long>(r.step), r.epoch, r.loss, r.lr,
+                  r.images_per_s);
+    log_ << line << std::flush;
+  }
+
+  LoopOptions opt_;
+  Index iters_;
+  Progress progress_{opt_.progress, opt_.log_interval_s};
+  std::ofstream log_;
+  std::vector<StepRecord> history_;
+};
+
+}  // namespace mae
+
+#endif  // MAE_TRAINING_TRAINING_LOOP_HPP
