@@ -68,15 +68,16 @@ void backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index
 template <class S>
 inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H,
                               Precision precision = Precision::fp32) {
-  with_precision<S>(precision,
-                    [&](auto bf16) { attention_detail::forward<S, decltype(bf16)::value>(ctx, att, qkv, N, T, D, H); });
+  dispatch_precision<S>(precision, [&](auto bf16) {
+    attention_detail::forward<S, decltype(bf16)::value>(ctx, att, qkv, N, T, D, H);
+  });
 }
 
 // Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
 template <class S>
 inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H,
                                Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
-  with_precision<S>(precision, [&](auto bf16) {
+  dispatch_precision<S>(precision, [&](auto bf16) {
     attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, att, N, T, D, H, mode);
   });
 }

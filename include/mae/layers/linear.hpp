@@ -52,7 +52,7 @@ inline void check_precision_for_scalar(Precision p, bool is_float) {
 // The one runtime-to-compile-time switch of the layers: f(std::true_type{}) for bf16 products,
 // f(std::false_type{}) for the scalar's own (and the error above for a double layer asked for bf16).
 template <class S, class F>
-inline void with_precision(Precision p, F&& f) {
+inline void dispatch_precision(Precision p, F&& f) {
   check_precision_for_scalar(p, std::is_same_v<S, float>);
   if constexpr (std::is_same_v<S, float>) {
     if (p == Precision::bf16) return f(std::true_type{});
@@ -74,7 +74,7 @@ struct LinearForwardOptions {
 template <class S>
 inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias, Index rows, Index in_dim,
                            Index out_dim, LinearForwardOptions<S> opt = {}) {
-  with_precision<S>(opt.precision, [&](auto bf16) {
+  dispatch_precision<S>(opt.precision, [&](auto bf16) {
     constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
     kernels::linear_products_forward<S, P>(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim,
                                            opt.after_block);
@@ -96,7 +96,7 @@ template <class S>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight, Index rows,
                             Index in_dim, Index out_dim, LinearBackwardOptions opt = {}) {
   const bool assign = opt.dinp == Grad::assign;
-  with_precision<S>(opt.precision, [&](auto bf16) {
+  dispatch_precision<S>(opt.precision, [&](auto bf16) {
     constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
     kernels::linear_products_backward<S, P>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, inp, weight, rows,
                                             in_dim, out_dim);
