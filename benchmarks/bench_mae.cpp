@@ -94,7 +94,7 @@ void BM_peak_gemm_mae(benchmark::State& st) {
   const Index n = st.range(0);
   auto a = randv(n * n, 1), w = randv(n * n, 2), c = randv(n * n, 3);
   for (auto _ : st) {
-    mae::linear_forward<float>(c.data(), a.data(), w.data(), nullptr, n, n, n, {nullptr, {}, P});
+    mae::linear_forward<float>(c.data(), a.data(), w.data(), nullptr, n, n, n, mae::LinearForwardOptions<float>::in(P));
     benchmark::DoNotOptimize(c.data());
   }
   st.counters["GFLOP/s"] =
@@ -110,7 +110,7 @@ template <mae::Precision P>
 void BM_linear_forward(benchmark::State& st) {
   const Index rows = st.range(0), in = st.range(1), out = st.range(2);
   auto x = randv(rows * in, 1), w = randv(out * in, 2), b = randv(out, 3), y = randv(rows * out, 4);
-  for (auto _ : st) mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, {nullptr, {}, P});
+  for (auto _ : st) mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, mae::LinearForwardOptions<float>::in(P));
   set_flops(st, 2.0 * rows * in * out);
 }
 template <mae::Precision P>
@@ -119,7 +119,7 @@ void BM_linear_backward(benchmark::State& st) {
   auto x = randv(rows * in, 1), w = randv(out * in, 2), dy = randv(rows * out, 4), dx = x, dw = w, db = randv(out, 5);
   for (auto _ : st)
     mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                         {mae::Grad::accumulate, {}, P});
+                         mae::LinearBackwardOptions::in(P));
   set_flops(st, 4.0 * rows * in * out);
 }
 void BM_layernorm_forward(benchmark::State& st) {

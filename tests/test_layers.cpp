@@ -262,8 +262,9 @@ TEST_CASE("linear: both splits between threads (by columns, few rows; by rows) g
   const F x = random_floats(rows * in, 1), w = random_floats(out * in, 2), b = random_floats(out, 3),
           r = random_floats(rows * out, 4), dy = random_floats(rows * out, 5);
   F y(rows * out), y_few(few * out), dx(rows * in), dx_few(few * in), dw(out * in), db(out);
-  mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
-  mae::linear_forward(y_few.data(), x.data(), w.data(), b.data(), few, in, out, {r.data()});
+  mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, mae::LinearForwardOptions<float>{}.plus(r.data()));
+  mae::linear_forward(y_few.data(), x.data(), w.data(), b.data(), few, in, out,
+                      mae::LinearForwardOptions<float>{}.plus(r.data()));
   CHECK(F(y.begin(), y.begin() + few * out) == y_few);
   std::vector<int> seen(rows * in, 0);  // the per-block work visits every element once
   const auto count = [&](Index r0, Index nr, Index j0, Index nc) {
@@ -271,9 +272,9 @@ TEST_CASE("linear: both splits between threads (by columns, few rows; by rows) g
       for (Index j = j0; j < j0 + nc; ++j) ++seen[i * in + j];
   };
   mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                       {mae::Grad::assign, count});
+                       mae::LinearBackwardOptions{}.assigning().then(count));
   mae::linear_backward(dx_few.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), few, in, out,
-                       {mae::Grad::assign, count});
+                       mae::LinearBackwardOptions{}.assigning().then(count));
   CHECK(F(dx.begin(), dx.begin() + few * in) == dx_few);
   for (Index i = 0; i < rows * in; ++i) REQUIRE(seen[i] == (i < few * in ? 2 : 1));
 }
@@ -289,8 +290,8 @@ TEST_CASE("linear in bf16: gemm_bf16's products (operands rounded to bf16, fp32 
             r = random_floats(rows * out, 4), dy = random_floats(rows * out, 5), dw0 = random_floats(out * in, 6),
             db0 = random_floats(out, 7);
     F y(rows * out), want_y(rows * out), y32(rows * out);
-    mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data(), {}, bf16});
-    mae::linear_forward(y32.data(), x.data(), w.data(), b.data(), rows, in, out, {r.data()});
+    mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, mae::LinearForwardOptions<float>::in(bf16).plus(r.data()));
+    mae::linear_forward(y32.data(), x.data(), w.data(), b.data(), rows, in, out, mae::LinearForwardOptions<float>{}.plus(r.data()));
     for (Index i = 0; i < rows; ++i)
       for (Index o = 0; o < out; ++o) want_y[i * out + o] = r[i * out + o] + b[o];
     K::gemm<K::formats::Bf16>(want_y.data(), out, {x.data(), in}, {w.data(), in, true}, rows, out, in);
@@ -299,7 +300,7 @@ TEST_CASE("linear in bf16: gemm_bf16's products (operands rounded to bf16, fp32 
     F dx(rows * in, std::numeric_limits<float>::quiet_NaN()), dw = dw0, db = db0, want_dx(rows * in, 0.f),
                                                               want_dw = dw0, want_db = db0;
     mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                         {mae::Grad::assign, {}, bf16});
+                         mae::LinearBackwardOptions::in(bf16).assigning());
     K::gemm<K::formats::Bf16>(want_dx.data(), in, {dy.data(), out}, {w.data(), in}, rows, in, out);        // dX = dY W
     K::gemm<K::formats::Bf16>(want_dw.data(), in, {dy.data(), out, true}, {x.data(), in}, out, in, rows);  // dW += dY^T X
     for (Index i = 0; i < rows; ++i)
@@ -322,7 +323,7 @@ TEST_CASE(
     F dx0 = fresh(x.size(), 0), dx1 = fresh(x.size(), nan), dw(w.size()), db(out);
     mae::linear_backward(dx0.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out);
     mae::linear_backward(dx1.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out,
-                         {mae::Grad::assign});
+                         mae::LinearBackwardOptions{}.assigning());
     CHECK(dx0 == dx1);
   }
   {  // gelu

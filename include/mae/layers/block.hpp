@@ -134,18 +134,18 @@ template <class S>
 inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const BlockParams<S>& p, Index N, Index T,
                           const BlockShape& s, const S* keep_attn = nullptr, const S* keep_mlp = nullptr) {
   const Index R = N * T, D = s.dim, Hd = s.hidden;
-  const Precision P = s.precision;
+  const auto linear = LinearForwardOptions<S>::in(s.precision);  // every product in the block's precision
   c.reserve(N, T, s);
   // --- attention branch: x_mid = x_in + proj(attn(qkv(norm1(x_in))))
   layernorm_forward(c.ln1.data(), c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
-  linear_forward(c.qkv.data(), c.ln1.data(), p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D, {nullptr, {}, P});
-  attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads, P);  // (R, D)
+  linear_forward(c.qkv.data(), c.ln1.data(), p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D, linear);
+  attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads, s.precision);  // (R, D)
   S* x_mid = c.x_mid.data();
   if (keep_attn) {  // drop path scales the branch before the residual add
-    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, {nullptr, {}, P});
+    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear);
     add_residual(x_mid, x_in, keep_attn, N, T, D);
   } else {  // the residual add fused into the product: x_mid = x_in + b + ctx Wproj^T
-    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, {/*residual=*/x_in, {}, P});
+    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear.plus(x_in));
   }
   // --- MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
   layernorm_forward(c.ln2.data(), c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
@@ -153,12 +153,12 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   const auto gelu = [&](Index r0, Index nr, Index j0, Index nc) {
     for (Index r = r0; r < r0 + nr; ++r) gelu_forward(c.act.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, nc);
   };
-  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, {nullptr, gelu, P});
+  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, linear.then(gelu));
   if (keep_mlp) {
-    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, {nullptr, {}, P});
+    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, linear);
     add_residual(x_out, x_mid, keep_mlp, N, T, D);
   } else {
-    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, {/*residual=*/x_mid, {}, P});
+    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, linear.plus(x_mid));
   }
 }
 
@@ -170,7 +170,8 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
                            Grad dx_mode = Grad::accumulate, const nondeduced<S>* keep_attn = nullptr,
                            const nondeduced<S>* keep_mlp = nullptr) {
   const Index R = N * T, D = s.dim, Hd = s.hidden;
-  const Precision P = s.precision;
+  // every product in the block's precision; the input gradients are scratch here
+  const auto linear = LinearBackwardOptions::in(s.precision).assigning();
   w.reserve(N, T, s, keep_attn || keep_mlp);
   S* dx_mid = w.dx_mid.data();
   // forward: x_out = x_mid + keep_mlp * fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
@@ -184,10 +185,10 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   };
   linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias,
                   scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D), c.act.data(), p.mlp.fc2.weight, R, Hd, D,
-                  {Grad::assign, gelu_grad, P});
+                  linear.then(gelu_grad));
   // forward: fc1 = ln2 W1^T + b1
   linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R, D,
-                  Hd, {Grad::assign, {}, P});
+                  Hd, linear);
   // forward: ln2 = norm2(x_mid)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
                      c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
@@ -201,12 +202,12 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   // forward: x_mid = ... proj(ctx)
   linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias,
                   scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
-                  {Grad::assign, {}, P});
+                  linear);
   // forward: ctx = attention(qkv)
-  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads, Grad::assign, P);
+  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads, Grad::assign, s.precision);
   // forward: qkv = ln1 Wqkv^T + bqkv
   linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(), p.attn.qkv.weight, R,
-                  D, 3 * D, {Grad::assign, {}, P});
+                  D, 3 * D, linear);
   // forward: ln1 = norm1(x_in)
   layernorm_backward(dx_in, g.norm1.weight, g.norm1.bias, w.dln.data(), x_in, p.norm1.weight, c.ln1_mean.data(),
                      c.ln1_rstd.data(), R, D);

@@ -60,14 +60,30 @@ inline void dispatch_precision(Precision p, F&& f) {
   f(std::false_type{});
 }
 
+// How one linear call runs: in the precision its model chose once (a BlockShape's, a model's
+// Options'), and where wanted with a residual added into the output or work on each finished
+// block of it:  LinearForwardOptions<S>::in(P),  ::in(P).plus(x_in),  ::in(P).then(gelu).
 template <class S>
 struct LinearForwardOptions {
+  Precision precision = Precision::fp32;  // the products' arithmetic
   const S* residual = nullptr;            // (rows, out): out = x W^T + b + residual
   BlockFn after_block;                    // on each finished block of out
-  Precision precision = Precision::fp32;  // the products' arithmetic
-  LinearForwardOptions() = default;
-  LinearForwardOptions(const S* residual_, BlockFn after_block_ = {}, Precision precision_ = Precision::fp32)
-      : residual(residual_), after_block(after_block_), precision(precision_) {}
+
+  static LinearForwardOptions in(Precision p) {
+    LinearForwardOptions o;
+    o.precision = p;
+    return o;
+  }
+  LinearForwardOptions plus(const S* residual_rows) const {
+    LinearForwardOptions o = *this;
+    o.residual = residual_rows;
+    return o;
+  }
+  LinearForwardOptions then(BlockFn f) const {
+    LinearForwardOptions o = *this;
+    o.after_block = f;
+    return o;
+  }
 };
 
 // out (rows, out_dim) = inp (rows, in_dim) W^T + b  (+ residual)
@@ -81,13 +97,28 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
   });
 }
 
+// The same for the backward:  LinearBackwardOptions::in(P),  .assigning() when dinp is scratch
+// (assigned rather than added to),  .then(f) on each finished block of dinp.
 struct LinearBackwardOptions {
+  Precision precision = Precision::fp32;  // the products' arithmetic (as the forward's)
   Grad dinp = Grad::accumulate;           // Grad::assign: dinp is scratch, assigned rather than added to
   BlockFn after_dinp_block;               // on each finished block of dinp
-  Precision precision = Precision::fp32;  // the products' arithmetic (as the forward's)
-  LinearBackwardOptions() = default;
-  LinearBackwardOptions(Grad dinp_, BlockFn after_dinp_block_ = {}, Precision precision_ = Precision::fp32)
-      : dinp(dinp_), after_dinp_block(after_dinp_block_), precision(precision_) {}
+
+  static LinearBackwardOptions in(Precision p) {
+    LinearBackwardOptions o;
+    o.precision = p;
+    return o;
+  }
+  LinearBackwardOptions assigning() const {
+    LinearBackwardOptions o = *this;
+    o.dinp = Grad::assign;
+    return o;
+  }
+  LinearBackwardOptions then(BlockFn f) const {
+    LinearBackwardOptions o = *this;
+    o.after_dinp_block = f;
+    return o;
+  }
 };
 
 // The gradients of linear_forward (dinp may be null: no gradient wanted for the input):

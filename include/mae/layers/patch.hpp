@@ -114,7 +114,7 @@ inline void patch_embed_backward(S* dimgs, PatchEmbedParams<S>& g, S* dcols, con
   const Index L = s.grid * s.grid, K = s.channels * s.patch * s.patch;
   // forward: out = cols W^T + b   (dcols is scratch, (N, L, C*p*p), needed only for dimgs)
   linear_backward(dimgs ? dcols : static_cast<S*>(nullptr), g.weight, g.bias, dout, cols, w.weight, N * L, K, D,
-                  {Grad::assign});
+                  LinearBackwardOptions{}.assigning());
   // forward: cols = im2col(imgs)   =>   dimgs += col2im(dcols)
   if (dimgs) im2col<S, true>(dcols, dimgs, N, s);
 }

@@ -102,6 +102,8 @@ class VisionTransformer {
   Params& grads() { return g_; }
   const Options& options() const { return opt_; }
   Index num_classes() const { return opt_.num_classes; }
+  // Options::precision, set once, in the shape every block and the patch embedding run with
+  BlockShape encoder_shape() const { return with_precision(block_shape, opt_.precision); }
   std::string norm_name() const { return opt_.global_pool ? "fc_norm" : "norm"; }
   Rng& rng() { return rng_; }
   // Sets every gradient to zero: call once per optimizer step (backward adds to them).
@@ -146,7 +148,7 @@ class VisionTransformer {
     ws.has_labels = labels != nullptr;
     draw_drop_path(ws, N, training, sample_seeds);
     // x = blocks([cls_token, patch_embed(imgs)] + pos_embed)                  (N, 1+L, D)
-    Enc::forward(ws.enc, w_.encoder, w_.pos_embed, imgs.data, N, nullptr, L, ws.keep_ptrs.data(), opt_.precision);
+    Enc::forward(ws.enc, w_.encoder, w_.pos_embed, imgs.data, N, nullptr, L, ws.keep_ptrs.data(), encoder_shape());
     // pooled = mean_{t>=1} x[:, t] (global_pool) or x[:, 0]                  (N, D)
     pool_tokens_forward(ws.pooled.data(), ws.enc.output(), N, T, D, pool());
     // feat = fc_norm(pooled) / norm(cls)                                      (N, D)
@@ -154,7 +156,7 @@ class VisionTransformer {
                       w_.norm.bias, N, D);
     // logits = head(feat)                                                    (N, classes)
     linear_forward(ws.logits.data(), ws.feat.data(), w_.head.weight, w_.head.bias, N, D, K,
-                   {nullptr, {}, opt_.precision});
+                   LinearForwardOptions<S>::in(opt_.precision));
     ws.loss = 0;
     ws.soft = false;
     if (labels) {
@@ -206,7 +208,7 @@ class VisionTransformer {
       cross_entropy_backward(ws.d_logits.data(), ws.probs.data(), ws.labels.data(), N, K, opt_.label_smoothing, dloss);
     // forward: logits = head(feat)
     linear_backward(ws.d_feat.data(), g.head.weight, g.head.bias, ws.d_logits.data(), ws.feat.data(), w_.head.weight, N,
-                    D, K, {Grad::assign, {}, opt_.precision});
+                    D, K, LinearBackwardOptions::in(opt_.precision).assigning());
     final_from(g.head.weight);
     // forward: feat = norm(pooled)
     zero(ws.d_pooled.data(), N * D);
@@ -218,7 +220,7 @@ class VisionTransformer {
     pool_tokens_backward(ws.d_x.data(), ws.d_pooled.data(), N, T, D, pool());
     // forward: x = encoder(imgs) with pos_embed
     Enc::backward(g.encoder, g.pos_embed, ws.enc_scratch, ws.d_x.data(), ws.enc, w_.encoder, N, nullptr, L,
-                  ws.keep_ptrs.data(), opt_.precision,
+                  ws.keep_ptrs.data(), encoder_shape(),
                   [&](Index b) { final_from(first_tensor(g.encoder.blocks[static_cast<std::size_t>(b)])); });
     final_from(grads_.data());
   }

@@ -75,34 +75,36 @@ struct Encoder {
   };
 
   // a.output() (N, 1+K, D) from imgs (N, C, H, W); keep: drop-path scales (block.hpp), or null.
+  // shape: block_shape in the model's precision (every product, the patch embedding's too).
   static void forward(Activations& a, const Params& w, const S* pos, const S* imgs, Index N, const std::int64_t* ids,
-                      Index K, const S* const* keep = nullptr, Precision precision = Precision::fp32) {
+                      Index K, const S* const* keep = nullptr, const BlockShape& shape = block_shape) {
     a.reserve(N, K);
     // x_patch = im2col(imgs)[ids] W^T + b: the reference embeds every patch and keeps the rows
     // ids_keep; embedding the kept patches only gives the same rows for a fraction of the work
     im2col<S, false>(a.cols.data(), imgs, N, patch_shape, ids, ids ? K : 0);
     linear_forward(a.x_patch.data(), a.cols.data(), w.patch_embed.weight, w.patch_embed.bias, N * K, kPatchDim, D,
-                   {nullptr, {}, precision});
+                   LinearForwardOptions<S>::in(shape.precision));
     // x[0] = [cls_token + pos[0], x_patch + pos[1 + ids]]
     embed_tokens_forward(a.stack.input(), a.x_patch.data(), w.cls_token, pos, ids, N, K, L, D);
     // x[b+1] = blocks[b](x[b])
-    stack_forward(a.stack, w.blocks, N, 1 + K, with_precision(block_shape, precision), keep);
+    stack_forward(a.stack, w.blocks, N, 1 + K, shape, keep);
   }
 
   // g += the gradient of <x[depth], dx_out> through forward; dpos (1+L, D) += too unless null.
   // block_done(b), if given: block b's gradients are final (stack_backward).
   static void backward(Params& g, S* dpos, Scratch& s, const S* dx_out, const Activations& a, const Params& w, Index N,
                        const std::int64_t* ids, Index K, const S* const* keep = nullptr,
-                       Precision precision = Precision::fp32, const std::function<void(Index b)>& block_done = {}) {
+                       const BlockShape& shape = block_shape, const std::function<void(Index b)>& block_done = {}) {
     s.reserve(N, K);
     // forward: x[b+1] = blocks[b](x[b])
     const S* dx0 = stack_backward(g.blocks, s.blocks, s.d_a.data(), s.d_b.data(), dx_out, a.stack, w.blocks, N, 1 + K,
-                                  with_precision(block_shape, precision), keep, block_done);
+                                  shape, keep, block_done);
     // forward: x[0] = [cls_token + pos[0], x_patch + pos[1 + ids]]
     embed_tokens_backward(s.d_x_patch.data(), g.cls_token, dpos, dx0, ids, N, K, L, D, Grad::assign);
     // forward: x_patch = cols W^T + b (the images get no gradient)
     linear_backward<S>(nullptr, g.patch_embed.weight, g.patch_embed.bias, s.d_x_patch.data(), a.cols.data(),
-                       w.patch_embed.weight, N * K, kPatchDim, D, {Grad::accumulate, {}, precision});
+                       w.patch_embed.weight, N * K, kPatchDim, D,
+                       LinearBackwardOptions::in(shape.precision));
   }
 };
 

@@ -181,7 +181,7 @@ class MaskedAutoencoder {
     drop_cls_backward(ws.d_pred_full.data(), ws.d_pred.data(), N, Td, P, Grad::assign);
     // forward: pred_full = decoder_pred(dec_normed)
     linear_backward(ws.d_dec_normed.data(), g.decoder_pred.weight, g.decoder_pred.bias, ws.d_pred_full.data(),
-                    ws.dec_normed.data(), w_.decoder_pred.weight, N * Td, Dd, P, {Grad::assign, {}, opt_.precision});
+                    ws.dec_normed.data(), w_.decoder_pred.weight, N * Td, Dd, P, backward_products().assigning());
     final_from(g.decoder_pred.weight);
     // forward: dec_normed = decoder_norm(dec.x[depth])
     zero(ws.d_dec_out.data(), N * Td * Dd);
@@ -198,7 +198,7 @@ class MaskedAutoencoder {
     unshuffle_backward(ws.d_emb.data(), g.mask_token, d_dec_in, ws.ids_restore.data(), N, K, L, Dd, Grad::assign);
     // forward: emb = decoder_embed(latent)
     linear_backward(ws.d_latent.data(), g.decoder_embed.weight, g.decoder_embed.bias, ws.d_emb.data(), ws.latent.data(),
-                    w_.decoder_embed.weight, N * T, D, Dd, {Grad::assign, {}, opt_.precision});
+                    w_.decoder_embed.weight, N * T, D, Dd, backward_products().assigning());
     final_from(g.decoder_embed.weight);  // and mask_token, after it in the store
     // --- the encoder
     // forward: latent = norm(enc.output())
@@ -208,7 +208,7 @@ class MaskedAutoencoder {
     final_from(g.norm.weight);
     // forward: enc = encoder(imgs, ids_keep)
     Enc::backward(g.encoder, nullptr, ws.enc_scratch, ws.d_enc_out.data(), ws.enc, w_.encoder, N, ws.ids_shuffle.data(),
-                  K, nullptr, opt_.precision,
+                  K, nullptr, encoder_shape(),
                   [&](Index b) { final_from(first_tensor(g.encoder.blocks[static_cast<std::size_t>(b)])); });
     final_from(grads_.data());
   }
@@ -332,12 +332,16 @@ class MaskedAutoencoder {
     }
   };
 
+  // Options::precision, set once, in the shapes and options every product is called with
+  BlockShape encoder_shape() const { return with_precision(Enc::block_shape, opt_.precision); }
   BlockShape decoder_shape() const { return with_precision(decoder_block, opt_.precision); }
+  LinearForwardOptions<S> forward_products() const { return LinearForwardOptions<S>::in(opt_.precision); }
+  LinearBackwardOptions backward_products() const { return LinearBackwardOptions::in(opt_.precision); }
 
   // latent (N, 1+K, D) = norm(encoder(imgs, ids))
   void encode(Workspace& ws, const S* imgs, Index N, const std::int64_t* ids, Index K) {
     const Index T = 1 + K;
-    Enc::forward(ws.enc, w_.encoder, pos_embed_.data(), imgs, N, ids, K, nullptr, opt_.precision);
+    Enc::forward(ws.enc, w_.encoder, pos_embed_.data(), imgs, N, ids, K, nullptr, encoder_shape());
     layernorm_forward(ws.latent.data(), ws.norm_mean.data(), ws.norm_rstd.data(), ws.enc.output(), w_.norm.weight,
                       w_.norm.bias, N * T, D);
   }
@@ -347,7 +351,7 @@ class MaskedAutoencoder {
     const Index T = 1 + K, Td = 1 + L;
     // emb = decoder_embed(latent)                                              (N, 1+K, D')
     linear_forward(ws.emb.data(), ws.latent.data(), w_.decoder_embed.weight, w_.decoder_embed.bias, N * T, D, Dd,
-                   {nullptr, {}, opt_.precision});
+                   forward_products());
     // dec.x[0] = [emb_cls, unshuffle([emb_vis, mask_token x (L-K)])] + decoder_pos_embed   (N, 1+L, D')
     unshuffle_forward(ws.dec.input(), ws.emb.data(), w_.mask_token, decoder_pos_embed_.data(), ws.ids_restore.data(), N,
                       K, L, Dd);
@@ -357,7 +361,7 @@ class MaskedAutoencoder {
                       w_.decoder_norm.weight, w_.decoder_norm.bias, N * Td, Dd);
     // pred = decoder_pred(dec_normed)[:, 1:]                                   (N, L, P)
     linear_forward(ws.pred_full.data(), ws.dec_normed.data(), w_.decoder_pred.weight, w_.decoder_pred.bias, N * Td, Dd,
-                   P, {nullptr, {}, opt_.precision});
+                   P, forward_products());
     drop_cls_forward(ws.pred.data(), ws.pred_full.data(), N, Td, P);
   }
 
