@@ -249,10 +249,13 @@ TEST_CASE("load_classifier: a fine-tuned classifier's classes and pooling from i
   const std::string path = (dir / "classifier.safetensors").string();
   clf.save(path);
   const auto loaded = mae::load_classifier<Cfg>(path);
-  CHECK(loaded->num_classes() == 5);
-  CHECK(!loaded->options().global_pool);
-  CHECK(loaded->parameters().size() == clf.parameters().size());
-  for (Index i = 0; i < clf.parameters().size(); ++i) CHECK(loaded->parameters().data()[i] == clf.parameters().data()[i]);
+  CHECK(loaded.model->num_classes() == 5);
+  CHECK(!loaded.model->options().global_pool);
+  CHECK(loaded.info.class_names == std::vector<std::string>{"0", "1", "2", "3", "4"});  // none saved: indices
+  CHECK(loaded.metadata.at(mae::keys::classifier) == clf.name());
+  CHECK(loaded.model->parameters().size() == clf.parameters().size());
+  for (Index i = 0; i < clf.parameters().size(); ++i)
+    CHECK(loaded.model->parameters().data()[i] == clf.parameters().data()[i]);
   mae::MaskedAutoencoder<Cfg> m;
   const std::string mae_path = (dir / "mae.safetensors").string();
   m.save(mae_path);

@@ -23,16 +23,27 @@
 
 namespace mae {
 
-// A classifier checkpoint of `mae finetune` (its classes and pooling read from its metadata), in
-// evaluation shape (no drop path). Refused by name if it is not one, or is for another model.
 template <class Cfg>
-std::unique_ptr<VisionTransformer<Cfg>> load_classifier(const std::string& path) {
-  const ClassifierInfo ci = read_classifier_info(safetensors::File(path).metadata(), path);
+struct LoadedClassifier {
+  std::unique_ptr<VisionTransformer<Cfg>> model;
+  ClassifierInfo info;  // its classes (names too), pooling and configuration
+  Metadata metadata;    // the checkpoint's (its normalization, ...)
+};
+
+// A classifier checkpoint of `mae finetune` (its classes and pooling read from its metadata), in
+// evaluation shape (no drop path), read once. Refused by name if it is not one, or is for
+// another model.
+template <class Cfg>
+LoadedClassifier<Cfg> load_classifier(const std::string& path) {
+  const safetensors::File f(path);
+  LoadedClassifier<Cfg> c;
+  c.metadata = f.metadata();
+  c.info = read_classifier_info(c.metadata, path);
   typename VisionTransformer<Cfg>::Options o;
-  o.num_classes = ci.classes, o.global_pool = ci.global_pool, o.drop_path = 0;
-  auto m = std::make_unique<VisionTransformer<Cfg>>(o);
-  m->load(path);
-  return m;
+  o.num_classes = c.info.classes, o.global_pool = c.info.global_pool, o.drop_path = 0;
+  c.model = std::make_unique<VisionTransformer<Cfg>>(o);
+  c.model->load(f);
+  return c;
 }
 
 // A classifier's report on `count` labelled images (evaluation mode): the scores are the logits

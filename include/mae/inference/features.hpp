@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,7 +47,8 @@ class FeatureExtractor {
   FeatureExtractor(const std::string& checkpoint, FeatureOptions o, std::uint64_t seed = 0) : opt_(o) {
     if (o.block < 0 || o.block > Vit::kDepth)
       throw Error("features: block must be in 1.." + std::to_string(Vit::kDepth) + " (0: after the final norm)");
-    if (!checkpoint.empty()) meta_ = safetensors::File(checkpoint).metadata();
+    std::optional<safetensors::File> f;  // read once
+    if (!checkpoint.empty()) f.emplace(checkpoint), meta_ = f->metadata();
     typename Vit::Options vo;
     vo.seed = seed, vo.drop_path = 0;
     if (meta_.count(keys::classifier)) {  // a fine-tuned classifier: its own pooling
@@ -54,11 +56,11 @@ class FeatureExtractor {
       vo.num_classes = ci.classes, vo.global_pool = ci.global_pool;
       if (opt_.pool != Pool::tokens) opt_.pool = ci.global_pool ? Pool::mean : Pool::cls;
       model_ = std::make_unique<Vit>(vo);
-      model_->load(checkpoint);
+      model_->load(*f);
     } else {
       vo.num_classes = 1, vo.global_pool = opt_.pool == Pool::mean;
       model_ = std::make_unique<Vit>(vo);
-      if (!checkpoint.empty()) model_->load_encoder(checkpoint);
+      if (f) model_->load_encoder(*f);
     }
     const bool tokens = opt_.pool == Pool::tokens, mean = opt_.pool == Pool::mean;
     description_ = std::string(tokens ? "every token" : mean ? "mean of patch tokens" : "cls token") +
@@ -88,7 +90,8 @@ class FeatureExtractor {
       return f;
     }
     Eigen::Matrix<typename Vit::Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> pooled(B, D);
-    pool_tokens_forward(pooled.data(), x.data(), B, T, D, opt_.pool == Pool::mean ? mae::Pool::mean_patches : mae::Pool::cls);
+    pool_tokens_forward(pooled.data(), x.data(), B, T, D,
+                        opt_.pool == Pool::mean ? mae::Pool::mean_patches : mae::Pool::cls);
     return pooled.template cast<float>();
   }
 

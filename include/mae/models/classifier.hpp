@@ -295,8 +295,8 @@ class VisionTransformer {
   }
 
   // A classifier checkpoint of this exact model (strict: every tensor, nothing else).
-  void load(const std::string& path) {
-    const safetensors::File f(path);
+  void load(const std::string& path) { load(safetensors::File(path)); }
+  void load(const safetensors::File& f) {
     auto it = f.metadata().find(keys::classifier);
     if (it != f.metadata().end() && it->second != name())
       f.fail("checkpoint is for another classifier (" + it->second + "); this one is " + name());
@@ -310,8 +310,8 @@ class VisionTransformer {
   // bad file changes nothing. A checkpoint of another image size (same patch, widths, depth,
   // heads) is accepted: its pos_embed is resized to this grid by interpolate_pos_embed.
   // Returns the checkpoint's patch grid side (== Cfg::grid unless it was interpolated).
-  Index load_encoder(const std::string& path) {
-    const safetensors::File f(path);
+  Index load_encoder(const std::string& path) { return load_encoder(safetensors::File(path)); }
+  Index load_encoder(const safetensors::File& f) {
     MaskedAutoencoder<Cfg>::check_configuration(f, /*any_image_size=*/true);
     for (const auto& [tname, e] : f.tensors())  // a deeper encoder would be silently cut
       if (tname.rfind("blocks.", 0) == 0 && std::stoll(tname.substr(7)) >= kDepth)

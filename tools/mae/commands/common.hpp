@@ -7,8 +7,6 @@
 #include <mae/mae.hpp>
 
 #include <cstdlib>
-#include <memory>
-#include <vector>
 #include <string>
 
 namespace mae_tool {
@@ -39,18 +37,6 @@ mae::FeatureExtractor<Cfg> feature_extractor(const FeatureArgs& f, std::uint64_t
   o.block = f.block;
   return mae::FeatureExtractor<Cfg>(f.checkpoint, o, seed);
 }
-
-// A classifier checkpoint of `mae finetune`: the model, its metadata and class names.
-template <class Cfg>
-struct Classifier {
-  explicit Classifier(const std::string& path)
-      : model(mae::load_classifier<Cfg>(path)),
-        meta(metadata_of(path)),
-        classes(mae::read_classifier_info(meta, path).class_names) {}
-  std::unique_ptr<mae::VisionTransformer<Cfg>> model;
-  mae::Metadata meta;
-  std::vector<std::string> classes;
-};
 
 // The image function of the library's evaluation loops: the evaluation transform.
 inline auto evaluation_images(const mae::BatchLoader& loader, double crop_pct) {

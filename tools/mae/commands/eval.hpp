@@ -11,9 +11,9 @@ namespace mae_tool {
 template <class Cfg>
 int eval(const EvalArgs& a) {
   set_threads(a.run);
-  const Classifier<Cfg> c(a.checkpoint);
-  const auto& meta = c.meta;
-  const auto& classes = c.classes;
+  const auto c = mae::load_classifier<Cfg>(a.checkpoint);
+  const auto& meta = c.metadata;
+  const auto& classes = c.info.class_names;
   auto& model = c.model;
   Split split(a.data, a.split, Cfg::in_chans, Cfg::img_size, true);
   const auto& ds = split.dataset();

@@ -35,9 +35,9 @@ inline std::vector<std::string> image_files(const std::vector<std::string>& inpu
 template <class Cfg>
 int predict(const PredictArgs& a) {
   set_threads(a.run);
-  const Classifier<Cfg> c(a.checkpoint);
-  const auto& meta = c.meta;
-  const auto& classes = c.classes;
+  const auto c = mae::load_classifier<Cfg>(a.checkpoint);
+  const auto& meta = c.metadata;
+  const auto& classes = c.info.class_names;
   auto& model = c.model;
   mae::ImageFolderOptions o;
   o.channels = Cfg::in_chans, o.max_pixels = a.data.max_pixels;
