@@ -139,33 +139,17 @@ class VisionTransformer {
   // labels (N) may be null (inference): then the loss is 0 and backward() is not allowed.
   S forward(const ImageBatch<S>& imgs, const int* labels, bool training = true,
             const std::uint64_t* sample_seeds = nullptr) {
-    check_images<Cfg>(imgs, "classifier");
-    const Index N = imgs.n, K = opt_.num_classes;
+    forward_logits(imgs, training, sample_seeds);
     Workspace& ws = ws_;
-    ws.reserve(N, K);
-    ws.N = N;
-    ws.training = training;
-    ws.has_labels = labels != nullptr;
-    draw_drop_path(ws, N, training, sample_seeds);
-    // x = blocks([cls_token, patch_embed(imgs)] + pos_embed)                  (N, 1+L, D)
-    Enc::forward(ws.enc, w_.encoder, w_.pos_embed, imgs.data, N, nullptr, L, ws.keep_ptrs.data(), encoder_shape());
-    // pooled = mean_{t>=1} x[:, t] (global_pool) or x[:, 0]                  (N, D)
-    pool_tokens_forward(ws.pooled.data(), ws.enc.output(), N, T, D, pool());
-    // feat = fc_norm(pooled) / norm(cls)                                      (N, D)
-    layernorm_forward(ws.feat.data(), ws.feat_mean.data(), ws.feat_rstd.data(), ws.pooled.data(), w_.norm.weight,
-                      w_.norm.bias, N, D);
-    // logits = head(feat)                                                    (N, classes)
-    linear_forward(ws.logits.data(), ws.feat.data(), w_.head.weight, w_.head.bias, N, D, K,
-                   LinearForwardOptions<S>::in(opt_.precision));
-    ws.loss = 0;
-    ws.soft = false;
+    const Index N = ws.N, K = opt_.num_classes;
+    ws.has_labels = false;  // until the labels are checked
     if (labels) {
       std::copy(labels, labels + N, ws.labels.begin());
       ws.loss = cross_entropy_forward(ws.probs.data(), ws.logits.data(), labels, N, K, opt_.label_smoothing);
+      ws.has_labels = true;
     } else {  // probs = softmax(logits), for probabilities()
       for (Index n = 0; n < N; ++n) softmax_row(ws.probs.data() + n * K, ws.logits.data() + n * K, K);
     }
-    has_forward_ = true;
     return ws.loss;
   }
 
@@ -175,9 +159,10 @@ class VisionTransformer {
   S forward_soft(const ImageBatch<S>& imgs, const T* targets, bool training = true,
                  const std::uint64_t* sample_seeds = nullptr) {
     if (!targets) throw Error("forward_soft needs targets");
-    forward(imgs, nullptr, training, sample_seeds);
+    forward_logits(imgs, training, sample_seeds);
     Workspace& ws = ws_;
     const Index N = ws.N, K = opt_.num_classes;
+    ws.has_labels = false;  // until the targets are checked
     for (Index i = 0; i < N * K; ++i)
       if (!std::isfinite(static_cast<double>(targets[i])))
         throw Error("soft target " + std::to_string(i) + " is not finite");
@@ -353,6 +338,30 @@ class VisionTransformer {
   }
 
   static std::uint64_t mix(std::uint64_t s) { return s * 0x9e3779b97f4a7c15ull + 0x5851f42d4c957f2dull; }
+
+  // forward and forward_soft up to the logits (N, classes); the loss and probs are theirs.
+  void forward_logits(const ImageBatch<S>& imgs, bool training, const std::uint64_t* sample_seeds) {
+    check_images<Cfg>(imgs, "classifier");
+    const Index N = imgs.n, K = opt_.num_classes;
+    Workspace& ws = ws_;
+    ws.reserve(N, K);
+    ws.N = N;
+    ws.training = training;
+    draw_drop_path(ws, N, training, sample_seeds);
+    // x = blocks([cls_token, patch_embed(imgs)] + pos_embed)                  (N, 1+L, D)
+    Enc::forward(ws.enc, w_.encoder, w_.pos_embed, imgs.data, N, nullptr, L, ws.keep_ptrs.data(), encoder_shape());
+    // pooled = mean_{t>=1} x[:, t] (global_pool) or x[:, 0]                  (N, D)
+    pool_tokens_forward(ws.pooled.data(), ws.enc.output(), N, T, D, pool());
+    // feat = fc_norm(pooled) / norm(cls)                                      (N, D)
+    layernorm_forward(ws.feat.data(), ws.feat_mean.data(), ws.feat_rstd.data(), ws.pooled.data(), w_.norm.weight,
+                      w_.norm.bias, N, D);
+    // logits = head(feat)                                                    (N, classes)
+    linear_forward(ws.logits.data(), ws.feat.data(), w_.head.weight, w_.head.bias, N, D, K,
+                   LinearForwardOptions<S>::in(opt_.precision));
+    ws.loss = 0;
+    ws.soft = false;
+    has_forward_ = true;
+  }
 
   struct Workspace {
     Index N = 0;
