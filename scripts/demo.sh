@@ -8,4 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build/release -j "$(nproc)" --target mae_cli
-./build/release/tools/mae pretrain --data fashion-mnist --out runs/fashion_mnist "$@"
+# A second demo replaces the first one's run (mae says which files it removed); with --resume
+# it continues it instead.
+replace=(--overwrite)
+for a in "$@"; do [ "$a" = --resume ] && replace=(); done
+./build/release/tools/mae pretrain --data fashion-mnist --out runs/fashion_mnist "${replace[@]}" "$@"

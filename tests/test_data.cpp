@@ -217,6 +217,9 @@ TEST_CASE("image decoding: the format by content, PIL's channel conversion, corr
   spit(d / "x.tga", std::string("\0\0\2\0\0\0\0\0\0\0\0\0\1\0\1\0\x18\0\1\2\3", 21));
   CHECK_THROWS_WITH_AS(mae::read_image_size((d / "x.tga").string()),
                        doctest::Contains("x.tga: unreadable image (not a PNG, JPEG, BMP, GIF or PGM/PPM"), mae::Error);
+  // an image deleted after the scan (mid-run): the message says why it cannot be opened
+  CHECK_THROWS_WITH_AS(mae::decode_image((d / "gone.png").string(), 3, &s),
+                       doctest::Contains("gone.png: cannot open (No such file or directory)"), mae::Error);
 }
 
 TEST_CASE("bicubic resize: identity on the same grid, constants stay constant") {
@@ -376,7 +379,8 @@ TEST_CASE("image folder: classes required, the same in train and val, sizes chec
   const fs::path d = mae_test::scratch_dir("folder_rules");
   fs::create_directories(d / "train" / "a"), fs::create_directories(d / "train" / "b");
   fs::create_directories(d / "val" / "a"), fs::create_directories(d / "val" / "c");
-  for (const char* p : {"train/a/1.png", "train/b/2.png", "val/a/3.png", "val/c/4.png"}) write_gray_png_file(d / p, 6, 5, 7);
+  for (const char* p : {"train/a/1.png", "train/b/2.png", "val/a/3.png", "val/c/4.png"})
+    write_gray_png_file(d / p, 6, 5, 7);
   const mae::ImageFolder train((d / "train").string(), {1}), val((d / "val").string(), {1});
   CHECK(train.class_names() == std::vector<std::string>{"a", "b"});
   CHECK(train.item_name(1) == (d / "train" / "b" / "2.png").string());

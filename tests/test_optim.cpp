@@ -20,6 +20,21 @@ TEST_CASE("lr schedule: linear warmup from 0, then half-cycle cosine to min_lr")
   CHECK(mae::LrSchedule::scaled(1.5e-4, 4096) == doctest::Approx(2.4e-3));
 }
 
+TEST_CASE("lr schedule: a schedule that means nothing is refused in words") {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  CHECK_NOTHROW(mae::LrSchedule({1e-3, 0.0, 0.5, 2.0}).check());
+  CHECK_NOTHROW(mae::LrSchedule({1e-3, 1e-3, 0.0, 1.0}).check());  // a constant rate
+  for (double lr : {nan, inf, 0.0, -1.0})
+    CHECK_THROWS_WITH_AS(mae::LrSchedule({lr, 0.0, 0.5, 2.0}).check(), doctest::Contains("positive finite"),
+                         mae::Error);
+  for (double min_lr : {nan, -1e-6, 2e-3})
+    CHECK_THROWS_WITH_AS(mae::LrSchedule({1e-3, min_lr, 0.5, 2.0}).check(), doctest::Contains("would rise"),
+                         mae::Error);
+  for (double warmup : {nan, inf, -0.5, 2.0, 3.0})
+    CHECK_THROWS_WITH_AS(mae::LrSchedule({1e-3, 0.0, warmup, 2.0}).check(),
+                         doctest::Contains("must be shorter than the run"), mae::Error);
+}
+
 TEST_CASE("AdamW decays matrices and tokens, not biases or LayerNorm weights") {
   mae::MaskedAutoencoder<mae::Config<8, 2, 1, 16, 2, 2, 16, 1, 2>> m;
   mae::AdamWOptions ao;

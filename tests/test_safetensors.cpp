@@ -266,10 +266,10 @@ TEST_CASE("safetensors: a training run's start removes every dead writer's tempo
   const std::string dead = ".tmp." + std::to_string(gone);
   const fs::path png = dir / ("reconstruction_epoch010.png" + dead), dat = dir / ("loss.png.dat" + dead),
                  ckpt = dir / ("checkpoint.safetensors" + dead), alive = dir / "loss.png.tmp.1",
-                 mine = dir / mae::safetensors::temp_path_for("log.csv"), bare = dir / (".tmp." + std::to_string(gone)),
+                 mine = dir / mae::temp_path_for("log.csv"), bare = dir / (".tmp." + std::to_string(gone)),
                  other = dir / "notes.tmp.txt", plain = dir / "log.csv";
   for (const auto& f : {png, dat, ckpt, alive, mine, bare, other, plain}) spit(f, "partial");
-  mae::safetensors::remove_stale_temp_files_in(dir.string());
+  mae::remove_stale_temp_files_in(dir.string());
   CHECK_FALSE(fs::exists(png));
   CHECK_FALSE(fs::exists(dat));
   CHECK_FALSE(fs::exists(ckpt));

@@ -215,6 +215,63 @@ TEST_CASE("resume refuses a checkpoint of another configuration or another run")
   CHECK_THROWS_WITH_AS(t3.resume(weights), doctest::Contains("not a training checkpoint"), mae::Error);
 }
 
+TEST_CASE("resume refuses other images or another normalization, naming what changed, unless allowed") {
+  RandomImages data(8, 1, 8, 8, 6);
+  const fs::path d = scratch_dir("other_data");
+  {
+    TinyModel m;
+    write_tiny_checkpoint(m, data, d, 1);
+  }
+  const std::string ckpt = (d / "checkpoint.safetensors").string();
+  mae::BatchLoader original(data, 8, 4, 1);  // the statistics the checkpoint was written with
+  const auto resume_on = [&](const mae::ImageDataset& images, bool same_statistics, bool allow) {
+    TinyModel m;
+    mae::BatchLoader l = same_statistics ? mae::BatchLoader(images, 8, 4, 1, {}, original.mean(), original.stddev())
+                                         : mae::BatchLoader(images, 8, 4, 1);
+    auto o = tiny_options(scratch_dir("other_data_run"));
+    o.allow_other_data = allow;
+    mae::Trainer<TinyModel> t(m, l, o);
+    t.resume(ckpt);
+    return t.steps_done();
+  };
+  CHECK(resume_on(data, true, false) == 1);  // the same images
+  RandomImages more(12, 1, 8, 8, 6), resized(8, 1, 9, 9, 6), other_pixels(8, 1, 8, 8, 7);
+  CHECK_THROWS_WITH_AS(resume_on(more, true, false), doctest::Contains("8 images then, 12 now"), mae::Error);
+  CHECK_THROWS_WITH_AS(resume_on(resized, true, false),
+                       doctest::Contains("the same number of images, but other files, labels or image sizes"),
+                       mae::Error);
+  CHECK_THROWS_WITH_AS(resume_on(other_pixels, false, false), doctest::Contains("another normalization"), mae::Error);
+  struct Renamed : RandomImages {  // the same pixels, labels and sizes under other file names
+    using RandomImages::RandomImages;
+    std::string item_name(Index i) const override { return name() + "/renamed_" + std::to_string(i); }
+  } renamed(8, 1, 8, 8, 6);
+  CHECK_THROWS_WITH_AS(resume_on(renamed, true, false), doctest::Contains("other files"), mae::Error);
+  CHECK_THROWS_WITH_AS(resume_on(more, true, false), doctest::Contains("--allow-other-data"), mae::Error);
+  CHECK(resume_on(more, false, true) == 1);
+}
+
+TEST_CASE("a run that would train nothing is refused before it starts") {
+  RandomImages data(8, 1, 8, 8, 6);
+  TinyModel m;
+  mae::BatchLoader l(data, 8, 4, 1);  // 2 steps per epoch
+  auto o = tiny_options(scratch_dir("nothing"));
+  o.accum_iter = 3;  // more micro-batches per optimizer step than an epoch has
+  CHECK_THROWS_WITH_AS(mae::Trainer<TinyModel>(m, l, o), doctest::Contains("no optimizer step would ever happen"),
+                       mae::Error);
+  o.accum_iter = 2;
+  o.max_steps = 0;
+  CHECK_THROWS_WITH_AS(mae::Trainer<TinyModel>(m, l, o), doctest::Contains("at least one step"), mae::Error);
+  o.max_steps = -1;
+  o.warmup_epochs = o.epochs;
+  CHECK_THROWS_WITH_AS(mae::Trainer<TinyModel>(m, l, o), doctest::Contains("must be shorter than the run"), mae::Error);
+  o.warmup_epochs = 1;
+  o.weight_decay = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_WITH_AS(mae::Trainer<TinyModel>(m, l, o), doctest::Contains("weight_decay"), mae::Error);
+  o.weight_decay = 0.05;
+  mae::Trainer<TinyModel> fine(m, l, o);  // and with the values mended, it starts
+  CHECK(fine.steps_per_epoch() == 2);
+}
+
 namespace {
 // Labelled random RGB images, 12x12 (the loader crops and resizes them to the model's 8x8).
 class LabelledImages : public mae::ImageDataset {
@@ -228,9 +285,7 @@ class LabelledImages : public mae::ImageDataset {
   Index channels() const override { return 3; }
   Index height(Index) const override { return 12; }
   Index width(Index) const override { return 12; }
-  void load(Index i, float* out) const override {
-    std::copy(px_.begin() + i * 432, px_.begin() + (i + 1) * 432, out);
-  }
+  void load(Index i, float* out) const override { std::copy(px_.begin() + i * 432, px_.begin() + (i + 1) * 432, out); }
   int label(Index i) const override { return static_cast<int>(i % 3); }
   std::string name() const override { return "labelled"; }
 

@@ -39,6 +39,8 @@
 #include "layers/tokens.hpp"
 
 #include "io/checkpoint.hpp"
+#include "io/files.hpp"
+#include "io/run_directory.hpp"
 #include "io/safetensors.hpp"
 
 #include "models/classifier.hpp"

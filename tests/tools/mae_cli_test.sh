@@ -165,4 +165,105 @@ expect_refused "ft/classifier.safetensors" "$mae" pretrain --model vit_tiny_64x6
   --resume ft/classifier.safetensors --max-steps 1 "${q[@]}" --out bad
 expect_refused "no preset 'vit_nope'" "$mae" pretrain --model vit_nope --max-steps 1 "${q[@]}" --out bad
 test ! -e bad/mae_final.safetensors
+
+# --- nothing overwritten, nothing accepted silently
+# an output path is written where it points: a symlink stays a link, a FIFO is written through,
+# "-" is standard output
+mkdir -p outs && ln -s outs/real.csv link.csv
+"$mae" predict --checkpoint ft/classifier.safetensors png/val/Bag --out link.csv "${q[@]}"
+test -L link.csv || fail "the symlink given as --out was replaced"
+grep -q "^path,label1" outs/real.csv || fail "the symlink's target was not written"
+mkfifo feat.fifo
+cat feat.fifo > from_fifo.safetensors &
+"$mae" extract --data png --split val --checkpoint pre/mae_final.safetensors --pool avg --out feat.fifo "${q[@]}" \
+  > /dev/null
+wait
+test -p feat.fifo || fail "the FIFO given as --out was replaced"
+cmp from_fifo.safetensors feat.safetensors || fail "the features written through the FIFO differ"
+"$mae" predict --checkpoint ft/classifier.safetensors png/val/Bag --out - "${q[@]}" > pred_stdout.csv
+cmp pred_stdout.csv outs/real.csv || fail "predict --out - wrote something else than the CSV to standard output"
+expect_refused "--out: an empty output path" "$mae" predict --checkpoint ft/classifier.safetensors png/val/Bag \
+  --out "" "${q[@]}"
+expect_refused "is a directory" "$mae" extract --data png --split val --out outs "${q[@]}"
+expect_refused "--out: an empty directory name" "$mae" pretrain --data png --max-steps 1 --out "" "${q[@]}"
+
+# a finished run is not replaced: refused, the files untouched; --overwrite replaces it, saying so
+cp pre/mae_final.safetensors pre_final_before.safetensors
+expect_refused "pre holds another run (checkpoint.safetensors, mae_final.safetensors)" \
+  "$mae" pretrain --data png --max-steps 1 --batch 48 --out pre "${q[@]}"
+cmp pre/mae_final.safetensors pre_final_before.safetensors || fail "a refused run changed the finished one"
+expect_refused "ft holds another run" "$mae" finetune --data png --max-steps 1 --batch 40 --out ft "${q[@]}"
+expect_refused "probe holds another run (probe.safetensors)" "$mae" probe --data png --raw-pixels --epochs 1 \
+  --batch 64 --out probe "${q[@]}"
+expect_refused "--overwrite replaces a run, --resume continues one" "$mae" pretrain --data png --overwrite \
+  --resume pre/checkpoint.safetensors --out pre "${q[@]}"
+expect_refused "would mix the two" "$mae" pretrain --data png --resume pre2/checkpoint.safetensors --batch 48 \
+  --out pre "${q[@]}"
+"$mae" pretrain --data png --max-steps 2 --batch 48 --out pre3 --overwrite --figure-images 2 "${q[@]}" \
+  > ow.out 2> ow.err
+grep -q "overwriting the run in pre3: removed checkpoint.safetensors" ow.err || { cat ow.err; fail "no word on --overwrite"; }
+test "$(wc -l < pre3/log.csv)" -eq 3 || fail "the overwritten run's log was kept"
+
+# two runs on one directory: the second is refused at once, naming the first; a dead one's lock is taken over
+"$mae" pretrain --data png --epochs 1000 --batch 48 --out busy "${q[@]}" > busy.out 2>&1 &
+busy=$!
+for _ in $(seq 100); do [ -s busy/.mae.lock ] && break; sleep 0.1; done
+expect_refused "busy is in use by another run (process $busy on $(hostname)" \
+  "$mae" pretrain --data png --max-steps 1 --batch 48 --out busy --overwrite "${q[@]}"
+kill -KILL $busy; wait $busy || true
+"$mae" pretrain --data png --max-steps 1 --batch 48 --out busy --overwrite "${q[@]}" > taken.out 2> taken.err
+grep -q "left locked by process $busy" taken.err || { cat taken.err; fail "the dead run's lock was not taken over"; }
+
+# a resume on other data is refused, naming what changed, unless --allow-other-data
+"$mae" pretrain --data png --max-steps 2 --batch 48 --out cut_data "${q[@]}" > /dev/null
+cp -r png png_more && cp png/train/Bag/00023.png png_more/train/Bag/extra.png
+expect_refused "240 images then, 241 now" "$mae" pretrain --data png_more --resume cut_data/checkpoint.safetensors \
+  --batch 48 --out cut_data "${q[@]}"
+expect_refused "this run reads fashion-mnist/train: classes" "$mae" pretrain --data fashion-mnist --limit 240 --resume cut_data/checkpoint.safetensors \
+  --batch 48 --out cut_data "${q[@]}"
+expect_refused "another normalization" "$mae" pretrain --data png --normalize imagenet --max-steps 3 \
+  --resume cut_data/checkpoint.safetensors --batch 48 --out cut_data "${q[@]}"
+# an RGB run resumed on gray pictures: the message names the data, not an option the user did not give
+expect_refused "checkpoint was trained on jpg/train, this run reads png/train: 120 images then, 240 now" \
+  "$mae" pretrain --data png --resume pre_vit_tiny_32x32_rgb/checkpoint.safetensors --out pre_vit_tiny_32x32_rgb "${q[@]}"
+"$mae" pretrain --data png_more --allow-other-data --max-steps 3 --resume cut_data/checkpoint.safetensors \
+  --batch 48 --out cut_data "${q[@]}" | grep -q "resumed from cut_data/checkpoint.safetensors at step 2"
+
+# runs that would train nothing, and numbers that mean nothing, are refused by name
+expect_refused "no optimizer step would ever happen" "$mae" pretrain --data png --accum 1048576 --batch 48 \
+  --out nothing "${q[@]}"
+test ! -e nothing/mae_final.safetensors
+for bad in "--max-steps 0|--max-steps: 0 is not at least 1" "--lr nan|--lr: nan is not a finite number" \
+           "--lr -1|--lr: -1 is not from 0 to 100" "--lr inf|--lr: inf is not a finite number" \
+           "--blr 1e30|--blr: 1e30 is not greater than 0 and at most 100" \
+           "--min-lr nan|--min-lr: nan is not a finite number" "--weight-decay nan|--weight-decay: nan is not" \
+           "--warmup-epochs inf|--warmup-epochs: inf is not a finite number" \
+           "--warmup-epochs 3|the warmup (3 epochs) must be shorter than the run (2 epochs)" \
+           "--min-lr 1|must be between 0 and the peak rate" \
+           "--crop-pct nan|--crop-pct: nan is not a finite number" "--max-side -5|--max-side: -5 is not at least 0" \
+           "--max-side 1|--max-side 1 is below the model's image size 28" \
+           "--threads -1|--threads: -1 is not from 0 to" "--threads 1000|--threads: 1000 is not from 0 to" \
+           "--epochs 1e6|--epochs: 1e6 is not a whole number (from 1 to 1000000)" \
+           "--mask-ratio nan|--mask-ratio: nan is not a finite number"; do
+  expect_refused "${bad#*|}" "$mae" pretrain --data png --epochs 2 --batch 48 ${bad%|*} --out numbers "${q[@]}"
+done
+for bad in "--reprob nan|--reprob: nan is not a finite number" "--crop-min nan|--crop-min: nan is not" \
+           "--smoothing -0.1|--smoothing: -0.1 is not from 0 to 0.99"; do
+  expect_refused "${bad#*|}" "$mae" finetune --data png --epochs 2 --batch 40 ${bad%|*} --out numbers "${q[@]}"
+done
+test ! -e numbers/checkpoint.safetensors
+# more threads than cores: a note, not a refusal
+more=$(( $(nproc) + 1 ))
+"$mae" pretrain --data png --max-steps 1 --batch 48 --threads $more --no-progress --out threads 2> threads.err \
+  > /dev/null
+grep -q "note: --threads $more is more than the" threads.err || { cat threads.err; fail "no note on --threads"; }
+
+# a closed pipe does not kill the run: it finishes and writes its files
+set +o pipefail
+"$mae" pretrain --data png --epochs 2 --batch 48 --figure-images 1 --out piped "${q[@]}" | head -1
+status=${PIPESTATUS[0]}
+set -o pipefail
+test "$status" -eq 0 || fail "pretrain into a closed pipe exited with $status"
+test -s piped/mae_final.safetensors || fail "pretrain into a closed pipe wrote no mae_final.safetensors"
+
 echo "mae end to end: OK"

@@ -47,9 +47,10 @@ struct PretrainArgs {
   RunArgs run;
   mae::TrainOptions train;
   bool norm_pix = false;
-  bool bf16 = false;   // bf16 mixed precision (the products' operands; fp32 master weights)
-  std::string init;    // encoder weights to start from (a fresh decoder)
-  std::string resume;  // a checkpoint.safetensors of this run
+  bool bf16 = false;       // bf16 mixed precision (the products' operands; fp32 master weights)
+  std::string init;        // encoder weights to start from (a fresh decoder)
+  std::string resume;      // a checkpoint.safetensors of this run
+  bool overwrite = false;  // replace the run in --out (its files are removed first)
   int figure_images = 8;
 };
 
@@ -58,6 +59,7 @@ struct FinetuneArgs {
   RunArgs run;
   mae::FinetuneOptions ft;
   std::string init, resume, pool = "avg";
+  bool overwrite = false;
   double drop_path = 0.1, smoothing = 0.1, crop_min = 0.08;
   bool bf16 = false;
   std::string aa = "rand-m9-mstd0.5-inc1";  // RandAugment (timm's spec), or "none"
@@ -69,8 +71,9 @@ struct ProbeArgs {
   RunArgs run;
   mae::ProbeOptions probe;
   std::string checkpoint, pool = "cls", out = "runs/probe";
-  bool raw_pixels = false;
+  bool raw_pixels = false, overwrite = false;
   int block = 0;
+  bool warmup_scaled = false;  // --warmup-epochs not given and the recipe's outlasts --epochs
 };
 
 struct EvalArgs {
@@ -91,7 +94,7 @@ struct PredictArgs {
 // Features of an encoder (an MAE checkpoint, a classifier, or none: random init).
 struct FeatureArgs {
   std::string checkpoint, pool = "cls";  // cls, avg, tokens (extract)
-  int block = 0;  // 1..depth: that block's output; 0: the final norm's
+  int block = 0;                         // 1..depth: that block's output; 0: the final norm's
 };
 
 struct ExtractArgs {

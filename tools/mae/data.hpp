@@ -25,6 +25,16 @@ struct Stopwatch {
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
 };
 
+// --max-side: 0 is 4 x the model's image size; below the image size, every image would be
+// shrunk and then scaled up again (--max-side 1 would train on 1-pixel images): refused.
+inline Index max_side(const DataArgs& a, Index img_size) {
+  if (a.max_side == 0) return 4 * img_size;
+  if (a.max_side < img_size)
+    throw mae::Error("--max-side " + std::to_string(a.max_side) + " is below the model's image size " +
+                     std::to_string(img_size) + ": images would be shrunk under it and scaled up again");
+  return a.max_side;
+}
+
 // One split ("train" or "val") as the model sees it.
 class Split {
  public:
@@ -49,7 +59,7 @@ class Split {
       }
       mae::ImageFolderOptions o;
       o.channels = channels, o.max_pixels = a.max_pixels;
-      o.max_side = a.max_side > 0 ? a.max_side : 4 * img_size;
+      o.max_side = max_side(a, img_size);
       folder_ = std::make_unique<mae::ImageFolder>(path, o);
       if (labelled) folder_->require_classes();
       ds_ = folder_.get();

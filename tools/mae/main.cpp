@@ -10,6 +10,7 @@
 #include "args.hpp"
 #include "data.hpp"
 #include "presets.hpp"
+#include "validators.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -17,11 +18,13 @@
 #include <mae/training/distributed.hpp>
 #endif
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <unistd.h>
 
@@ -88,6 +91,8 @@ int list_presets() {
   return 0;
 }
 
+int cores() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
 void add_model(CLI::App& c, std::string& model) {
   c.add_option("--model", model, "preset (mae presets); default: the checkpoint's own, else vit_tiny_28x28_gray");
 }
@@ -97,13 +102,12 @@ void add_data(CLI::App& c, DataArgs& d, bool training) {
                "fashion-mnist (Debian's dataset-fashion-mnist) or a folder: DIR/train/<class>/*.png|jpg and "
                "DIR/val/<class>/*; pretraining also takes a flat folder");
   c.add_option("--fashion-mnist-dir", d.fashion_mnist_dir, "where the Fashion-MNIST *.gz files are");
-  c.add_option("--limit", d.limit, "use N evenly spaced training images (0: all)")->check(CLI::NonNegativeNumber);
-  c.add_option("--val-limit", d.val_limit, "use N evenly spaced validation images (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  c.add_option("--max-side", d.max_side, "shrink images whose shorter side is longer, when read (0: 4 x model size)")
-      ->check(CLI::NonNegativeNumber);
-  c.add_option("--max-pixels", d.max_pixels, "refuse images with more pixels (decompression bombs)")
-      ->check(CLI::PositiveNumber);
+  c.add_option("--limit", d.limit, "use N evenly spaced training images (0: all)")->check(whole(0));
+  c.add_option("--val-limit", d.val_limit, "use N evenly spaced validation images (0: all)")->check(whole(0));
+  c.add_option("--max-side", d.max_side,
+               "shrink images whose shorter side is longer, when read (0: 4 x model size; at least the model size)")
+      ->check(whole(0));
+  c.add_option("--max-pixels", d.max_pixels, "refuse images with more pixels (decompression bombs)")->check(whole(1));
   c.add_flag("!--no-verify", d.verify, "skip decoding every image of a folder once before starting");
   c.add_option("--normalize", d.normalize,
                "image statistics: auto (the checkpoint's, else the training images'), dataset, imagenet")
@@ -111,27 +115,30 @@ void add_data(CLI::App& c, DataArgs& d, bool training) {
   c.add_option("--crop-pct", d.crop_pct,
                "evaluation transform: resize the shorter side to size / crop_pct, center crop (0: 0.875 up to 224 "
                "pixels, else 1, as the reference)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number(0, 1));
   (void)training;
 }
 
 void add_run(CLI::App& c, RunArgs& r, const std::string& seed_help) {
   c.add_option("--seed", r.seed, seed_help);
-  c.add_option("--threads", r.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")
-      ->check(CLI::NonNegativeNumber);
+  c.add_option("--threads", r.threads,
+               "OpenMP threads (0: OMP_NUM_THREADS or all cores; at most 4 x the cores, a note above the cores)")
+      ->check(whole(0, 4 * cores()));
   c.add_flag("!--no-progress", r.progress, "no progress bar or periodic lines");
 }
 
 template <class O>
 void add_schedule(CLI::App& c, O& o, const std::string& blr_help) {
-  c.add_option("--epochs", o.epochs, "epochs")->check(CLI::Range(1, 1000000));
-  c.add_option("--batch", o.batch_size, "images per batch (per process under mpirun)")->check(CLI::Range(1, 1 << 20));
-  c.add_option("--blr", o.blr, blr_help);
-  c.add_option("--lr", o.lr, "absolute learning rate (overrides --blr; 0: from --blr)");
-  c.add_option("--min-lr", o.min_lr, "final learning rate of the cosine schedule");
-  c.add_option("--warmup-epochs", o.warmup_epochs, "linear warmup, in epochs (fractions allowed)");
-  c.add_option("--weight-decay", o.weight_decay, "AdamW weight decay");
-  c.add_option("--max-steps", o.max_steps, "stop (with a checkpoint to resume from) after this many steps in all");
+  c.add_option("--epochs", o.epochs, "epochs")->check(whole(1, 1000000));
+  c.add_option("--batch", o.batch_size, "images per batch (per process under mpirun)")->check(whole(1, 1 << 20));
+  c.add_option("--blr", o.blr, blr_help)->check(number(0, 100, /*lo_open=*/true));
+  c.add_option("--lr", o.lr, "absolute learning rate (overrides --blr; 0: from --blr)")->check(number(0, 100));
+  c.add_option("--min-lr", o.min_lr, "final learning rate of the cosine schedule")->check(number(0, 100));
+  c.add_option("--warmup-epochs", o.warmup_epochs, "linear warmup, in epochs (fractions allowed; shorter than the run)")
+      ->check(number(0, 1000000));
+  c.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->check(number(0, 100));
+  c.add_option("--max-steps", o.max_steps, "stop (with a checkpoint to resume from) after this many steps in all")
+      ->check(whole(1));
 }
 
 void add_features(CLI::App& c, FeatureArgs& f, bool tokens) {
@@ -147,13 +154,16 @@ void add_features(CLI::App& c, FeatureArgs& f, bool tokens) {
     c.add_option("--pool", f.pool, "cls (the normed cls token) or avg (fc_norm of the patch-token mean)")
         ->check(CLI::IsMember({"cls", "avg"}));
   c.add_option("--block", f.block, "features of this block's output instead (1..depth; pooled by --pool, no norm)")
-      ->check(CLI::Range(1, 1 << 20));
+      ->check(whole(1, 1000));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   default_openmp_wait(argv);
+  // A closed pipe (mae pretrain ... | head) makes writes to stdout fail with EPIPE instead of
+  // killing the run: what is left of the output is lost, the run finishes and writes its files.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{
       "mae: Masked Autoencoders (ViT) on the CPU. Pretrain on your images, fine-tune, probe, evaluate, "
       "predict, extract features.\nmae <command> --help shows a command's options and defaults."};
@@ -177,8 +187,9 @@ int main(int argc, char** argv) {
   add_model(*pre, pa_model);
   add_data(*pre, pa.data, true);
   add_schedule(*pre, pa.train, "base learning rate: lr = blr * global batch / 256 (batch x accum x processes)");
-  pre->add_option("--accum", pa.train.accum_iter, "micro-batches per optimizer step")->check(CLI::Range(1, 1 << 20));
-  pre->add_option("--mask-ratio", pa.train.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
+  pre->add_option("--accum", pa.train.accum_iter, "micro-batches per optimizer step (at most the steps of an epoch)")
+      ->check(whole(1, 1 << 20));
+  pre->add_option("--mask-ratio", pa.train.mask_ratio, "fraction of patches removed")->check(number(0, 0.999));
   pre->add_flag("--norm-pix-loss,!--no-norm-pix-loss", pa.norm_pix, "per-patch normalized pixel targets");
   pre->add_flag("--noise-by-position", pa.train.noise_by_position,
                 "masking noise from each image's place in the epoch (always on under mpirun): one process then "
@@ -188,8 +199,11 @@ int main(int argc, char** argv) {
                   "start from this encoder (an MAE checkpoint or converted official weights, any image size); the "
                   "decoder starts fresh");
   pre->add_option("--resume", pa.resume, "continue this run from its checkpoint.safetensors (bit for bit)");
-  pre->add_option("--out", pa.train.out_dir, "output directory");
-  pre->add_option("--figure-images", pa.figure_images, "images in the reconstruction grid")->check(CLI::Range(1, 64));
+  pre->add_flag("--overwrite", pa.overwrite, "replace the run in --out (its checkpoint, weights, logs, figures)");
+  pre->add_flag("--allow-other-data", pa.train.allow_other_data,
+                "resume on images (or a normalization) other than the checkpoint's");
+  pre->add_option("--out", pa.train.out_dir, "output directory")->check(output_directory());
+  pre->add_option("--figure-images", pa.figure_images, "images in the reconstruction grid")->check(whole(1, 64));
   add_run(*pre, pa.run, "seed of initialization, data order, augmentation and masking");
   pre->callback(
       [&] { run = [&] { return choose_preset(pa_model, pa.resume.empty() ? pa.init : pa.resume).pretrain(pa); }; });
@@ -211,29 +225,33 @@ int main(int argc, char** argv) {
                   "the encoder: an MAE checkpoint or converted official weights (another image size: pos_embed is "
                   "interpolated); none: from scratch");
   fin->add_option("--resume", fa.resume, "continue from this fine-tuning's checkpoint.safetensors (bit for bit)");
+  fin->add_flag("--overwrite", fa.overwrite, "replace the run in --out (its checkpoint, classifier, logs)");
+  fin->add_flag("--allow-other-data", fa.ft.allow_other_data,
+                "resume on images (or a normalization) other than the checkpoint's");
   fin->add_option("--pool", fa.pool, "avg (fc_norm of the patch-token mean, the reference's default) or cls")
       ->check(CLI::IsMember({"cls", "avg"}));
-  fin->add_option("--layer-decay", fa.ft.layer_decay, "layer-wise lr decay (1: none)")->check(CLI::Range(0.0, 1.0));
-  fin->add_option("--drop-path", fa.drop_path, "drop path rate of the last block")->check(CLI::Range(0.0, 0.99));
+  fin->add_option("--layer-decay", fa.ft.layer_decay, "layer-wise lr decay (1: none)")
+      ->check(number(0, 1, /*lo_open=*/true));
+  fin->add_option("--drop-path", fa.drop_path, "drop path rate of the last block")->check(number(0, 0.99));
   fin->add_flag("--drop-path-by-position", fa.ft.drop_path_by_position,
                 "drop path from each image's place in the epoch (always on under mpirun): one process then trains "
                 "what R processes train at the same global batch");
   fin->add_flag("--bf16", fa.bf16, "bf16 mixed precision: the products in bf16, weights and the rest fp32");
-  fin->add_option("--smoothing", fa.smoothing, "label smoothing")->check(CLI::Range(0.0, 0.99));
+  fin->add_option("--smoothing", fa.smoothing, "label smoothing")->check(number(0, 0.99));
   fin->add_option("--crop-min", fa.crop_min, "RandomResizedCrop's smallest area fraction (1: no crop)")
-      ->check(CLI::Range(0.05, 1.0));
+      ->check(number(0.05, 1));
   fa.ft.mixup.mixup_alpha = 0.8, fa.ft.mixup.cutmix_alpha = 1.0;  // the reference's recipe (FINETUNE.md)
-  fin->add_option("--aa", fa.aa, "RandAugment as timm's spec (rand-m9-mstd0.5-inc1: 2 ops, magnitude 9 +- 0.5), or none");
+  fin->add_option("--aa", fa.aa,
+                  "RandAugment as timm's spec (rand-m9-mstd0.5-inc1: 2 ops, magnitude 9 +- 0.5), or none");
   fin->add_option("--reprob", fa.reprob, "random erasing probability (pixel mode, after normalization)")
-      ->check(CLI::Range(0.0, 1.0));
-  fin->add_option("--mixup", fa.ft.mixup.mixup_alpha, "mixup alpha (0: off)")->check(CLI::Range(0.0, 100.0));
-  fin->add_option("--cutmix", fa.ft.mixup.cutmix_alpha, "cutmix alpha (0: off)")->check(CLI::Range(0.0, 100.0));
-  fin->add_option("--mixup-prob", fa.ft.mixup.prob, "probability of mixing a batch")->check(CLI::Range(0.0, 1.0));
+      ->check(number(0, 1));
+  fin->add_option("--mixup", fa.ft.mixup.mixup_alpha, "mixup alpha (0: off)")->check(number(0, 100));
+  fin->add_option("--cutmix", fa.ft.mixup.cutmix_alpha, "cutmix alpha (0: off)")->check(number(0, 100));
+  fin->add_option("--mixup-prob", fa.ft.mixup.prob, "probability of mixing a batch")->check(number(0, 1));
   fin->add_option("--mixup-switch-prob", fa.ft.mixup.switch_prob, "probability of cutmix instead of mixup when both")
-      ->check(CLI::Range(0.0, 1.0));
-  fin->add_option("--clip-grad", fa.ft.clip_grad, "clip the gradients' L2 norm to this (0: off)")
-      ->check(CLI::Range(0.0, 1e30));
-  fin->add_option("--out", fa.ft.out_dir, "output directory");
+      ->check(number(0, 1));
+  fin->add_option("--clip-grad", fa.ft.clip_grad, "clip the gradients' L2 norm to this (0: off)")->check(number(0));
+  fin->add_option("--out", fa.ft.out_dir, "output directory")->check(output_directory());
   add_run(*fin, fa.run, "seed of the head, data order, augmentation and drop path");
   fin->callback(
       [&] { run = [&] { return choose_preset(fa_model, fa.resume.empty() ? fa.init : fa.resume).finetune(fa); }; });
@@ -251,15 +269,26 @@ int main(int argc, char** argv) {
   pro->add_flag("--raw-pixels", pr.raw_pixels, "probe the normalized pixels instead (logistic regression)");
   pro->add_option("--pool", pr.pool, "cls (norm(x)[:, 0], the reference's default) or avg")
       ->check(CLI::IsMember({"cls", "avg"}));
-  pro->add_option("--block", pr.block, "probe this block's output instead (1..depth)")->check(CLI::Range(1, 1 << 20));
-  pro->add_option("--epochs", pr.probe.epochs, "epochs")->check(CLI::Range(1, 1000000));
-  pro->add_option("--batch", pr.probe.batch_size, "batch size")->check(CLI::Range(2, 1 << 20));
-  pro->add_option("--blr", pr.probe.blr, "base learning rate: lr = blr * batch / 256");
-  pro->add_option("--warmup-epochs", pr.probe.warmup_epochs, "linear warmup, in epochs");
-  pro->add_option("--weight-decay", pr.probe.weight_decay, "LARS weight decay");
-  pro->add_option("--out", pr.out, "output directory");
+  pro->add_option("--block", pr.block, "probe this block's output instead (1..depth)")->check(whole(1, 1000));
+  pro->add_option("--epochs", pr.probe.epochs, "epochs")->check(whole(1, 1000000));
+  pro->add_option("--batch", pr.probe.batch_size, "batch size")->check(whole(2, 1 << 20));
+  pro->add_option("--blr", pr.probe.blr, "base learning rate: lr = blr * batch / 256")
+      ->check(number(0, 1000, /*lo_open=*/true));
+  auto* probe_warmup =
+      pro->add_option("--warmup-epochs", pr.probe.warmup_epochs,
+                      "linear warmup, in epochs (shorter than the run; not given: the recipe's 10 of 90, scaled to "
+                      "--epochs when that is 10 or fewer)")
+          ->check(number(0, 1000000));
+  pro->add_option("--weight-decay", pr.probe.weight_decay, "LARS weight decay")->check(number(0, 100));
+  pro->add_option("--out", pr.out, "output directory")->check(output_directory());
+  pro->add_flag("--overwrite", pr.overwrite, "replace the probe in --out");
   add_run(*pro, pr.run, "seed of a random encoder, the head and the data order");
-  pro->callback([&] { run = [&] { return choose_preset(pr_model, pr.checkpoint).probe(pr); }; });
+  pro->callback([&] {
+    // the recipe's warmup (10 of 90 epochs) would outlast a short probe: the same fraction then
+    if (probe_warmup->count() == 0 && pr.probe.warmup_epochs >= pr.probe.epochs)
+      pr.probe.warmup_epochs = pr.probe.epochs * 10.0 / 90.0, pr.warmup_scaled = true;
+    run = [&] { return choose_preset(pr_model, pr.checkpoint).probe(pr); };
+  });
 
   // --- eval
   EvalArgs ea;
@@ -273,8 +302,9 @@ int main(int argc, char** argv) {
   ev->add_option("--checkpoint", ea.checkpoint, "classifier.safetensors of mae finetune")->required();
   ev->add_option("--split", ea.split, "train or val")->check(CLI::IsMember({"train", "val"}));
   ev->add_option("--out", ea.out,
-                 "directory for eval_<split>.csv and confusion_<split>.png (default: the checkpoint's)");
-  ev->add_option("--batch", ea.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
+                 "directory for eval_<split>.csv and confusion_<split>.png (default: the checkpoint's)")
+      ->check(output_directory());
+  ev->add_option("--batch", ea.batch, "images per forward")->check(whole(1, 1 << 16));
   add_run(*ev, ea.run, "unused (evaluation is deterministic)");
   ev->callback([&] { run = [&] { return choose_preset(ea_model, ea.checkpoint).eval(ea); }; });
 
@@ -286,13 +316,15 @@ int main(int argc, char** argv) {
   add_model(*pred, pd_model);
   pred->add_option("inputs", pd.inputs, "image files or folders (searched recursively)")->required();
   pred->add_option("--checkpoint", pd.checkpoint, "classifier.safetensors of mae finetune")->required();
-  pred->add_option("--out", pd.out, "the CSV file");
-  pred->add_option("--top", pd.topk, "labels per image")->check(CLI::Range(1, 1000));
-  pred->add_option("--batch", pd.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
-  pred->add_option("--max-side", pd.data.max_side, "shrink larger images when read (0: 4 x model size)");
-  pred->add_option("--max-pixels", pd.data.max_pixels, "refuse images with more pixels")->check(CLI::PositiveNumber);
+  pred->add_option("--out", pd.out, "the CSV file (- : standard output)")->check(output_file());
+  pred->add_option("--top", pd.topk, "labels per image")->check(whole(1, 1000));
+  pred->add_option("--batch", pd.batch, "images per forward")->check(whole(1, 1 << 16));
+  pred->add_option("--max-side", pd.data.max_side,
+                   "shrink larger images when read (0: 4 x model size; at least the model size)")
+      ->check(whole(0));
+  pred->add_option("--max-pixels", pd.data.max_pixels, "refuse images with more pixels")->check(whole(1));
   pred->add_option("--crop-pct", pd.data.crop_pct, "evaluation transform's crop fraction (0: the reference's)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number(0, 1));
   pred->add_option("--normalize", pd.data.normalize, "auto (the checkpoint's statistics), dataset, imagenet")
       ->check(CLI::IsMember({"auto", "dataset", "imagenet"}));
   add_run(*pred, pd.run, "unused");
@@ -309,8 +341,9 @@ int main(int argc, char** argv) {
   add_data(*ext, xa.data, false);
   add_features(*ext, xa.features, /*tokens=*/true);
   ext->add_option("--split", xa.split, "train or val")->check(CLI::IsMember({"train", "val"}));
-  ext->add_option("--out", xa.out, "the safetensors file: features (N, D), labels (N), metadata mae.files");
-  ext->add_option("--batch", xa.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
+  ext->add_option("--out", xa.out, "the safetensors file: features (N, D), labels (N), metadata mae.files")
+      ->check(output_file());
+  ext->add_option("--batch", xa.batch, "images per forward")->check(whole(1, 1 << 16));
   add_run(*ext, xa.run, "seed of a random encoder");
   ext->callback([&] { run = [&] { return choose_preset(xa_model, xa.features.checkpoint).extract(xa); }; });
 
@@ -324,9 +357,10 @@ int main(int argc, char** argv) {
   add_model(*kn, ka_model);
   add_data(*kn, ka.data, false);
   add_features(*kn, ka.features, /*tokens=*/false);
-  kn->add_option("--k", ka.k, "neighbours")->check(CLI::Range(1, 100000));
-  kn->add_option("--temperature", ka.temperature, "vote weight exp(cosine / T)")->check(CLI::PositiveNumber);
-  kn->add_option("--batch", ka.batch, "images per forward")->check(CLI::Range(1, 1 << 16));
+  kn->add_option("--k", ka.k, "neighbours")->check(whole(1, 100000));
+  kn->add_option("--temperature", ka.temperature, "vote weight exp(cosine / T)")
+      ->check(number(0, 1000, /*lo_open=*/true));
+  kn->add_option("--batch", ka.batch, "images per forward")->check(whole(1, 1 << 16));
   add_run(*kn, ka.run, "seed of a random encoder");
   kn->callback([&] { run = [&] { return choose_preset(ka_model, ka.features.checkpoint).knn(ka); }; });
 
@@ -339,9 +373,9 @@ int main(int argc, char** argv) {
   add_data(*rec, ra.data, false);
   rec->add_option("--checkpoint", ra.checkpoint, "an MAE checkpoint (with its decoder)")->required();
   rec->add_option("--split", ra.split, "train or val")->check(CLI::IsMember({"train", "val"}));
-  rec->add_option("--images", ra.images, "rows of the figure")->check(CLI::Range(1, 256));
-  rec->add_option("--mask-ratio", ra.mask_ratio, "fraction of patches removed")->check(CLI::Range(0.0, 0.999));
-  rec->add_option("--out", ra.out, "the PNG file");
+  rec->add_option("--images", ra.images, "rows of the figure")->check(whole(1, 256));
+  rec->add_option("--mask-ratio", ra.mask_ratio, "fraction of patches removed")->check(number(0, 0.999));
+  rec->add_option("--out", ra.out, "the PNG file")->check(output_file());
   add_run(*rec, ra.run, "seed of the masking");
   rec->callback([&] { run = [&] { return choose_preset(ra_model, ra.checkpoint).reconstruct(ra); }; });
 

@@ -15,10 +15,13 @@
 #include "erasing.hpp"
 #include "rand_augment.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -89,6 +92,33 @@ class EvenSubset : public ImageDataset {
   const ImageDataset& ds_;
   Index n_;
 };
+
+// What a resumed run checks: the images are those the run started with. The count, the
+// channels, the class names, and a hash (FNV-1a, 64 bits) of every image's name (relative to
+// the dataset's, so another spelling of the same folder matches), label and size in order: an
+// image added, removed, renamed or resized changes it; Fashion-MNIST's is its size and split.
+// `source` (the dataset's name) is for messages only.
+inline nlohmann::json dataset_fingerprint(const ImageDataset& ds) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  const auto mix = [&h](const std::string& s) {
+    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+    h = (h ^ 0xffu) * 0x100000001b3ull;  // a separator no name holds
+  };
+  const std::string prefix = ds.name() + "/";
+  for (Index i = 0; i < ds.size(); ++i) {
+    std::string item = ds.item_name(i);
+    if (item.compare(0, prefix.size(), prefix) == 0) item.erase(0, prefix.size());
+    mix(item);
+    mix(std::to_string(ds.label(i)) + ":" + std::to_string(ds.height(i)) + "x" + std::to_string(ds.width(i)));
+  }
+  char hex[20];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return {{"source", ds.name()},
+          {"images", ds.size()},
+          {"channels", ds.channels()},
+          {"classes", ds.class_names()},
+          {"items", hex}};
+}
 
 // Per-channel mean and std of a dataset (over at most max_images, evenly spaced).
 inline void dataset_mean_std(const ImageDataset& ds, std::vector<double>& mean, std::vector<double>& stddev,
@@ -268,6 +298,7 @@ class BatchLoader {
       fill_.push_back(static_cast<std::uint8_t>(std::min(255.0, std::nearbyint(255.0 * std::max(0.0, m)))));
   }
 
+  const ImageDataset& dataset() const { return ds_; }
   Index batches_per_epoch() const { return ds_.size() / (batch_ * ranks_); }
   Index batch_size() const { return batch_; }
   Index channels() const { return ds_.channels(); }

@@ -11,8 +11,10 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -26,7 +28,7 @@ class GzipReader {
   explicit GzipReader(const std::string& path) : path_(path) {
     if (!std::filesystem::exists(path)) throw Error(path + ": no such file");
     f_ = gzopen(path.c_str(), "rb");
-    if (!f_) throw Error(path + ": cannot open");
+    if (!f_) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
   }
   ~GzipReader() {
     if (f_) gzclose(f_);

@@ -20,8 +20,10 @@
 #include <stb/stb_image.h>
 #include <turbojpeg.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,7 +43,7 @@ using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
 
 inline File open(const std::string& path) {
   File f(std::fopen(path.c_str(), "rb"), std::fclose);
-  if (!f) throw Error(path + ": cannot open");
+  if (!f) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
   return f;
 }
 

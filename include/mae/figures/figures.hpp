@@ -8,6 +8,7 @@
 #include "../core/rng.hpp"
 #include "../data/loader.hpp"
 #include "../inference/metrics.hpp"
+#include "../io/files.hpp"
 #include "../io/safetensors.hpp"
 #include "../layers/loss.hpp"
 #include "../layers/patch.hpp"
@@ -16,6 +17,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -48,7 +50,7 @@ inline void write_png(const std::string& path, const std::vector<float>& rgb, in
     static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size);
   };
   if (!stbi_write_png_to_func(sink, &bytes, w, h, 3, px.data(), w * 3)) throw Error(path + ": PNG encoding failed");
-  safetensors::write_file_atomic(path, bytes);
+  write_file(path, bytes);
 }
 
 // The reconstruction figure: one row per image, columns original | masked | reconstruction |
@@ -112,6 +114,26 @@ void save_reconstruction_grid(const std::string& path, Model& model, const Batch
   write_png(path, rgb, W, H);
 }
 
+namespace detail {
+// gnuplot draws into a scratch file of the system's temporary directory (never beside the
+// target, which may be /dev/null or a pipe); write_file then puts it where the path points.
+inline std::string figure_scratch(const std::string& what) {
+  static int n = 0;
+  return (std::filesystem::temp_directory_path() /
+          ("mae-" + std::to_string(::getpid()) + "-" + std::to_string(++n) + "-" + what))
+      .string();
+}
+inline void commit_figure(const std::string& scratch, const std::string& png) {
+  try {
+    write_file(png, read_file(scratch));
+  } catch (...) {
+    std::remove(scratch.c_str());
+    throw;
+  }
+  std::remove(scratch.c_str());
+}
+}  // namespace detail
+
 // Plots the loss column of a training log.csv into a PNG with gnuplot. Returns false (and
 // says why on stderr) when gnuplot is missing: apt-get install gnuplot-nox.
 inline bool plot_loss_curve(const std::string& csv, const std::string& png,
@@ -120,7 +142,7 @@ inline bool plot_loss_curve(const std::string& csv, const std::string& png,
     std::fprintf(stderr, "loss plot skipped: gnuplot is not installed (apt-get install gnuplot-nox)\n");
     return false;
   }
-  const std::string tmp = safetensors::temp_path_for(png);
+  const std::string tmp = detail::figure_scratch("loss.png");
   const std::string script = "set terminal pngcairo size 900,500 noenhanced; set output '" + tmp +
                              "'; set datafile separator ',';"
                              "set title '" +
@@ -131,11 +153,12 @@ inline bool plot_loss_curve(const std::string& csv, const std::string& png,
                              "' using 1:3 every ::1 with lines lw 1 lc rgb '#9ecae1', "
                              "'' using 1:3 every ::1 smooth bezier with lines lw 2 lc rgb '#08519c'";
   const std::string cmd = "gnuplot -e \"" + script + "\" 2>/dev/null";
-  if (std::system(cmd.c_str()) != 0 || std::rename(tmp.c_str(), png.c_str()) != 0) {
+  if (std::system(cmd.c_str()) != 0) {
     std::remove(tmp.c_str());
     std::fprintf(stderr, "loss plot failed (gnuplot)\n");
     return false;
   }
+  detail::commit_figure(tmp, png);
   return true;
 }
 
@@ -155,7 +178,7 @@ inline bool plot_confusion_matrix(const std::string& png, const ClassificationRe
       if (c == '\'' || c == '"' || c == '\\' || c == '$' || c == '`') c = '_';
     return n;
   };
-  const std::string dat = safetensors::temp_path_for(png + ".dat"), tmp = safetensors::temp_path_for(png);
+  const std::string dat = detail::figure_scratch("confusion.dat"), tmp = detail::figure_scratch("confusion.png");
   {
     std::ofstream f(dat);
     for (Index t = 0; t < K; ++t) {
@@ -179,13 +202,15 @@ inline bool plot_confusion_matrix(const std::string& png, const ClassificationRe
   else
     script += " plot '" + dat + "' matrix with image";
   const std::string cmd = "gnuplot -e \"" + script + "\" 2>/dev/null";
-  const bool ok = std::system(cmd.c_str()) == 0 && std::rename(tmp.c_str(), png.c_str()) == 0;
+  const bool ok = std::system(cmd.c_str()) == 0;
   std::remove(dat.c_str());
   if (!ok) {
     std::remove(tmp.c_str());
     std::fprintf(stderr, "confusion matrix plot failed (gnuplot)\n");
+    return false;
   }
-  return ok;
+  detail::commit_figure(tmp, png);
+  return true;
 }
 
 }  // namespace mae

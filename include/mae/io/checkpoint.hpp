@@ -43,6 +43,7 @@ inline constexpr char epoch[] = "mae.epoch";
 inline constexpr char test_accuracy[] = "mae.test_accuracy";
 inline constexpr char normalize_mean[] = "mae.normalize_mean";  // per channel, JSON
 inline constexpr char normalize_std[] = "mae.normalize_std";
+inline constexpr char data[] = "mae.data";  // the images a run trains on (dataset_fingerprint), JSON
 // what the tools add
 inline constexpr char classes[] = "mae.classes";    // class names, JSON
 inline constexpr char init[] = "mae.init";          // the checkpoint a fine-tuning started from
@@ -83,7 +84,8 @@ inline std::optional<Normalization> read_normalization(const Metadata& meta, con
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": corrupt normalization metadata (" + e.what() + ")");
   }
-  if (channels > 0 && (static_cast<Index>(n.mean.size()) != channels || static_cast<Index>(n.stddev.size()) != channels))
+  if (channels > 0 &&
+      (static_cast<Index>(n.mean.size()) != channels || static_cast<Index>(n.stddev.size()) != channels))
     throw Error(path + ": its normalization has " + std::to_string(n.mean.size()) + " channels, the model " +
                 std::to_string(channels));
   return n;

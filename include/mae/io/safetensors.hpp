@@ -4,13 +4,14 @@
 //   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
 //    "__metadata__": {"key": "value", ...}}
 // then the data buffer (offsets are relative to it). The header is parsed with nlohmann-json.
-// Reading validates everything before anything is returned; writing goes to a temporary
-// file that is renamed over the target only when complete.
+// Reading validates everything before anything is returned; writing goes through write_file
+// (files.hpp): atomic for a regular file, straight through for a pipe or a device.
 #ifndef MAE_IO_SAFETENSORS_HPP
 #define MAE_IO_SAFETENSORS_HPP
 
 #include "../core/common.hpp"
 #include "../core/params.hpp"
+#include "files.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -28,10 +29,6 @@
 #include <string>
 #include <type_traits>
 #include <vector>
-
-#include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
 
 namespace mae {
 namespace safetensors {
@@ -254,73 +251,6 @@ class File {
   std::map<std::string, std::string> metadata_;
 };
 
-// The temporary name a writer in this process uses for `path`: `path.tmp.<pid>`.
-inline std::string temp_path_for(const std::string& path) { return path + ".tmp." + std::to_string(::getpid()); }
-
-namespace detail {
-// Removes the files of `dir` named `<target>.tmp.<pid>` (target "" = any name) whose process
-// no longer exists: what a writer killed mid-write left. A live writer's file is never touched.
-inline void remove_dead_writers_temp_files(const std::filesystem::path& dir, const std::string& target) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    const std::size_t at = name.rfind(".tmp.");
-    if (at == std::string::npos || at == 0 || (!target.empty() && name.compare(0, at, target) != 0)) continue;
-    const std::string pid = name.substr(at + 5);
-    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
-    const pid_t p = static_cast<pid_t>(std::stol(pid));
-    std::error_code rm;
-    if (p > 0 && p != ::getpid() && ::kill(p, 0) != 0 && errno == ESRCH) fs::remove(it->path(), rm);
-  }
-}
-}  // namespace detail
-
-// Removes `path.tmp.<pid>` files that a writer killed mid-write left behind: only those whose
-// process no longer exists (a live writer's file is never touched).
-inline void remove_stale_temp_files(const std::string& path) {
-  const std::filesystem::path target(path);
-  detail::remove_dead_writers_temp_files(target.has_parent_path() ? target.parent_path() : ".",
-                                         target.filename().string());
-}
-
-// The same for every file of a directory: a training run calls it on its output directory at
-// start, since a figure of an epoch that a resumed run does not repeat is never written again.
-inline void remove_stale_temp_files_in(const std::string& dir) { detail::remove_dead_writers_temp_files(dir, ""); }
-
-// Write `bytes` to `path` atomically: a temporary file beside it, fsync, then rename. Stale
-// temporary files of killed writers of the same path are removed first.
-inline void write_file_atomic(const std::string& path, const std::string& bytes) {
-  remove_stale_temp_files(path);
-  const std::string previous =
-      std::filesystem::exists(path) ? "; the previous file is untouched" : "; no file was written";
-  const std::string tmp = temp_path_for(path);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw Error(path + ": cannot create '" + tmp + "' (" + std::strerror(errno) + ")");
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      const std::string err = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw Error(path + ": write failed (" + err + ")" + previous);
-    }
-    done += static_cast<std::size_t>(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error(path + ": cannot flush (" + err + ")" + previous);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error(path + ": cannot rename the temporary file into place (" + err + ")");
-  }
-}
-
 // One tensor to write: a name, a shape and contiguous data of type float or double.
 struct TensorOut {
   std::string name;
@@ -366,7 +296,7 @@ inline std::string serialize(const std::vector<TensorOut>& tensors,
 
 inline void save(const std::string& path, const std::vector<TensorOut>& tensors,
                  const std::map<std::string, std::string>& metadata = {}) {
-  write_file_atomic(path, serialize(tensors, metadata));
+  write_file(path, serialize(tensors, metadata));
 }
 
 }  // namespace safetensors

@@ -72,7 +72,8 @@ struct FinetuneOptions {
   // model's generator: what a data-parallel run uses (always, with more than one process),
   // and what one process must use to train the same model.
   bool drop_path_by_position = false;
-  DataParallel parallel;  // batch_size is then per process: the global batch is ranks times it
+  bool allow_other_data = false;  // resume on images other than the checkpoint's (require_same_data)
+  DataParallel parallel;          // batch_size is then per process: the global batch is ranks times it
 
   Index global_batch() const { return batch_size * parallel.ranks; }
   bool position_drop_path() const { return drop_path_by_position || parallel.ranks > 1; }
@@ -151,6 +152,10 @@ class Finetuner {
     const double ld = opt_.layer_decay;
     optim_.reset(model_.parameters(), ao, [ld](const TensorInfo& t) { return layer_decay_group(t, Vit::kDepth, ld); });
     schedule_ = LrSchedule{opt_.effective_lr(), opt_.min_lr, opt_.warmup_epochs, static_cast<double>(opt_.epochs)};
+    schedule_.check();
+    check_run_length(opt_.max_steps, 1, loop_.steps_per_epoch());
+    if (!(opt_.weight_decay >= 0 && std::isfinite(opt_.weight_decay)))
+      throw Error("weight_decay must be finite and >= 0");
   }
 
   std::string classifier_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/classifier.safetensors"; }
@@ -233,6 +238,7 @@ class Finetuner {
     const std::string& described = f.metadata().at(keys::classifier);
     if (described != model_.name())
       f.fail("checkpoint is for another classifier (" + described + "); this one is " + model_.name());
+    require_same_data(f, loader_, opt_.allow_other_data);  // before the options: other data is the likelier mistake
     require_same_trajectory(f, keys::finetune, trajectory_json(), "fine-tuned");
     const auto& params = model_.parameters();
     typename AdamW<S>::State optim = AdamW<S>::read_state(f, params);
@@ -242,7 +248,8 @@ class Finetuner {
     load_staged(f, wanted, /*strict=*/true, model_.name(), AdamW<S>::state_names(params));
     Rng rng;
     rng.set_state(run.rng);
-    if (run.step < 0 || run.step > loop_.total_steps()) f.fail("step " + std::to_string(run.step) + " is outside this run");
+    if (run.step < 0 || run.step > loop_.total_steps())
+      f.fail("step " + std::to_string(run.step) + " is outside this run");
     // nothing below can fail
     std::copy(w.begin(), w.end(), model_.parameters().data());
     optim_.load_state(std::move(optim));
@@ -278,6 +285,7 @@ class Finetuner {
     meta.insert(opt_.metadata.begin(), opt_.metadata.end());
     write_trajectory(meta, keys::finetune, trajectory_json());
     write_normalization(meta, loader_.mean(), loader_.stddev());
+    meta[keys::data] = data_;
     meta[keys::epoch] = std::to_string(epoch);
     if (accuracy >= 0) meta[keys::test_accuracy] = std::to_string(accuracy);
     std::vector<safetensors::TensorOut> t = model_.state_dict();
@@ -300,6 +308,7 @@ class Finetuner {
   std::vector<EvalResult> evals_;
   Index step_ = 0;
   bool resumed_ = false;
+  std::string data_ = dataset_fingerprint(loader_.dataset()).dump();  // what every checkpoint records
 };
 
 }  // namespace mae

@@ -178,6 +178,7 @@ ProbeEpoch fit_linear_probe(LinearProbe<S>& probe, const S* x, const int* y, Ind
   if (batch < 2) throw Error("linear probe: BatchNorm needs at least 2 training images per batch");
   Lars<S> lars(probe.parameters(), LarsOptions{o.weight_decay, 0.9, 0.001});
   const LrSchedule sched{LrSchedule::scaled(o.blr, batch), 0.0, o.warmup_epochs, static_cast<double>(o.epochs)};
+  sched.check();
   std::vector<S> xb(static_cast<std::size_t>(batch * F));
   std::vector<int> yb(static_cast<std::size_t>(batch));
   std::vector<Index> perm(static_cast<std::size_t>(n));

@@ -115,7 +115,8 @@ class AdamW {
   // The names save_state writes (a strict load of the weights from a checkpoint lets them by).
   static std::vector<std::string> state_names(const TensorStore<S>& params) {
     std::vector<std::string> names;
-    for (const auto& info : params.tensors()) names.push_back(kExpAvg + info.name), names.push_back(kExpAvgSq + info.name);
+    for (const auto& info : params.tensors())
+      names.push_back(kExpAvg + info.name), names.push_back(kExpAvgSq + info.name);
     return names;
   }
   // Reading is apart from loading, so that a checkpoint is checked whole (each tensor named in
@@ -231,6 +232,26 @@ struct LrSchedule {
 
   // lr = blr * effective_batch / 256 (main_pretrain.py), with blr 1.5e-4 by default
   static double scaled(double blr, Index effective_batch) { return blr * static_cast<double>(effective_batch) / 256.0; }
+
+  // Refuses a schedule that means nothing: a rate that is not a positive finite number, a
+  // final rate above the peak (the cosine would rise), a warmup as long as the run (the rate
+  // would never reach its peak).
+  void check() const {
+    const auto text = [](double v) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%g", v);
+      return std::string(b);
+    };
+    if (!std::isfinite(base_lr) || base_lr <= 0)
+      throw Error("the learning rate must be a positive finite number, not " + text(base_lr));
+    if (!std::isfinite(min_lr) || min_lr < 0 || min_lr > base_lr)
+      throw Error("the final learning rate (min_lr " + text(min_lr) + ") must be between 0 and the peak rate " +
+                  text(base_lr) + ": the cosine schedule would rise");
+    if (!std::isfinite(epochs) || epochs <= 0) throw Error("the run must last a positive number of epochs");
+    if (!std::isfinite(warmup_epochs) || warmup_epochs < 0 || warmup_epochs >= epochs)
+      throw Error("the warmup (" + text(warmup_epochs) + " epochs) must be shorter than the run (" + text(epochs) +
+                  " epochs): the learning rate would never reach its peak");
+  }
 
   // util/lr_sched.py at fractional epoch e = epoch + step / steps_per_epoch
   double at(double e) const {

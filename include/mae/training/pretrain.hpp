@@ -44,7 +44,8 @@ struct TrainOptions {
   // instead of drawn from the model's generator: what a data-parallel run uses (always, with
   // more than one process), and what one process must use to train the same model.
   bool noise_by_position = false;
-  DataParallel parallel;  // batch_size is then per process: the global batch is ranks times it
+  bool allow_other_data = false;  // resume on images other than the checkpoint's (require_same_data)
+  DataParallel parallel;          // batch_size is then per process: the global batch is ranks times it
 
   Index global_batch() const { return batch_size * static_cast<Index>(accum_iter) * parallel.ranks; }
   bool position_noise() const { return noise_by_position || parallel.ranks > 1; }
@@ -105,6 +106,10 @@ class Trainer {
     schedule_.min_lr = opt_.min_lr;
     schedule_.warmup_epochs = opt_.warmup_epochs;
     schedule_.epochs = opt_.epochs;
+    schedule_.check();
+    check_run_length(opt_.max_steps, opt_.accum_iter, loop_.steps_per_epoch());
+    if (!(opt_.weight_decay >= 0 && std::isfinite(opt_.weight_decay)))
+      throw Error("weight_decay must be finite and >= 0");
     model_.zero_grad();
   }
 
@@ -186,6 +191,7 @@ class Trainer {
     run.write(meta);
     write_trajectory(meta, keys::train, opt_.to_json());
     write_normalization(meta, loader_.mean(), loader_.stddev());
+    meta[keys::data] = data_;
     safetensors::save(path, t, meta);
   }
 
@@ -202,6 +208,7 @@ class Trainer {
     const safetensors::File f(path);
     Model::check_configuration(f);  // before the optimizer tensors, whose shapes would also differ
     const RunState run = RunState::read(f, /*with_lr=*/true, "training");
+    require_same_data(f, loader_, opt_.allow_other_data);  // before the options: other data is the likelier mistake
     require_same_trajectory(f, keys::train, opt_.trajectory_json(), "trained");
     const auto& params = model_.parameters();
     typename AdamW<S>::State optim = AdamW<S>::read_state(f, params);
@@ -233,6 +240,7 @@ class Trainer {
   Index pending_micro_ = 0;  // micro-batches accumulated since the last optimizer step
   double lr_ = 0;
   bool resumed_ = false;
+  std::string data_ = dataset_fingerprint(loader_.dataset()).dump();  // what every checkpoint records
 };
 
 }  // namespace mae

@@ -13,6 +13,7 @@
 #include "../core/common.hpp"
 #include "../core/params.hpp"
 #include "../data/loader.hpp"
+#include "../io/checkpoint.hpp"
 #include "../io/safetensors.hpp"
 #include "progress.hpp"
 
@@ -97,6 +98,54 @@ inline void check_data_parallel(const DataParallel& p, int accum_iter, Index ste
                 "(change the batch, the accumulation or the number of images)");
 }
 
+// A resume on other images, or with another normalization, would not continue the same run:
+// refused, naming what changed, unless `allow` (the caller's choice to go on anyway). A
+// checkpoint written before runs recorded their data is not checked.
+inline void require_same_data(const safetensors::File& f, const BatchLoader& loader, bool allow) {
+  if (allow) return;
+  const auto it = f.metadata().find(keys::data);
+  if (it == f.metadata().end()) return;
+  nlohmann::json then;
+  try {
+    then = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    f.fail(std::string("corrupt ") + keys::data + " metadata: " + e.what());
+  }
+  const nlohmann::json now = dataset_fingerprint(loader.dataset());
+  std::string changed;
+  const auto add = [&changed](const std::string& s) { changed += (changed.empty() ? "" : "; ") + s; };
+  if (then.value("images", Index(-1)) != now["images"].get<Index>())
+    add(std::to_string(then.value("images", Index(-1))) + " images then, " + now["images"].dump() + " now");
+  if (then.value("channels", Index(-1)) != now["channels"].get<Index>())
+    add(std::to_string(then.value("channels", Index(-1))) + " channels then, " + now["channels"].dump() + " now");
+  if (then.value("classes", nlohmann::json::array()) != now["classes"])
+    add("classes " + then.value("classes", nlohmann::json::array()).dump() + " then, " + now["classes"].dump() +
+        " now");
+  if (changed.empty() && then.value("items", std::string()) != now["items"].get<std::string>())
+    add("the same number of images, but other files, labels or image sizes");
+  const auto saved = read_normalization(f.metadata(), f.path());
+  if (saved && (saved->mean != loader.mean() || saved->stddev != loader.stddev()))
+    add("another normalization (the checkpoint's mean " + nlohmann::json(saved->mean).dump() + ", now " +
+        nlohmann::json(loader.mean()).dump() + ")");
+  if (!changed.empty())
+    f.fail("checkpoint was trained on " + then.value("source", std::string("?")) + ", this run reads " +
+           loader.dataset().name() + ": " + changed +
+           ". Resuming would not continue the same run; to go on with these images anyway, allow other data "
+           "(mae: --allow-other-data)");
+}
+
+// Refuses a run that would train nothing: a stop before the first step, or more micro-batches
+// per optimizer step than an epoch has (the accumulation window restarts with each epoch, as
+// engine_pretrain.py's, so no optimizer step would ever happen).
+inline void check_run_length(Index max_steps, Index accum_iter, Index steps_per_epoch) {
+  if (max_steps == 0 || max_steps < -1)
+    throw Error("max_steps " + std::to_string(max_steps) + ": a run must take at least one step (-1: no stop)");
+  if (accum_iter > steps_per_epoch)
+    throw Error("accumulating " + std::to_string(accum_iter) + " micro-batches per optimizer step, but an epoch has " +
+                std::to_string(steps_per_epoch) + ": no optimizer step would ever happen (accumulate at most " +
+                std::to_string(steps_per_epoch) + ", or use smaller batches)");
+}
+
 class TrainingLoop {
  public:
   TrainingLoop(LoopOptions opt, Index steps_per_epoch) : opt_(std::move(opt)), iters_(steps_per_epoch) {
@@ -104,7 +153,7 @@ class TrainingLoop {
     if (iters_ <= 0) throw Error("no step in an epoch: the dataset is smaller than one batch");
     if (!opt_.out_dir.empty()) {
       std::filesystem::create_directories(opt_.out_dir);
-      safetensors::remove_stale_temp_files_in(opt_.out_dir);
+      remove_stale_temp_files_in(opt_.out_dir);
     }
   }
 

@@ -6,15 +6,23 @@
 
 #include <mae/mae.hpp>
 
+#include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
+#include <thread>
 
 namespace mae_tool {
 
 inline mae::Precision precision_of(bool bf16) { return bf16 ? mae::Precision::bf16 : mae::Precision::fp32; }
 
 inline void set_threads(const RunArgs& r) {
-  if (r.threads > 0) mae::set_num_threads(r.threads);
+  if (r.threads <= 0) return;
+  mae::set_num_threads(r.threads);
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores > 0 && static_cast<unsigned>(r.threads) > cores)
+    std::fprintf(stderr, "note: --threads %d is more than the %u cores: threads will share cores and run slower\n",
+                 r.threads, cores);
 }
 
 // "2 threads", or "4 processes x 2 threads each" under mpirun, and how idle threads wait
@@ -27,11 +35,33 @@ inline std::string processes(const mae::DataParallel& p) {
   return s;
 }
 
+// Where a command reports what it wrote: standard error when its --out is "-" (the output
+// itself goes to standard output), standard output otherwise; and how it names the output.
+inline std::FILE* report_stream(const std::string& out) { return out == "-" ? stderr : stdout; }
+inline const char* output_name(const std::string& out) { return out == "-" ? "standard output" : out.c_str(); }
+
+// A training command's --out, claimed before anything is read (mae::RunDirectory: a lock,
+// and no other run's files replaced). Under mpirun the first process claims it for all.
+// resumable: the command takes --resume (pretrain, finetune; not probe).
+inline std::unique_ptr<mae::RunDirectory> claim_run_directory(const std::string& out, const std::string& resume,
+                                                              bool overwrite, bool first, bool resumable = true) {
+  if (overwrite && !resume.empty())
+    throw mae::Error("--overwrite replaces a run, --resume continues one: give one of them");
+  if (!first) return nullptr;
+  using Mode = mae::RunDirectory::Mode;
+  const Mode mode = !resume.empty() ? Mode::resume : overwrite ? Mode::overwrite : Mode::fresh;
+  return std::make_unique<mae::RunDirectory>(
+      out, mode, resume,
+      (resumable ? "give --resume " + out + "/checkpoint.safetensors to continue it, --overwrite to replace it"
+                 : std::string("give --overwrite to replace it")) +
+          ", or another --out");
+}
+
 // --checkpoint, --pool, --block as the library's FeatureExtractor takes them.
 template <class Cfg>
 mae::FeatureExtractor<Cfg> feature_extractor(const FeatureArgs& f, std::uint64_t seed) {
   mae::FeatureOptions o;
-  o.pool = f.pool == "avg" ? mae::FeatureOptions::Pool::mean
+  o.pool = f.pool == "avg"      ? mae::FeatureOptions::Pool::mean
            : f.pool == "tokens" ? mae::FeatureOptions::Pool::tokens
                                 : mae::FeatureOptions::Pool::cls;
   o.block = f.block;

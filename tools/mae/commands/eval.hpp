@@ -24,9 +24,8 @@ int eval(const EvalArgs& a) {
   const auto norm = normalization(a.data, meta, ds, a.checkpoint);
   mae::BatchLoader loader(ds, Cfg::img_size, 1, 0, {}, norm.mean, norm.stddev);
   Stopwatch t;
-  const mae::ClassificationReport r =
-      mae::evaluate(*model, ds.size(), split.labels().data(), evaluation_images(loader, crop_pct(a.data, Cfg::img_size)),
-                    a.batch);
+  const mae::ClassificationReport r = mae::evaluate(
+      *model, ds.size(), split.labels().data(), evaluation_images(loader, crop_pct(a.data, Cfg::img_size)), a.batch);
   const double secs = t.seconds();
   std::printf("%s on %s (%lld images): TOP-1 %.2f%%, top-5 %.2f%%, mean loss %.4f (%.1f s, %.0f images/s)\n",
               a.checkpoint.c_str(), ds.name().c_str(), static_cast<long long>(r.count()), 100 * r.top1(),
@@ -37,7 +36,7 @@ int eval(const EvalArgs& a) {
   const std::string out = a.out.empty() ? std::filesystem::path(a.checkpoint).parent_path().string() : a.out;
   if (!out.empty()) std::filesystem::create_directories(out);
   const std::string dir = out.empty() ? "" : out + "/";
-  mae::safetensors::write_file_atomic(dir + "eval_" + a.split + ".csv", mae::per_class_csv(r, classes));
+  mae::write_file(dir + "eval_" + a.split + ".csv", mae::per_class_csv(r, classes));
   const std::string png = dir + "confusion_" + a.split + ".png";
   if (mae::plot_confusion_matrix(png, r, classes, "confusion matrix, " + ds.name()))
     std::printf("per-class accuracy: %seval_%s.csv, confusion matrix: %s\n", dir.c_str(), a.split.c_str(), png.c_str());

@@ -38,9 +38,9 @@ int extract(const ExtractArgs& a) {
                          meta);
   std::string dims;
   for (Index d : shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
-  std::printf("%s: features (%s) of %s [%s] in %.1f s (%.0f images/s), labels, file names\n", a.out.c_str(),
-              dims.c_str(), ds.name().c_str(), encoder.description().c_str(), t.seconds(),
-              static_cast<double>(ds.size()) / std::max(t.seconds(), 1e-9));
+  std::fprintf(report_stream(a.out), "%s: features (%s) of %s [%s] in %.1f s (%.0f images/s), labels, file names\n",
+               output_name(a.out), dims.c_str(), ds.name().c_str(), encoder.description().c_str(), t.seconds(),
+               static_cast<double>(ds.size()) / std::max(t.seconds(), 1e-9));
   return 0;
 }
 

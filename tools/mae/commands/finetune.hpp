@@ -16,6 +16,7 @@ int finetune(FinetuneArgs a) {
   constexpr Index S = Cfg::img_size, C = Cfg::in_chans;
   set_threads(a.run);
   a.ft.seed = a.run.seed, a.ft.progress = a.run.progress, a.ft.parallel = process_group();
+  const auto owned = claim_run_directory(a.ft.out_dir, a.resume, a.overwrite, a.ft.parallel.rank == 0);
   Split train(a.data, "train", C, S, true), val(a.data, "val", C, S, true);
   require_same_classes(train, val);
   const std::vector<std::string> classes = train.classes();
@@ -72,9 +73,8 @@ int finetune(FinetuneArgs a) {
       model.name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
       classes.size(), static_cast<long long>(tuner.steps_per_epoch()), a.ft.epochs,
       static_cast<long long>(a.ft.global_batch()), a.ft.effective_lr(), a.ft.layer_decay, vo.drop_path,
-      vo.label_smoothing, aug.random_resized_crop ? aug.scale_min : 1.0, a.aa.c_str(), a.reprob,
-      a.ft.mixup.mixup_alpha, a.ft.mixup.cutmix_alpha,
-      clip.c_str(), processes(a.ft.parallel).c_str());
+      vo.label_smoothing, aug.random_resized_crop ? aug.scale_min : 1.0, a.aa.c_str(), a.reprob, a.ft.mixup.mixup_alpha,
+      a.ft.mixup.cutmix_alpha, clip.c_str(), processes(a.ft.parallel).c_str());
   std::fflush(stdout);
   Stopwatch total;
   const bool finished = tuner.run([&](int epoch, const mae::EvalResult& r) {

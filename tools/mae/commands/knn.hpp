@@ -11,7 +11,8 @@ template <class Cfg>
 int knn(const KnnArgs& a) {
   set_threads(a.run);
   auto encoder = feature_extractor<Cfg>(a.features, a.run.seed);
-  Split train(a.data, "train", Cfg::in_chans, Cfg::img_size, true), val(a.data, "val", Cfg::in_chans, Cfg::img_size, true);
+  Split train(a.data, "train", Cfg::in_chans, Cfg::img_size, true),
+      val(a.data, "val", Cfg::in_chans, Cfg::img_size, true);
   require_same_classes(train, val);
   const auto norm = normalization(a.data, encoder.metadata(), train.dataset(), a.features.checkpoint);
   mae::BatchLoader tl(train.dataset(), Cfg::img_size, 1, 0, {}, norm.mean, norm.stddev);

@@ -41,21 +41,21 @@ int predict(const PredictArgs& a) {
   auto& model = c.model;
   mae::ImageFolderOptions o;
   o.channels = Cfg::in_chans, o.max_pixels = a.data.max_pixels;
-  o.max_side = a.data.max_side > 0 ? a.data.max_side : 4 * Cfg::img_size;
+  o.max_side = max_side(a.data, Cfg::img_size);
   const mae::ImageFolder images(image_files(a.inputs), o);
   const auto norm = normalization(a.data, meta, images, a.checkpoint);
   if (norm.source != a.checkpoint && a.data.normalize == "auto")
     std::fprintf(stderr, "note: %s holds no normalization statistics; using the images' own\n", a.checkpoint.c_str());
   mae::BatchLoader loader(images, Cfg::img_size, 1, 0, {}, norm.mean, norm.stddev);
   Stopwatch t;
-  const auto ranked = mae::predict(*model, images.size(), evaluation_images(loader, crop_pct(a.data, Cfg::img_size)),
-                                   a.topk, a.batch);
+  const auto ranked =
+      mae::predict(*model, images.size(), evaluation_images(loader, crop_pct(a.data, Cfg::img_size)), a.topk, a.batch);
   std::vector<std::string> paths;
   for (Index i = 0; i < images.size(); ++i) paths.push_back(images.item_name(i));
-  mae::safetensors::write_file_atomic(a.out, mae::predictions_csv(paths, ranked, classes));
-  std::printf("%s: top-%lld labels of %lld images (%.1f s)\n", a.out.c_str(),
-              static_cast<long long>(std::min<Index>(a.topk, model->num_classes())),
-              static_cast<long long>(images.size()), t.seconds());
+  mae::write_file(a.out, mae::predictions_csv(paths, ranked, classes));
+  std::fprintf(report_stream(a.out), "%s: top-%lld labels of %lld images (%.1f s)\n", output_name(a.out),
+               static_cast<long long>(std::min<Index>(a.topk, model->num_classes())),
+               static_cast<long long>(images.size()), t.seconds());
   return 0;
 }
 

@@ -19,6 +19,7 @@ int pretrain(PretrainArgs a) {
   a.train.seed = a.run.seed, a.train.progress = a.run.progress, a.train.parallel = process_group();
   const bool first = a.train.parallel.rank == 0;  // the process that writes
   const std::string out = a.train.out_dir;
+  const auto owned = claim_run_directory(out, a.resume, a.overwrite, first);
   Model model(typename Model::Options{a.norm_pix, a.train.seed, precision_of(a.bf16)});
   if (!a.init.empty() && a.resume.empty()) {  // a bad file stops here, before the data is read
     model.load_encoder(a.init);
@@ -34,7 +35,6 @@ int pretrain(PretrainArgs a) {
   const auto norm = normalization(a.data, metadata_of(ref), train.dataset(), ref);
   print(norm);
 
-  std::filesystem::create_directories(out);
   mae::BatchLoader loader(train.dataset(), S, a.train.batch_size, a.train.seed, {}, norm.mean, norm.stddev);
   mae::BatchLoader vis_loader(vis_set, S, 1, a.train.seed, {}, norm.mean, norm.stddev);
   const Index nv = std::min<Index>(a.figure_images, vis_set.size());
@@ -53,9 +53,8 @@ int pretrain(PretrainArgs a) {
       "%s on %s: %lld images, %lld steps/epoch, %d epochs, global batch %lld, lr %.3g, %s, norm_pix_loss %s, %s "
       "products\n",
       Cfg::name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
-      static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs,
-      static_cast<long long>(a.train.global_batch()), a.train.effective_lr(), processes(a.train.parallel).c_str(),
-      a.norm_pix ? "on" : "off", a.bf16 ? "bf16" : "fp32");
+      static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs, static_cast<long long>(a.train.global_batch()),
+      a.train.effective_lr(), processes(a.train.parallel).c_str(), a.norm_pix ? "on" : "off", a.bf16 ? "bf16" : "fp32");
   std::fflush(stdout);
   Stopwatch t;
   auto figures = [&](int epoch) {
@@ -74,8 +73,8 @@ int pretrain(PretrainArgs a) {
   const auto& h = trainer.history();
   if (!h.empty())
     std::printf("%s after %lld steps in %.0f s: first loss %.4f, last loss %.4f, %.0f images/s\n",
-                finished ? "done" : "stopped (--max-steps)", static_cast<long long>(trainer.steps_done()),
-                t.seconds(), h.front().loss, h.back().loss, h.back().images_per_s);
+                finished ? "done" : "stopped (--max-steps)", static_cast<long long>(trainer.steps_done()), t.seconds(),
+                h.front().loss, h.back().loss, h.back().images_per_s);
   if (first) std::printf("weights: %s\n", trainer.weights_path().c_str());
   return 0;
 }

@@ -15,14 +15,22 @@ int probe(ProbeArgs a) {
   constexpr Index S = Cfg::img_size, C = Cfg::in_chans, kPixels = C * S * S;
   set_threads(a.run);
   a.probe.seed = a.run.seed;
-  std::filesystem::create_directories(a.out);
+  if (a.warmup_scaled)
+    std::printf("warmup: %.3g epochs (the recipe's 10 of 90, scaled to --epochs %d)\n", a.probe.warmup_epochs,
+                a.probe.epochs);
+  // the schedule is checked before the encoding, which may take long
+  mae::LrSchedule{mae::LrSchedule::scaled(a.probe.blr, a.probe.batch_size), 0.0, a.probe.warmup_epochs,
+                  static_cast<double>(a.probe.epochs)}
+      .check();
+  const auto owned = claim_run_directory(a.out, "", a.overwrite, true, /*resumable=*/false);
   Stopwatch total;
   std::optional<mae::FeatureExtractor<Cfg>> encoder;
   if (!a.raw_pixels) encoder.emplace(feature_extractor<Cfg>(FeatureArgs{a.checkpoint, a.pool, a.block}, a.run.seed));
   Split train(a.data, "train", C, S, true), val(a.data, "val", C, S, true);
   require_same_classes(train, val);
   train.verify(a.data.verify), val.verify(a.data.verify);
-  const auto norm = normalization(a.data, encoder ? encoder->metadata() : mae::Metadata{}, train.dataset(), a.checkpoint);
+  const auto norm =
+      normalization(a.data, encoder ? encoder->metadata() : mae::Metadata{}, train.dataset(), a.checkpoint);
   mae::BatchLoader tl(train.dataset(), S, 1, 0, {}, norm.mean, norm.stddev);
   mae::BatchLoader vl(val.dataset(), S, 1, 0, {}, norm.mean, norm.stddev);
   const Index nt = train.dataset().size(), nv = val.dataset().size(), K = static_cast<Index>(train.classes().size());

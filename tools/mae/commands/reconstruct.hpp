@@ -26,8 +26,9 @@ int reconstruct(const ReconstructArgs& a) {
   for (Index i = 0; i < n; ++i) loader.plain(i, f.data() + i * C * S * S);
   std::vector<typename Model::Scalar> imgs(f.begin(), f.end());
   mae::save_reconstruction_grid(a.out, model, loader, imgs, n, a.mask_ratio, a.run.seed);
-  std::printf("%s: %lld images of %s, mask ratio %.2f (original | masked | reconstruction | + visible)\n",
-              a.out.c_str(), static_cast<long long>(n), ds.name().c_str(), a.mask_ratio);
+  std::fprintf(report_stream(a.out),
+               "%s: %lld images of %s, mask ratio %.2f (original | masked | reconstruction | + visible)\n",
+               output_name(a.out), static_cast<long long>(n), ds.name().c_str(), a.mask_ratio);
   return 0;
 }
 
