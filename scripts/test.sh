@@ -6,16 +6,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh --with-torch
 JOBS=$(nproc)
+phase() { echo "scripts/test.sh: $1 done at $((SECONDS / 60)) min $((SECONDS % 60)) s"; }  # where CI's time goes
+phase "dependencies"
 
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build/release -j "$JOBS"
+phase "release build"
 (cd build/release && ctest --output-on-failure -j "$JOBS")
+phase "release tests"
 
 cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DMAE_SANITIZE=ON \
       -DMAE_BUILD_EXAMPLES=OFF -DMAE_BUILD_BENCHMARKS=OFF
 cmake --build build/sanitize -j "$JOBS" --target mae_tests
+phase "sanitizer build"
 (cd build/sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -R '^unit_2_threads$')
+phase "sanitizer tests"
 
 # the fuzz harnesses, 60 seconds each (bash scripts/fuzz.sh 600 for the long run)
 bash scripts/fuzz.sh 60 safetensors idx image
+phase "fuzzing"
