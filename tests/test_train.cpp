@@ -124,6 +124,12 @@ void write_tiny_checkpoint(TinyModel& m, const mae::ImageDataset& data, const fs
   mae::Trainer<TinyModel> t(m, l, o);
   t.run();
 }
+// A fresh tiny model trained one step on `data`: dir/checkpoint.safetensors.
+std::string one_step_checkpoint(const mae::ImageDataset& data, const fs::path& dir) {
+  TinyModel m;
+  write_tiny_checkpoint(m, data, dir, 1);
+  return (dir / "checkpoint.safetensors").string();
+}
 }  // namespace
 
 TEST_CASE("AdamW, schedule and accumulation match PyTorch (pixel loss, 1 channel)") {
@@ -191,11 +197,7 @@ TEST_CASE("a non-finite loss stops training with a message; the checkpoint is in
 TEST_CASE("resume refuses a checkpoint of another configuration or another run") {
   RandomImages data(8, 1, 8, 8, 6);
   const fs::path d = scratch_dir("refuse");
-  {
-    TinyModel m;
-    write_tiny_checkpoint(m, data, d, 1);
-  }
-  const std::string ckpt = (d / "checkpoint.safetensors").string();
+  const std::string ckpt = one_step_checkpoint(data, d);
   using Other = mae::MaskedAutoencoder<mae::Config<8, 2, 1, 24, 2, 2, 16, 1, 2>>;
   Other other;
   mae::BatchLoader l(data, 8, 4, 1);
@@ -217,12 +219,7 @@ TEST_CASE("resume refuses a checkpoint of another configuration or another run")
 
 TEST_CASE("resume refuses other images or another normalization, naming what changed, unless allowed") {
   RandomImages data(8, 1, 8, 8, 6);
-  const fs::path d = scratch_dir("other_data");
-  {
-    TinyModel m;
-    write_tiny_checkpoint(m, data, d, 1);
-  }
-  const std::string ckpt = (d / "checkpoint.safetensors").string();
+  const std::string ckpt = one_step_checkpoint(data, scratch_dir("other_data"));
   mae::BatchLoader original(data, 8, 4, 1);  // the statistics the checkpoint was written with
   const auto resume_on = [&](const mae::ImageDataset& images, bool same_statistics, bool allow) {
     TinyModel m;
