@@ -195,3 +195,55 @@ TEST_CASE("RunDirectory: a second run on a directory is refused while the first 
     CHECK(slurp(d / ".mae.lock").rfind(std::to_string(::getpid()) + " ", 0) == 0);
   }
 }
+
+// --- the checkpoints of a run directory --------------------------------------------------------
+
+TEST_CASE("checkpoint series: the newest is checkpoint.safetensors too, the last K kept, older removed after") {
+  const fs::path d = scratch("series");
+  fs::create_directories(d);
+  CHECK(mae::numbered_checkpoint_step("checkpoint-120.safetensors") == 120);
+  CHECK(mae::numbered_checkpoint_step("checkpoint.safetensors") == -1);
+  CHECK(mae::numbered_checkpoint_step("checkpoint-12a.safetensors") == -1);
+  CHECK(mae::numbered_checkpoint_step("checkpoint-5.safetensors.tmp.77") == -1);
+  for (mae::Index step : {5, 10, 15, 20})
+    mae::write_checkpoint_series(d.string(), step, "ckpt " + std::to_string(step), 2);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(d)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names ==
+        std::vector<std::string>{"checkpoint-15.safetensors", "checkpoint-20.safetensors", "checkpoint.safetensors"});
+  CHECK(slurp(d / "checkpoint.safetensors") == "ckpt 20");
+  CHECK(fs::equivalent(d / "checkpoint.safetensors", d / "checkpoint-20.safetensors"));  // a link, not a copy
+  CHECK_THROWS_WITH_AS(mae::write_checkpoint_series(d.string(), 25, "x", 0), doctest::Contains("keep at least 1"),
+                       mae::Error);
+}
+
+TEST_CASE("newest_valid_checkpoint: the newest that opens; a corrupt one passed over with a warning") {
+  using M = mae::MaskedAutoencoder<mae::Config<8, 4, 1, 8, 1, 2, 8, 1, 2>>;
+  const fs::path d = scratch("newest");
+  fs::create_directories(d);
+  std::vector<std::string> warnings;
+  const auto warn = [&warnings](const std::string& w) { warnings.push_back(w); };
+  CHECK(mae::newest_valid_checkpoint(d.string(), warn).empty());  // nothing: a fresh start
+  M m;
+  for (mae::Index step : {3, 6}) {
+    std::vector<mae::safetensors::TensorOut> t = m.state_dict();
+    mae::write_checkpoint_series(d.string(), step,
+                                 mae::safetensors::serialize(t, {{mae::keys::step, std::to_string(step)}}), 3);
+  }
+  CHECK(mae::newest_valid_checkpoint(d.string(), warn) == (d / "checkpoint-6.safetensors").string());
+  CHECK(warnings.empty());
+  // the newest cut short (a crash inside the write of a filesystem without atomic rename)
+  const std::string six = slurp(d / "checkpoint-6.safetensors");
+  fs::remove(d / "checkpoint-6.safetensors");  // (checkpoint.safetensors is the same file: unlink first)
+  fs::remove(d / "checkpoint.safetensors");
+  spit(d / "checkpoint-6.safetensors", six.substr(0, six.size() / 2));
+  CHECK(mae::newest_valid_checkpoint(d.string(), warn) == (d / "checkpoint-3.safetensors").string());
+  REQUIRE(warnings.size() == 1);
+  CHECK(warnings[0].find("checkpoint-6.safetensors") != std::string::npos);
+  // a safetensors file without a step is no training checkpoint
+  m.save((d / "checkpoint-9.safetensors").string());
+  warnings.clear();
+  CHECK(mae::newest_valid_checkpoint(d.string(), warn) == (d / "checkpoint-3.safetensors").string());
+  CHECK(warnings.size() == 2);
+}

@@ -4,6 +4,8 @@
 
 #include <mae/training/pretrain.hpp>
 
+#include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -245,6 +247,86 @@ TEST_CASE("resume refuses other images or another normalization, naming what cha
   CHECK_THROWS_WITH_AS(resume_on(renamed, true, false), doctest::Contains("other files"), mae::Error);
   CHECK_THROWS_WITH_AS(resume_on(more, true, false), doctest::Contains("--allow-other-data"), mae::Error);
   CHECK(resume_on(more, false, true) == 1);
+}
+
+TEST_CASE("checkpoints every N steps keep the last K; a stop request checkpoints and resumes bit for bit") {
+  RandomImages data(20, 1, 12, 12, 5);
+  // uninterrupted, a checkpoint every 2 steps (at optimizer steps: accumulation of 2) and at
+  // the epoch ends (steps 5, 10, 15), the last 2 kept
+  const fs::path da = scratch_dir("every_full");
+  TinyModel a(TinyModel::Options{true, 3});
+  mae::BatchLoader la(data, 8, 4, 17);
+  auto oa = tiny_options(da);
+  oa.save.every_steps = 2, oa.save.keep = 2;
+  mae::Trainer<TinyModel> ta(a, la, oa);
+  CHECK(ta.run());
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(da)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"checkpoint-14.safetensors", "checkpoint-15.safetensors",
+                                          "checkpoint.safetensors", "log.csv", "mae_final.safetensors"});
+  CHECK(slurp(da / "checkpoint.safetensors") == slurp(da / "checkpoint-15.safetensors"));
+
+  // a stop requested while step 7's images load (mid-epoch 2): the loop finishes that step (it
+  // ends an accumulation window) and stops with a checkpoint, and no final weights
+  struct StopWhileLoading : RandomImages {
+    using RandomImages::RandomImages;
+    mutable std::atomic<int> loads{0};
+    int stop_at = -1;  // the load that requests the stop
+    void load(Index i, float* out) const override {
+      if (loads++ == stop_at) mae::stop_request() = SIGTERM;
+      RandomImages::load(i, out);
+    }
+  } stopping(20, 1, 12, 12, 5);
+  const fs::path db = scratch_dir("every_stopped");
+  {
+    TinyModel b(TinyModel::Options{true, 3});
+    mae::BatchLoader lb(stopping, 8, 4, 17);
+    auto ob = tiny_options(db);
+    ob.save.every_steps = 2, ob.save.keep = 2;
+    mae::Trainer<TinyModel> tb(b, lb, ob);
+    stopping.loads = 0, stopping.stop_at = 6 * 4;  // the first image of step 7
+    CHECK_FALSE(tb.run());
+    mae::stop_request() = 0;
+    CHECK(tb.stop_signal() == SIGTERM);
+    CHECK(tb.steps_done() == 7);
+    CHECK_FALSE(fs::exists(db / "mae_final.safetensors"));
+    CHECK(fs::exists(db / "checkpoint-7.safetensors"));
+  }
+  const std::string log_before = slurp(db / "log.csv");
+  CHECK(std::count(log_before.begin(), log_before.end(), '\n') == 8);  // header + 7 steps
+  TinyModel c(TinyModel::Options{true, 999});
+  mae::BatchLoader lc(data, 8, 4, 17);
+  auto oc = tiny_options(db);
+  oc.save.every_steps = 2, oc.save.keep = 2;
+  mae::Trainer<TinyModel> tc(c, lc, oc);
+  tc.resume((db / "checkpoint.safetensors").string());
+  CHECK(tc.steps_done() == 7);
+  CHECK(tc.run());
+  CHECK(std::memcmp(a.parameters().data(), c.parameters().data(), sizeof(float) * a.parameters().size()) == 0);
+  CHECK(slurp(db / "mae_final.safetensors") == slurp(da / "mae_final.safetensors"));
+}
+
+TEST_CASE("a resumed run's log is cut back to the checkpoint's step: no step twice") {
+  RandomImages data(8, 1, 8, 8, 6);
+  const fs::path d = scratch_dir("log_trim");
+  {
+    TinyModel m;
+    write_tiny_checkpoint(m, data, d, 2);  // checkpoint and log at step 2
+  }
+  {  // a run that went on to step 3 after the checkpoint, then was killed: its log has step 3
+    std::ofstream(d / "log.csv", std::ios::app) << "3,1,0.5,1e-3,10.0\n";
+  }
+  TinyModel m;
+  mae::BatchLoader l(data, 8, 4, 1);
+  auto o = tiny_options(d);
+  o.max_steps = 4;
+  mae::Trainer<TinyModel> t(m, l, o);
+  t.resume((d / "checkpoint.safetensors").string());
+  CHECK_FALSE(t.run());
+  const std::string log = slurp(d / "log.csv");
+  CHECK(std::count(log.begin(), log.end(), '\n') == 5);  // header + steps 1, 2, 3, 4
+  CHECK(log.find("\n3,1,0.5,") == std::string::npos);    // the killed run's step 3 is gone
 }
 
 TEST_CASE("a run that would train nothing is refused before it starts") {

@@ -39,6 +39,7 @@
 #include "layers/tokens.hpp"
 
 #include "io/checkpoint.hpp"
+#include "io/checkpoint_series.hpp"
 #include "io/files.hpp"
 #include "io/run_directory.hpp"
 #include "io/safetensors.hpp"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Crash consistency: `mae pretrain` killed with SIGKILL 12 times (4-step epochs, a checkpoint
-# each): every other kill at a random moment, the rest inside a checkpoint write (as soon as
-# its temporary file appears).
+# each, written as checkpoint-<step>.safetensors, then linked as checkpoint.safetensors): every
+# other kill at a random moment, the rest inside a checkpoint write (as soon as its temporary
+# file appears).
 # After every kill the run directory holds a checkpoint that resumes, or none; the next start
 # removes the killed writer's temporary file; a final resume continues and finishes.
 #   usage: tests/tools/crash_test.sh MAE WORK_DIR
@@ -25,7 +26,7 @@ for i in $(seq 1 12); do
   pid=$!
   if [ $((i % 2)) -eq 0 ]; then  # inside a checkpoint write: as soon as its temporary file appears
     t0=$SECONDS
-    while ! compgen -G "run/checkpoint.safetensors.tmp.$pid" > /dev/null && [ $((SECONDS - t0)) -lt 20 ]; do :; done
+    while ! compgen -G "run/checkpoint-*.safetensors.tmp.$pid" > /dev/null && [ $((SECONDS - t0)) -lt 20 ]; do :; done
   else  # anywhere: 0.5 to 2.9 s (the dataset loads in about 0.5 s); while there is no checkpoint
     # yet, counted from the first one's arrival, so a loaded machine still gets past it
     t0=$SECONDS
@@ -40,7 +41,7 @@ for i in $(seq 1 12); do
   fi
   kill -9 "$pid"
   wait "$pid" 2> /dev/null || true
-  if [ -e "run/checkpoint.safetensors.tmp.$pid" ]; then kills_in_write=$((kills_in_write + 1)); fi
+  if compgen -G "run/checkpoint-*.safetensors.tmp.$pid" > /dev/null; then kills_in_write=$((kills_in_write + 1)); fi
   if [ -e run/checkpoint.safetensors ]; then
     echo "kill $i: checkpoint at step $(step_of run/checkpoint.safetensors)"
   else

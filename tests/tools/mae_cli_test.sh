@@ -189,7 +189,7 @@ expect_refused "--out: an empty directory name" "$mae" pretrain --data png --max
 
 # a finished run is not replaced: refused, the files untouched; --overwrite replaces it, saying so
 cp pre/mae_final.safetensors pre_final_before.safetensors
-expect_refused "pre holds another run (checkpoint.safetensors, mae_final.safetensors)" \
+expect_refused "pre holds another run (checkpoint-5.safetensors, checkpoint.safetensors, mae_final.safetensors)" \
   "$mae" pretrain --data png --max-steps 1 --batch 48 --out pre "${q[@]}"
 cmp pre/mae_final.safetensors pre_final_before.safetensors || fail "a refused run changed the finished one"
 expect_refused "ft holds another run" "$mae" finetune --data png --max-steps 1 --batch 40 --out ft "${q[@]}"
@@ -201,7 +201,7 @@ expect_refused "would mix the two" "$mae" pretrain --data png --resume pre2/chec
   --out pre "${q[@]}"
 "$mae" pretrain --data png --max-steps 2 --batch 48 --out pre3 --overwrite --figure-images 2 "${q[@]}" \
   > ow.out 2> ow.err
-grep -q "overwriting the run in pre3: removed checkpoint.safetensors" ow.err || { cat ow.err; fail "no word on --overwrite"; }
+grep -q "overwriting the run in pre3: removed checkpoint-1.safetensors, checkpoint.safetensors, log.csv" ow.err || { cat ow.err; fail "no word on --overwrite"; }
 test "$(wc -l < pre3/log.csv)" -eq 3 || fail "the overwritten run's log was kept"
 
 # two runs on one directory: the second is refused at once, naming the first; a dead one's lock is taken over
@@ -266,4 +266,30 @@ set -o pipefail
 test "$status" -eq 0 || fail "pretrain into a closed pipe exited with $status"
 test -s piped/mae_final.safetensors || fail "pretrain into a closed pipe wrote no mae_final.safetensors"
 
+# --- preemption: SIGTERM mid-epoch finishes the step, writes a checkpoint and exits 75; the same
+# command line with --resume auto continues, and ends with the uninterrupted run's files
+keep=(--data png --epochs 4 --batch 24 --save-every-steps 3 --keep 2 --figure-images 1 "${q[@]}")
+"$mae" pretrain "${keep[@]}" --out whole > /dev/null
+ls whole/checkpoint-*.safetensors | wc -l | grep -qx 2 || { ls whole; fail "--keep 2 kept another number"; }
+"$mae" pretrain "${keep[@]}" --resume auto --out preempted > term.out 2>&1 &
+pid=$!
+for _ in $(seq 600); do [ -e preempted/checkpoint-3.safetensors ] && break; sleep 0.05; done
+kill -TERM $pid
+status=0; wait $pid || status=$?
+test "$status" -eq 75 || { cat term.out; fail "SIGTERM: exit status $status, not 75"; }
+grep -q "no checkpoint in preempted, starting fresh" term.out || fail "--resume auto did not start fresh"
+grep -q "stopped by signal 15 (Terminated) after step .*: checkpoint preempted/checkpoint.safetensors" term.out \
+  || { cat term.out; fail "no stop message"; }
+test ! -e preempted/mae_final.safetensors || fail "a stopped run wrote final weights"
+"$mae" pretrain "${keep[@]}" --resume auto --out preempted > auto.out
+grep -q "resume auto: preempted/checkpoint-" auto.out || { cat auto.out; fail "--resume auto did not resume"; }
+cmp whole/mae_final.safetensors preempted/mae_final.safetensors || fail "the preempted run ended elsewhere"
+cmp <(cut -d, -f1-4 whole/log.csv) <(cut -d, -f1-4 preempted/log.csv) || fail "the preempted run's log differs"
+# a corrupt newest checkpoint: passed over with a warning, the one before resumes
+newest=$(ls preempted/checkpoint-*.safetensors | sort -t- -k2 -n | tail -1)
+rm preempted/checkpoint.safetensors && head -c 1000 "$newest" > cut.tmp && rm "$newest" && mv cut.tmp "$newest"
+"$mae" pretrain "${keep[@]}" --resume auto --out preempted > fallback.out 2> fallback.err
+grep -q "passing over a checkpoint that does not open: .*$newest" fallback.err || { cat fallback.err; fail "no warning"; }
+expect_refused "--init starts a run from an encoder, --resume continues a run" "$mae" pretrain --data png \
+  --init pre/mae_final.safetensors --resume pre/checkpoint.safetensors --out pre "${q[@]}"
 echo "mae end to end: OK"

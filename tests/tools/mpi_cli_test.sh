@@ -67,6 +67,25 @@ if "${run2[@]}" "$mae" eval --data png --checkpoint ft2/classifier.safetensors >
 fi
 grep -q "only pretrain and finetune run under mpirun" ev.err || { cat ev.err; fail "no reason given"; }
 
+# --- SIGTERM to one rank: both stop after the same step, rank 0 writes the checkpoint, the job
+# exits 75; --resume auto continues on 2 processes
+"${run2[@]}" "$mae" pretrain --data png --epochs 40 --batch 12 --save-every-steps 4 --resume auto --out term2 \
+  "${q[@]}" > term2.out 2> term2.err &
+job=$!
+for _ in $(seq 600); do [ -e term2/checkpoint-4.safetensors ] && break; sleep 0.05; done
+ranks=$(pgrep -P "$job" -f "mae pretrain" || true)
+test "$(echo "$ranks" | wc -w)" -eq 2 || fail "not 2 rank processes under mpirun: '$ranks'"
+kill -TERM "$(echo "$ranks" | tail -1)"
+status=0; wait $job || status=$?
+test "$status" -eq 75 || { cat term2.out term2.err; fail "SIGTERM to one rank: mpirun exited $status, not 75"; }
+grep -q "stopped by .* after step .*: checkpoint term2/checkpoint.safetensors" term2.out \
+  || { cat term2.out; fail "no stop message from rank 0"; }
+stopped=$(grep -o "after step [0-9]*" term2.out | grep -o "[0-9]*")
+test -s "term2/checkpoint-$stopped.safetensors" || fail "no checkpoint of step $stopped"
+"${run2[@]}" "$mae" pretrain --data png --epochs 40 --batch 12 --save-every-steps 4 --resume auto --out term2 \
+  --max-steps $((stopped + 2)) "${q[@]}" | grep -q "resumed from term2/checkpoint-$stopped.safetensors at step $stopped" \
+  || fail "--resume auto did not continue the stopped job"
+
 # --- SIGKILL of one rank: mpirun fails, the last checkpoint is intact and resumes
 "${run2[@]}" "$mae" pretrain --data png --epochs 40 --batch 12 --out killed "${q[@]}" > killed.out 2> killed.err &
 launcher=$!

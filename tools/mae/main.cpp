@@ -141,6 +141,42 @@ void add_schedule(CLI::App& c, O& o, const std::string& blr_help) {
       ->check(whole(1));
 }
 
+void add_saving(CLI::App& c, mae::SaveOptions& s, std::string& resume, const std::string& resume_help) {
+  c.add_option("--resume", resume,
+               resume_help +
+                   "; auto: the newest valid checkpoint in --out if there is one, else a fresh start (one "
+                   "command line for the first start and every restart)");
+  c.add_option("--save-every-steps", s.every_steps, "a checkpoint every N steps as well as at epoch ends (0: off)")
+      ->check(whole(0));
+  c.add_option("--save-every-minutes", s.every_minutes, "a checkpoint every T minutes as well (0: off)")
+      ->check(number(0, 1e6));
+  c.add_option("--keep", s.keep,
+               "checkpoints kept (checkpoint-<step>.safetensors; the newest is also checkpoint.safetensors)")
+      ->check(whole(1, 1000));
+}
+
+// --resume auto, resolved in --out (the newest valid checkpoint, or "" for a fresh start);
+// --init with a --resume PATH refused (with auto, --init serves the fresh start only).
+void resolve_resume(std::string& resume, const std::string& init, const std::string& out) {
+  const bool first = process_group().rank == 0;
+  if (resume != "auto") {
+    if (!resume.empty() && !init.empty())
+      throw mae::Error(
+          "--init starts a run from an encoder, --resume continues a run: give one of them (with "
+          "--resume auto, --init is used when there is nothing to resume)");
+    return;
+  }
+  resume = mae::newest_valid_checkpoint(out, [first](const std::string& why) {
+    if (first) std::fprintf(stderr, "warning: passing over a checkpoint that does not open: %s\n", why.c_str());
+  });
+  if (!first) return;
+  if (resume.empty())
+    std::printf("--resume auto: no checkpoint in %s, starting fresh\n", out.c_str());
+  else
+    std::printf("--resume auto: %s%s\n", resume.c_str(), init.empty() ? "" : " (--init is for a fresh start: ignored)");
+  std::fflush(stdout);
+}
+
 void add_features(CLI::App& c, FeatureArgs& f, bool tokens) {
   c.add_option("--checkpoint", f.checkpoint,
                "encoder: an MAE checkpoint (mae_final.safetensors, or converted official weights) or a classifier; "
@@ -198,15 +234,19 @@ int main(int argc, char** argv) {
   pre->add_option("--init", pa.init,
                   "start from this encoder (an MAE checkpoint or converted official weights, any image size); the "
                   "decoder starts fresh");
-  pre->add_option("--resume", pa.resume, "continue this run from its checkpoint.safetensors (bit for bit)");
+  add_saving(*pre, pa.train.save, pa.resume, "continue this run from a checkpoint of it (bit for bit)");
   pre->add_flag("--overwrite", pa.overwrite, "replace the run in --out (its checkpoint, weights, logs, figures)");
   pre->add_flag("--allow-other-data", pa.train.allow_other_data,
                 "resume on images (or a normalization) other than the checkpoint's");
   pre->add_option("--out", pa.train.out_dir, "output directory")->check(output_directory());
   pre->add_option("--figure-images", pa.figure_images, "images in the reconstruction grid")->check(whole(1, 64));
   add_run(*pre, pa.run, "seed of initialization, data order, augmentation and masking");
-  pre->callback(
-      [&] { run = [&] { return choose_preset(pa_model, pa.resume.empty() ? pa.init : pa.resume).pretrain(pa); }; });
+  pre->callback([&] {
+    run = [&] {
+      resolve_resume(pa.resume, pa.init, pa.train.out_dir);
+      return choose_preset(pa_model, pa.resume.empty() ? pa.init : pa.resume).pretrain(pa);
+    };
+  });
 
   // --- finetune
   FinetuneArgs fa;
@@ -224,7 +264,7 @@ int main(int argc, char** argv) {
   fin->add_option("--init", fa.init,
                   "the encoder: an MAE checkpoint or converted official weights (another image size: pos_embed is "
                   "interpolated); none: from scratch");
-  fin->add_option("--resume", fa.resume, "continue from this fine-tuning's checkpoint.safetensors (bit for bit)");
+  add_saving(*fin, fa.ft.save, fa.resume, "continue this fine-tuning from a checkpoint of it (bit for bit)");
   fin->add_flag("--overwrite", fa.overwrite, "replace the run in --out (its checkpoint, classifier, logs)");
   fin->add_flag("--allow-other-data", fa.ft.allow_other_data,
                 "resume on images (or a normalization) other than the checkpoint's");
@@ -253,8 +293,12 @@ int main(int argc, char** argv) {
   fin->add_option("--clip-grad", fa.ft.clip_grad, "clip the gradients' L2 norm to this (0: off)")->check(number(0));
   fin->add_option("--out", fa.ft.out_dir, "output directory")->check(output_directory());
   add_run(*fin, fa.run, "seed of the head, data order, augmentation and drop path");
-  fin->callback(
-      [&] { run = [&] { return choose_preset(fa_model, fa.resume.empty() ? fa.init : fa.resume).finetune(fa); }; });
+  fin->callback([&] {
+    run = [&] {
+      resolve_resume(fa.resume, fa.init, fa.ft.out_dir);
+      return choose_preset(fa_model, fa.resume.empty() ? fa.init : fa.resume).finetune(fa);
+    };
+  });
 
   // --- probe
   ProbeArgs pr;

@@ -14,6 +14,7 @@
 #define MAE_IO_RUN_DIRECTORY_HPP
 
 #include "../core/common.hpp"
+#include "checkpoint_series.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -33,17 +34,21 @@ class RunDirectory {
  public:
   enum class Mode { fresh, resume, overwrite };
 
-  // The files that make a directory a run's: a checkpoint or weights (a log alone is a run
-  // that saved nothing, and is replaced).
+  // The files that make a directory a run's: a checkpoint (checkpoint-<step>.safetensors too)
+  // or weights (a log alone is a run that saved nothing, and is replaced).
   static const std::vector<std::string>& run_files() {
     static const std::vector<std::string> f = {"checkpoint.safetensors", "mae_final.safetensors",
                                                "classifier.safetensors", "probe.safetensors"};
     return f;
   }
   // What Mode::overwrite removes: the run files and everything a run of mae writes beside them.
-  static bool written_by_a_run(const std::string& name) {
+  static bool is_run_file(const std::string& name) {
     for (const auto& f : run_files())
       if (name == f) return true;
+    return numbered_checkpoint_step(name) >= 0;
+  }
+  static bool written_by_a_run(const std::string& name) {
+    if (is_run_file(name)) return true;
     for (const char* f : {"log.csv", "eval.csv", "loss.png", "reconstruction.png"})
       if (name == f) return true;
     const auto starts = [&name](const char* p) { return name.rfind(p, 0) == 0; };
@@ -69,7 +74,7 @@ class RunDirectory {
       throw Error(dir + ": cannot create the output directory" + (ec ? " (" + ec.message() + ")" : std::string()));
     lock();
     try {
-      const std::vector<std::string> found = present(run_files());
+      const std::vector<std::string> found = run_files_present();
       if (mode == Mode::fresh && !found.empty())
         throw Error(dir + " holds another run (" + join(found) + "); it is kept: " + how_to_choose);
       if (mode == Mode::resume && !found.empty() && !resume_from.empty() && !same_directory(resume_from))
@@ -143,10 +148,12 @@ class RunDirectory {
     if (sp == std::string::npos) return "process " + owner;
     return "process " + owner.substr(0, sp) + " on " + owner.substr(sp + 1);
   }
-  std::vector<std::string> present(const std::vector<std::string>& names) const {
+  std::vector<std::string> run_files_present() const {
     std::vector<std::string> found;
-    for (const auto& n : names)
-      if (std::filesystem::exists(dir_ + "/" + n)) found.push_back(n);
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec))
+      if (is_run_file(it->path().filename().string())) found.push_back(it->path().filename().string());
+    std::sort(found.begin(), found.end());
     return found;
   }
   bool same_directory(const std::string& file) const {

@@ -15,6 +15,7 @@
 #include "../data/loader.hpp"
 #include "../data/mixup.hpp"
 #include "../io/checkpoint.hpp"
+#include "../io/checkpoint_series.hpp"
 #include "../layers/cross_entropy.hpp"
 #include "../layers/patch.hpp"
 #include "../models/classifier.hpp"
@@ -73,6 +74,7 @@ struct FinetuneOptions {
   // and what one process must use to train the same model.
   bool drop_path_by_position = false;
   bool allow_other_data = false;  // resume on images other than the checkpoint's (require_same_data)
+  SaveOptions save;               // checkpoints between epoch ends, how many are kept
   DataParallel parallel;          // batch_size is then per process: the global batch is ranks times it
 
   Index global_batch() const { return batch_size * parallel.ranks; }
@@ -118,8 +120,15 @@ struct EvalResult {
 // Only the first process of a data-parallel run writes the logs and shows progress.
 inline LoopOptions loop_options(const FinetuneOptions& o) {
   const bool first = o.parallel.rank == 0;
-  return LoopOptions{o.epochs,         o.global_batch(), o.max_steps, first ? o.out_dir : "", first && o.progress,
-                     o.log_interval_s, "fine-tuning"};
+  return LoopOptions{o.epochs,
+                     o.global_batch(),
+                     o.max_steps,
+                     first ? o.out_dir : "",
+                     first && o.progress,
+                     o.log_interval_s,
+                     "fine-tuning",
+                     o.save,
+                     o.parallel.ranks > 1 ? o.parallel.mean : std::function<void(float*, Index)>{}};
 }
 
 template <class Vit>
@@ -162,6 +171,9 @@ class Finetuner {
   std::string checkpoint_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/checkpoint.safetensors"; }
   Index steps_per_epoch() const { return loop_.steps_per_epoch(); }
   Index steps_done() const { return step_; }
+  // After run() returned false: the signal that stopped it (-1: another process's), 0 if
+  // max_steps did.
+  int stop_signal() const { return loop_.stop_signal(); }
   const std::vector<StepRecord>& history() const { return loop_.history(); }
   const std::vector<EvalResult>& evaluations() const { return evals_; }
   AdamW<S>& optimizer() { return optim_; }
@@ -212,6 +224,7 @@ class Finetuner {
         if (opt_.parallel.ranks > 1) opt_.parallel.mean(model_.gradients().data(), model_.gradients().size());
       if (opt_.clip_grad > 0) clip_grad_norm(model_.gradients().data(), model_.gradients().size(), opt_.clip_grad);
       optim_.step(model_.parameters(), model_.gradients(), lr);
+      return true;  // every step is an optimizer step: a checkpoint or a stop may follow
     };
     const auto epoch_end = [&](int epoch) {
       EvalResult ev;
@@ -223,8 +236,10 @@ class Finetuner {
       save(epoch + 1, ev.accuracy);
       if (on_epoch_end) on_epoch_end(epoch, ev);
     };
-    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_);
+    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_,
+                                    [&] { save(static_cast<int>(step_ / iters), -1); });
     if (!finished) save(static_cast<int>(step_ / iters), -1);
+    if (!finished) opt_.parallel.barrier();  // no process leaves (exits) before the checkpoint is complete
     return finished;
   }
 
@@ -272,6 +287,7 @@ class Finetuner {
     if (opt_.out_dir.empty() || opt_.parallel.rank != 0) return;
     const std::string path = opt_.out_dir + "/eval.csv";
     const bool append = resumed_ && std::filesystem::exists(path);
+    if (append) trim_csv(path, 1, step_);  // the epochs after the checkpoint come again
     eval_log_.open(path, append ? std::ios::app : std::ios::trunc);
     if (!eval_log_) throw Error(opt_.out_dir + ": cannot write the logs");
     if (!append) eval_log_ << "epoch,step,test_accuracy,test_loss,seconds\n";
@@ -294,7 +310,7 @@ class Finetuner {
     RunState run;
     run.step = step_, run.rng = model_.rng().state();
     run.write(meta);
-    safetensors::save(checkpoint_path(), t, meta);
+    write_checkpoint_series(opt_.out_dir, step_, safetensors::serialize(t, meta), opt_.save.keep);
   }
 
   Vit& model_;

@@ -8,6 +8,7 @@
 #include "../core/common.hpp"
 #include "../data/loader.hpp"
 #include "../io/checkpoint.hpp"
+#include "../io/checkpoint_series.hpp"
 #include "../io/safetensors.hpp"
 #include "../layers/masking.hpp"
 #include "../layers/patch.hpp"
@@ -45,6 +46,7 @@ struct TrainOptions {
   // more than one process), and what one process must use to train the same model.
   bool noise_by_position = false;
   bool allow_other_data = false;  // resume on images other than the checkpoint's (require_same_data)
+  SaveOptions save;               // checkpoints between epoch ends, how many are kept
   DataParallel parallel;          // batch_size is then per process: the global batch is ranks times it
 
   Index global_batch() const { return batch_size * static_cast<Index>(accum_iter) * parallel.ranks; }
@@ -79,7 +81,9 @@ inline LoopOptions loop_options(const TrainOptions& o) {
                      first ? o.out_dir : "",
                      first && o.progress,
                      o.log_interval_s,
-                     "training"};
+                     "training",
+                     o.save,
+                     o.parallel.ranks > 1 ? o.parallel.mean : std::function<void(float*, Index)>{}};
 }
 
 template <class Model>
@@ -118,6 +122,9 @@ class Trainer {
   std::string weights_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/mae_final.safetensors"; }
   std::string log_path() const { return loop_.log_path(); }
   Index steps_done() const { return step_; }
+  // After run() returned false: the signal that stopped it (-1: another process's), 0 if
+  // max_steps did.
+  int stop_signal() const { return loop_.stop_signal(); }
   Index steps_per_epoch() const { return loop_.steps_per_epoch(); }
   Index total_steps() const { return loop_.total_steps(); }
   const std::vector<StepRecord>& history() const { return loop_.history(); }
@@ -162,23 +169,31 @@ class Trainer {
         model_.zero_grad();
         pending_micro_ = 0;
       }
+      return step;  // between optimizer steps: a checkpoint or a stop may follow
     };
     const auto epoch_end = [&](int epoch) {
       save_checkpoint();
       if (on_epoch_end) on_epoch_end(epoch);
     };
-    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_);
+    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_,
+                                    [&] { save_checkpoint(); });
     if (!finished) save_checkpoint();
-    if (!opt_.out_dir.empty() && opt_.parallel.rank == 0) save_weights(weights_path());
+    if (!finished) opt_.parallel.barrier();  // no process leaves (exits) before the checkpoint is complete
+    // a stop request leaves the checkpoint to resume from, not "final" weights
+    if (!opt_.out_dir.empty() && opt_.parallel.rank == 0 && stop_signal() == 0) save_weights(weights_path());
     return finished;
   }
 
   // --- checkpoints -------------------------------------------------------------------------
   // (only the first process of a data-parallel run writes: every process holds the same state)
+  // into out_dir as checkpoint-<step>.safetensors and checkpoint.safetensors, keeping the last
+  // save.keep (io/checkpoint_series.hpp)
   void save_checkpoint() const {
-    if (!opt_.out_dir.empty() && opt_.parallel.rank == 0) save_checkpoint(checkpoint_path());
+    if (!opt_.out_dir.empty() && opt_.parallel.rank == 0)
+      write_checkpoint_series(opt_.out_dir, step_, checkpoint_bytes(), opt_.save.keep);
   }
-  void save_checkpoint(const std::string& path) const {
+  void save_checkpoint(const std::string& path) const { write_file(path, checkpoint_bytes()); }
+  std::string checkpoint_bytes() const {
     std::vector<safetensors::TensorOut> t = model_.state_dict();
     Metadata meta = model_.metadata();
     optim_.save_state(model_.parameters(), t, meta);
@@ -192,7 +207,7 @@ class Trainer {
     write_trajectory(meta, keys::train, opt_.to_json());
     write_normalization(meta, loader_.mean(), loader_.stddev());
     meta[keys::data] = data_;
-    safetensors::save(path, t, meta);
+    return safetensors::serialize(t, meta);
   }
 
   // The weights alone, with the normalization they were trained with (mae_final.safetensors).

@@ -14,6 +14,7 @@
 #include "../core/params.hpp"
 #include "../data/loader.hpp"
 #include "../io/checkpoint.hpp"
+#include "../io/files.hpp"
 #include "../io/safetensors.hpp"
 #include "progress.hpp"
 
@@ -21,13 +22,18 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#include <signal.h>
+#include <unistd.h>
 
 namespace mae {
 
@@ -42,6 +48,14 @@ struct DataParallel {
   // Optional, for the gradients: data[from, n) is final (a backward's GradientsReady report),
   // so their mean may begin while backward runs; the mean(data, n) after backward completes it.
   std::function<void(float* data, Index n, Index from)> ready;
+
+  // Every process waits here for the others (a mean of nothing, as a barrier): after the first
+  // process wrote a checkpoint that the others must not exit before.
+  void barrier() const {
+    if (ranks <= 1 || !mean) return;
+    float nothing = 0;
+    mean(&nothing, 1);
+  }
 };
 
 // What a data-parallel trainer hands the backward before an optimizer step: its reports go to
@@ -65,6 +79,62 @@ struct Forward {
   double loss, lr;
 };
 
+// Checkpoints between epoch ends, and how many a run keeps (io/checkpoint_series.hpp).
+struct SaveOptions {
+  Index every_steps = 0;     // a checkpoint every N steps as well (0: at epoch ends only)
+  double every_minutes = 0;  // and/or every T minutes (0: off)
+  int keep = 3;              // numbered checkpoints kept: checkpoint-<step>.safetensors
+};
+
+// A request to stop, set by a signal handler (stop_on_signals) or by any code: a training
+// loop finishes the optimizer step, its trainer writes a checkpoint, and run() returns (the
+// trainer's stop_signal() says why). Under mpirun the processes agree on the step: a request
+// on any of them stops all at the same one.
+inline volatile std::sig_atomic_t& stop_request() {
+  static volatile std::sig_atomic_t requested = 0;
+  return requested;
+}
+namespace detail {
+inline void on_stop_signal(int sig) {  // async-signal-safe: a flag, or _exit on the second signal
+  if (stop_request() != 0) ::_exit(128 + sig);
+  stop_request() = sig;
+}
+}  // namespace detail
+// SIGTERM, SIGINT and SIGUSR1 (what Slurm's --signal sends) request a stop; a second one ends
+// the process at once (exit status 128 + the signal).
+inline void stop_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = detail::on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int s : {SIGTERM, SIGINT, SIGUSR1}) sigaction(s, &sa, nullptr);
+}
+// The `mae` program's exit status after a requested stop, checkpoint written (EX_TEMPFAIL:
+// "try again later", what a job script's requeue looks for).
+inline constexpr int kExitStopped = 75;
+
+// Keeps a CSV's header and the rows whose `column` (0-based) is at most `last`: a resumed run's
+// log, cut back to the checkpoint's step (the steps after it will be logged again).
+inline void trim_csv(const std::string& path, int column, Index last) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, out;
+  bool header = true;
+  while (std::getline(in, line)) {
+    if (!header) {
+      std::size_t at = 0;
+      for (int c = 0; c < column && at != std::string::npos; ++c) {
+        const std::size_t comma = line.find(',', at);
+        at = comma == std::string::npos ? comma : comma + 1;
+      }
+      if (at == std::string::npos || std::atoll(line.c_str() + at) > last) continue;
+    }
+    out += line + "\n";
+    header = false;
+  }
+  in.close();
+  write_file(path, out);
+}
+
 struct LoopOptions {
   int epochs = 1;
   Index images_per_step = 1;  // for the throughput
@@ -73,6 +143,9 @@ struct LoopOptions {
   bool progress = true;       // a bar on a terminal, plain lines otherwise
   double log_interval_s = 15;
   std::string what = "training";  // for messages: "training stopped", "fine-tuning stopped"
+  SaveOptions save;
+  // data parallel: the mean over the processes (DataParallel::mean), for the stop and save votes
+  std::function<void(float*, Index)> agree;
 };
 
 // A loader's share of a data-parallel run (DistributedSampler's); its batches per epoch.
@@ -163,13 +236,18 @@ class TrainingLoop {
   const std::vector<StepRecord>& history() const { return history_; }
 
   // Steps from `step` (0, or where a resumed run left off) to the end of the last epoch, or
-  // to max_steps. epoch_end(epoch) runs after each epoch's last step. `checkpoint` names the
-  // file that a non-finite loss leaves as it was ("" if none). Returns true when every epoch
-  // ran, false when max_steps stopped it; `step` is then the number of steps done.
+  // to max_steps, or to a requested stop (stop_request()). update(epoch, k) returns whether
+  // the step ended an optimizer step (a checkpoint may follow it). epoch_end(epoch) runs after
+  // each epoch's last step; save() between epoch ends, as SaveOptions says. `checkpoint` names
+  // the file that a non-finite loss leaves as it was ("" if none). Returns true when every
+  // epoch ran, false when max_steps or a stop request ended it (stop_signal() then says which
+  // signal: > 0 this process's, -1 another process's); `step` is the number of steps done.
   template <class ForwardFn, class UpdateFn>
   bool run(ForwardFn&& forward, UpdateFn&& update, Index& step, const std::function<void(int)>& epoch_end,
-           const std::string& checkpoint = "", bool append_log = false) {
-    open_log(append_log);
+           const std::string& checkpoint = "", bool append_log = false, const std::function<void()>& save = {}) {
+    open_log(append_log, step);
+    auto last_save = std::chrono::steady_clock::now();
+    Index last_save_step = step;
     const auto t_start = std::chrono::steady_clock::now();
     Index images = 0;
     while (step < total_steps()) {
@@ -185,7 +263,7 @@ class TrainingLoop {
                     std::to_string(epoch) + "): " + opt_.what + " stopped" +
                     (kept ? "; the last checkpoint '" + checkpoint + "' is intact." : "."));
       }
-      update(epoch, k);
+      const bool boundary = update(epoch, k);
       ++step;
       images += opt_.images_per_step;
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -195,18 +273,41 @@ class TrainingLoop {
       write_log(rec);
       const double eta = ips > 0 ? static_cast<double>((total_steps() - step) * opt_.images_per_step) / ips : 0.0;
       progress_.update(epoch + 1, opt_.epochs, k + 1, iters_, rec.loss, rec.lr, rec.images_per_s, eta);
+      bool save_now = false, stop_now = false;
+      if (boundary) {  // between optimizer steps: vote on a checkpoint and on a stop
+        const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save).count() / 60;
+        float votes[2] = {opt_.save.every_minutes > 0 && minutes >= opt_.save.every_minutes ? 1.0f : 0.0f,
+                          stop_request() != 0 ? 1.0f : 0.0f};
+        if (opt_.agree) opt_.agree(votes, 2);  // every process sees every vote
+        save_now = votes[0] > 0 || (opt_.save.every_steps > 0 && step - last_save_step >= opt_.save.every_steps);
+        stop_now = votes[1] > 0;
+      }
       if (k + 1 == iters_) {  // end of an epoch
         progress_.finish_line();
         if (epoch_end) epoch_end(epoch);
+        last_save = std::chrono::steady_clock::now(), last_save_step = step;
+      } else if (save_now && !stop_now && save) {  // (a stop's checkpoint is the trainer's)
+        save();
+        last_save = std::chrono::steady_clock::now(), last_save_step = step;
+      }
+      if (stop_now) {
+        progress_.finish_line();
+        stop_signal_ = stop_request() != 0 ? static_cast<int>(stop_request()) : -1;
+        return false;
       }
     }
     return true;
   }
 
+  // After run() returned false: the signal that stopped it (-1: another process's), 0 if
+  // max_steps did.
+  int stop_signal() const { return stop_signal_; }
+
  private:
-  void open_log(bool append) {
+  void open_log(bool append, Index step) {
     if (opt_.out_dir.empty()) return;
     append = append && std::filesystem::exists(log_path());
+    if (append) trim_csv(log_path(), 0, step);  // the steps after the checkpoint come again
     log_.open(log_path(), append ? std::ios::app : std::ios::trunc);
     if (!log_) throw Error(log_path() + ": cannot write the log");
     if (!append) log_ << "step,epoch,loss,lr,images_per_s\n";
@@ -224,6 +325,7 @@ class TrainingLoop {
   Progress progress_{opt_.progress, opt_.log_interval_s};
   std::ofstream log_;
   std::vector<StepRecord> history_;
+  int stop_signal_ = 0;
 };
 
 }  // namespace mae

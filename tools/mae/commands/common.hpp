@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -55,6 +56,20 @@ inline std::unique_ptr<mae::RunDirectory> claim_run_directory(const std::string&
       (resumable ? "give --resume " + out + "/checkpoint.safetensors to continue it, --overwrite to replace it"
                  : std::string("give --overwrite to replace it")) +
           ", or another --out");
+}
+
+// After a stop request (SIGTERM, SIGINT, SIGUSR1 on any process): what happened, and the exit
+// status that says "stopped, resumable" (mae::kExitStopped).
+inline int report_stop(int signal, mae::Index step, const std::string& checkpoint, bool first) {
+  if (first) {
+    const std::string why = signal > 0
+                                ? std::string("signal ") + std::to_string(signal) + " (" + strsignal(signal) + ")"
+                                : std::string("a signal to another process");
+    std::printf("stopped by %s after step %lld: checkpoint %s; continue with --resume auto (or --resume %s)\n",
+                why.c_str(), static_cast<long long>(step), checkpoint.c_str(), checkpoint.c_str());
+    std::fflush(stdout);
+  }
+  return mae::kExitStopped;
 }
 
 // --checkpoint, --pool, --block as the library's FeatureExtractor takes them.

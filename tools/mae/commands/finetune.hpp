@@ -77,11 +77,14 @@ int finetune(FinetuneArgs a) {
       a.ft.mixup.cutmix_alpha, clip.c_str(), processes(a.ft.parallel).c_str());
   std::fflush(stdout);
   Stopwatch total;
+  mae::stop_on_signals();  // SIGTERM, SIGINT, SIGUSR1: finish the step, checkpoint, exit kExitStopped
   const bool finished = tuner.run([&](int epoch, const mae::EvalResult& r) {
     std::printf("epoch %d: val accuracy %.2f%%, val loss %.4f (%.0f s so far)\n", epoch + 1, 100 * r.accuracy, r.loss,
                 total.seconds());
     std::fflush(stdout);
   });
+  if (tuner.stop_signal() != 0)
+    return report_stop(tuner.stop_signal(), tuner.steps_done(), tuner.checkpoint_path(), a.ft.parallel.rank == 0);
   if (!finished)
     std::printf("stopped after %lld steps (--max-steps): checkpoint %s\n", static_cast<long long>(tuner.steps_done()),
                 tuner.checkpoint_path().c_str());

@@ -69,7 +69,10 @@ int pretrain(PretrainArgs a) {
                 out.c_str(), name);
     std::fflush(stdout);
   };
+  mae::stop_on_signals();  // SIGTERM, SIGINT, SIGUSR1: finish the step, checkpoint, exit kExitStopped
   const bool finished = trainer.run(figures);
+  if (trainer.stop_signal() != 0)
+    return report_stop(trainer.stop_signal(), trainer.steps_done(), trainer.checkpoint_path(), first);
   const auto& h = trainer.history();
   if (!h.empty())
     std::printf("%s after %lld steps in %.0f s: first loss %.4f, last loss %.4f, %.0f images/s\n",
