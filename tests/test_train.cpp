@@ -253,12 +253,15 @@ TEST_CASE("checkpoints every N steps keep the last K; a stop request checkpoints
   RandomImages data(20, 1, 12, 12, 5);
   // uninterrupted, a checkpoint every 2 steps (at optimizer steps: accumulation of 2) and at
   // the epoch ends (steps 5, 10, 15), the last 2 kept
+  const auto saving = [](const fs::path& dir) {  // every 2 steps, the last 2 kept
+    auto o = tiny_options(dir);
+    o.save.every_steps = 2, o.save.keep = 2;
+    return o;
+  };
   const fs::path da = scratch_dir("every_full");
   TinyModel a(TinyModel::Options{true, 3});
   mae::BatchLoader la(data, 8, 4, 17);
-  auto oa = tiny_options(da);
-  oa.save.every_steps = 2, oa.save.keep = 2;
-  mae::Trainer<TinyModel> ta(a, la, oa);
+  mae::Trainer<TinyModel> ta(a, la, saving(da));
   CHECK(ta.run());
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(da)) names.push_back(e.path().filename().string());
@@ -282,9 +285,7 @@ TEST_CASE("checkpoints every N steps keep the last K; a stop request checkpoints
   {
     TinyModel b(TinyModel::Options{true, 3});
     mae::BatchLoader lb(stopping, 8, 4, 17);
-    auto ob = tiny_options(db);
-    ob.save.every_steps = 2, ob.save.keep = 2;
-    mae::Trainer<TinyModel> tb(b, lb, ob);
+    mae::Trainer<TinyModel> tb(b, lb, saving(db));
     stopping.loads = 0, stopping.stop_at = 6 * 4;  // the first image of step 7
     CHECK_FALSE(tb.run());
     mae::stop_request() = 0;
@@ -297,9 +298,7 @@ TEST_CASE("checkpoints every N steps keep the last K; a stop request checkpoints
   CHECK(std::count(log_before.begin(), log_before.end(), '\n') == 8);  // header + 7 steps
   TinyModel c(TinyModel::Options{true, 999});
   mae::BatchLoader lc(data, 8, 4, 17);
-  auto oc = tiny_options(db);
-  oc.save.every_steps = 2, oc.save.keep = 2;
-  mae::Trainer<TinyModel> tc(c, lc, oc);
+  mae::Trainer<TinyModel> tc(c, lc, saving(db));
   tc.resume((db / "checkpoint.safetensors").string());
   CHECK(tc.steps_done() == 7);
   CHECK(tc.run());
