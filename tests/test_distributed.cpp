@@ -6,8 +6,8 @@
 
 #include <doctest/doctest.h>
 #include <mae/data.hpp>
-#include <mae/training/distributed.hpp>
 #include <mae/mae.hpp>
+#include <mae/training/distributed.hpp>
 
 #include <filesystem>
 
@@ -282,6 +282,36 @@ TEST_CASE("data-parallel Trainer: a resume continues the run bit for bit") {
                          doctest::Contains("must be multiples of it"), mae::Error);
 }
 
+// A resume on another number of processes at the same global batch: the same sample
+// positions, masks and learning rates, so the run goes on as one process would have, to float
+// rounding (the gradients' sums are ordered otherwise): 2 processes for 10 micro-batches
+// (inside the first epoch, 5 optimizer steps), then 1 process; and 1 then 2; each against one
+// process throughout, to the tolerances of the test above (the same cause: reduction order).
+TEST_CASE("data-parallel Trainer: a resume on another number of processes continues to float rounding") {
+  const std::string dir = "/tmp/mae_test_distributed_elastic";
+  if (g_rank == 0) std::filesystem::remove_all(dir);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const TrainerRun one = run_trainer(mae::DataParallel{}, "");
+  run_trainer(mae::mpi::data_parallel(), dir + "/many", /*max_steps=*/10);
+  if (g_rank == 0) run_trainer(mae::DataParallel{}, dir + "/one", /*max_steps=*/10);
+  MPI_Barrier(MPI_COMM_WORLD);  // rank 0's checkpoints are written
+  const TrainerRun many_one = run_trainer(mae::DataParallel{}, "", -1, dir + "/many/checkpoint.safetensors");
+  const TrainerRun one_many = run_trainer(mae::mpi::data_parallel(), "", -1, dir + "/one/checkpoint.safetensors");
+  const std::vector<float> rest(one.losses.begin() + 10, one.losses.end());
+  for (const TrainerRun* r : {&many_one, &one_many}) {
+    REQUIRE(r->losses.size() == rest.size());  // the same final step
+    const double e_loss = max_relative_error(r->losses, rest), e_update = rel_dist(r->update, one.update);
+    MESSAGE((r == &many_one ? g_size : 1)
+            << " -> " << (r == &many_one ? 1 : g_size) << " processes against 1 throughout: losses " << e_loss
+            << ", parameter updates " << e_update);
+    CHECK(e_loss < 1e-4);
+    CHECK(e_update < 5e-4);
+  }
+  CHECK(same_on_every_rank(one_many.update));
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0) std::filesystem::remove_all(dir);
+}
+
 namespace {
 using Vit = mae::VisionTransformer<Cfg>;
 
@@ -356,6 +386,27 @@ TEST_CASE("Finetuner on R processes trains the classifier one process trains; re
   CHECK(std::memcmp(resumed.update.data(), dist.update.data(), sizeof(float) * dist.update.size()) == 0);
   MPI_Barrier(MPI_COMM_WORLD);
   std::filesystem::remove_all(mine);
+}
+
+// Fine-tuning stopped on R processes (inside the second epoch) and resumed on one: the rest
+// of the run as one process throughout, to the tolerances above (mixup off: it draws one mix
+// per process and batch, as DDP's, so with it the run depends on the process count).
+TEST_CASE("data-parallel Finetuner: a resume on one process continues to float rounding") {
+  const std::string dir = "/tmp/mae_test_distributed_finetune_elastic";
+  if (g_rank == 0) std::filesystem::remove_all(dir);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const FinetuneRun one = run_finetuner(mae::DataParallel{}, "");
+  run_finetuner(mae::mpi::data_parallel(), dir, /*max_steps=*/17);
+  MPI_Barrier(MPI_COMM_WORLD);
+  const FinetuneRun resumed = run_finetuner(mae::DataParallel{}, "", -1, dir + "/checkpoint.safetensors");
+  REQUIRE(resumed.losses.size() == one.losses.size() - 17);
+  const double e_loss = max_relative_error(resumed.losses, {one.losses.begin() + 17, one.losses.end()});
+  const double e_update = rel_dist(resumed.update, one.update);
+  MESSAGE("Finetuner, " << g_size << " -> 1 processes: losses " << e_loss << ", parameter updates " << e_update);
+  CHECK(e_loss < 1e-4);
+  CHECK(e_update < 1e-4);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (g_rank == 0) std::filesystem::remove_all(dir);
 }
 
 int main(int argc, char** argv) {

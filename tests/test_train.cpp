@@ -10,6 +10,8 @@
 #include <fstream>
 #include <iterator>
 
+#include <sys/stat.h>
+
 using mae::Index;
 namespace fs = std::filesystem;
 
@@ -210,13 +212,63 @@ TEST_CASE("resume refuses a checkpoint of another configuration or another run")
   auto o = tiny_options(scratch_dir("refuse3"));
   o.batch_size = 2;
   mae::Trainer<TinyModel> t2(m, l2, o);
-  CHECK_THROWS_WITH_AS(t2.resume(ckpt), doctest::Contains("batch_size = 4, this run has 2"), mae::Error);
+  CHECK_THROWS_WITH_AS(t2.resume(ckpt),
+                       doctest::Contains("global_batch = 8 (4 per process x 1 process x 2 accumulated), this run has 4 "
+                                         "(2 per process x 1 process x 2 accumulated)"),
+                       mae::Error);
   // a weights-only file is not a training checkpoint
   const std::string weights = (d / "weights.safetensors").string();
   m.save(weights);
   mae::BatchLoader l3(data, 8, 4, 1);
   mae::Trainer<TinyModel> t3(m, l3, tiny_options(scratch_dir("refuse4")));
   CHECK_THROWS_WITH_AS(t3.resume(weights), doctest::Contains("not a training checkpoint"), mae::Error);
+}
+
+// What a resume on another number of processes checks (tests/test_distributed.cpp trains
+// across the change): the global batch, not the per-process one; masks drawn by position stay
+// so. Two processes are simulated here by a mean that changes nothing (no step is taken).
+TEST_CASE("resume compares the global batch, so the process count may change; position noise is kept") {
+  RandomImages data(16, 1, 8, 8, 6);
+  const fs::path d = scratch_dir("global_batch");
+  const std::string ckpt = one_step_checkpoint(data, d);  // 1 process x 4 images x 2 accumulated
+  const auto resume_as = [&](int ranks, Index batch, const std::string& path) {
+    TinyModel m;
+    mae::BatchLoader l(data, 8, batch, 1);
+    auto o = tiny_options(scratch_dir("global_batch_run"));
+    o.batch_size = batch;
+    o.parallel = mae::DataParallel{0, ranks, [](float*, Index) {}, {}};
+    mae::Trainer<TinyModel> t(m, l, o);
+    t.resume(path);
+    return t.options().position_noise();
+  };
+  CHECK(resume_as(2, 2, ckpt));  // 2 x 2 = 1 x 4: accepted
+  CHECK_THROWS_WITH_AS(resume_as(2, 4, ckpt),
+                       doctest::Contains("global_batch = 8 (4 per process x 1 process x 2 accumulated), this run has "
+                                         "16 (4 per process x 2 processes x 2 accumulated)"),
+                       mae::Error);
+  // a checkpoint of 2 processes resumed on one: masks by position from then on, as before
+  const fs::path two_dir = scratch_dir("global_batch_two");
+  {
+    TinyModel m;
+    mae::BatchLoader l(data, 8, 2, 1);
+    auto o = tiny_options(two_dir);
+    o.batch_size = 2, o.max_steps = 2;
+    o.parallel = mae::DataParallel{0, 2, [](float*, Index) {}, {}};
+    mae::Trainer<TinyModel> t(m, l, o);
+    t.run();
+  }
+  const std::string two = (two_dir / "checkpoint.safetensors").string();
+  CHECK(resume_as(1, 4, two));
+  CHECK(!resume_as(1, 4, ckpt));  // (a one-process checkpoint keeps the model's generator)
+  // checkpoints from before the global batch was recorded: batch_size x ranks x accum_iter
+  std::string old = slurp(ckpt);
+  const std::size_t at = old.find("global_batch");
+  REQUIRE(at != std::string::npos);
+  old.replace(at, 12, "global_batcX");  // (the same length: the header stays valid)
+  const std::string legacy = (d / "legacy.safetensors").string();
+  std::ofstream(legacy, std::ios::binary) << old;
+  CHECK(!resume_as(1, 4, legacy));
+  CHECK_THROWS_WITH_AS(resume_as(1, 2, legacy), doctest::Contains("global_batch = 8 (4 per process"), mae::Error);
 }
 
 TEST_CASE("resume refuses other images or another normalization, naming what changed, unless allowed") {
@@ -294,6 +346,28 @@ TEST_CASE("checkpoints every N steps keep the last K; a stop request checkpoints
     CHECK_FALSE(fs::exists(db / "mae_final.safetensors"));
     CHECK(fs::exists(db / "checkpoint-7.safetensors"));
   }
+  // a stop requested while an epoch's last step loads (step 5, accumulation off: an optimizer
+  // step): the epoch's checkpoint serves the stop, written once (the file the epoch's end wrote,
+  // the same inode, is the one left)
+  {
+    const fs::path de = scratch_dir("every_stopped_at_epoch_end");
+    TinyModel e(TinyModel::Options{true, 3});
+    mae::BatchLoader le(stopping, 8, 4, 17);
+    auto o = saving(de);
+    o.accum_iter = 1;
+    mae::Trainer<TinyModel> te(e, le, o);
+    const auto inode = [&] {
+      struct stat st {};
+      return ::stat((de / "checkpoint-5.safetensors").c_str(), &st) == 0 ? st.st_ino : ino_t(0);
+    };
+    ino_t at_epoch_end = 0;
+    stopping.loads = 0, stopping.stop_at = 4 * 4;  // the first image of step 5
+    CHECK_FALSE(te.run([&](int) { at_epoch_end = inode(); }));
+    mae::stop_request() = 0;
+    CHECK(te.steps_done() == 5);
+    CHECK(at_epoch_end != 0);
+    CHECK(inode() == at_epoch_end);
+  }
   const std::string log_before = slurp(db / "log.csv");
   CHECK(std::count(log_before.begin(), log_before.end(), '\n') == 8);  // header + 7 steps
   TinyModel c(TinyModel::Options{true, 999});
@@ -363,9 +437,14 @@ class LabelledImages : public mae::ImageDataset {
   Index channels() const override { return 3; }
   Index height(Index) const override { return 12; }
   Index width(Index) const override { return 12; }
-  void load(Index i, float* out) const override { std::copy(px_.begin() + i * 432, px_.begin() + (i + 1) * 432, out); }
+  void load(Index i, float* out) const override {
+    if (loads++ == stop_at) mae::stop_request() = SIGUSR1;  // a stop requested while that image loads
+    std::copy(px_.begin() + i * 432, px_.begin() + (i + 1) * 432, out);
+  }
   int label(Index i) const override { return static_cast<int>(i % 3); }
   std::string name() const override { return "labelled"; }
+  mutable std::atomic<int> loads{0};
+  mutable int stop_at = -1;
 
  private:
   Index n_;
@@ -382,11 +461,13 @@ struct RecipeRun {
 // Fine-tunes 2 epochs of 3 batches with the reference's recipe (RandAugment, random erasing,
 // mixup / cutmix, clip_grad), optionally stopping at max_steps or resuming from a checkpoint.
 RecipeRun run_recipe(const std::string& out, mae::Index max_steps, const std::string& resume,
-                     const mae::MixupOptions& mix, const std::string& aa) {
+                     const mae::MixupOptions& mix, const std::string& aa, mae::Index save_every = 0,
+                     int stop_at_load = -1) {
   static const LabelledImages ds(24);
+  ds.loads = 0, ds.stop_at = stop_at_load;
   mae::FinetuneOptions o;
   o.epochs = 2, o.batch_size = 8, o.seed = 5, o.warmup_epochs = 0.5, o.out_dir = out, o.progress = false;
-  o.max_steps = max_steps, o.mixup = mix, o.clip_grad = 0.5;
+  o.max_steps = max_steps, o.mixup = mix, o.clip_grad = 0.5, o.save.every_steps = save_every;
   mae::AugmentOptions aug;
   aug.rand_augment = aa != "none";
   if (aug.rand_augment) aug.rand_augment_options = mae::RandAugmentOptions::parse(aa);
@@ -423,4 +504,14 @@ TEST_CASE("fine-tuning with the full recipe resumes bit for bit; a resume with a
                        doctest::Contains("mixup = {"), mae::Error);
   CHECK_THROWS_WITH_AS(run_recipe((dir / "cut").string(), -1, ckpt, mix, "rand-m7-mstd0.5-inc1"),
                        doctest::Contains("augment = {"), mae::Error);
+  // classifier.safetensors holds the weights at epoch ends and at a max_steps stop; a checkpoint
+  // between epoch ends, or at a signal's stop (the run goes on from it), leaves it alone
+  run_recipe((dir / "every").string(), 2, "", mix, aa, /*save_every=*/1);
+  CHECK(fs::exists(dir / "every" / "checkpoint-1.safetensors"));
+  CHECK(fs::exists(dir / "every" / "classifier.safetensors"));  // (max_steps, mid-epoch)
+  run_recipe((dir / "signalled").string(), -1, "", mix, aa, /*save_every=*/1, /*stop_at_load=*/8);  // in step 2
+  mae::stop_request() = 0;
+  CHECK(fs::exists(dir / "signalled" / "checkpoint-1.safetensors"));
+  CHECK(fs::exists(dir / "signalled" / "checkpoint-2.safetensors"));
+  CHECK_FALSE(fs::exists(dir / "signalled" / "classifier.safetensors"));
 }

@@ -73,7 +73,7 @@ cmp <(cut -d, -f1-4 ft/eval.csv) <(cut -d, -f1-4 ft_cut/eval.csv)
 cmp ft/classifier.safetensors ft_cut/classifier.safetensors
 cmp ft/checkpoint.safetensors ft_cut/checkpoint.safetensors
 # a resume with another schedule would not continue the same run: refused, naming the field
-expect_refused "batch_size = 40, this run has 32" "$mae" finetune --data png --resume ft_cut/checkpoint.safetensors \
+expect_refused "global_batch = 40 (40 per process x 1 process), this run has 32" "$mae" finetune --data png --resume ft_cut/checkpoint.safetensors \
   --epochs 2 --batch 32 "${q[@]}" --out ft_other
 expect_refused "clip_grad" "$mae" finetune --data png --resume ft_cut/checkpoint.safetensors \
   --epochs 2 --batch 40 --clip-grad 1 "${q[@]}" --out ft_other
@@ -290,6 +290,24 @@ newest=$(ls preempted/checkpoint-*.safetensors | sort -t- -k2 -n | tail -1)
 rm preempted/checkpoint.safetensors && head -c 1000 "$newest" > cut.tmp && rm "$newest" && mv cut.tmp "$newest"
 "$mae" pretrain "${keep[@]}" --resume auto --out preempted > fallback.out 2> fallback.err
 grep -q "passing over a checkpoint that does not open: .*$newest" fallback.err || { cat fallback.err; fail "no warning"; }
+# fine-tuning the same way: SIGTERM mid-epoch, exit 75; --resume auto ends with the
+# uninterrupted run's classifier and logs
+ftk=(--data png --init pre/mae_final.safetensors --epochs 8 --batch 40 --save-every-steps 2 "${q[@]}")
+"$mae" finetune "${ftk[@]}" --out ft_whole > /dev/null
+"$mae" finetune "${ftk[@]}" --resume auto --out ft_term > ft_term.out 2>&1 &
+pid=$!
+for _ in $(seq 600); do [ -e ft_term/checkpoint-2.safetensors ] && break; sleep 0.05; done
+kill -TERM $pid
+status=0; wait $pid || status=$?
+test "$status" -eq 75 || { cat ft_term.out; fail "finetune, SIGTERM: exit status $status, not 75"; }
+grep -q "stopped by signal 15 (Terminated) after step .*: checkpoint ft_term/checkpoint.safetensors" ft_term.out \
+  || { cat ft_term.out; fail "finetune: no stop message"; }
+"$mae" finetune "${ftk[@]}" --resume auto --out ft_term > ft_auto.out
+grep -q "resume auto: ft_term/checkpoint-" ft_auto.out || { cat ft_auto.out; fail "finetune: no resume"; }
+cmp ft_whole/classifier.safetensors ft_term/classifier.safetensors || fail "the preempted fine-tuning ended elsewhere"
+cmp <(cut -d, -f1-4 ft_whole/log.csv) <(cut -d, -f1-4 ft_term/log.csv) || fail "the fine-tuning logs differ"
+cmp <(cut -d, -f1-4 ft_whole/eval.csv) <(cut -d, -f1-4 ft_term/eval.csv) || fail "the evaluations differ"
+expect_refused "excludes" "$mae" pretrain --data png --batch 8 --global-batch 16 --out bad "${q[@]}"
 expect_refused "--init starts a run from an encoder, --resume continues a run" "$mae" pretrain --data png \
   --init pre/mae_final.safetensors --resume pre/checkpoint.safetensors --out pre "${q[@]}"
 echo "mae end to end: OK"

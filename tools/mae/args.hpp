@@ -33,6 +33,7 @@ struct RunArgs {
   std::uint64_t seed = 0;
   int threads = 0;
   bool progress = true;
+  Index global_batch = 0;  // pretrain, finetune: --global-batch (0: --batch per process)
 };
 
 // This process's part when `mae` runs under mpirun (main.cpp fills it; one process otherwise):

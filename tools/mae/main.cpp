@@ -128,9 +128,15 @@ void add_run(CLI::App& c, RunArgs& r, const std::string& seed_help) {
 }
 
 template <class O>
-void add_schedule(CLI::App& c, O& o, const std::string& blr_help) {
+void add_schedule(CLI::App& c, O& o, Index& global_batch, const std::string& blr_help) {
   c.add_option("--epochs", o.epochs, "epochs")->check(whole(1, 1000000));
-  c.add_option("--batch", o.batch_size, "images per batch (per process under mpirun)")->check(whole(1, 1 << 20));
+  auto* batch =
+      c.add_option("--batch", o.batch_size, "images per batch (per process under mpirun)")->check(whole(1, 1 << 20));
+  c.add_option("--global-batch", global_batch,
+               "images per batch over all processes, instead of --batch: each process takes its share, so one "
+               "command line serves any number of processes (0: --batch)")
+      ->check(whole(0, 1 << 24))
+      ->excludes(batch);
   c.add_option("--blr", o.blr, blr_help)->check(number(0, 100, /*lo_open=*/true));
   c.add_option("--lr", o.lr, "absolute learning rate (overrides --blr; 0: from --blr)")->check(number(0, 100));
   c.add_option("--min-lr", o.min_lr, "final learning rate of the cosine schedule")->check(number(0, 100));
@@ -222,7 +228,8 @@ int main(int argc, char** argv) {
   pre->option_defaults()->always_capture_default();
   add_model(*pre, pa_model);
   add_data(*pre, pa.data, true);
-  add_schedule(*pre, pa.train, "base learning rate: lr = blr * global batch / 256 (batch x accum x processes)");
+  add_schedule(*pre, pa.train, pa.run.global_batch,
+               "base learning rate: lr = blr * global batch x accum / 256 (global batch: batch x processes)");
   pre->add_option("--accum", pa.train.accum_iter, "micro-batches per optimizer step (at most the steps of an epoch)")
       ->check(whole(1, 1 << 20));
   pre->add_option("--mask-ratio", pa.train.mask_ratio, "fraction of patches removed")->check(number(0, 0.999));
@@ -260,7 +267,8 @@ int main(int argc, char** argv) {
   fin->option_defaults()->always_capture_default();
   add_model(*fin, fa_model);
   add_data(*fin, fa.data, true);
-  add_schedule(*fin, fa.ft, "base learning rate: lr = blr * global batch / 256 (batch x processes)");
+  add_schedule(*fin, fa.ft, fa.run.global_batch,
+               "base learning rate: lr = blr * global batch / 256 (batch x processes)");
   fin->add_option("--init", fa.init,
                   "the encoder: an MAE checkpoint or converted official weights (another image size: pos_embed is "
                   "interpolated); none: from scratch");

@@ -142,19 +142,49 @@ inline ClassifierInfo read_classifier_info(const Metadata& meta, const std::stri
 inline void write_trajectory(Metadata& meta, const char* key, const nlohmann::json& trajectory) {
   meta[key] = trajectory.dump();
 }
-inline void require_same_trajectory(const safetensors::File& f, const char* key, const nlohmann::json& ours,
-                                    const std::string& what) {
+
+// Entries a trajectory records that a resume may change: how the global batch is split over
+// processes (the global batch itself is compared), and whether the random draws per image come
+// from its position (what several processes always use; a trainer keeps it on once it was).
+inline bool per_process_entry(const std::string& name) {
+  return name == "batch_size" || name == "ranks" || name == "noise_by_position" || name == "drop_path_by_position";
+}
+
+// "64 (32 per process x 2 processes)" for a trajectory's global batch.
+inline std::string global_batch_words(const nlohmann::json& t) {
+  const long long ranks = t.value("ranks", 1LL), accum = t.value("accum_iter", 1LL);
+  std::string s = t["global_batch"].dump() + " (" + t.value("batch_size", nlohmann::json("?")).dump() +
+                  " per process x " + std::to_string(ranks) + (ranks == 1 ? " process" : " processes");
+  return s + (accum > 1 ? " x " + std::to_string(accum) + " accumulated)" : ")");
+}
+
+// Refuses a checkpoint whose trajectory (as `ours`, from the same trainer) differs in an entry
+// that is not per_process_entry, naming it; returns the checkpoint's trajectory. The global
+// batch is compared, so a run may resume on another number of processes at the same global
+// batch. (Checkpoints from before "global_batch" was recorded: batch_size x ranks x accum_iter.)
+inline nlohmann::json require_same_trajectory(const safetensors::File& f, const char* key, const nlohmann::json& ours,
+                                              const std::string& what) {
   require_metadata(f, key, "checkpoint of this kind of run");
   nlohmann::json saved;
   try {
     saved = nlohmann::json::parse(f.metadata().at(key));
+    if (!saved.contains("global_batch") && saved.contains("batch_size"))
+      saved["global_batch"] =
+          saved["batch_size"].get<long long>() * saved.value("ranks", 1LL) * saved.value("accum_iter", 1LL);
   } catch (const nlohmann::json::exception& e) {
     f.fail(std::string("corrupt ") + key + " metadata: " + e.what());
   }
-  for (const auto& [name, value] : ours.items())
-    if (!saved.contains(name) || saved[name] != value)
-      f.fail("checkpoint was " + what + " with " + name + " = " + (saved.contains(name) ? saved[name].dump() : "?") +
-             ", this run has " + value.dump() + ": resuming would not continue the same run");
+  for (const auto& [name, value] : ours.items()) {
+    if (per_process_entry(name) || (saved.contains(name) && saved[name] == value)) continue;
+    const bool batch = name == "global_batch" && saved.contains(name);
+    f.fail("checkpoint was " + what + " with " + name + " = " +
+           (batch                  ? global_batch_words(saved)
+            : saved.contains(name) ? saved[name].dump()
+                                   : "?") +
+           ", this run has " + (batch ? global_batch_words(ours) : value.dump()) +
+           ": resuming would not continue the same run");
+  }
+  return saved;
 }
 
 // --- a run between two optimizer steps ---------------------------------------------------

@@ -80,9 +80,11 @@ struct FinetuneOptions {
   Index global_batch() const { return batch_size * parallel.ranks; }
   bool position_drop_path() const { return drop_path_by_position || parallel.ranks > 1; }
   double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, global_batch()); }
-  // What determines the trajectory: a resume must agree on these.
+  // What determines the trajectory: a resume must agree on these, except on how the global
+  // batch is split over processes (require_same_trajectory).
   nlohmann::json trajectory_json() const {
     nlohmann::json j = {{"epochs", epochs},
+                        {"global_batch", global_batch()},
                         {"batch_size", batch_size},
                         {"lr", effective_lr()},
                         {"min_lr", min_lr},
@@ -226,6 +228,7 @@ class Finetuner {
       optim_.step(model_.parameters(), model_.gradients(), lr);
       return true;  // every step is an optimizer step: a checkpoint or a stop may follow
     };
+    Index saved = -1, classified = -1;  // the steps of the last checkpoint and classifier this run wrote
     const auto epoch_end = [&](int epoch) {
       EvalResult ev;
       if (evaluate_) ev = evaluate_();
@@ -233,12 +236,18 @@ class Finetuner {
       if (eval_log_.is_open())
         eval_log_ << epoch + 1 << ',' << loop_.history().back().step << ',' << ev.accuracy << ',' << ev.loss << ','
                   << std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() << std::endl;
-      save(epoch + 1, ev.accuracy);
+      save(epoch + 1, ev.accuracy, /*checkpoint=*/true, /*classifier=*/true), saved = classified = step_;
       if (on_epoch_end) on_epoch_end(epoch, ev);
     };
-    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_,
-                                    [&] { save(static_cast<int>(step_ / iters), -1); });
-    if (!finished) save(static_cast<int>(step_ / iters), -1);
+    const auto between = [&] {
+      save(static_cast<int>(step_ / iters), -1, /*checkpoint=*/true, /*classifier=*/false), saved = step_;
+    };
+    const bool finished =
+        loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_, between);
+    if (!finished) {  // the checkpoint (unless just written); after max_steps the classifier too
+      const bool checkpoint = saved != step_, classifier = stop_signal() == 0 && classified != step_;
+      if (checkpoint || classifier) save(static_cast<int>(step_ / iters), -1, checkpoint, classifier);
+    }
     if (!finished) opt_.parallel.barrier();  // no process leaves (exits) before the checkpoint is complete
     return finished;
   }
@@ -254,7 +263,7 @@ class Finetuner {
     if (described != model_.name())
       f.fail("checkpoint is for another classifier (" + described + "); this one is " + model_.name());
     require_same_data(f, loader_, opt_.allow_other_data);  // before the options: other data is the likelier mistake
-    require_same_trajectory(f, keys::finetune, trajectory_json(), "fine-tuned");
+    const nlohmann::json then = require_same_trajectory(f, keys::finetune, trajectory_json(), "fine-tuned");
     const auto& params = model_.parameters();
     typename AdamW<S>::State optim = AdamW<S>::read_state(f, params);
     std::vector<S> w(static_cast<std::size_t>(params.size()));
@@ -271,6 +280,8 @@ class Finetuner {
     model_.rng() = rng;
     step_ = run.step;
     resumed_ = true;
+    // drop path drawn by position stays so (a run of several processes resumed on one)
+    if (then.value("drop_path_by_position", false)) opt_.drop_path_by_position = true;
   }
 
  private:
@@ -293,9 +304,11 @@ class Finetuner {
     if (!append) eval_log_ << "epoch,step,test_accuracy,test_loss,seconds\n";
   }
 
-  // classifier.safetensors (weights) and checkpoint.safetensors (+ optimizer and step); only
-  // the first process of a data-parallel run writes (every process holds the same state).
-  void save(int epoch, double accuracy) const {
+  // checkpoint.safetensors (the weights, optimizer and step) and/or classifier.safetensors
+  // (the weights: at epoch ends and a max_steps stop, not between, nor at a signal's stop,
+  // after which the run goes on); only the first process of a data-parallel run writes
+  // (every process holds the same state).
+  void save(int epoch, double accuracy, bool checkpoint, bool classifier) const {
     if (opt_.out_dir.empty() || opt_.parallel.rank != 0) return;
     Metadata meta = model_.metadata();
     meta.insert(opt_.metadata.begin(), opt_.metadata.end());
@@ -305,7 +318,8 @@ class Finetuner {
     meta[keys::epoch] = std::to_string(epoch);
     if (accuracy >= 0) meta[keys::test_accuracy] = std::to_string(accuracy);
     std::vector<safetensors::TensorOut> t = model_.state_dict();
-    safetensors::save(classifier_path(), t, meta);
+    if (classifier) safetensors::save(classifier_path(), t, meta);
+    if (!checkpoint) return;
     optim_.save_state(model_.parameters(), t, meta);
     RunState run;
     run.step = step_, run.rng = model_.rng().state();

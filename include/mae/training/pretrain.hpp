@@ -52,10 +52,14 @@ struct TrainOptions {
   Index global_batch() const { return batch_size * static_cast<Index>(accum_iter) * parallel.ranks; }
   bool position_noise() const { return noise_by_position || parallel.ranks > 1; }
   double effective_lr() const { return lr > 0 ? lr : LrSchedule::scaled(blr, global_batch()); }
-  // What determines the trajectory: a resume must agree on these.
+  // What determines the trajectory: a resume must agree on these, except on how the global
+  // batch is split over processes (require_same_trajectory).
   nlohmann::json trajectory_json() const {
-    nlohmann::json j = {
-        {"batch_size", batch_size}, {"accum_iter", accum_iter}, {"seed", seed}, {"mask_ratio", mask_ratio}};
+    nlohmann::json j = {{"global_batch", global_batch()},
+                        {"batch_size", batch_size},
+                        {"accum_iter", accum_iter},
+                        {"seed", seed},
+                        {"mask_ratio", mask_ratio}};
     if (parallel.ranks > 1) j["ranks"] = parallel.ranks;  // (absent: one process, as before)
     if (position_noise()) j["noise_by_position"] = true;
     return j;
@@ -171,14 +175,16 @@ class Trainer {
       }
       return step;  // between optimizer steps: a checkpoint or a stop may follow
     };
+    Index saved = -1;  // the step of the last checkpoint this run wrote
+    const auto save = [&] { save_checkpoint(), saved = step_; };
     const auto epoch_end = [&](int epoch) {
-      save_checkpoint();
+      save();
       if (on_epoch_end) on_epoch_end(epoch);
     };
-    const bool finished = loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_,
-                                    [&] { save_checkpoint(); });
-    if (!finished) save_checkpoint();
-    if (!finished) opt_.parallel.barrier();  // no process leaves (exits) before the checkpoint is complete
+    const bool finished =
+        loop_.run(forward, update, step_, epoch_end, checkpoint_path(), /*append_log=*/resumed_, save);
+    if (!finished && saved != step_) save();  // (a stop right after an epoch's end has its checkpoint)
+    if (!finished) opt_.parallel.barrier();   // no process leaves (exits) before the checkpoint is complete
     // a stop request leaves the checkpoint to resume from, not "final" weights
     if (!opt_.out_dir.empty() && opt_.parallel.rank == 0 && stop_signal() == 0) save_weights(weights_path());
     return finished;
@@ -224,7 +230,7 @@ class Trainer {
     Model::check_configuration(f);  // before the optimizer tensors, whose shapes would also differ
     const RunState run = RunState::read(f, /*with_lr=*/true, "training");
     require_same_data(f, loader_, opt_.allow_other_data);  // before the options: other data is the likelier mistake
-    require_same_trajectory(f, keys::train, opt_.trajectory_json(), "trained");
+    const nlohmann::json then = require_same_trajectory(f, keys::train, opt_.trajectory_json(), "trained");
     const auto& params = model_.parameters();
     typename AdamW<S>::State optim = AdamW<S>::read_state(f, params);
     std::vector<S> g(static_cast<std::size_t>(params.size()), S(0));
@@ -241,6 +247,8 @@ class Trainer {
     pending_micro_ = run.pending_micro_batches;
     lr_ = *run.lr;
     resumed_ = true;
+    // masks drawn by position stay so (a run of several processes resumed on one)
+    if (then.value("noise_by_position", false)) opt_.noise_by_position = true;
   }
 
  private:

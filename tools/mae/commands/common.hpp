@@ -36,6 +36,16 @@ inline std::string processes(const mae::DataParallel& p) {
   return s;
 }
 
+// --global-batch G on R processes: each takes G / R images per batch (G must divide evenly);
+// otherwise --batch, per process.
+inline Index per_process_batch(const RunArgs& r, Index batch, const mae::DataParallel& p) {
+  if (r.global_batch <= 0) return batch;
+  if (r.global_batch % p.ranks != 0)
+    throw mae::Error("--global-batch " + std::to_string(r.global_batch) + " does not split evenly over " +
+                     std::to_string(p.ranks) + " processes: give a multiple of " + std::to_string(p.ranks));
+  return r.global_batch / p.ranks;
+}
+
 // Where a command reports what it wrote: standard error when its --out is "-" (the output
 // itself goes to standard output), standard output otherwise; and how it names the output.
 inline std::FILE* report_stream(const std::string& out) { return out == "-" ? stderr : stdout; }

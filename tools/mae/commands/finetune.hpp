@@ -16,6 +16,7 @@ int finetune(FinetuneArgs a) {
   constexpr Index S = Cfg::img_size, C = Cfg::in_chans;
   set_threads(a.run);
   a.ft.seed = a.run.seed, a.ft.progress = a.run.progress, a.ft.parallel = process_group();
+  a.ft.batch_size = per_process_batch(a.run, a.ft.batch_size, a.ft.parallel);
   const auto owned = claim_run_directory(a.ft.out_dir, a.resume, a.overwrite, a.ft.parallel.rank == 0);
   Split train(a.data, "train", C, S, true), val(a.data, "val", C, S, true);
   require_same_classes(train, val);

@@ -17,6 +17,7 @@ int pretrain(PretrainArgs a) {
   constexpr Index S = Cfg::img_size, C = Cfg::in_chans;
   set_threads(a.run);
   a.train.seed = a.run.seed, a.train.progress = a.run.progress, a.train.parallel = process_group();
+  a.train.batch_size = per_process_batch(a.run, a.train.batch_size, a.train.parallel);
   const bool first = a.train.parallel.rank == 0;  // the process that writes
   const std::string out = a.train.out_dir;
   const auto owned = claim_run_directory(out, a.resume, a.overwrite, first);
@@ -50,10 +51,12 @@ int pretrain(PretrainArgs a) {
     std::printf("resumed from %s at step %lld\n", a.resume.c_str(), static_cast<long long>(trainer.steps_done()));
   }
   std::printf(
-      "%s on %s: %lld images, %lld steps/epoch, %d epochs, global batch %lld, lr %.3g, %s, norm_pix_loss %s, %s "
+      "%s on %s: %lld images, %lld steps/epoch, %d epochs, global batch %lld%s, lr %.3g, %s, norm_pix_loss %s, %s "
       "products\n",
       Cfg::name().c_str(), train.dataset().name().c_str(), static_cast<long long>(train.dataset().size()),
-      static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs, static_cast<long long>(a.train.global_batch()),
+      static_cast<long long>(trainer.steps_per_epoch()), a.train.epochs,
+      static_cast<long long>(a.train.batch_size * a.train.parallel.ranks),
+      a.train.accum_iter > 1 ? (" x " + std::to_string(a.train.accum_iter) + " accumulated").c_str() : "",
       a.train.effective_lr(), processes(a.train.parallel).c_str(), a.norm_pix ? "on" : "off", a.bf16 ? "bf16" : "fp32");
   std::fflush(stdout);
   Stopwatch t;
