@@ -4,6 +4,7 @@
 #include "test_util.hpp"
 
 #include <mae/data.hpp>
+#include <nlohmann/json.hpp>
 
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
 
 using mae::Index;
 namespace fs = std::filesystem;
@@ -216,10 +218,73 @@ TEST_CASE("image decoding: the format by content, PIL's channel conversion, corr
                        mae::Error);
   spit(d / "x.tga", std::string("\0\0\2\0\0\0\0\0\0\0\0\0\1\0\1\0\x18\0\1\2\3", 21));
   CHECK_THROWS_WITH_AS(mae::read_image_size((d / "x.tga").string()),
-                       doctest::Contains("x.tga: unreadable image (not a PNG, JPEG, BMP, GIF or PGM/PPM"), mae::Error);
+                       doctest::Contains("x.tga: unreadable image (not a PNG, JPEG, WebP, TIFF, BMP, GIF or PGM/PPM"),
+                       mae::Error);
   // an image deleted after the scan (mid-run): the message says why it cannot be opened
   CHECK_THROWS_WITH_AS(mae::decode_image((d / "gone.png").string(), 3, &s),
                        doctest::Contains("gone.png: cannot open (No such file or directory)"), mae::Error);
+}
+
+// tests/fixtures/images (tests/make_image_fixtures.py): pictures written by PIL (python3-pil
+// 9.4) in the formats people keep, and PIL's own decoded pixels, convert('RGB') and
+// convert('L'); every one must decode exactly (manifest.json's bound, 0 for all; where mae
+// differs from PIL on purpose, 16-bit gray, the expected pixels are the high bytes).
+TEST_CASE("formats: PNG, JPEG, WebP and TIFF in every layout decode to PIL's pixels") {
+  const fs::path dir = fs::path(MAE_FIXTURE_DIR) / "images";
+  const auto manifest = nlohmann::json::parse(slurp(dir / "manifest.json"));
+  REQUIRE(manifest.size() >= 24);
+  std::set<std::string> kinds;
+  for (const auto& m : manifest) {
+    const std::string file = m.at("file");
+    const fs::path stem = dir / fs::path(file).stem();
+    INFO(file << " (PIL mode " << m.at("pil_mode").get<std::string>() << ")");
+    kinds.insert(file.substr(0, file.find('_')));
+    for (int channels : {3, 1}) {
+      mae::ImageSize s;
+      const std::vector<unsigned char> got = mae::decode_image((dir / file).string(), channels, &s);
+      CHECK(s.width == m.at("width").get<int>());
+      CHECK(s.height == m.at("height").get<int>());
+      CHECK(mae::read_image_size((dir / file).string()).width == s.width);
+      const std::string want = slurp(stem.string() + (channels == 3 ? ".rgb" : ".l"));
+      REQUIRE(got.size() == want.size());
+      int worst = 0;
+      for (std::size_t i = 0; i < got.size(); ++i)
+        worst = std::max(worst, std::abs(int(got[i]) - int(static_cast<unsigned char>(want[i]))));
+      INFO(channels << " channels");
+      CHECK(worst <= m.at("bound").get<int>());
+    }
+  }
+  CHECK(kinds == std::set<std::string>{"jpeg", "png", "tiff", "webp"});
+  // formats by content; truncated or corrupt WebP and TIFF named
+  CHECK(mae::image_format((dir / "webp_lossy.webp").string()) == mae::ImageFormat::webp);
+  CHECK(mae::image_format((dir / "tiff_rgb8.tif").string()) == mae::ImageFormat::tiff);
+  const fs::path d = scratch_dir("formats_bad");
+  mae::ImageSize s;
+  for (const char* name : {"webp_lossy.webp", "webp_lossless.webp", "tiff_rgb8.tif", "tiff_gray8.tiff"}) {
+    const std::string bytes = slurp(dir / name);
+    spit(d / name, bytes.substr(0, bytes.size() * 2 / 3));
+    const std::string kind = std::string(name).rfind("webp", 0) == 0 ? "WebP" : "TIFF";
+    CHECK_THROWS_WITH_AS(mae::decode_image((d / name).string(), 3, &s),
+                         doctest::Contains((std::string(name) + ": unreadable " + kind).c_str()), mae::Error);
+  }
+  spit(d / "header.tif", std::string("II*\0\xff\xff\xff\x0f", 8));  // the first directory past the end
+  CHECK_THROWS_WITH_AS(mae::read_image_size((d / "header.tif").string()),
+                       doctest::Contains("header.tif: unreadable TIFF"), mae::Error);
+  // a folder of them: torchvision's extensions in any case, other files ignored, a file named
+  // as an image that does not decode refused by name
+  const fs::path f = scratch_dir("formats_folder");
+  fs::create_directories(f / "a"), fs::create_directories(f / "b");
+  fs::copy_file(dir / "webp_lossy.webp", f / "a" / "1.webp");
+  fs::copy_file(dir / "tiff_cmyk.tif", f / "a" / "2.TIF");
+  fs::copy_file(dir / "tiff_gray8.tiff", f / "b" / "3.tiff");
+  fs::copy_file(dir / "jpeg_cmyk.jpg", f / "b" / "4.JPEG");
+  spit(f / "a" / ".DS_Store", "Bud1 not an image");
+  spit(f / "b" / "notes.txt", "not an image");
+  mae::ImageFolder folder(f.string(), {3});
+  CHECK(folder.size() == 4);
+  CHECK(folder.class_names() == std::vector<std::string>{"a", "b"});
+  spit(f / "b" / "5.webp", std::string("RIFF\x10\0\0\0WEBPVP8 garbage", 23));
+  CHECK_THROWS_WITH_AS(mae::ImageFolder(f.string(), {3}), doctest::Contains("5.webp: unreadable WebP"), mae::Error);
 }
 
 TEST_CASE("bicubic resize: identity on the same grid, constants stay constant") {

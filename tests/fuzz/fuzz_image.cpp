@@ -1,4 +1,4 @@
-// libFuzzer harness: one image file (PNG, JPEG, BMP, GIF, PGM/PPM by content) through
+// libFuzzer harness: one image file (PNG, JPEG, WebP, TIFF, BMP, GIF, PGM/PPM by content) through
 // ImageFolder's scan and decode, shrunk and converted to RGB and to gray. The pixel limit is
 // kept small so that a large but valid image is refused instead of exhausting the fuzzer.
 #include "fuzz_common.hpp"

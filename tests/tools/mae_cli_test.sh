@@ -96,6 +96,22 @@ test "$(wc -l < pred.csv)" -eq 10  # header + 8 + 1
 head -1 pred.csv | grep -q "^path,label1,prob1,label2"
 grep -q "png/val/Coat/00006.png," pred.csv
 
+# a folder of every format people keep (tests/fixtures/images: PNG 1 to 16 bits, palette, alpha;
+# JPEG gray, progressive, CMYK; WebP lossy, lossless, alpha; TIFF 8 and 16 bits, CMYK, pages):
+# every file trains, and every one is predicted
+fixtures="$(cd "$(dirname "$0")/../fixtures/images" && pwd)"
+pictures=0
+for f in "$fixtures"/*.png "$fixtures"/*.jpg "$fixtures"/*.webp "$fixtures"/*.tif "$fixtures"/*.tiff; do
+  cls=$([ $((pictures % 2)) -eq 0 ] && echo even || echo odd)
+  for split in train val; do mkdir -p "mixed/$split/$cls" && cp "$f" "mixed/$split/$cls/"; done
+  pictures=$((pictures + 1))
+done
+test "$pictures" -ge 24 || fail "only $pictures fixture pictures"
+"$mae" finetune --data mixed --epochs 1 --batch 8 --out mixed_ft "${q[@]}" | tee mixed_ft.txt
+grep -q "mixed/train: $pictures images" mixed_ft.txt || fail "not every picture of the mixed folder was read"
+"$mae" predict --checkpoint mixed_ft/classifier.safetensors mixed/val --out mixed_pred.csv "${q[@]}"
+test "$(wc -l < mixed_pred.csv)" -eq $((pictures + 1)) || fail "not every picture predicted"
+
 "$mae" extract --data png --split val --checkpoint pre/mae_final.safetensors --pool avg --out feat.safetensors \
   "${q[@]}" | tee extract.txt
 grep -q "features (80, 192)" extract.txt

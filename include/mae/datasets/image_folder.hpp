@@ -1,4 +1,4 @@
-// mae/datasets/image_folder.hpp — a dataset of PNG/JPEG/BMP/GIF/PGM/PPM files (image_decode.hpp),
+// mae/datasets/image_folder.hpp — a dataset of PNG/JPEG/WebP/TIFF/BMP/GIF/PGM/PPM files (image_decode.hpp),
 // converted to the model's channel count, in torchvision's ImageFolder layout: the first directory under
 // the root names an image's class (files directly in the root have none).
 //
@@ -8,7 +8,7 @@
 // verify() decodes everything once, in parallel, keeping nothing. An image whose shorter
 // side exceeds max_side is shrunk (bicubic, antialiased) straight from its 8-bit decode.
 //
-// Needs libspng, libturbojpeg and libstb (the mae::data CMake target links them).
+// Needs libspng, libturbojpeg, libwebp, libtiff and libstb (the mae::data CMake target links them).
 #ifndef MAE_DATASETS_IMAGE_FOLDER_HPP
 #define MAE_DATASETS_IMAGE_FOLDER_HPP
 
@@ -39,7 +39,8 @@ struct ImageFolderOptions {
 inline bool is_image_file(const std::filesystem::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm"})
+  // torchvision's ImageFolder's IMG_EXTENSIONS, and GIF
+  for (const char* e : {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm"})
     if (ext == e) return true;
   return false;
 }
