@@ -284,18 +284,26 @@ test -s piped/mae_final.safetensors || fail "pretrain into a closed pipe wrote n
 
 # --- preemption: SIGTERM mid-epoch finishes the step, writes a checkpoint and exits 75; the same
 # command line with --resume auto continues, and ends with the uninterrupted run's files
+
+# sigterm_once DIR N OUT COMMAND...: runs COMMAND (its output to OUT), sends it SIGTERM once
+# DIR/checkpoint-N.safetensors exists, and checks the exit status 75 and the stop message
+sigterm_once() {
+  local dir=$1 first=$2 out=$3 pid status=0
+  shift 3
+  "$@" > "$out" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do [ -e "$dir/checkpoint-$first.safetensors" ] && break; sleep 0.05; done
+  kill -TERM $pid
+  wait $pid || status=$?
+  test "$status" -eq 75 || { cat "$out"; fail "SIGTERM to $*: exit status $status, not 75"; }
+  grep -q "stopped by signal 15 (Terminated) after step .*: checkpoint $dir/checkpoint.safetensors" "$out" \
+    || { cat "$out"; fail "no stop message from $*"; }
+}
 keep=(--data png --epochs 4 --batch 24 --save-every-steps 3 --keep 2 --figure-images 1 "${q[@]}")
 "$mae" pretrain "${keep[@]}" --out whole > /dev/null
 ls whole/checkpoint-*.safetensors | wc -l | grep -qx 2 || { ls whole; fail "--keep 2 kept another number"; }
-"$mae" pretrain "${keep[@]}" --resume auto --out preempted > term.out 2>&1 &
-pid=$!
-for _ in $(seq 600); do [ -e preempted/checkpoint-3.safetensors ] && break; sleep 0.05; done
-kill -TERM $pid
-status=0; wait $pid || status=$?
-test "$status" -eq 75 || { cat term.out; fail "SIGTERM: exit status $status, not 75"; }
+sigterm_once preempted 3 term.out "$mae" pretrain "${keep[@]}" --resume auto --out preempted
 grep -q "no checkpoint in preempted, starting fresh" term.out || fail "--resume auto did not start fresh"
-grep -q "stopped by signal 15 (Terminated) after step .*: checkpoint preempted/checkpoint.safetensors" term.out \
-  || { cat term.out; fail "no stop message"; }
 test ! -e preempted/mae_final.safetensors || fail "a stopped run wrote final weights"
 "$mae" pretrain "${keep[@]}" --resume auto --out preempted > auto.out
 grep -q "resume auto: preempted/checkpoint-" auto.out || { cat auto.out; fail "--resume auto did not resume"; }
@@ -310,14 +318,7 @@ grep -q "passing over a checkpoint that does not open: .*$newest" fallback.err |
 # uninterrupted run's classifier and logs
 ftk=(--data png --init pre/mae_final.safetensors --epochs 8 --batch 40 --save-every-steps 2 "${q[@]}")
 "$mae" finetune "${ftk[@]}" --out ft_whole > /dev/null
-"$mae" finetune "${ftk[@]}" --resume auto --out ft_term > ft_term.out 2>&1 &
-pid=$!
-for _ in $(seq 600); do [ -e ft_term/checkpoint-2.safetensors ] && break; sleep 0.05; done
-kill -TERM $pid
-status=0; wait $pid || status=$?
-test "$status" -eq 75 || { cat ft_term.out; fail "finetune, SIGTERM: exit status $status, not 75"; }
-grep -q "stopped by signal 15 (Terminated) after step .*: checkpoint ft_term/checkpoint.safetensors" ft_term.out \
-  || { cat ft_term.out; fail "finetune: no stop message"; }
+sigterm_once ft_term 2 ft_term.out "$mae" finetune "${ftk[@]}" --resume auto --out ft_term
 "$mae" finetune "${ftk[@]}" --resume auto --out ft_term > ft_auto.out
 grep -q "resume auto: ft_term/checkpoint-" ft_auto.out || { cat ft_auto.out; fail "finetune: no resume"; }
 cmp ft_whole/classifier.safetensors ft_term/classifier.safetensors || fail "the preempted fine-tuning ended elsewhere"
