@@ -153,10 +153,7 @@ class Finetuner {
       throw Error("mixup / cutmix pair image i with image N-1-i: the batch size (" + std::to_string(opt_.batch_size) +
                   ") must be even");
     if (!(opt_.clip_grad >= 0 && std::isfinite(opt_.clip_grad))) throw Error("clip_grad must be finite and >= 0");
-    if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
-    if (loader_.channels() != Vit::C)
-      throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
-                  std::to_string(Vit::C));
+    check_trainer_inputs(loader_, opt_.batch_size, Vit::C, opt_.weight_decay);
     AdamWOptions ao;
     ao.beta2 = 0.999;  // main_finetune.py: torch.optim.AdamW's default betas
     ao.weight_decay = opt_.weight_decay;
@@ -165,8 +162,6 @@ class Finetuner {
     schedule_ = LrSchedule{opt_.effective_lr(), opt_.min_lr, opt_.warmup_epochs, static_cast<double>(opt_.epochs)};
     schedule_.check();
     check_run_length(opt_.max_steps, 1, loop_.steps_per_epoch());
-    if (!(opt_.weight_decay >= 0 && std::isfinite(opt_.weight_decay)))
-      throw Error("weight_decay must be finite and >= 0");
   }
 
   std::string classifier_path() const { return opt_.out_dir.empty() ? "" : opt_.out_dir + "/classifier.safetensors"; }

@@ -102,10 +102,7 @@ class Trainer {
         loop_(loop_options(opt_), shard_loader(loader_, opt_.parallel)) {
     if (opt_.accum_iter <= 0) throw Error("accum_iter must be positive");
     check_data_parallel<S>(opt_.parallel, opt_.accum_iter, loop_.steps_per_epoch(), opt_.max_steps);
-    if (loader_.batch_size() != opt_.batch_size) throw Error("the loader's batch size differs from the options'");
-    if (loader_.channels() != Model::C)
-      throw Error("the dataset has " + std::to_string(loader_.channels()) + " channels; the model takes " +
-                  std::to_string(Model::C));
+    check_trainer_inputs(loader_, opt_.batch_size, Model::C, opt_.weight_decay);
     num_visible(Model::L, opt_.mask_ratio);  // validates the ratio now, not at the first step
     AdamWOptions ao;
     ao.weight_decay = opt_.weight_decay;
@@ -116,8 +113,6 @@ class Trainer {
     schedule_.epochs = opt_.epochs;
     schedule_.check();
     check_run_length(opt_.max_steps, opt_.accum_iter, loop_.steps_per_epoch());
-    if (!(opt_.weight_decay >= 0 && std::isfinite(opt_.weight_decay)))
-      throw Error("weight_decay must be finite and >= 0");
     model_.zero_grad();
   }
 

@@ -219,6 +219,16 @@ inline void check_run_length(Index max_steps, Index accum_iter, Index steps_per_
                 std::to_string(steps_per_epoch) + ", or use smaller batches)");
 }
 
+// What both trainers check of their loader and options before they start.
+inline void check_trainer_inputs(const BatchLoader& loader, Index batch_size, Index model_channels,
+                                 double weight_decay) {
+  if (loader.batch_size() != batch_size) throw Error("the loader's batch size differs from the options'");
+  if (loader.channels() != model_channels)
+    throw Error("the dataset has " + std::to_string(loader.channels()) + " channels; the model takes " +
+                std::to_string(model_channels));
+  if (!(weight_decay >= 0 && std::isfinite(weight_decay))) throw Error("weight_decay must be finite and >= 0");
+}
+
 class TrainingLoop {
  public:
   TrainingLoop(LoopOptions opt, Index steps_per_epoch) : opt_(std::move(opt)), iters_(steps_per_epoch) {
