@@ -132,9 +132,19 @@ TEST_CASE("the real Fashion-MNIST, when Debian's package is installed") {
   mae::FashionMnist test(mae::FashionMnist::kDefaultDir, "t10k");
   CHECK(test.size() == 10000);
   std::vector<double> mean, sd;
+  const int before = mae::max_threads();
+  mae::set_num_threads(1);
   mae::dataset_mean_std(test, mean, sd);
   CHECK(mean[0] == doctest::Approx(0.286).epsilon(0.02));  // the known statistics of Fashion-MNIST
   CHECK(sd[0] == doctest::Approx(0.353).epsilon(0.02));
+  // decoded in parallel, summed in image order: the same bits for any thread count (the
+  // statistics are stored in checkpoints and compared on resume)
+  std::vector<double> mean2, sd2;
+  mae::set_num_threads(2);
+  mae::dataset_mean_std(test, mean2, sd2);
+  mae::set_num_threads(before);
+  CHECK(mean2 == mean);
+  CHECK(sd2 == sd);
 }
 
 TEST_CASE("image folder: PNG and JPEG files, converted, labelled by subdirectory; bad files named") {
@@ -285,6 +295,16 @@ TEST_CASE("formats: PNG, JPEG, WebP and TIFF in every layout decode to PIL's pix
   CHECK(folder.class_names() == std::vector<std::string>{"a", "b"});
   spit(f / "b" / "5.webp", std::string("RIFF\x10\0\0\0WEBPVP8 garbage", 23));
   CHECK_THROWS_WITH_AS(mae::ImageFolder(f.string(), {3}), doctest::Contains("5.webp: unreadable WebP"), mae::Error);
+  // the headers are read in parallel; the refusal is the first bad file in path order
+  for (int i = 0; i < 150; ++i)
+    fs::copy_file(dir / "png_gray8.png", f / "b" / ("6_" + std::to_string(1000 + i) + ".png"));
+  spit(f / "b" / "7.tif", "II*\0 not a TIFF");
+  const int before = mae::max_threads();
+  for (int threads : {1, 2}) {
+    mae::set_num_threads(threads);
+    CHECK_THROWS_WITH_AS(mae::ImageFolder(f.string(), {3}), doctest::Contains("5.webp: unreadable WebP"), mae::Error);
+  }
+  mae::set_num_threads(before);
 }
 
 TEST_CASE("bicubic resize: identity on the same grid, constants stay constant") {
