@@ -53,22 +53,15 @@ void BM_save_checkpoint(benchmark::State& st) {
   fs::remove_all(dir);
 }
 
-BENCHMARK_TEMPLATE(BM_save_checkpoint, mae::presets::vit_tiny_28x28_gray<float>)
-    ->Name("save_checkpoint/tiny_28x28_gray")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK_TEMPLATE(BM_save_checkpoint, mae::presets::vit_tiny_32x32_rgb<float>)
-    ->Name("save_checkpoint/tiny_32x32_rgb")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK_TEMPLATE(BM_save_checkpoint, mae::presets::vit_tiny_patch16_224<float>)
-    ->Name("save_checkpoint/tiny_patch16_224")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK_TEMPLATE(BM_save_checkpoint, mae::presets::vit_base_patch16_dec512d8b<float>)
-    ->Name("save_checkpoint/vit_base_patch16_dec512d8b")
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+#define MAE_SAVE_BENCH(NAME, CFG)             \
+  BENCHMARK_TEMPLATE(BM_save_checkpoint, CFG) \
+      ->Name("save_checkpoint/" NAME)         \
+      ->Unit(benchmark::kMillisecond)         \
+      ->UseRealTime()
+MAE_SAVE_BENCH("tiny_28x28_gray", mae::presets::vit_tiny_28x28_gray<float>);
+MAE_SAVE_BENCH("tiny_32x32_rgb", mae::presets::vit_tiny_32x32_rgb<float>);
+MAE_SAVE_BENCH("tiny_patch16_224", mae::presets::vit_tiny_patch16_224<float>);
+MAE_SAVE_BENCH("vit_base_patch16_dec512d8b", mae::presets::vit_base_patch16_dec512d8b<float>);
 
 }  // namespace
 
