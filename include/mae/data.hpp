@@ -1,8 +1,9 @@
 // mae/data.hpp — the mae::data side, everything that reads or writes files other than
 // checkpoints: datasets/ (Fashion-MNIST: zlib; image folders: PNG with libspng, JPEG with
-// libjpeg-turbo, BMP/GIF/PGM/PPM with stb_image) and figures/ (stb_image_write, gnuplot).
-// Kept apart from <mae/mae.hpp> because it needs libraries the models do not: link the
-// mae::data CMake target (zlib, libspng, libturbojpeg, Debian's libstb).
+// libjpeg-turbo, WebP with libwebp, TIFF with libtiff, BMP/GIF/PGM/PPM with stb_image) and
+// figures/ (stb_image_write, gnuplot). Kept apart from <mae/mae.hpp> because it needs
+// libraries the models do not: link the mae::data CMake target (zlib, libspng, libturbojpeg,
+// libwebp, libtiff, Debian's libstb).
 #ifndef MAE_DATA_HPP
 #define MAE_DATA_HPP
 
