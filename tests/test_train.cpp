@@ -367,6 +367,19 @@ TEST_CASE("checkpoints every N steps keep the last K; a stop request checkpoints
     CHECK(te.steps_done() == 5);
     CHECK(at_epoch_end != 0);
     CHECK(inode() == at_epoch_end);
+    // and that epoch-end checkpoint resumes bit for bit, as the mid-epoch one below
+    const auto run_to_end = [&](const fs::path& dir, const std::string& resume) {
+      TinyModel m(TinyModel::Options{true, resume.empty() ? 3ull : 999ull});
+      mae::BatchLoader l(data, 8, 4, 17);
+      auto oe = saving(dir);
+      oe.accum_iter = 1;
+      mae::Trainer<TinyModel> t(m, l, oe);
+      if (!resume.empty()) t.resume(resume);
+      CHECK(t.run());
+      return std::vector<float>(m.parameters().data(), m.parameters().data() + m.parameters().size());
+    };
+    const std::vector<float> whole = run_to_end(scratch_dir("every_epoch_end_whole"), "");
+    CHECK(run_to_end(de, (de / "checkpoint.safetensors").string()) == whole);
   }
   const std::string log_before = slurp(db / "log.csv");
   CHECK(std::count(log_before.begin(), log_before.end(), '\n') == 8);  // header + 7 steps
