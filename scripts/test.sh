@@ -15,8 +15,10 @@ phase "release build"
 (cd build/release && ctest --output-on-failure -j "$JOBS")
 phase "release tests"
 
-cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DMAE_SANITIZE=ON \
-      -DMAE_BUILD_EXAMPLES=OFF -DMAE_BUILD_BENCHMARKS=OFF
+# -O1: the sanitized suite compiles 2.4x faster than at -O3 (test_train.cpp: 80 s against 192 s),
+# which was 19 of CI's 40 minutes
+cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
+      -DMAE_SANITIZE=ON -DMAE_BUILD_EXAMPLES=OFF -DMAE_BUILD_BENCHMARKS=OFF
 cmake --build build/sanitize -j "$JOBS" --target mae_tests
 phase "sanitizer build"
 (cd build/sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
