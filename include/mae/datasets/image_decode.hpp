@@ -307,19 +307,15 @@ struct Tiff {
     if (!TIFFReadRGBAImageOriented(tif.get(), w, h, raster.data(), ORIENTATION_TOPLEFT, /*stop_on_error=*/1) ||
         !error.empty())
       fail();
-    std::vector<unsigned char> rgb(pixels * 3);
+    // each word is R, G, B, A from its low byte up (C, M, Y, K for the CMYK read as RGB + extra)
+    std::vector<unsigned char> bytes(pixels * 4);
+    for (std::size_t p = 0; p < pixels; ++p)
+      for (std::size_t k = 0; k < 4; ++k) bytes[p * 4 + k] = static_cast<unsigned char>(raster[p] >> (8 * k));
     if (cmyk) {
-      std::vector<unsigned char> c(pixels * 4);
-      for (std::size_t p = 0; p < pixels; ++p)
-        for (std::size_t k = 0; k < 4; ++k) c[p * 4 + k] = static_cast<unsigned char>(raster[p] >> (8 * k));
-      rgb = cmyk_to_rgb(c.data(), pixels);
+      const std::vector<unsigned char> rgb = cmyk_to_rgb(bytes.data(), pixels);
+      return channels == 3 ? rgb : convert(rgb.data(), 3, pixels, channels);
     }
-    for (std::size_t p = 0; p < pixels && !cmyk; ++p) {
-      rgb[p * 3] = static_cast<unsigned char>(TIFFGetR(raster[p]));
-      rgb[p * 3 + 1] = static_cast<unsigned char>(TIFFGetG(raster[p]));
-      rgb[p * 3 + 2] = static_cast<unsigned char>(TIFFGetB(raster[p]));
-    }
-    return channels == 3 ? rgb : convert(rgb.data(), 3, pixels, channels);
+    return convert(bytes.data(), 4, pixels, channels);  // alpha dropped
   }
 };
 
