@@ -16,8 +16,10 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -116,6 +118,26 @@ inline void parallel_for(Index n, F&& f) {
   } else {
     for (Index i = 0; i < n; ++i) f(i);
   }
+}
+
+// f(i) for i in [0, n) on the threads, `chunk` indices at a time (dynamic schedule: for work
+// of uneven cost, such as decoding files). An exception from f is rethrown after the loop:
+// the one of the smallest i, whatever the thread count (indices past a failure are skipped).
+template <class F>
+inline void parallel_for_first_error(Index n, Index chunk, F&& f) {
+  std::exception_ptr error;
+  std::atomic<Index> error_at{n};
+#pragma omp parallel for schedule(dynamic, chunk)
+  for (Index i = 0; i < n; ++i) {
+    if (i > error_at.load(std::memory_order_relaxed)) continue;
+    try {
+      f(i);
+    } catch (...) {
+#pragma omp critical
+      if (i < error_at.load()) error = std::current_exception(), error_at = i;
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 // out[0..n) = 0 and out[0..n) = in[0..n); large buffers are split between the threads.

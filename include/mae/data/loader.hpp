@@ -130,28 +130,15 @@ inline void dataset_mean_std(const ImageDataset& ds, std::vector<double>& mean, 
   const Index C = ds.channels(), n = std::min(ds.size(), max_images);
   if (n == 0) throw Error(ds.name() + ": empty dataset");
   std::vector<double> sums(static_cast<std::size_t>(n * (2 * C + 1)), 0.0);  // per image: s[C], s2[C], pixels
-  std::exception_ptr error;
-  Index error_at = n;  // the first failing image in order, whichever thread met it first
-#pragma omp parallel
-  {
-    std::vector<float> buf;
-#pragma omp for schedule(dynamic, 4)
-    for (Index k = 0; k < n; ++k) {
-      try {
-        const Index i = k * ds.size() / n, HW = ds.height(i) * ds.width(i);
-        buf.resize(static_cast<std::size_t>(C * HW));
-        ds.load(i, buf.data());
-        double* t = sums.data() + k * (2 * C + 1);
-        for (Index c = 0; c < C; ++c)
-          for (Index j = 0; j < HW; ++j) t[c] += buf[c * HW + j], t[C + c] += double(buf[c * HW + j]) * buf[c * HW + j];
-        t[2 * C] = static_cast<double>(HW);
-      } catch (...) {
-#pragma omp critical
-        if (k < error_at) error = std::current_exception(), error_at = k;
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  parallel_for_first_error(n, 4, [&](Index k) {
+    const Index i = k * ds.size() / n, HW = ds.height(i) * ds.width(i);
+    std::vector<float> buf(static_cast<std::size_t>(C * HW));
+    ds.load(i, buf.data());
+    double* t = sums.data() + k * (2 * C + 1);
+    for (Index c = 0; c < C; ++c)
+      for (Index j = 0; j < HW; ++j) t[c] += buf[c * HW + j], t[C + c] += double(buf[c * HW + j]) * buf[c * HW + j];
+    t[2 * C] = static_cast<double>(HW);
+  });
   std::vector<double> s(C, 0.0), s2(C, 0.0);
   double count = 0;
   for (Index k = 0; k < n; ++k) {

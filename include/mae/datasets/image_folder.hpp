@@ -17,10 +17,8 @@
 #include "image_decode.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <cctype>
 #include <cstdint>
-#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -108,26 +106,10 @@ class ImageFolder : public ImageDataset {
   // Decodes every image once (in parallel, nothing kept): an unreadable file stops here,
   // named, instead of in the middle of training.
   void verify() const {
-    std::exception_ptr error;
-    std::atomic<bool> failed{false};
-    const Index n = size();
-#pragma omp parallel
-    {
-      std::vector<float> buf;
-#pragma omp for schedule(dynamic, 16)
-      for (Index i = 0; i < n; ++i) {
-        if (failed.load(std::memory_order_relaxed)) continue;
-        try {
-          buf.resize(static_cast<std::size_t>(opt_.channels * height(i) * width(i)));
-          load(i, buf.data());
-        } catch (...) {
-#pragma omp critical
-          if (!error) error = std::current_exception();
-          failed = true;
-        }
-      }
-    }
-    if (error) std::rethrow_exception(error);
+    parallel_for_first_error(size(), 16, [this](Index i) {
+      std::vector<float> buf(static_cast<std::size_t>(opt_.channels * height(i) * width(i)));
+      load(i, buf.data());
+    });
   }
 
   void load(Index i, float* out) const override {
@@ -161,20 +143,11 @@ class ImageFolder : public ImageDataset {
   // Every file's header, read in parallel (the scan opens each file once); the first
   // refusal in path order is the one reported, whatever the thread count.
   void add(const std::vector<std::string>& paths, const std::vector<int>& labels) {
-    const Index n = static_cast<Index>(paths.size());
     items_.resize(paths.size());
-    std::vector<std::exception_ptr> errors(paths.size());
-#pragma omp parallel for schedule(dynamic, 64)
-    for (Index i = 0; i < n; ++i) {
-      try {
-        items_[static_cast<std::size_t>(i)] =
-            scan(paths[static_cast<std::size_t>(i)], labels[static_cast<std::size_t>(i)]);
-      } catch (...) {
-        errors[static_cast<std::size_t>(i)] = std::current_exception();
-      }
-    }
-    for (const auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    parallel_for_first_error(static_cast<Index>(paths.size()), 64, [&](Index i) {
+      const auto k = static_cast<std::size_t>(i);
+      items_[k] = scan(paths[k], labels[k]);
+    });
   }
   Item scan(const std::string& path, int label) const {
     namespace fs = std::filesystem;
