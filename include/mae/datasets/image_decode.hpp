@@ -262,13 +262,35 @@ struct Tiff {
     return 1;
   }
   static int on_warning(TIFF*, void*, const char*, const char*, va_list) { return 1; }
-  explicit Tiff(const std::string& p) : path(p) {
+  // libtiff reads through the FILE (a file's, or fmemopen's over bytes in memory)
+  static tmsize_t read(thandle_t f, void* buf, tmsize_t n) {
+    return static_cast<tmsize_t>(std::fread(buf, 1, static_cast<std::size_t>(n), static_cast<std::FILE*>(f)));
+  }
+  static tmsize_t write(thandle_t, void*, tmsize_t) { return 0; }
+  static toff_t seek(thandle_t f, toff_t off, int whence) {
+    auto* file = static_cast<std::FILE*>(f);
+    if (std::fseek(file, static_cast<long>(off), whence) != 0) return static_cast<toff_t>(-1);
+    return static_cast<toff_t>(std::ftell(file));
+  }
+  static int close(thandle_t) { return 0; }  // the FILE is the caller's
+  static toff_t size(thandle_t f) {
+    auto* file = static_cast<std::FILE*>(f);
+    const long at = std::ftell(file);
+    std::fseek(file, 0, SEEK_END);
+    const long end = std::ftell(file);
+    std::fseek(file, at, SEEK_SET);
+    return static_cast<toff_t>(end < 0 ? 0 : end);
+  }
+  static int map(thandle_t, void**, toff_t*) { return 0; }
+  static void unmap(thandle_t, void*, toff_t) {}
+  Tiff(std::FILE* f, const std::string& p) : path(p) {
     std::unique_ptr<TIFFOpenOptions, void (*)(TIFFOpenOptions*)> o(TIFFOpenOptionsAlloc(), TIFFOpenOptionsFree);
     if (!o) throw Error(path + ": out of memory");
     TIFFOpenOptionsSetErrorHandlerExtR(o.get(), on_error, this);
     TIFFOpenOptionsSetWarningHandlerExtR(o.get(), on_warning, this);
     TIFFOpenOptionsSetMaxSingleMemAlloc(o.get(), tmsize_t{1} << 30);  // a corrupt header's allocation, bounded
-    tif.reset(TIFFOpenExt(path.c_str(), "r", o.get()));
+    std::rewind(f);
+    tif.reset(TIFFClientOpenExt(path.c_str(), "rm", f, read, write, seek, close, size, map, unmap, o.get()));
     if (!tif) fail();
     if (!TIFFGetField(tif.get(), TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(tif.get(), TIFFTAG_IMAGELENGTH, &h) ||
         w == 0 || h == 0 || w > (1u << 30) || h > (1u << 30))
@@ -359,39 +381,48 @@ inline ImageFormat image_format(const std::string& path) {
 
 namespace image_detail {
 
+// A FILE over bytes in memory (an image inside a tar shard), read by the same decoders.
+inline File open_memory(const unsigned char* data, std::size_t size, const std::string& name) {
+  if (size == 0) throw Error(name + ": empty file (0 bytes), not an image");
+  File f(fmemopen(const_cast<unsigned char*>(data), size, "rb"), std::fclose);
+  if (!f) throw Error(name + ": cannot read (" + std::strerror(errno) + ")");
+  return f;
+}
+
 // The header, then, for channels 1 or 3, the pixels as (height, width, channels) bytes
-// (channels 0: the header only). A size other than `expect` (if given) is an error.
-inline std::vector<unsigned char> read_image(const std::string& path, int channels, ImageSize& s,
+// (channels 0: the header only). A size other than `expect` (if given) is an error. `path`
+// names the image in messages.
+inline std::vector<unsigned char> read_image(std::FILE* file, const std::string& path, int channels, ImageSize& s,
                                              const ImageSize* expect) {
-  const File f = open(path);
+  std::FILE* const f = file;
   const auto check_size = [&] {
     if (expect && (s.width != expect->width || s.height != expect->height))
       throw Error(path + ": the image changed since the folder was read (" + std::to_string(expect->width) + "x" +
                   std::to_string(expect->height) + ", now " + std::to_string(s.width) + "x" + std::to_string(s.height) +
                   ")");
   };
-  const ImageFormat format = sniff(f.get());
+  const ImageFormat format = sniff(f);
   switch (format) {
     case ImageFormat::png: {
-      Png png(f.get(), path);
+      Png png(f, path);
       s = {static_cast<int>(png.ihdr.width), static_cast<int>(png.ihdr.height)};
       check_size();
       return channels ? png.decode(channels) : std::vector<unsigned char>{};
     }
     case ImageFormat::jpeg: {
-      Jpeg jpeg(f.get(), path, /*header_only=*/channels == 0);
+      Jpeg jpeg(f, path, /*header_only=*/channels == 0);
       s = {jpeg.w, jpeg.h};
       check_size();
       return channels ? jpeg.decode(channels) : std::vector<unsigned char>{};
     }
     case ImageFormat::webp: {
-      Webp webp(f.get(), path, /*header_only=*/channels == 0);
+      Webp webp(f, path, /*header_only=*/channels == 0);
       s = {webp.features.width, webp.features.height};
       check_size();
       return channels ? webp.decode(channels) : std::vector<unsigned char>{};
     }
     case ImageFormat::tiff: {
-      Tiff tiff(path);
+      Tiff tiff(f, path);
       s = {static_cast<int>(tiff.w), static_cast<int>(tiff.h)};
       check_size();
       return channels ? tiff.decode(channels) : std::vector<unsigned char>{};
@@ -399,15 +430,15 @@ inline std::vector<unsigned char> read_image(const std::string& path, int channe
     case ImageFormat::bmp:
     case ImageFormat::gif:
     case ImageFormat::pnm: {
-      if (format == ImageFormat::pnm) refuse_unsafe_pnm(f.get(), path);
+      if (format == ImageFormat::pnm) refuse_unsafe_pnm(f, path);
       int n = 0;
       if (!channels) {
-        if (!stbi_info_from_file(f.get(), &s.width, &s.height, &n))
+        if (!stbi_info_from_file(f, &s.width, &s.height, &n))
           throw Error(path + ": unreadable image (" + stb_reason() + ")");
         check_size();
         return {};
       }
-      std::unique_ptr<unsigned char, void (*)(void*)> raw(stbi_load_from_file(f.get(), &s.width, &s.height, &n, 0),
+      std::unique_ptr<unsigned char, void (*)(void*)> raw(stbi_load_from_file(f, &s.width, &s.height, &n, 0),
                                                           stbi_image_free);
       if (!raw) throw Error(path + ": unreadable image (" + stb_reason() + ")");
       check_size();
@@ -418,6 +449,17 @@ inline std::vector<unsigned char> read_image(const std::string& path, int channe
   }
 }
 
+inline std::vector<unsigned char> read_image(const std::string& path, int channels, ImageSize& s,
+                                             const ImageSize* expect) {
+  const File f = open(path);
+  return read_image(f.get(), path, channels, s, expect);
+}
+
+inline void check_channels(int channels, const std::string& name) {
+  if (channels != 1 && channels != 3)
+    throw Error(name + ": decode to 1 or 3 channels, not " + std::to_string(channels));
+}
+
 }  // namespace image_detail
 
 // Width and height from the header; decodes nothing.
@@ -426,15 +468,31 @@ inline ImageSize read_image_size(const std::string& path) {
   image_detail::read_image(path, 0, s, nullptr);
   return s;
 }
+// The same for an image's bytes in memory; `name` is for messages.
+inline ImageSize read_image_size_memory(const unsigned char* data, std::size_t size, const std::string& name) {
+  ImageSize s;
+  const image_detail::File f = image_detail::open_memory(data, size, name);
+  image_detail::read_image(f.get(), name, 0, s, nullptr);
+  return s;
+}
 
 // The whole image as (height, width, channels) bytes; channels 1 or 3. `expect`, if given,
 // is the size read before: a file that changed since is an error, not a surprise.
 inline std::vector<unsigned char> decode_image(const std::string& path, int channels, ImageSize* size,
                                                const ImageSize* expect = nullptr) {
-  if (channels != 1 && channels != 3)
-    throw Error(path + ": decode to 1 or 3 channels, not " + std::to_string(channels));
+  image_detail::check_channels(channels, path);
   ImageSize s;
   std::vector<unsigned char> px = image_detail::read_image(path, channels, s, expect);
+  if (size) *size = s;
+  return px;
+}
+inline std::vector<unsigned char> decode_image_memory(const unsigned char* data, std::size_t bytes,
+                                                      const std::string& name, int channels, ImageSize* size,
+                                                      const ImageSize* expect = nullptr) {
+  image_detail::check_channels(channels, name);
+  ImageSize s;
+  const image_detail::File f = image_detail::open_memory(data, bytes, name);
+  std::vector<unsigned char> px = image_detail::read_image(f.get(), name, channels, s, expect);
   if (size) *size = s;
   return px;
 }

@@ -24,6 +24,8 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace mae {
@@ -41,6 +43,29 @@ inline bool is_image_file(const std::filesystem::path& p) {
   for (const char* e : {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm"})
     if (ext == e) return true;
   return false;
+}
+
+// An image's size as loaded: shrunk (keeping the aspect ratio) when its shorter side is over
+// max_side (0: never). Returns (height, width).
+inline std::pair<Index, Index> loaded_size(Index h0, Index w0, Index max_side) {
+  const Index shorter = std::min(h0, w0);
+  if (max_side <= 0 || shorter <= max_side) return {h0, w0};
+  const double s = static_cast<double>(max_side) / static_cast<double>(shorter);
+  return {std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(h0) * s))),
+          std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(w0) * s)))};
+}
+
+// Decoded (H, W, C) bytes of size s -> (C, h, w) floats in [0, 1], shrunk (from the 8-bit
+// pixels) when (h, w) is smaller.
+inline void pixels_to_float(const unsigned char* px, ImageSize s, Index h, Index w, Index C, float* out) {
+  const Index H = s.height, W = s.width;
+  if (h == H && w == W) {
+    for (Index c = 0; c < C; ++c)
+      for (Index k = 0; k < H * W; ++k) out[c * H * W + k] = static_cast<float>(px[k * C + c]) / 255.0f;
+  } else {
+    resize_bicubic_strided(out, h, w, px, C, H, W, 1, W * C, C, 1.0 / 255.0, 0, 0, static_cast<double>(H),
+                           static_cast<double>(W));
+  }
 }
 
 class ImageFolder : public ImageDataset {
@@ -117,14 +142,7 @@ class ImageFolder : public ImageDataset {
     const ImageSize expect{it.w0, it.h0};  // the file may have been replaced since the scan
     ImageSize s;
     const std::vector<unsigned char> px = decode_image(it.path, static_cast<int>(opt_.channels), &s, &expect);
-    const Index C = opt_.channels, H = s.height, W = s.width;
-    if (it.h == H && it.w == W) {  // (H, W, C) bytes -> (C, H, W) floats
-      for (Index c = 0; c < C; ++c)
-        for (Index k = 0; k < H * W; ++k) out[c * H * W + k] = static_cast<float>(px[k * C + c]) / 255.0f;
-    } else {  // shrink from the 8-bit pixels
-      resize_bicubic_strided(out, it.h, it.w, px.data(), C, H, W, 1, W * C, C, 1.0 / 255.0, 0, 0,
-                             static_cast<double>(H), static_cast<double>(W));
-    }
+    pixels_to_float(px.data(), s, it.h, it.w, opt_.channels, out);
   }
 
  private:
@@ -163,13 +181,7 @@ class ImageFolder : public ImageDataset {
     if (static_cast<std::int64_t>(it.w0) * it.h0 > opt_.max_pixels)
       throw Error(path + ": " + std::to_string(it.w0) + "x" + std::to_string(it.h0) + " pixels, over the limit of " +
                   std::to_string(opt_.max_pixels) + " (raise max_pixels to accept it)");
-    it.h = it.h0, it.w = it.w0;
-    const Index shorter = std::min(it.h, it.w);
-    if (opt_.max_side > 0 && shorter > opt_.max_side) {  // shrink, keeping the aspect ratio
-      const double s = static_cast<double>(opt_.max_side) / static_cast<double>(shorter);
-      it.h = std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(it.h0) * s)));
-      it.w = std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(it.w0) * s)));
-    }
+    std::tie(it.h, it.w) = loaded_size(it.h0, it.w0, opt_.max_side);
     return it;
   }
 
