@@ -2,7 +2,7 @@
 # Installs what building, testing and running mae needs, from Debian's packages (as root).
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config libeigen3-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
-      zlib1g-dev libstb-dev libspng-dev libturbojpeg0-dev libwebp-dev libtiff-dev libcli11-dev gnuplot-nox dataset-fashion-mnist
+      zlib1g-dev libstb-dev libspng-dev libturbojpeg0-dev libwebp-dev libtiff-dev libarchive-dev libcli11-dev gnuplot-nox dataset-fashion-mnist
       libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = "--with-torch" ]; then
   # only for the PyTorch interchange test, the fixture script and the benchmarks; Debian's

@@ -15,10 +15,13 @@ namespace mae_tool {
 
 using mae::Index;
 
-// Where the images come from: Debian's Fashion-MNIST, or a folder in torchvision's
-// ImageFolder layout (DIR/train/<class>/*, DIR/val/<class>/*).
+// Where the images come from: Debian's Fashion-MNIST, a folder in torchvision's ImageFolder
+// layout (DIR/train/<class>/*, DIR/val/<class>/*), or WebDataset tar shards (a brace pattern,
+// one .tar, a directory of them, or DIR/train/*.tar + DIR/val/*.tar).
 struct DataArgs {
   std::string data = "fashion-mnist";
+  std::string val_data;         // the validation split's shards or folder, when not under --data
+  Index shuffle_buffer = 1000;  // shards: samples mixed across the stream (1: none)
   std::string fashion_mnist_dir = mae::FashionMnist::kDefaultDir;
   Index limit = 0, val_limit = 0;      // evenly spaced subsets; 0: all
   Index max_side = 0;                  // shrink larger images first; 0: 4 x the model's size
@@ -82,6 +85,13 @@ struct EvalArgs {
   RunArgs run;
   std::string checkpoint, split = "val", out;
   Index batch = 128;
+};
+
+struct ShardsArgs {
+  std::string data, out;
+  Index per_shard = 1000;
+  std::int64_t max_pixels = 64000000;
+  RunArgs run;  // the seed of the order
 };
 
 struct PredictArgs {

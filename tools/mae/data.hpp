@@ -35,14 +35,63 @@ inline Index max_side(const DataArgs& a, Index img_size) {
   return a.max_side;
 }
 
+// Does the directory hold .tar files directly?
+inline bool holds_shards(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return false;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (mae::is_shard_file(e.path())) return true;
+  return false;
+}
+
+// The shards of a split, or "" when the split is a folder (or Fashion-MNIST): --data as shards
+// (a pattern or a .tar: the training split; its validation split is --val-data), DIR/train/*.tar
+// and DIR/val/*.tar, or a directory of .tar files (the training split).
+inline std::string shard_source(const DataArgs& a, const std::string& split) {
+  namespace fs = std::filesystem;
+  if (split == "val" && !a.val_data.empty())
+    return mae::is_shard_spec(a.val_data) || holds_shards(a.val_data) ? a.val_data : "";
+  if (a.fashion_mnist()) return "";
+  if (mae::is_shard_spec(a.data)) {
+    if (split == "train") return a.data;
+    throw mae::Error("--data '" + a.data + "' names the training shards; give the validation shards with --val-data");
+  }
+  const fs::path root(a.data);
+  if (holds_shards(root / split)) return (root / split).string();
+  if (split == "train" && !fs::is_directory(root / "train") && holds_shards(root)) return a.data;
+  return "";
+}
+
 // One split ("train" or "val") as the model sees it.
 class Split {
  public:
-  // labelled: classification (class directories required). For an unlabelled train split, a
-  // folder without train/ is used whole.
+  // labelled: classification (class directories, or a .cls per sample, required). For an
+  // unlabelled train split, a folder without train/ is used whole.
   Split(const DataArgs& a, const std::string& split, Index channels, Index img_size, bool labelled) {
     Index limit = split == "train" ? a.limit : a.val_limit;
-    if (a.fashion_mnist()) {
+    const std::string shards = shard_source(a, split);
+    if (!shards.empty()) {
+      mae::ShardOptions o;
+      o.images.channels = channels, o.images.max_pixels = a.max_pixels;
+      o.images.max_side = max_side(a, img_size);
+      o.labelled = labelled;
+      Stopwatch t;
+      shards_ = std::make_unique<mae::ShardDataset>(shards, o);
+      std::printf("%s: %lld images in %zu shards, indexed in %.1f s\n", shards.c_str(),
+                  static_cast<long long>(shards_->size()), shards_->shards().size(), t.seconds());
+      std::fflush(stdout);
+      if (labelled && shards_->class_names().size() < 2)
+        throw mae::Error("shards '" + shards + "' have " + std::to_string(shards_->class_names().size()) +
+                         " class; classification needs at least two");
+      ds_ = shards_.get();
+    } else if (split == "val" && !a.val_data.empty()) {
+      mae::ImageFolderOptions o;
+      o.channels = channels, o.max_pixels = a.max_pixels;
+      o.max_side = max_side(a, img_size);
+      folder_ = std::make_unique<mae::ImageFolder>(a.val_data, o);
+      if (labelled) folder_->require_classes();
+      ds_ = folder_.get();
+    } else if (a.fashion_mnist()) {
       fm_ = std::make_unique<mae::FashionMnist>(a.fashion_mnist_dir, split == "train" ? "train" : "t10k");
       ds_ = fm_.get();
       if (channels != 1) ds_ = (repeat_ = std::make_unique<mae::RepeatChannels>(*ds_, channels)).get();
@@ -69,6 +118,7 @@ class Split {
 
   const mae::ImageDataset& dataset() const { return *ds_; }
   const mae::ImageFolder* folder() const { return folder_.get(); }
+  mae::ShardDataset* shards() const { return shards_.get(); }
   std::vector<std::string> classes() const { return ds_->class_names(); }
   std::vector<int> labels() const {
     std::vector<int> y(static_cast<std::size_t>(ds_->size()));
@@ -78,26 +128,35 @@ class Split {
   // Decodes every image of a folder once (an unreadable one stops here, named) and prints
   // the count and the images per second of the pass.
   void verify(bool enabled) const {
-    if (!folder_ || !enabled) return;
+    if ((!folder_ && !shards_) || !enabled) return;
     Stopwatch t;
-    folder_->verify();
-    std::printf("%s: %lld images, %lld classes, all decoded in %.1f s (%.0f images/s)\n", folder_->name().c_str(),
-                static_cast<long long>(folder_->size()), static_cast<long long>(folder_->class_names().size()),
-                t.seconds(), static_cast<double>(folder_->size()) / std::max(t.seconds(), 1e-9));
+    if (folder_) folder_->verify();
+    if (shards_) shards_->verify();
+    const mae::ImageDataset& d = folder_ ? static_cast<const mae::ImageDataset&>(*folder_) : *shards_;
+    std::printf("%s: %lld images, %lld classes, all decoded in %.1f s (%.0f images/s)\n", d.name().c_str(),
+                static_cast<long long>(d.size()), static_cast<long long>(d.class_names().size()), t.seconds(),
+                static_cast<double>(d.size()) / std::max(t.seconds(), 1e-9));
     std::fflush(stdout);
   }
 
  private:
   std::unique_ptr<mae::FashionMnist> fm_;
+  std::unique_ptr<mae::ShardDataset> shards_;
   std::unique_ptr<mae::RepeatChannels> repeat_;
   std::unique_ptr<mae::ImageFolder> folder_;
   std::unique_ptr<mae::EvenSubset> subset_;
   const mae::ImageDataset* ds_ = nullptr;
 };
 
-// A classifier needs the same classes in train and val.
+// A classifier needs the same classes in train and val. Validation shards without a class
+// file take the training set's names (their labels must be among them).
 inline void require_same_classes(const Split& train, const Split& val) {
   if (train.folder() && val.folder()) mae::require_same_classes(*train.folder(), *val.folder());
+  if (val.shards() && !val.shards()->has_class_file()) val.shards()->use_classes(train.classes());
+  const auto a = train.classes(), b = val.classes();
+  if (a != b)
+    throw mae::Error("'" + train.dataset().name() + "' and '" + val.dataset().name() + "' name different classes (" +
+                     std::to_string(a.size()) + " and " + std::to_string(b.size()) + ")");
 }
 
 inline std::map<std::string, std::string> metadata_of(const std::string& path) {

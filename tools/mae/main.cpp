@@ -8,6 +8,7 @@
 //   mae eval --checkpoint runs/finetune/classifier.safetensors --data ~/pictures
 //   mae predict --checkpoint runs/finetune/classifier.safetensors new_photos/ --out predictions.csv
 #include "args.hpp"
+#include "commands/shards.hpp"
 #include "data.hpp"
 #include "presets.hpp"
 #include "validators.hpp"
@@ -99,8 +100,11 @@ void add_model(CLI::App& c, std::string& model) {
 
 void add_data(CLI::App& c, DataArgs& d, bool training) {
   c.add_option("--data", d.data,
-               "fashion-mnist (Debian's dataset-fashion-mnist) or a folder: DIR/train/<class>/*.png|jpg and "
-               "DIR/val/<class>/*; pretraining also takes a flat folder");
+               "fashion-mnist (Debian's dataset-fashion-mnist); a folder: DIR/train/<class>/*.png|jpg and "
+               "DIR/val/<class>/* (pretraining also takes a flat folder); or WebDataset tar shards: "
+               "'train-{000000..000099}.tar', one .tar, a directory of .tar files, or DIR/train/*.tar + DIR/val/*.tar");
+  c.add_option("--val-data", d.val_data,
+               "the validation images when --data names only the training shards (a pattern, .tar or directory)");
   c.add_option("--fashion-mnist-dir", d.fashion_mnist_dir, "where the Fashion-MNIST *.gz files are");
   c.add_option("--limit", d.limit, "use N evenly spaced training images (0: all)")->check(whole(0));
   c.add_option("--val-limit", d.val_limit, "use N evenly spaced validation images (0: all)")->check(whole(0));
@@ -108,7 +112,12 @@ void add_data(CLI::App& c, DataArgs& d, bool training) {
                "shrink images whose shorter side is longer, when read (0: 4 x model size; at least the model size)")
       ->check(whole(0));
   c.add_option("--max-pixels", d.max_pixels, "refuse images with more pixels (decompression bombs)")->check(whole(1));
-  c.add_flag("!--no-verify", d.verify, "skip decoding every image of a folder once before starting");
+  c.add_flag("!--no-verify", d.verify, "skip decoding every image of a folder or shards once before starting");
+  if (training)
+    c.add_option("--shuffle-buffer", d.shuffle_buffer,
+                 "shards: samples mixed through a buffer of this many on their way into batches (1: the shards' "
+                 "own order; shards are shuffled every epoch either way)")
+        ->check(whole(1, 1 << 24));
   c.add_option("--normalize", d.normalize,
                "image statistics: auto (the checkpoint's, else the training images'), dataset, imagenet")
       ->check(CLI::IsMember({"auto", "dataset", "imagenet"}));
@@ -116,7 +125,6 @@ void add_data(CLI::App& c, DataArgs& d, bool training) {
                "evaluation transform: resize the shorter side to size / crop_pct, center crop (0: 0.875 up to 224 "
                "pixels, else 1, as the reference)")
       ->check(number(0, 1));
-  (void)training;
 }
 
 void add_run(CLI::App& c, RunArgs& r, const std::string& seed_help) {
@@ -316,7 +324,7 @@ int main(int argc, char** argv) {
                                  "LARS; log.csv, probe.safetensors");
   pro->option_defaults()->always_capture_default();
   add_model(*pro, pr_model);
-  add_data(*pro, pr.data, true);
+  add_data(*pro, pr.data, false);
   pro->add_option("--checkpoint", pr.checkpoint, "the encoder (an MAE checkpoint); none: random init");
   pro->add_flag("--raw-pixels", pr.raw_pixels, "probe the normalized pixels instead (logistic regression)");
   pro->add_option("--pool", pr.pool, "cls (norm(x)[:, 0], the reference's default) or avg")
@@ -398,6 +406,21 @@ int main(int argc, char** argv) {
   ext->add_option("--batch", xa.batch, "images per forward")->check(whole(1, 1 << 16));
   add_run(*ext, xa.run, "seed of a random encoder");
   ext->callback([&] { run = [&] { return choose_preset(xa_model, xa.features.checkpoint).extract(xa); }; });
+
+  // --- shards
+  ShardsArgs sa;
+  auto* sh = app.add_subcommand("shards",
+                                "write a folder of pictures as WebDataset tar shards (DIR/train, DIR/val -> "
+                                "OUT/train/train-NNNNNN.tar, OUT/val/val-NNNNNN.tar, OUT/classes.txt)");
+  sh->option_defaults()->always_capture_default();
+  sh->add_option("--data", sa.data, "the folder (DIR/train/<class>/*, DIR/val/<class>/*, or any folder)")->required();
+  sh->add_option("--out", sa.out, "a new directory for the shards")->required()->check(output_directory());
+  sh->add_option("--per-shard", sa.per_shard, "images per shard")->check(whole(1, 1 << 24));
+  sh->add_option("--max-pixels", sa.max_pixels, "refuse images with more pixels")->check(whole(1));
+  sh->add_option("--seed", sa.run.seed,
+                 "seed of the order the images are written in (shuffled, so that a shard "
+                 "holds every class)");
+  sh->callback([&] { run = [&] { return write_shards(sa); }; });
 
   // --- knn
   KnnArgs ka;

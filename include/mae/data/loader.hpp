@@ -44,6 +44,10 @@ class ImageDataset {
   virtual std::vector<std::string> class_names() const { return {}; }
   // Where image i came from (a file path, or "<dataset>/<index>").
   virtual std::string item_name(Index i) const { return name() + "/" + std::to_string(i); }
+  // For a dataset read from shards (datasets/shards.hpp): where each shard's images end
+  // (shard s holds images shard_ends()[s - 1] to shard_ends()[s] - 1); the loader then
+  // orders an epoch by shards. Empty (the default): any order is as cheap as another.
+  virtual std::vector<Index> shard_ends() const { return {}; }
 };
 
 // A grayscale dataset seen as RGB (the channel repeated), for RGB models on Fashion-MNIST.
@@ -286,6 +290,14 @@ inline std::array<Index, 4> random_resized_crop_box(Index H, Index W, Rng& rng, 
 
 // Batches of augmented, normalized images (N, C, S, S) for epoch e, drop_last as the
 // reference's pretraining loader. Position k of epoch e is sample perm_e[k].
+//
+// From shards (a dataset with shard_ends()), WebDataset's order instead: each epoch shuffles
+// the shards, process r of R takes shards r, r + R, ... of that order, and its samples pass
+// through a shuffle buffer (shuffle_buffer samples; 1: none) on their way into batches. An
+// epoch is still size / (R batch) batches on every process: a process whose shards hold
+// fewer samples goes through them again (the same order), one whose shards hold more leaves
+// the rest for this epoch. The order is a function of (seed, epoch, rank, R), so a run is
+// reproducible for a given number of processes, and a resume needs no loader state.
 class BatchLoader {
  public:
   BatchLoader(const ImageDataset& ds, Index image_size, Index batch, std::uint64_t seed, AugmentOptions aug = {},
@@ -296,7 +308,8 @@ class BatchLoader {
         seed_(seed),
         aug_(aug),
         mean_(std::move(mean)),
-        stddev_(std::move(stddev)) {
+        stddev_(std::move(stddev)),
+        ends_(ds.shard_ends()) {
     if (batch <= 0) throw Error("batch size must be positive");
     if (ds.size() < batch)
       throw Error(ds.name() + ": " + std::to_string(ds.size()) + " images, fewer than one batch of " +
@@ -324,13 +337,25 @@ class BatchLoader {
     if (ds_.size() < batch_ * ranks)
       throw Error(ds_.name() + ": " + std::to_string(ds_.size()) + " images, fewer than one batch of " +
                   std::to_string(batch_) + " on each of " + std::to_string(ranks) + " processes");
-    rank_ = rank, ranks_ = ranks;
+    if (!ends_.empty() && static_cast<Index>(ends_.size()) < ranks)
+      throw Error(ds_.name() + ": " + std::to_string(ends_.size()) + " shards for " + std::to_string(ranks) +
+                  " processes; each process reads whole shards, so give at least one shard per process");
+    rank_ = rank, ranks_ = ranks, cached_epoch_ = -1;
   }
-  // The position in the epoch's order of image k of batch b.
+  // From shards: the shuffle buffer's size in samples (1: the shards' own order).
+  void set_shuffle_buffer(Index samples) {
+    if (samples < 1) throw Error("the shuffle buffer holds at least one sample");
+    shuffle_buffer_ = samples, cached_epoch_ = -1;
+  }
+  Index shuffle_buffer() const { return shuffle_buffer_; }
+  // The position in the epoch's order of image k of batch b (over all processes; it seeds
+  // the image's augmentation).
   Index position(Index b, Index k) const { return (b * batch_ + k) * ranks_ + rank_; }
 
-  // The order of epoch e (Fisher-Yates with a generator seeded by (seed, e)).
+  // The order of epoch e (Fisher-Yates with a generator seeded by (seed, e)); from shards,
+  // this process's order (see the class comment).
   std::vector<Index> permutation(Index epoch) const {
+    if (!ends_.empty()) return shard_order(epoch);
     std::vector<Index> p(static_cast<std::size_t>(ds_.size()));
     for (Index i = 0; i < ds_.size(); ++i) p[i] = i;
     Rng r(mix_seed(seed_, 0x5eed, static_cast<std::uint64_t>(epoch)));
@@ -347,7 +372,7 @@ class BatchLoader {
 #pragma omp parallel for schedule(static)
     for (Index k = 0; k < batch_; ++k) {
       try {
-        const Index pos = position(b, k), idx = perm_[pos];
+        const Index pos = position(b, k), idx = perm_[ends_.empty() ? pos : b * batch_ + k];
         Rng r(mix_seed(seed_, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(pos)));
         augment(idx, r, out + k * C * S * S);
         if (labels) labels[k] = ds_.label(idx);
@@ -419,11 +444,44 @@ class BatchLoader {
     if (aug.erasing.prob > 0) random_erasing(dst, C, S, S, r, aug.erasing);
   }
 
+  std::vector<Index> shard_order(Index epoch) const {
+    const Index shards = static_cast<Index>(ends_.size());
+    std::vector<Index> order(static_cast<std::size_t>(shards));
+    for (Index s = 0; s < shards; ++s) order[s] = s;
+    Rng r(mix_seed(seed_, 0x5ba4d, static_cast<std::uint64_t>(epoch)));
+    for (Index i = shards - 1; i > 0; --i)
+      std::swap(order[i], order[static_cast<Index>(r.next_u64() % std::uint64_t(i + 1))]);
+    std::vector<Index> stream;  // this process's shards, in the epoch's order
+    for (Index j = rank_; j < shards; j += ranks_)
+      for (Index i = order[j] == 0 ? 0 : ends_[order[j] - 1]; i < ends_[order[j]]; ++i) stream.push_back(i);
+    const std::size_t need = static_cast<std::size_t>(batches_per_epoch() * batch_),
+                      cap = static_cast<std::size_t>(shuffle_buffer_);
+    Rng rb(mix_seed(seed_, 0xb0ffe4 + static_cast<std::uint64_t>(rank_), static_cast<std::uint64_t>(epoch)));
+    std::vector<Index> out, buf;
+    out.reserve(need + stream.size());
+    while (out.size() < need) {  // a pass through the stream, then the buffer emptied
+      for (const Index x : stream) {
+        if (buf.size() < cap) {
+          buf.push_back(x);
+          continue;
+        }
+        Index& slot = buf[static_cast<std::size_t>(rb.next_u64() % cap)];
+        out.push_back(slot), slot = x;
+      }
+      for (std::size_t i = buf.size(); i > 1; --i) std::swap(buf[i - 1], buf[rb.next_u64() % i]);
+      out.insert(out.end(), buf.begin(), buf.end()), buf.clear();
+    }
+    out.resize(need);
+    return out;
+  }
+
   const ImageDataset& ds_;
   Index S_, batch_;
   std::uint64_t seed_;
   AugmentOptions aug_;
   std::vector<double> mean_, stddev_;
+  std::vector<Index> ends_;  // the dataset's shard_ends(); empty: not shards
+  Index shuffle_buffer_ = 1000;
   std::vector<std::uint8_t> fill_;  // (C) RandAugment's fill colour, from mean_
   std::vector<Index> perm_;
   int rank_ = 0, ranks_ = 1;

@@ -47,6 +47,7 @@ int finetune(FinetuneArgs a) {
   aug.erasing.prob = a.reprob;
   a.ft.mixup.label_smoothing = a.smoothing;  // timm's Mixup carries the smoothing into the targets
   mae::BatchLoader train_loader(train.dataset(), S, a.ft.batch_size, a.ft.seed, aug, norm.mean, norm.stddev);
+  train_loader.set_shuffle_buffer(a.data.shuffle_buffer);
   mae::BatchLoader val_loader(val.dataset(), S, 1, a.ft.seed, {}, norm.mean, norm.stddev);
   const std::vector<int> yval = val.labels();
   const double cp = crop_pct(a.data, S);

@@ -28,7 +28,8 @@ int pretrain(PretrainArgs a) {
   }
   Split train(a.data, "train", C, S, /*labelled=*/false);
   train.verify(a.data.verify);
-  const bool has_val = a.data.fashion_mnist() || std::filesystem::is_directory(a.data.data + "/val");
+  const bool has_val = a.data.fashion_mnist() || !a.data.val_data.empty() ||
+                       (!mae::is_shard_spec(a.data.data) && std::filesystem::is_directory(a.data.data + "/val"));
   std::unique_ptr<Split> val;
   if (has_val) val = std::make_unique<Split>(a.data, "val", C, S, /*labelled=*/false);
   const mae::ImageDataset& vis_set = val ? val->dataset() : train.dataset();
@@ -37,6 +38,7 @@ int pretrain(PretrainArgs a) {
   print(norm);
 
   mae::BatchLoader loader(train.dataset(), S, a.train.batch_size, a.train.seed, {}, norm.mean, norm.stddev);
+  loader.set_shuffle_buffer(a.data.shuffle_buffer);
   mae::BatchLoader vis_loader(vis_set, S, 1, a.train.seed, {}, norm.mean, norm.stddev);
   const Index nv = std::min<Index>(a.figure_images, vis_set.size());
   std::vector<typename Model::Scalar> vis(static_cast<std::size_t>(nv * C * S * S));
