@@ -1,7 +1,8 @@
 // Images per second of the data path that feeds training: BatchLoader batches (decode,
 // RandomResizedCrop + flip, bicubic resize, normalize) from Fashion-MNIST in memory and from
-// image folders decoded on the fly (28x28 PNG; 256x256 JPEG, as photos are), at the sizes
-// the presets train at. The folders are written once from Fashion-MNIST into /tmp.
+// image folders decoded on the fly (28x28 PNG; 256x256 JPEG, as photos are) and from the same
+// JPEGs in WebDataset tar shards, at the sizes the presets train at. The folders and shards are
+// written once from Fashion-MNIST into /tmp.
 //   ./build/release/benchmarks/bench_data [--benchmark_filter=...]
 #include <mae/data.hpp>
 
@@ -57,6 +58,28 @@ std::string write_folder(const std::string& name, Index side, bool jpeg) {
   return dir.string();
 }
 
+// The same JPEGs as WebDataset shards of 1,000 (mae::ShardWriter), .cls labels included.
+std::string write_shards(const std::string& folder) {
+  const fs::path dir = folder + "_shards";
+  if (fs::exists(dir / "done")) return dir.string();
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const mae::ImageFolder images(folder, {});
+  mae::ShardWriter w((dir / "train").string(), 1000);
+  for (Index i = 0; i < images.size(); ++i) {
+    std::FILE* f = std::fopen(images.item_name(i).c_str(), "rb");
+    std::string bytes;
+    char buf[1 << 16];
+    for (std::size_t n; f && (n = std::fread(buf, 1, sizeof buf, f)) > 0;) bytes.append(buf, n);
+    if (f) std::fclose(f);
+    w.add("img" + std::to_string(i), {{"jpg", bytes}, {"cls", std::to_string(images.label(i))}});
+  }
+  w.finish();
+  std::FILE* f = std::fopen((dir / "done").string().c_str(), "w");
+  if (f) std::fclose(f);
+  return dir.string();
+}
+
 void run_loader(benchmark::State& state, const mae::ImageDataset& ds, Index S) {
   mae::BatchLoader loader(ds, S, kBatch, 0);
   std::vector<float> batch(static_cast<std::size_t>(kBatch * ds.channels() * S * S));
@@ -85,9 +108,20 @@ void BM_jpeg_folder_256(benchmark::State& state) {  // arg: the model's image si
   run_loader(state, folder, state.range(0));
 }
 
+// From shards: each image read by its offset in a shard and decoded from memory, in the
+// loader's shard order (shards shuffled, a shuffle buffer of 1,000).
+void BM_jpeg_shards_256(benchmark::State& state) {  // arg: the model's image size
+  mae::ShardOptions o;
+  o.images.channels = 3;
+  const mae::ShardDataset shards(write_shards(write_folder("jpg256", 256, true)), o);
+  state.counters["index_bytes_per_image"] = static_cast<double>(mae::ShardDataset::index_bytes());
+  run_loader(state, shards, state.range(0));
+}
+
 }  // namespace
 
 BENCHMARK(BM_fashion_mnist_in_memory)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_png_folder_28)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_jpeg_folder_256)->Arg(64)->Arg(224)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_jpeg_shards_256)->Arg(64)->Arg(224)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

@@ -3,6 +3,8 @@
 # scripts/make_startup_folders.py writes (200,000 small PNGs; 20,000 photos of 500x375), with
 # and without the verification pass, each after dropping the page cache (cold, when the
 # kernel allows it) and again (warm). One step of batch 64 and its checkpoint are included.
+# DIR/small_shards and DIR/photos_shards, when there (`mae shards --data DIR/small --out
+# DIR/small_shards`), are measured too: the same images as WebDataset tar shards.
 #   usage: benchmarks/startup_time.sh DIR MAE [MAE_BEFORE]
 set -euo pipefail
 dir=$1
@@ -11,7 +13,8 @@ out=$(mktemp -d)
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2> /dev/null && echo cold || echo warm; }
 printf "%-28s %-10s %-12s %-6s %s\n" binary folder verify cache seconds
 for mae in "$@"; do
-  for folder in small photos; do
+  for folder in small photos small_shards photos_shards; do
+    [ -d "$dir/$folder" ] || continue
     for verify in "" --no-verify; do
       for pass in 1 2; do
         cache=warm
