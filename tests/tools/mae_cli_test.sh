@@ -6,6 +6,7 @@
 # reconstruct; then every bad folder is refused before training, naming the file.
 #   usage: tests/tools/mae_cli_test.sh MAE MAKE_IMAGE_FOLDER WORK_DIR
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
 mae=$1
 make_folder=$2
 work=$3
@@ -13,15 +14,6 @@ rm -rf "$work"
 mkdir -p "$work"
 cd "$work"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-
-fail() { echo "FAILED: $*"; exit 1; }
-# expect_refused MESSAGE COMMAND...: the command exits non-zero and its stderr holds MESSAGE
-expect_refused() {
-  local message=$1; shift
-  if "$@" > refused.out 2> refused.err; then fail "accepted: $*"; fi
-  grep -qF -- "$message" refused.err || { cat refused.err; fail "no '$message' in the error of: $*"; }
-  echo "refused as expected: $(head -c 300 refused.err)"
-}
 
 "$make_folder" png 24 8
 "$make_folder" jpg 12 6 --tinted-jpeg

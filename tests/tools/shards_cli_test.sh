@@ -6,6 +6,7 @@
 # (tests/fixtures/shards) that are bad are refused by name.
 #   usage: tests/tools/shards_cli_test.sh MAE MAKE_IMAGE_FOLDER FIXTURES WORK_DIR [MPIRUN]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/cli_common.sh"
 mae=$1
 make_folder=$2
 fixtures=$3
@@ -16,13 +17,6 @@ mkdir -p "$work"
 cd "$work"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-fail() { echo "FAILED: $*"; exit 1; }
-expect_refused() {
-  local message=$1; shift
-  if "$@" > refused.out 2> refused.err; then fail "accepted: $*"; fi
-  grep -qF -- "$message" refused.err || { cat refused.err; fail "no '$message' in the error of: $*"; }
-  echo "refused as expected: $(head -c 300 refused.err)"
-}
 q=(--no-progress --threads 2)
 
 "$make_folder" png 24 8
