@@ -15,7 +15,7 @@ printf "%-28s %-10s %-12s %-6s %s\n" binary folder verify cache seconds
 for mae in "$@"; do
   for folder in small photos small_shards photos_shards; do
     [ -d "$dir/$folder" ] || continue
-    for verify in "" --no-verify; do
+    for verify in --verify --no-verify; do
       for pass in 1 2; do
         cache=warm
         [ "$pass" -eq 1 ] && cache=$(drop)
@@ -23,7 +23,7 @@ for mae in "$@"; do
         "$mae" pretrain --data "$dir/$folder" --max-steps 1 --batch 64 --figure-images 1 --no-progress \
           --threads 2 $verify --overwrite --out "$out/run" > "$out/log" 2>&1 || { cat "$out/log"; exit 1; }
         end=$(date +%s.%N)
-        printf "%-28s %-10s %-12s %-6s %.1f\n" "$(basename "$mae")" "$folder" "${verify:-verify}" "$cache" \
+        printf "%-28s %-10s %-12s %-6s %.1f\n" "$(basename "$mae")" "$folder" "$verify" "$cache" \
           "$(echo "$end - $start" | bc)"
       done
     done

@@ -158,6 +158,16 @@ expect_refused "different classes" "$mae" finetune --data diff --max-steps 1 "${
 cp -r png corrupt && head -c 100 png/train/Bag/00023.png > corrupt/train/Bag/00023.png
 expect_refused "corrupt/train/Bag/00023.png" "$mae" finetune --data corrupt --max-steps 1 "${q[@]}" --out bad
 expect_refused "corrupt/train/Bag/00023.png" "$mae" pretrain --data corrupt --max-steps 1 "${q[@]}" --out bad
+# its header is whole: without --verify, the decode fails when training reads it (here in the
+# first epoch, as no mean/std pass reads it first), and the run stops naming it; with --verify,
+# before anything trains
+expect_refused "corrupt/train/Bag/00023.png: unreadable PNG" "$mae" pretrain --data corrupt --normalize imagenet \
+  --epochs 1 --batch 48 "${q[@]}" --out bad_mid
+test "$(wc -l < bad_mid/log.csv)" -ge 2 || fail "the run did not train before it met the corrupt picture"
+"$mae" pretrain --data corrupt --verify --normalize imagenet --max-steps 1 "${q[@]}" --out bad_verify \
+  > verify.out 2> verify.err && fail "--verify accepted a corrupt picture"
+grep -q "corrupt/train/Bag/00023.png: unreadable PNG" verify.err || fail "--verify did not name the picture"
+if grep -q "normalization" verify.out; then fail "--verify let the run start before refusing"; fi
 
 cp -r png empty && : > empty/val/Coat/00010.png
 expect_refused "empty file (0 bytes)" "$mae" finetune --data empty --max-steps 1 "${q[@]}" --out bad

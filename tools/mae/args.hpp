@@ -26,7 +26,7 @@ struct DataArgs {
   Index limit = 0, val_limit = 0;      // evenly spaced subsets; 0: all
   Index max_side = 0;                  // shrink larger images first; 0: 4 x the model's size
   std::int64_t max_pixels = 64000000;  // refuse larger images
-  bool verify = true;                  // decode every image once before training
+  bool verify = false;                 // decode every image once before training (--verify)
   std::string normalize = "auto";      // auto (checkpoint's, else dataset), dataset, imagenet
   double crop_pct = 0;                 // evaluation: resize to S / crop_pct, center crop; 0: reference
   bool fashion_mnist() const { return data == "fashion-mnist"; }

@@ -112,7 +112,9 @@ void add_data(CLI::App& c, DataArgs& d, bool training) {
                "shrink images whose shorter side is longer, when read (0: 4 x model size; at least the model size)")
       ->check(whole(0));
   c.add_option("--max-pixels", d.max_pixels, "refuse images with more pixels (decompression bombs)")->check(whole(1));
-  c.add_flag("!--no-verify", d.verify, "skip decoding every image of a folder or shards once before starting");
+  c.add_flag("--verify,!--no-verify", d.verify,
+             "decode every image once before starting (off: each header is still read first, and a picture that "
+             "does not decode stops the run when it is read, naming it; fix it and --resume)");
   if (training)
     c.add_option("--shuffle-buffer", d.shuffle_buffer,
                  "shards: samples mixed through a buffer of this many on their way into batches (1: the shards' "
