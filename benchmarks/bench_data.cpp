@@ -5,6 +5,7 @@
 // written once from Fashion-MNIST into /tmp.
 //   ./build/release/benchmarks/bench_data [--benchmark_filter=...]
 #include <mae/data.hpp>
+#include <mae/io/files.hpp>
 
 #include <benchmark/benchmark.h>
 #include <stb/stb_image_write.h>
@@ -67,12 +68,8 @@ std::string write_shards(const std::string& folder) {
   const mae::ImageFolder images(folder, {});
   mae::ShardWriter w((dir / "train").string(), 1000);
   for (Index i = 0; i < images.size(); ++i) {
-    std::FILE* f = std::fopen(images.item_name(i).c_str(), "rb");
-    std::string bytes;
-    char buf[1 << 16];
-    for (std::size_t n; f && (n = std::fread(buf, 1, sizeof buf, f)) > 0;) bytes.append(buf, n);
-    if (f) std::fclose(f);
-    w.add("img" + std::to_string(i), {{"jpg", bytes}, {"cls", std::to_string(images.label(i))}});
+    w.add("img" + std::to_string(i),
+          {{"jpg", mae::read_file(images.item_name(i))}, {"cls", std::to_string(images.label(i))}});
   }
   w.finish();
   std::FILE* f = std::fopen((dir / "done").string().c_str(), "w");

@@ -62,6 +62,26 @@ inline std::string shard_source(const DataArgs& a, const std::string& split) {
   return "";
 }
 
+inline mae::ImageFolderOptions folder_options(const DataArgs& a, Index channels, Index img_size) {
+  mae::ImageFolderOptions o;
+  o.channels = channels, o.max_pixels = a.max_pixels;
+  o.max_side = max_side(a, img_size);
+  return o;
+}
+
+// The folder of a split under --data: DIR/train or DIR/val, or for unlabelled pretraining a
+// folder without train/, whole.
+inline std::string folder_path(const DataArgs& a, const std::string& split, bool labelled) {
+  namespace fs = std::filesystem;
+  const fs::path root(a.data), dir = root / split;
+  if (!fs::is_directory(root)) throw mae::Error("--data '" + a.data + "': not a directory (nor fashion-mnist)");
+  if (fs::is_directory(dir)) return dir.string();
+  if (labelled || split != "train")
+    throw mae::Error("'" + dir.string() + "' is missing: a labelled folder holds " + (root / "train").string() +
+                     "/<class>/*.png and " + (root / "val").string() + "/<class>/*.png");
+  return root.string();  // pretraining on a flat folder
+}
+
 // One split ("train" or "val") as the model sees it.
 class Split {
  public:
@@ -70,10 +90,10 @@ class Split {
   Split(const DataArgs& a, const std::string& split, Index channels, Index img_size, bool labelled) {
     Index limit = split == "train" ? a.limit : a.val_limit;
     const std::string shards = shard_source(a, split);
+    const bool own_val = split == "val" && !a.val_data.empty();  // --val-data, a folder
     if (!shards.empty()) {
       mae::ShardOptions o;
-      o.images.channels = channels, o.images.max_pixels = a.max_pixels;
-      o.images.max_side = max_side(a, img_size);
+      o.images = folder_options(a, channels, img_size);
       o.labelled = labelled;
       Stopwatch t;
       shards_ = std::make_unique<mae::ShardDataset>(shards, o);
@@ -84,32 +104,13 @@ class Split {
         throw mae::Error("shards '" + shards + "' have " + std::to_string(shards_->class_names().size()) +
                          " class; classification needs at least two");
       ds_ = shards_.get();
-    } else if (split == "val" && !a.val_data.empty()) {
-      mae::ImageFolderOptions o;
-      o.channels = channels, o.max_pixels = a.max_pixels;
-      o.max_side = max_side(a, img_size);
-      folder_ = std::make_unique<mae::ImageFolder>(a.val_data, o);
-      if (labelled) folder_->require_classes();
-      ds_ = folder_.get();
-    } else if (a.fashion_mnist()) {
+    } else if (a.fashion_mnist() && !own_val) {
       fm_ = std::make_unique<mae::FashionMnist>(a.fashion_mnist_dir, split == "train" ? "train" : "t10k");
       ds_ = fm_.get();
       if (channels != 1) ds_ = (repeat_ = std::make_unique<mae::RepeatChannels>(*ds_, channels)).get();
     } else {
-      namespace fs = std::filesystem;
-      const fs::path root(a.data), dir = root / split;
-      if (!fs::is_directory(root)) throw mae::Error("--data '" + a.data + "': not a directory (nor fashion-mnist)");
-      std::string path = dir.string();
-      if (!fs::is_directory(dir)) {
-        if (labelled || split != "train")
-          throw mae::Error("'" + dir.string() + "' is missing: a labelled folder holds " + (root / "train").string() +
-                           "/<class>/*.png and " + (root / "val").string() + "/<class>/*.png");
-        path = root.string();  // pretraining on a flat folder
-      }
-      mae::ImageFolderOptions o;
-      o.channels = channels, o.max_pixels = a.max_pixels;
-      o.max_side = max_side(a, img_size);
-      folder_ = std::make_unique<mae::ImageFolder>(path, o);
+      folder_ = std::make_unique<mae::ImageFolder>(own_val ? a.val_data : folder_path(a, split, labelled),
+                                                   folder_options(a, channels, img_size));
       if (labelled) folder_->require_classes();
       ds_ = folder_.get();
     }
@@ -125,14 +126,13 @@ class Split {
     for (Index i = 0; i < ds_->size(); ++i) y[i] = ds_->label(i);
     return y;
   }
-  // Decodes every image of a folder once (an unreadable one stops here, named) and prints
+  // Decodes every image of a folder or shards once (an unreadable one stops here, named) and prints
   // the count and the images per second of the pass.
   void verify(bool enabled) const {
     if ((!folder_ && !shards_) || !enabled) return;
     Stopwatch t;
-    if (folder_) folder_->verify();
-    if (shards_) shards_->verify();
     const mae::ImageDataset& d = folder_ ? static_cast<const mae::ImageDataset&>(*folder_) : *shards_;
+    mae::verify_images(d);
     std::printf("%s: %lld images, %lld classes, all decoded in %.1f s (%.0f images/s)\n", d.name().c_str(),
                 static_cast<long long>(d.size()), static_cast<long long>(d.class_names().size()), t.seconds(),
                 static_cast<double>(d.size()) / std::max(t.seconds(), 1e-9));

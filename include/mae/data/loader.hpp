@@ -125,6 +125,15 @@ inline nlohmann::json dataset_fingerprint(const ImageDataset& ds) {
           {"items", hex}};
 }
 
+// Decodes every image of a dataset once (in parallel, nothing kept): an unreadable one stops
+// here, named, instead of in the middle of training; the first in index order is reported.
+inline void verify_images(const ImageDataset& ds) {
+  parallel_for_first_error(ds.size(), 16, [&ds](Index i) {
+    std::vector<float> buf(static_cast<std::size_t>(ds.channels() * ds.height(i) * ds.width(i)));
+    ds.load(i, buf.data());
+  });
+}
+
 // Per-channel mean and std of a dataset (over at most max_images, evenly spaced). The images
 // are decoded in parallel; each one's sums are its own, added in image order afterwards, so
 // the result is the same for any thread count (it is stored in checkpoints and compared on

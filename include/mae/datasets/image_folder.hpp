@@ -20,6 +20,7 @@
 #include <cctype>
 #include <cstdint>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -36,13 +37,22 @@ struct ImageFolderOptions {
   std::int64_t max_pixels = 64 * 1000000LL;  // refuse larger images (decompression bombs)
 };
 
+// The image extensions (torchvision's ImageFolder's IMG_EXTENSIONS, and GIF), in the order a
+// shard's sample prefers them when it holds more than one (WebDataset's "jpg;png").
+inline constexpr const char* kImageExtensions[] = {"jpg",  "jpeg", "png", "webp", "tif",
+                                                   "tiff", "bmp",  "gif", "ppm",  "pgm"};
+
+// The place of an extension (lower case, without the dot) in kImageExtensions; -1: not an image.
+inline int image_extension_rank(const std::string& ext) {
+  for (int k = 0; k < static_cast<int>(std::size(kImageExtensions)); ++k)
+    if (ext == kImageExtensions[k]) return k;
+  return -1;
+}
+
 inline bool is_image_file(const std::filesystem::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  // torchvision's ImageFolder's IMG_EXTENSIONS, and GIF
-  for (const char* e : {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm"})
-    if (ext == e) return true;
-  return false;
+  return !ext.empty() && image_extension_rank(ext.substr(1)) >= 0;
 }
 
 // An image's size as loaded: shrunk (keeping the aspect ratio) when its shorter side is over
@@ -53,6 +63,17 @@ inline std::pair<Index, Index> loaded_size(Index h0, Index w0, Index max_side) {
   const double s = static_cast<double>(max_side) / static_cast<double>(shorter);
   return {std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(h0) * s))),
           std::max<Index>(1, static_cast<Index>(std::lround(static_cast<double>(w0) * s)))};
+}
+
+// The size an image of header size s is loaded at (height, width), after the checks every
+// image passes before anything is decoded: it has pixels, and no more than opt.max_pixels.
+// `where` names the image in the refusal.
+inline std::pair<Index, Index> checked_size(const std::string& where, ImageSize s, const ImageFolderOptions& opt) {
+  if (s.width <= 0 || s.height <= 0) throw Error(where + ": the image has no pixels");
+  if (static_cast<std::int64_t>(s.width) * s.height > opt.max_pixels)
+    throw Error(where + ": " + std::to_string(s.width) + "x" + std::to_string(s.height) +
+                " pixels, over the limit of " + std::to_string(opt.max_pixels) + " (raise max_pixels to accept it)");
+  return loaded_size(s.height, s.width, opt.max_side);
 }
 
 // Decoded (H, W, C) bytes of size s -> (C, h, w) floats in [0, 1], shrunk (from the 8-bit
@@ -130,12 +151,7 @@ class ImageFolder : public ImageDataset {
 
   // Decodes every image once (in parallel, nothing kept): an unreadable file stops here,
   // named, instead of in the middle of training.
-  void verify() const {
-    parallel_for_first_error(size(), 16, [this](Index i) {
-      std::vector<float> buf(static_cast<std::size_t>(opt_.channels * height(i) * width(i)));
-      load(i, buf.data());
-    });
-  }
+  void verify() const { verify_images(*this); }
 
   void load(Index i, float* out) const override {
     const Item& it = items_[static_cast<std::size_t>(i)];
@@ -177,11 +193,7 @@ class ImageFolder : public ImageDataset {
     it.path = path, it.label = label;
     const ImageSize s = read_image_size(path);
     it.w0 = s.width, it.h0 = s.height;
-    if (it.w0 <= 0 || it.h0 <= 0) throw Error(path + ": the image has no pixels");
-    if (static_cast<std::int64_t>(it.w0) * it.h0 > opt_.max_pixels)
-      throw Error(path + ": " + std::to_string(it.w0) + "x" + std::to_string(it.h0) + " pixels, over the limit of " +
-                  std::to_string(opt_.max_pixels) + " (raise max_pixels to accept it)");
-    std::tie(it.h, it.w) = loaded_size(it.h0, it.w0, opt_.max_side);
+    std::tie(it.h, it.w) = checked_size(path, s, opt_);
     return it;
   }
 

@@ -138,14 +138,6 @@ inline void split_member(const std::string& path, std::string& key, std::string&
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
 }
 
-// The preference among a sample's images (WebDataset's "jpg;png" to_tuple).
-inline int image_rank(const std::string& ext) {
-  static const char* kOrder[] = {"jpg", "jpeg", "png", "webp", "tif", "tiff", "bmp", "gif", "ppm", "pgm"};
-  for (int k = 0; k < 10; ++k)
-    if (ext == kOrder[k]) return k;
-  return -1;
-}
-
 }  // namespace shard_detail
 
 struct ShardOptions {
@@ -203,29 +195,12 @@ class ShardDataset : public ImageDataset {
   }
   bool has_class_file() const { return !class_file_.empty(); }
 
-  // Decodes every image once (in parallel, nothing kept).
-  void verify() const {
-    parallel_for_first_error(size(), 16, [this](Index i) {
-      std::vector<float> buf(static_cast<std::size_t>(channels() * height(i) * width(i)));
-      load(i, buf.data());
-    });
-  }
-
   void load(Index i, float* out) const override {
     const Item& it = items_[static_cast<std::size_t>(i)];
     const std::string where = item_name(i);
-    const std::string& shard = shards_[static_cast<std::size_t>(it.shard)];
-    std::vector<unsigned char> bytes(static_cast<std::size_t>(it.bytes));
-    const int fd = ::open(shard.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(shard + ": cannot open (" + std::strerror(errno) + ")");
-    std::size_t got = 0;
-    while (got < bytes.size()) {
-      const ssize_t n = ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(it.offset + got));
-      if (n <= 0) break;
-      got += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-    if (got != bytes.size()) throw Error(where + ": cannot read (the shard is shorter than when it was indexed)");
+    std::vector<unsigned char> bytes;
+    if (!read_bytes(shards_[static_cast<std::size_t>(it.shard)], it, bytes))
+      throw Error(where + ": cannot read (the shard is shorter than when it was indexed)");
     const ImageSize expect{it.w0, it.h0};
     ImageSize s;
     const std::vector<unsigned char> px =
@@ -306,7 +281,7 @@ class ShardDataset : public ImageDataset {
       }
       sample_exts.push_back(ext);
       const std::int64_t size = archive_entry_size(e);
-      const int rank = image_rank(ext);
+      const int rank = image_extension_rank(ext);  // the sample's preferred image
       if (rank >= 0 && (pending_rank < 0 || rank < pending_rank)) {
         if (archive_entry_sparse_count(e) > 0) throw Error(path + ":" + member + ": a sparse tar member");
         if (size <= 0) throw Error(path + ":" + member + ": empty file (0 bytes), not an image");
@@ -350,12 +325,7 @@ class ShardDataset : public ImageDataset {
     Item it;
     it.bytes = size;
     it.w0 = s.width, it.h0 = s.height;
-    const std::string where = path + ":" + member;
-    if (it.w0 <= 0 || it.h0 <= 0) throw Error(where + ": the image has no pixels");
-    if (static_cast<std::int64_t>(it.w0) * it.h0 > opt_.images.max_pixels)
-      throw Error(where + ": " + std::to_string(it.w0) + "x" + std::to_string(it.h0) + " pixels, over the limit of " +
-                  std::to_string(opt_.images.max_pixels) + " (raise max_pixels to accept it)");
-    const auto [h, w] = loaded_size(it.h0, it.w0, opt_.images.max_side);
+    const auto [h, w] = checked_size(path + ":" + member, s, opt_.images);
     it.h = static_cast<std::int32_t>(h), it.w = static_cast<std::int32_t>(w);
     return it;
   }
@@ -369,16 +339,29 @@ class ShardDataset : public ImageDataset {
     }
   }
 
+  // An image's bytes, read by their offset in the shard; false when the shard ends first.
+  static bool read_bytes(const std::string& shard, const Item& it, std::vector<unsigned char>& bytes) {
+    bytes.resize(static_cast<std::size_t>(it.bytes));
+    const int fd = ::open(shard.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error(shard + ": cannot open (" + std::strerror(errno) + ")");
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+      const ssize_t n = ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(it.offset + got));
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    return got == bytes.size();
+  }
+
   void check_offset(const std::string& path, const Item& it) const {
-    // the header read again by offset must agree with the one read through libarchive
-    std::vector<unsigned char> head(static_cast<std::size_t>(it.bytes));
-    std::ifstream f(path, std::ios::binary);
-    f.seekg(it.offset);
-    f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+    // the header read again by offset, as load() reads it, must agree with the one read
+    // through libarchive
+    std::vector<unsigned char> bytes;
     ImageSize s{};
-    bool ok = static_cast<std::size_t>(f.gcount()) == head.size();
+    bool ok = read_bytes(path, it, bytes);
     try {
-      if (ok) s = read_image_size_memory(head.data(), head.size(), path);
+      if (ok) s = read_image_size_memory(bytes.data(), bytes.size(), path);
     } catch (const Error&) {
       ok = false;
     }

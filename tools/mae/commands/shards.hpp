@@ -11,8 +11,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -65,10 +63,7 @@ inline int write_shards(const ShardsArgs& a) {
       previous = key;
       std::string ext = file.extension().string().substr(1);
       std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-      std::ifstream in(file, std::ios::binary);
-      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (!in.good() && !in.eof()) throw mae::Error(file.string() + ": cannot read");
-      std::vector<std::pair<std::string, std::string>> members{{ext, std::move(bytes)}};
+      std::vector<std::pair<std::string, std::string>> members{{ext, mae::read_file(file.string())}};
       if (labelled) members.emplace_back("cls", std::to_string(folder.label(i)));
       w.add(key, members);
     }
