@@ -518,3 +518,141 @@ TEST_CASE("image folder: classes required, the same in train and val, sizes chec
   CHECK_THROWS_WITH_AS(mae::ImageFolder(loop.string(), {1}),
                        doctest::Contains(("image folder '" + loop.string()).c_str()), mae::Error);
 }
+
+TEST_CASE("image index: headers read once and kept between runs; what changed is read again; statistics kept") {
+  const fs::path d = mae_test::scratch_dir("folder_index");
+  fs::create_directories(d / "train" / "a"), fs::create_directories(d / "train" / "b"),
+      fs::create_directories(d / "val" / "a");
+  for (int i = 0; i < 6; ++i)
+    write_gray_png_file(d / "train" / (i % 2 ? "b" : "a") / (std::to_string(i) + ".png"), 6 + i, 5, 7 + 30 * i);
+  write_gray_png_file(d / "val" / "a" / "v.png", 9, 9, 3);
+  const std::string index = (d / "image_index.txt").string(), train = (d / "train").string();
+  const std::string abs0 = (fs::absolute(d) / "train" / "a" / "0.png").lexically_normal().string();
+  const auto edit = [&](const std::string& from, const std::string& to) {  // one edit of the index file
+    std::string t = slurp(index);
+    const auto at = t.find(from);
+    REQUIRE(at != std::string::npos);
+    spit(index, t.replace(at, from.size(), to));
+  };
+
+  // a first run reads every header, and the index keeps them with the statistics
+  std::vector<double> mean, sd;
+  {
+    mae::ImageIndexCache cache(index);
+    const mae::ImageFolder f(train, {1}, &cache);
+    CHECK(f.headers_read() == 6);
+    mae::dataset_mean_std(f, mean, sd, 10000, {}, &cache);
+    const mae::ImageFolder v((d / "val").string(), {1}, &cache);  // a second folder in the same index
+    CHECK(cache.files() == 7);
+    cache.save();
+  }
+  const std::string first = slurp(index);
+  CHECK(first.rfind("mae image index 1\n", 0) == 0);
+
+  // the next run reads no header: the sizes are the index's (an index that says otherwise is believed)
+  edit(" 6 5 " + abs0 + "\n", " 6 4 " + abs0 + "\n");
+  {
+    mae::ImageIndexCache cache(index);
+    const mae::ImageFolder f(train, {1}, &cache);
+    CHECK(f.headers_read() == 0);
+    CHECK(f.size() == 6);
+    CHECK(f.height(0) == 4);  // from the index
+    CHECK(f.width(5) == 11);  // from the index, as the file has it
+    CHECK(!cache.changed());
+  }
+  // ... and the statistics, kept under a key of the images they came from
+  spit(index, first);
+  {
+    std::string t = slurp(index);
+    const auto at = t.find("\ns meanstd-");
+    REQUIRE(at != std::string::npos);
+    spit(index, t.substr(0, t.find(' ', at + 3)) + " 1 0.5 0.25\n");  // they say mean 0.5, std 0.25
+  }
+  {
+    mae::ImageIndexCache cache(index);
+    const mae::ImageFolder f(train, {1}, &cache);
+    std::vector<double> m2, s2;
+    mae::dataset_mean_std(f, m2, s2, 10000, {}, &cache);
+    CHECK(m2 == std::vector<double>{0.5});
+    CHECK(s2 == std::vector<double>{0.25});
+  }
+  spit(index, first);
+
+  // a changed file (its stamp differs) and a new one are read again; a removed one leaves the index
+  write_gray_png_file(d / "train" / "a" / "0.png", 7, 5, 250);
+  write_gray_png_file(d / "train" / "b" / "new.png", 4, 4, 100);
+  fs::remove(d / "train" / "a" / "2.png");
+  {
+    mae::ImageIndexCache cache(index);
+    const mae::ImageFolder f(train, {1}, &cache);
+    CHECK(f.headers_read() == 2);
+    CHECK(f.size() == 6);
+    CHECK(f.width(0) == 7);
+    std::vector<double> m2, s2;  // the images changed: the statistics are computed again
+    mae::dataset_mean_std(f, m2, s2, 10000, {}, &cache);
+    CHECK(m2 != mean);
+    std::vector<double> m3, s3;  // another subset of the images: another key, computed
+    mae::dataset_mean_std(f, m3, s3, 3, {}, &cache);
+    CHECK(m3 != m2);
+    CHECK(cache.files() == 7);  // 2.png gone, new.png in, val's v.png kept
+    cache.save();
+  }
+  CHECK(slurp(index).find("/2.png\n") == std::string::npos);
+  CHECK(slurp(index).find("/v.png\n") != std::string::npos);
+  {
+    mae::ImageIndexCache cache(index);
+    CHECK(mae::ImageFolder(train, {1}, &cache).headers_read() == 0);
+    CHECK(!cache.changed());
+  }
+
+  // a file that is not an index is refused and left as it was; a damaged index is rebuilt
+  const std::string notes = (d / "notes.txt").string();
+  spit(notes, "my notes\n");
+  CHECK_THROWS_WITH_AS(mae::ImageIndexCache{notes},
+                       doctest::Contains("notes.txt' is not an image index written by mae"), mae::Error);
+  CHECK(slurp(notes) == "my notes\n");
+  for (const std::string& bad : {std::string("mae image index 1\nf 1 2 3 4 5 /x"),      // cut short
+                                 std::string("mae image index 1\nf 1 2 3 0 5 /x\n"),    // no width
+                                 std::string("mae image index 1\nf 1 2 3 4 5 x\n"),     // not absolute
+                                 std::string("mae image index 1\ns k 2 0.1 0.2\n")}) {  // 2 channels, 2 values
+    spit(index, bad);
+    mae::ImageIndexCache cache(index);
+    CHECK(cache.files() == 0);
+    CHECK(cache.changed());
+    CHECK(mae::ImageFolder(train, {1}, &cache).headers_read() == 6);
+  }
+
+  // the order of the files is std::filesystem::path's, component by component
+  const fs::path o = mae_test::scratch_dir("folder_order");
+  std::vector<fs::path> names = {"a/x.png", "a-b/x.png", "a/b/x.png", "A/x.png",   "a.b/x.png",
+                                 "ab.png",  "a b/x.png", "a/b-c.png", "a/b/c.png", "\xc3\xa9/x.png"};
+  for (const auto& n : names) {
+    fs::create_directories((o / n).parent_path());
+    write_gray_png_file(o / n, 2, 2, 1);
+  }
+  const mae::ImageFolder ordered(o.string(), {1});
+  std::vector<fs::path> want;
+  for (const auto& n : names) want.push_back(o / n);
+  std::sort(want.begin(), want.end());
+  REQUIRE(ordered.size() == static_cast<Index>(want.size()));
+  for (Index i = 0; i < ordered.size(); ++i) CHECK(ordered.item_name(i) == want[static_cast<std::size_t>(i)].string());
+
+  // the folder as text for another process: the same folder, made without reading a file
+  const mae::ImageFolder f(train, {1});
+  const mae::ImageFolder g = mae::ImageFolder::from_index(f.index(), {1});
+  CHECK(g.headers_read() == 0);
+  CHECK(g.name() == f.name());
+  CHECK(g.class_names() == f.class_names());
+  CHECK(g.content_stamp() == f.content_stamp());
+  REQUIRE(g.size() == f.size());
+  for (Index i = 0; i < f.size(); ++i) {
+    CHECK(g.item_name(i) == f.item_name(i));
+    CHECK(g.label(i) == f.label(i));
+    CHECK((g.height(i) == f.height(i) && g.width(i) == f.width(i)));
+  }
+  CHECK(mae::dataset_fingerprint(g) == mae::dataset_fingerprint(f));
+  std::string cut = f.index();
+  cut.resize(cut.rfind('\n', cut.size() - 2) + 1);  // the last image's line lost
+  CHECK_THROWS_AS(mae::ImageFolder::from_index(cut, {1}), mae::Error);
+  CHECK_THROWS_AS(mae::ImageFolder::from_index("mae image folder 1\nx\ns\n0\n1\n5 1 1 /a.png\n", {1}), mae::Error);
+}

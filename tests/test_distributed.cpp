@@ -9,6 +9,9 @@
 #include <mae/mae.hpp>
 #include <mae/training/distributed.hpp>
 
+#include <stb/stb_image_write.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include <cmath>
@@ -407,6 +410,74 @@ TEST_CASE("data-parallel Finetuner: a resume on one process continues to float r
   CHECK(e_update < 1e-4);
   MPI_Barrier(MPI_COMM_WORLD);
   if (g_rank == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("an image folder is scanned by the first process and sent to the others; statistics summed exactly") {
+  // one directory every rank sees (rank 0's name)
+  std::string dir =
+      (std::filesystem::temp_directory_path() / ("mae_dist_folder_" + std::to_string(::getpid()))).string();
+  const mae::DataParallel p = mae::mpi::data_parallel(MPI_COMM_WORLD);
+  p.broadcast(dir);
+  constexpr int kFiles = 7;
+  if (g_rank == 0) {
+    std::filesystem::remove_all(dir);
+    for (int i = 0; i < kFiles; ++i) {
+      const std::string sub = dir + "/" + (i % 2 ? "b" : "a");
+      std::filesystem::create_directories(sub);
+      std::vector<unsigned char> px(static_cast<std::size_t>(3 * (5 + i) * 4));
+      for (std::size_t k = 0; k < px.size(); ++k) px[k] = static_cast<unsigned char>(k * 37 + i * 11);
+      REQUIRE(stbi_write_png((sub + "/" + std::to_string(i) + ".png").c_str(), 5 + i, 4, 3, px.data(), 3 * (5 + i)));
+    }
+  }
+  p.barrier();
+  mae::ImageIndexCache cache;  // (not saved: no path)
+  const auto f = mae::open_image_folder(dir, {3}, g_rank == 0 ? &cache : nullptr, p);
+  CHECK(f->size() == kFiles);
+  CHECK(f->headers_read() == (g_rank == 0 ? kFiles : 0));  // the others read no file
+  std::string index = f->index();                          // and have the first one's folder
+  std::string first = index;
+  p.broadcast(first);
+  CHECK(index == first);
+  CHECK(f->width(3) == 11);  // a/6.png (a/0, a/2, a/4, a/6, b/1, ...)
+
+  // the statistics: each process decodes its part, the parts are summed exactly (one process's bits)
+  std::vector<double> mean, sd, mean1, sd1;
+  mae::dataset_mean_std(*f, mean, sd, 10000, p, g_rank == 0 ? &cache : nullptr);
+  mae::dataset_mean_std(*f, mean1, sd1);
+  CHECK(mean == mean1);
+  CHECK(sd == sd1);
+  // kept statistics: the first process's are every process's
+  cache.keep_statistics(mae::statistics_key(*f, kFiles), {0.1, 0.2, 0.3, 0.4, 0.5, 0.6});
+  mae::dataset_mean_std(*f, mean, sd, 10000, p, g_rank == 0 ? &cache : nullptr);
+  CHECK(mean == std::vector<double>{0.1, 0.2, 0.3});
+  CHECK(sd == std::vector<double>{0.4, 0.5, 0.6});
+
+  // a folder the first process cannot scan stops every process
+  CHECK_THROWS_WITH_AS(mae::open_image_folder(dir + "/missing", {3}, nullptr, p),
+                       doctest::Contains(g_rank == 0 ? "is not a directory" : "the first process could not scan it"),
+                       mae::Error);
+  p.barrier();
+  if (g_rank == 0) std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("shards are indexed by the first process and sent to the others") {
+  const mae::DataParallel p = mae::mpi::data_parallel(MPI_COMM_WORLD);
+  mae::ShardOptions o;
+  o.labelled = true;
+  const std::string dir = std::string(MAE_FIXTURE_DIR) + "/shards/good/train";
+  const auto shared = mae::open_shards(dir, o, p);
+  const mae::ShardDataset own(dir, o);  // what this process would have read itself
+  CHECK(shared->index() == own.index());
+  std::string first = shared->index();
+  p.broadcast(first);
+  CHECK(first == shared->index());
+  std::vector<float> a(static_cast<std::size_t>(3 * own.height(0) * own.width(0))), b(a.size());
+  own.load(0, a.data()), shared->load(0, b.data());
+  CHECK(a == b);
+  CHECK_THROWS_WITH_AS(mae::open_shards(dir + "/missing.tar", o, p),
+                       doctest::Contains(g_rank == 0 ? "missing.tar" : "the first process could not index them"),
+                       mae::Error);
+  p.barrier();
 }
 
 int main(int argc, char** argv) {

@@ -220,3 +220,49 @@ TEST_CASE("shards: ShardWriter's shards read back, split by count, and nothing i
     CHECK(a == b);
   }
 }
+
+TEST_CASE("shards: the images' statistics are kept in an image index while the shards are unchanged") {
+  const fs::path d = mae_test::scratch_dir("shards_stats");
+  fs::copy(kShards + "/good/train", d / "train");
+  const std::string index = (d / "image_index.txt").string();
+  std::vector<double> mean, sd;
+  {
+    mae::ImageIndexCache cache(index);
+    const mae::ShardDataset ds((d / "train").string(), options());
+    REQUIRE(!ds.content_stamp().empty());
+    mae::dataset_mean_std(ds, mean, sd, 10000, {}, &cache);
+    cache.save();
+  }
+  const mae::ShardDataset again((d / "train").string(), options());
+  const auto kept = mae::ImageIndexCache(index).statistics(mae::statistics_key(again, again.size()));
+  REQUIRE(kept.has_value());
+  CHECK(*kept == std::vector<double>{mean[0], mean[1], mean[2], sd[0], sd[1], sd[2]});
+  // a shard rewritten (here only its times): another stamp, so the statistics are computed again
+  const std::string first = mae::ShardDataset((d / "train").string(), options()).content_stamp();
+  const fs::path shard = mae::expand_shards((d / "train").string()).front();
+  fs::last_write_time(shard, fs::last_write_time(shard) + std::chrono::seconds(1));
+  CHECK(mae::ShardDataset((d / "train").string(), options()).content_stamp() != first);
+}
+
+TEST_CASE("shards: the index as bytes for another process gives the same dataset without reading a shard") {
+  const mae::ShardDataset ds(kShards + "/good/train", options(3, /*labelled=*/true));
+  const mae::ShardDataset copy = mae::ShardDataset::from_index(ds.index(), options(3, true));
+  REQUIRE(copy.size() == ds.size());
+  CHECK(copy.name() == ds.name());
+  CHECK(copy.shards() == ds.shards());
+  CHECK(copy.shard_ends() == ds.shard_ends());
+  CHECK(copy.class_names() == ds.class_names());
+  CHECK(copy.has_class_file() == ds.has_class_file());
+  CHECK(copy.content_stamp() == ds.content_stamp());
+  CHECK(mae::dataset_fingerprint(copy) == mae::dataset_fingerprint(ds));
+  for (Index i = 0; i < ds.size(); ++i) {
+    CHECK(copy.item_name(i) == ds.item_name(i));
+    std::vector<float> a(static_cast<std::size_t>(3 * ds.height(i) * ds.width(i))), b(a.size());
+    ds.load(i, a.data()), copy.load(i, b.data());
+    CHECK(a == b);
+  }
+  std::string cut = ds.index();
+  cut.pop_back();
+  CHECK_THROWS_WITH_AS(mae::ShardDataset::from_index(cut, options()), doctest::Contains("wrong size"), mae::Error);
+  CHECK_THROWS_AS(mae::ShardDataset::from_index("no header", options()), mae::Error);
+}

@@ -222,6 +222,30 @@ expect_refused "would mix the two" "$mae" pretrain --data png --resume pre2/chec
 grep -q "overwriting the run in pre3: removed checkpoint-1.safetensors, checkpoint.safetensors, log.csv" ow.err || { cat ow.err; fail "no word on --overwrite"; }
 test "$(wc -l < pre3/log.csv)" -eq 3 || fail "the overwritten run's log was kept"
 
+# the image index: a run reads each header once and keeps them in OUT/image_index.txt; the next
+# start in that directory (--overwrite, --resume) reads none, then only the files that changed;
+# --index FILE keeps one for several runs; a file that is not an index is not overwritten
+grep -q "png/train: 240 images in 10 classes, indexed in .* s (240 headers read, the others' from pre/image_index.txt)" \
+  pre.txt || fail "the first run did not read every header"
+head -1 pre/image_index.txt | grep -qx "mae image index 1" || fail "no image index in the run directory"
+test "$(grep -c "(0 headers read, the others' from pre3/image_index.txt)" ow.out)" -eq 2 \
+  || { cat ow.out; fail "the overwriting run read headers again (train and val)"; }
+touch "$(ls png/train/Bag/*.png | head -1)"
+"$mae" pretrain --data png --max-steps 1 --batch 48 --out pre3 --overwrite "${q[@]}" > touched.out 2> /dev/null
+grep -q "png/train: .*(1 headers read" touched.out || { cat touched.out; fail "a touched file was not read again"; }
+"$mae" pretrain --data png --max-steps 1 --batch 48 --out idx_a --index shared.index "${q[@]}" > idx_a.out
+"$mae" pretrain --data png --max-steps 1 --batch 48 --out idx_b --index shared.index "${q[@]}" > idx_b.out
+grep -q "png/train: .*(240 headers read" idx_a.out && grep -q "png/train: .*(0 headers read" idx_b.out \
+  || fail "--index FILE was not shared by two runs"
+test ! -e idx_a/image_index.txt || fail "--index FILE also wrote OUT/image_index.txt"
+"$mae" pretrain --data png --max-steps 1 --batch 48 --out idx_none --index none "${q[@]}" > idx_none.out
+grep -q "png/train: .*(240 headers read)" idx_none.out && test ! -e idx_none/image_index.txt \
+  || fail "--index none kept an index"
+echo "my notes" > notes.txt
+expect_refused "notes.txt' is not an image index written by mae" "$mae" pretrain --data png --max-steps 1 \
+  --out idx_c --index notes.txt "${q[@]}"
+test "$(cat notes.txt)" = "my notes" || fail "a file that is not an index was changed"
+
 # two runs on one directory: the second is refused at once, naming the first; a dead one's lock is taken over
 "$mae" pretrain --data png --epochs 1000 --batch 48 --out busy "${q[@]}" > busy.out 2>&1 &
 busy=$!

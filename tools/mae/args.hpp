@@ -27,6 +27,7 @@ struct DataArgs {
   Index max_side = 0;                  // shrink larger images first; 0: 4 x the model's size
   std::int64_t max_pixels = 64000000;  // refuse larger images
   bool verify = false;                 // decode every image once before training (--verify)
+  std::string index;                   // the image index file (--index); "": the command's default
   std::string normalize = "auto";      // auto (checkpoint's, else dataset), dataset, imagenet
   double crop_pct = 0;                 // evaluation: resize to S / crop_pct, center crop; 0: reference
   bool fashion_mnist() const { return data == "fashion-mnist"; }

@@ -82,12 +82,38 @@ inline std::string folder_path(const DataArgs& a, const std::string& split, bool
   return root.string();  // pretraining on a flat folder
 }
 
+// What the splits of one command share at start-up: the processes (under mpirun the first one
+// scans a folder and sends it to the others) and the image index, which the first process reads
+// and, after save(), writes: --index FILE, or `default_index` when --index is not given (a
+// training command's OUT/image_index.txt; "" for none); --index none: no index.
+class Startup {
+ public:
+  Startup(const DataArgs& a, const std::string& default_index, const mae::DataParallel& p = {}) : p_(p) {
+    const std::string path = a.index.empty() ? default_index : a.index == "none" ? "" : a.index;
+    if (!path.empty() && p.rank == 0) cache_ = std::make_unique<mae::ImageIndexCache>(path);
+  }
+  const mae::DataParallel& processes() const { return p_; }
+  mae::ImageIndexCache* cache() const { return cache_.get(); }
+  std::string index_path() const { return cache_ ? cache_->path() : ""; }
+  // Writes the index when the start-up learned something new (the first process), and frees it
+  // (an entry per file, held only for the start-up).
+  void save() {
+    if (cache_) cache_->save();
+    cache_.reset();
+  }
+
+ private:
+  mae::DataParallel p_;
+  std::unique_ptr<mae::ImageIndexCache> cache_;
+};
+
 // One split ("train" or "val") as the model sees it.
 class Split {
  public:
   // labelled: classification (class directories, or a .cls per sample, required). For an
   // unlabelled train split, a folder without train/ is used whole.
-  Split(const DataArgs& a, const std::string& split, Index channels, Index img_size, bool labelled) {
+  Split(const DataArgs& a, const std::string& split, Index channels, Index img_size, bool labelled,
+        const Startup& start = Startup({}, "")) {
     Index limit = split == "train" ? a.limit : a.val_limit;
     const std::string shards = shard_source(a, split);
     const bool own_val = split == "val" && !a.val_data.empty();  // --val-data, a folder
@@ -96,7 +122,7 @@ class Split {
       o.images = folder_options(a, channels, img_size);
       o.labelled = labelled;
       Stopwatch t;
-      shards_ = std::make_unique<mae::ShardDataset>(shards, o);
+      shards_ = mae::open_shards(shards, o, start.processes());
       std::printf("%s: %lld images in %zu shards, indexed in %.1f s\n", shards.c_str(),
                   static_cast<long long>(shards_->size()), shards_->shards().size(), t.seconds());
       std::fflush(stdout);
@@ -109,8 +135,15 @@ class Split {
       ds_ = fm_.get();
       if (channels != 1) ds_ = (repeat_ = std::make_unique<mae::RepeatChannels>(*ds_, channels)).get();
     } else {
-      folder_ = std::make_unique<mae::ImageFolder>(own_val ? a.val_data : folder_path(a, split, labelled),
-                                                   folder_options(a, channels, img_size));
+      Stopwatch t;
+      folder_ = mae::open_image_folder(own_val ? a.val_data : folder_path(a, split, labelled),
+                                       folder_options(a, channels, img_size), start.cache(), start.processes());
+      const Index read = folder_->headers_read();
+      std::printf("%s: %lld images in %zu classes, indexed in %.1f s (%lld headers read%s)\n", folder_->name().c_str(),
+                  static_cast<long long>(folder_->size()), folder_->class_names().size(), t.seconds(),
+                  static_cast<long long>(read),
+                  start.cache() ? (", the others' from " + start.index_path()).c_str() : "");
+      std::fflush(stdout);
       if (labelled) folder_->require_classes();
       ds_ = folder_.get();
     }
@@ -165,11 +198,12 @@ inline std::map<std::string, std::string> metadata_of(const std::string& path) {
 
 // --normalize (auto, dataset, imagenet) as the library chooses it (mae::choose_normalization).
 inline mae::NormalizationChoice normalization(const DataArgs& a, const std::map<std::string, std::string>& meta,
-                                              const mae::ImageDataset& images, const std::string& checkpoint) {
+                                              const mae::ImageDataset& images, const std::string& checkpoint,
+                                              const Startup& start = Startup({}, "")) {
   const mae::NormalizeFrom from = a.normalize == "imagenet"  ? mae::NormalizeFrom::imagenet
                                   : a.normalize == "dataset" ? mae::NormalizeFrom::dataset
                                                              : mae::NormalizeFrom::automatic;
-  return mae::choose_normalization(from, meta, checkpoint, images);
+  return mae::choose_normalization(from, meta, checkpoint, images, start.processes(), start.cache());
 }
 
 inline void print(const mae::NormalizationChoice& n) {

@@ -98,7 +98,9 @@ void add_model(CLI::App& c, std::string& model) {
   c.add_option("--model", model, "preset (mae presets); default: the checkpoint's own, else vit_tiny_28x28_gray");
 }
 
-void add_data(CLI::App& c, DataArgs& d, bool training) {
+// training: the options of pretrain and finetune; run_directory: the command writes a run
+// directory (--out), where the image index is kept by default.
+void add_data(CLI::App& c, DataArgs& d, bool training, bool run_directory) {
   c.add_option("--data", d.data,
                "fashion-mnist (Debian's dataset-fashion-mnist); a folder: DIR/train/<class>/*.png|jpg and "
                "DIR/val/<class>/* (pretraining also takes a flat folder); or WebDataset tar shards: "
@@ -115,6 +117,10 @@ void add_data(CLI::App& c, DataArgs& d, bool training) {
   c.add_flag("--verify,!--no-verify", d.verify,
              "decode every image once before starting (off: each header is still read first, and a picture that "
              "does not decode stops the run when it is read, naming it; fix it and --resume)");
+  c.add_option("--index", d.index,
+               std::string("keep each image's header and the images' statistics in this file between runs, reading "
+                           "again only the files that changed (") +
+                   (run_directory ? "default: OUT/image_index.txt" : "default: none") + "; 'none': read every header)");
   if (training)
     c.add_option("--shuffle-buffer", d.shuffle_buffer,
                  "shards: samples mixed through a buffer of this many on their way into batches (1: the shards' "
@@ -237,7 +243,7 @@ int main(int argc, char** argv) {
                                  "reconstruction.png after every epoch");
   pre->option_defaults()->always_capture_default();
   add_model(*pre, pa_model);
-  add_data(*pre, pa.data, true);
+  add_data(*pre, pa.data, true, true);
   add_schedule(*pre, pa.train, pa.run.global_batch,
                "base learning rate: lr = blr * global batch x accum / 256 (global batch: batch x processes)");
   pre->add_option("--accum", pa.train.accum_iter, "micro-batches per optimizer step (at most the steps of an epoch)")
@@ -276,7 +282,7 @@ int main(int argc, char** argv) {
                                  "classifier.safetensors, checkpoint.safetensors, log.csv, eval.csv");
   fin->option_defaults()->always_capture_default();
   add_model(*fin, fa_model);
-  add_data(*fin, fa.data, true);
+  add_data(*fin, fa.data, true, true);
   add_schedule(*fin, fa.ft, fa.run.global_batch,
                "base learning rate: lr = blr * global batch / 256 (batch x processes)");
   fin->add_option("--init", fa.init,
@@ -326,7 +332,7 @@ int main(int argc, char** argv) {
                                  "LARS; log.csv, probe.safetensors");
   pro->option_defaults()->always_capture_default();
   add_model(*pro, pr_model);
-  add_data(*pro, pr.data, false);
+  add_data(*pro, pr.data, false, true);
   pro->add_option("--checkpoint", pr.checkpoint, "the encoder (an MAE checkpoint); none: random init");
   pro->add_flag("--raw-pixels", pr.raw_pixels, "probe the normalized pixels instead (logistic regression)");
   pro->add_option("--pool", pr.pool, "cls (norm(x)[:, 0], the reference's default) or avg")
@@ -360,7 +366,7 @@ int main(int argc, char** argv) {
                                 "confusion-matrix PNG");
   ev->option_defaults()->always_capture_default();
   add_model(*ev, ea_model);
-  add_data(*ev, ea.data, false);
+  add_data(*ev, ea.data, false, false);
   ev->add_option("--checkpoint", ea.checkpoint, "classifier.safetensors of mae finetune")->required();
   ev->add_option("--split", ea.split, "train or val")->check(CLI::IsMember({"train", "val"}));
   ev->add_option("--out", ea.out,
@@ -400,7 +406,7 @@ int main(int argc, char** argv) {
                                  "safetensors");
   ext->option_defaults()->always_capture_default();
   add_model(*ext, xa_model);
-  add_data(*ext, xa.data, false);
+  add_data(*ext, xa.data, false, false);
   add_features(*ext, xa.features, /*tokens=*/true);
   ext->add_option("--split", xa.split, "train or val")->check(CLI::IsMember({"train", "val"}));
   ext->add_option("--out", xa.out, "the safetensors file: features (N, D), labels (N), metadata mae.files")
@@ -432,7 +438,7 @@ int main(int argc, char** argv) {
                                 "quick check of a pretraining checkpoint");
   kn->option_defaults()->always_capture_default();
   add_model(*kn, ka_model);
-  add_data(*kn, ka.data, false);
+  add_data(*kn, ka.data, false, false);
   add_features(*kn, ka.features, /*tokens=*/false);
   kn->add_option("--k", ka.k, "neighbours")->check(whole(1, 100000));
   kn->add_option("--temperature", ka.temperature, "vote weight exp(cosine / T)")
@@ -447,7 +453,7 @@ int main(int argc, char** argv) {
   auto* rec = app.add_subcommand("reconstruct", "the MAE figure: original | masked | reconstruction | + visible");
   rec->option_defaults()->always_capture_default();
   add_model(*rec, ra_model);
-  add_data(*rec, ra.data, false);
+  add_data(*rec, ra.data, false, false);
   rec->add_option("--checkpoint", ra.checkpoint, "an MAE checkpoint (with its decoder)")->required();
   rec->add_option("--split", ra.split, "train or val")->check(CLI::IsMember({"train", "val"}));
   rec->add_option("--images", ra.images, "rows of the figure")->check(whole(1, 256));

@@ -11,8 +11,10 @@
 #define MAE_DATA_LOADER_HPP
 
 #include "../core/common.hpp"
+#include "../core/processes.hpp"
 #include "../core/rng.hpp"
 #include "erasing.hpp"
+#include "image_index.hpp"
 #include "rand_augment.hpp"
 
 #include <nlohmann/json.hpp>
@@ -22,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -48,6 +51,10 @@ class ImageDataset {
   // (shard s holds images shard_ends()[s - 1] to shard_ends()[s] - 1); the loader then
   // orders an epoch by shards. Empty (the default): any order is as cheap as another.
   virtual std::vector<Index> shard_ends() const { return {}; }
+  // A summary of the files image i is read from as they are now (an image folder: their sizes
+  // and times), so that what was computed from the images can be kept between runs and found
+  // again (ImageIndexCache); "" (the default): not known, nothing is kept.
+  virtual std::string content_stamp() const { return ""; }
 };
 
 // A grayscale dataset seen as RGB (the channel repeated), for RGB models on Fashion-MNIST.
@@ -69,6 +76,7 @@ class RepeatChannels : public ImageDataset {
   std::string name() const override { return ds_.name(); }
   std::vector<std::string> class_names() const override { return ds_.class_names(); }
   std::string item_name(Index i) const override { return ds_.item_name(i); }
+  std::string content_stamp() const override { return ds_.content_stamp(); }
 
  private:
   const ImageDataset& ds_;
@@ -91,6 +99,7 @@ class EvenSubset : public ImageDataset {
   std::string name() const override { return ds_.name(); }
   std::vector<std::string> class_names() const override { return ds_.class_names(); }
   std::string item_name(Index i) const override { return ds_.item_name(at(i)); }
+  std::string content_stamp() const override { return ds_.content_stamp(); }
 
  private:
   Index at(Index i) const { return i * ds_.size() / n_; }
@@ -104,25 +113,19 @@ class EvenSubset : public ImageDataset {
 // image added, removed, renamed or resized changes it; Fashion-MNIST's is its size and split.
 // `source` (the dataset's name) is for messages only.
 inline nlohmann::json dataset_fingerprint(const ImageDataset& ds) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  const auto mix = [&h](const std::string& s) {
-    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-    h = (h ^ 0xffu) * 0x100000001b3ull;  // a separator no name holds
-  };
+  Fnv1a h;
   const std::string prefix = ds.name() + "/";
   for (Index i = 0; i < ds.size(); ++i) {
     std::string item = ds.item_name(i);
     if (item.compare(0, prefix.size(), prefix) == 0) item.erase(0, prefix.size());
-    mix(item);
-    mix(std::to_string(ds.label(i)) + ":" + std::to_string(ds.height(i)) + "x" + std::to_string(ds.width(i)));
+    h.field(item);
+    h.field(std::to_string(ds.label(i)) + ":" + std::to_string(ds.height(i)) + "x" + std::to_string(ds.width(i)));
   }
-  char hex[20];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
   return {{"source", ds.name()},
           {"images", ds.size()},
           {"channels", ds.channels()},
           {"classes", ds.class_names()},
-          {"items", hex}};
+          {"items", h.hex()}};
 }
 
 // Decodes every image of a dataset once (in parallel, nothing kept): an unreadable one stops
@@ -134,16 +137,54 @@ inline void verify_images(const ImageDataset& ds) {
   });
 }
 
+// The key under which an index keeps a dataset's statistics: a hash of its content stamp, its
+// channels, and the name and loaded size of each of the n images they are taken from; "" when
+// the dataset has no stamp.
+inline std::string statistics_key(const ImageDataset& ds, Index n) {
+  const std::string stamp = ds.content_stamp();
+  if (stamp.empty()) return "";
+  Fnv1a h;
+  h.field(stamp), h.field(std::to_string(ds.channels()) + " " + std::to_string(n));
+  for (Index k = 0; k < n; ++k) {
+    const Index i = k * ds.size() / n;
+    h.field(ds.item_name(i) + " " + std::to_string(ds.height(i)) + "x" + std::to_string(ds.width(i)));
+  }
+  return "meanstd-" + h.hex();
+}
+
+// How many images (evenly spaced) dataset_mean_std takes by default.
+inline constexpr Index kStatisticsImages = 10000;
+
 // Per-channel mean and std of a dataset (over at most max_images, evenly spaced). The images
 // are decoded in parallel; each one's sums are its own, added in image order afterwards, so
 // the result is the same for any thread count (it is stored in checkpoints and compared on
-// resume).
+// resume). Under several processes (p.shares()) each decodes its part of the images and the
+// parts are summed exactly: the same result as one process. With an index, statistics kept
+// for the same images (statistics_key) are taken from it, and new ones kept in it.
 inline void dataset_mean_std(const ImageDataset& ds, std::vector<double>& mean, std::vector<double>& stddev,
-                             Index max_images = 10000) {
+                             Index max_images = kStatisticsImages, const DataParallel& p = {},
+                             ImageIndexCache* cache = nullptr) {
   const Index C = ds.channels(), n = std::min(ds.size(), max_images);
   if (n == 0) throw Error(ds.name() + ": empty dataset");
+  const bool shared = p.shares();
+  const std::string key = cache ? statistics_key(ds, n) : "";  // (a cache on the first process only)
+  std::vector<double> saved;
+  if (!key.empty())
+    if (const auto v = cache->statistics(key); v && v->size() == static_cast<std::size_t>(2 * C)) saved = *v;
+  if (shared) {  // the first process says whether it has them, and which
+    std::string msg(reinterpret_cast<const char*>(saved.data()), saved.size() * sizeof(double));
+    p.broadcast(msg);
+    saved.resize(msg.size() / sizeof(double));
+    std::memcpy(saved.data(), msg.data(), saved.size() * sizeof(double));
+  }
+  if (saved.size() == static_cast<std::size_t>(2 * C)) {
+    mean.assign(saved.begin(), saved.begin() + C), stddev.assign(saved.begin() + C, saved.end());
+    return;
+  }
+  const Index from = shared ? p.rank * n / p.ranks : 0, to = shared ? (p.rank + 1) * n / p.ranks : n;
   std::vector<double> sums(static_cast<std::size_t>(n * (2 * C + 1)), 0.0);  // per image: s[C], s2[C], pixels
-  parallel_for_first_error(n, 4, [&](Index k) {
+  parallel_for_first_error(to - from, 4, [&](Index j) {
+    const Index k = from + j;
     const Index i = k * ds.size() / n, HW = ds.height(i) * ds.width(i);
     std::vector<float> buf(static_cast<std::size_t>(C * HW));
     ds.load(i, buf.data());
@@ -152,6 +193,7 @@ inline void dataset_mean_std(const ImageDataset& ds, std::vector<double>& mean, 
       for (Index j = 0; j < HW; ++j) t[c] += buf[c * HW + j], t[C + c] += double(buf[c * HW + j]) * buf[c * HW + j];
     t[2 * C] = static_cast<double>(HW);
   });
+  if (shared) p.sum(sums.data(), static_cast<Index>(sums.size()));
   std::vector<double> s(C, 0.0), s2(C, 0.0);
   double count = 0;
   for (Index k = 0; k < n; ++k) {
@@ -163,6 +205,11 @@ inline void dataset_mean_std(const ImageDataset& ds, std::vector<double>& mean, 
   for (Index c = 0; c < C; ++c) {
     mean[c] = s[c] / count;
     stddev[c] = std::sqrt(std::max(s2[c] / count - mean[c] * mean[c], 1e-12));
+  }
+  if (!key.empty()) {
+    std::vector<double> v(mean);
+    v.insert(v.end(), stddev.begin(), stddev.end());
+    cache->keep_statistics(key, v);
   }
 }
 

@@ -49,6 +49,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace mae {
@@ -167,6 +168,9 @@ class ShardDataset : public ImageDataset {
       ends_.push_back(static_cast<Index>(items_.size()));
     }
     read_classes();
+    Fnv1a h;  // the shards' paths, sizes and times, for content_stamp
+    for (const auto& s : shards_) h.file(std::filesystem::absolute(s).lexically_normal().string(), file_stamp(s));
+    stamp_ = h.hex();
   }
 
   Index size() const override { return static_cast<Index>(items_.size()); }
@@ -177,6 +181,41 @@ class ShardDataset : public ImageDataset {
   std::string name() const override { return name_; }
   std::vector<std::string> class_names() const override { return classes_; }
   std::vector<Index> shard_ends() const override { return ends_; }
+  // The index as bytes, for another process: from_index(index()) is the same dataset, made
+  // without reading a shard (a JSON line: name, shards, classes, class file, stamp, counts;
+  // then the items as they are in memory, then the member names).
+  std::string index() const {
+    const nlohmann::json head = {
+        {"name", name_},   {"shards", shards_}, {"classes", classes_},    {"class_file", class_file_},
+        {"stamp", stamp_}, {"ends", ends_},     {"items", items_.size()}, {"names", names_.size()}};
+    std::string t = head.dump() + "\n";
+    t.append(reinterpret_cast<const char*>(items_.data()), items_.size() * sizeof(Item));
+    return t + names_;
+  }
+  static ShardDataset from_index(const std::string& bytes, ShardOptions opt) {
+    static_assert(std::is_trivially_copyable_v<Item>, "shard items are sent between processes as bytes");
+    const std::size_t nl = bytes.find('\n');
+    if (nl == std::string::npos) throw Error("a shard index without its header line");
+    const nlohmann::json head = nlohmann::json::parse(bytes.substr(0, nl));
+    ShardDataset d(head.at("name").get<std::string>(), opt, Tag{});
+    d.shards_ = head.at("shards").get<std::vector<std::string>>();
+    d.classes_ = head.at("classes").get<std::vector<std::string>>();
+    d.class_file_ = head.at("class_file").get<std::string>();
+    d.stamp_ = head.at("stamp").get<std::string>();
+    d.ends_ = head.at("ends").get<std::vector<Index>>();
+    const auto n = head.at("items").get<std::size_t>(), names = head.at("names").get<std::size_t>();
+    if (bytes.size() != nl + 1 + n * sizeof(Item) + names || d.ends_.size() != d.shards_.size() ||
+        (n > 0 && d.ends_.back() != static_cast<Index>(n)))
+      throw Error("a shard index of the wrong size");
+    d.items_.resize(n);
+    std::memcpy(static_cast<void*>(d.items_.data()), bytes.data() + nl + 1, n * sizeof(Item));
+    d.names_ = bytes.substr(nl + 1 + n * sizeof(Item));
+    return d;
+  }
+
+  // A hash of every shard's path, size and times: the statistics of these images are kept in an
+  // image index (data/image_index.hpp) and found again while the shards are unchanged.
+  std::string content_stamp() const override { return stamp_; }
   const std::vector<std::string>& shards() const { return shards_; }
   // "<shard>:<member>"
   std::string item_name(Index i) const override {
@@ -209,7 +248,10 @@ class ShardDataset : public ImageDataset {
   }
 
  private:
-  struct Item {
+  struct Tag {};
+  ShardDataset(std::string name, ShardOptions opt, Tag) : name_(std::move(name)), opt_(opt) {}
+
+  struct Item {               // (copied as bytes between processes: plain data only)
     std::int64_t offset = 0;  // of the image's bytes in the shard
     std::int64_t bytes = 0;   // their count
     std::size_t name = 0;     // of the member's path in names_
@@ -450,6 +492,7 @@ class ShardDataset : public ImageDataset {
 
   std::string name_;
   std::vector<std::string> shards_;
+  std::string stamp_;
   ShardOptions opt_;
   std::vector<Item> items_;
   std::string names_;
@@ -533,6 +576,17 @@ class ShardWriter {
   archive* a_ = nullptr;
   std::vector<std::string> written_;
 };
+
+// Shards indexed once for all processes (p): the first reads them and sends the index to the
+// others, which read no shard until they load images. One process (p.shares() false): the
+// constructor's index.
+inline std::unique_ptr<ShardDataset> open_shards(const std::string& spec, ShardOptions opt,
+                                                 const DataParallel& p = {}) {
+  return made_once<ShardDataset>(
+      p, [&] { return std::make_unique<ShardDataset>(spec, opt); }, [](const ShardDataset& d) { return d.index(); },
+      [&](const std::string& bytes) { return ShardDataset::from_index(bytes, opt); },
+      "shards '" + spec + "': the first process could not index them (see its message)");
+}
 
 }  // namespace mae
 

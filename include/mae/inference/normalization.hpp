@@ -25,9 +25,11 @@ struct NormalizationChoice : Normalization {
 // The statistics images are normalized with. automatic: those saved in the checkpoint (the ones
 // its model was trained with); ImageNet's for a checkpoint without mae.config (converted official
 // weights, trained on ImageNet); else the images' own. meta: the checkpoint's metadata (empty, and
-// checkpoint "", for none).
+// checkpoint "", for none). The images' own are computed as dataset_mean_std does (over the
+// processes p, and from or into the index `cache`, when given).
 inline NormalizationChoice choose_normalization(NormalizeFrom from, const Metadata& meta, const std::string& checkpoint,
-                                                const ImageDataset& images) {
+                                                const ImageDataset& images, const DataParallel& p = {},
+                                                ImageIndexCache* cache = nullptr) {
   NormalizationChoice n;
   const Index C = images.channels();
   const bool foreign = !checkpoint.empty() && !meta.count(keys::config);
@@ -42,7 +44,7 @@ inline NormalizationChoice choose_normalization(NormalizeFrom from, const Metada
       n.source = checkpoint;
       return n;
     }
-  dataset_mean_std(images, n.mean, n.stddev);
+  dataset_mean_std(images, n.mean, n.stddev, kStatisticsImages, p, cache);
   n.source = images.name();
   return n;
 }

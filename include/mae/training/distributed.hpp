@@ -195,6 +195,25 @@ class GradientMean {
   std::vector<MPI_Request> requests_;
 };
 
+// The first rank's bytes on every rank: their length, then the bytes (in pieces that fit an int).
+inline void broadcast(std::string& data, MPI_Comm comm) {
+  unsigned long long n = data.size();
+  check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, comm), "MPI_Bcast (size)");
+  data.resize(static_cast<std::size_t>(n));
+  constexpr std::size_t piece = std::size_t(1) << 30;
+  for (std::size_t i = 0; i < data.size(); i += piece)
+    check(MPI_Bcast(data.data() + i, static_cast<int>(std::min(piece, data.size() - i)), MPI_CHAR, 0, comm),
+          "MPI_Bcast (data)");
+}
+
+// In place: data = its sum over the ranks (doubles; bucket by bucket).
+inline void allreduce_sum(double* data, Index n, MPI_Comm comm) {
+  const Index bucket = bucket_values<double>(kBucketBytes);
+  for (Index i = 0; i < n; i += bucket)
+    check(MPI_Allreduce(MPI_IN_PLACE, data + i, static_cast<int>(std::min(bucket, n - i)), MPI_DOUBLE, MPI_SUM, comm),
+          "MPI_Allreduce (sum)");
+}
+
 // One value's mean over the ranks (a loss, for the log).
 template <class S>
 inline S mean_over_ranks(S value, MPI_Comm comm) {
@@ -210,6 +229,8 @@ inline DataParallel data_parallel(MPI_Comm comm = MPI_COMM_WORLD, bool overlap =
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   DataParallel p{rank, size, [comm](float* data, Index n) { allreduce_mean(data, n, comm); }, {}};
+  p.broadcast = [comm](std::string& data) { broadcast(data, comm); };
+  p.sum = [comm](double* data, Index n) { allreduce_sum(data, n, comm); };
   if (overlap) {
     auto reducer = std::make_shared<GradientMean>(comm);
     p.mean = [reducer](float* data, Index n) { reducer->mean(data, n); };

@@ -12,6 +12,7 @@
 
 #include "../core/common.hpp"
 #include "../core/params.hpp"
+#include "../core/processes.hpp"
 #include "../data/loader.hpp"
 #include "../io/checkpoint.hpp"
 #include "../io/files.hpp"
@@ -36,27 +37,6 @@
 #include <unistd.h>
 
 namespace mae {
-
-// This process's part in data-parallel training (DistributedDataParallel's): the batch of
-// each step is split across `ranks` processes, each computing the gradients of its share and
-// `mean` replacing them by their mean over the processes before every optimizer step.
-// mae::mpi::data_parallel (mae/distributed.hpp) fills it from MPI; the default is one process.
-// Trainer (pretrain.hpp) and Finetuner (finetune.hpp) take one in their options.
-struct DataParallel {
-  int rank = 0, ranks = 1;
-  std::function<void(float* data, Index n)> mean;  // in place: data = its mean over the processes
-  // Optional, for the gradients: data[from, n) is final (a backward's GradientsReady report),
-  // so their mean may begin while backward runs; the mean(data, n) after backward completes it.
-  std::function<void(float* data, Index n, Index from)> ready;
-
-  // Every process waits here for the others (a mean of nothing, as a barrier): after the first
-  // process wrote a checkpoint that the others must not exit before.
-  void barrier() const {
-    if (ranks <= 1 || !mean) return;
-    float nothing = 0;
-    mean(&nothing, 1);
-  }
-};
 
 // What a data-parallel trainer hands the backward before an optimizer step: its reports go to
 // p.ready with the whole gradient store. Empty (no reports) for one process or without ready.

@@ -15,13 +15,15 @@ int eval(const EvalArgs& a) {
   const auto& meta = c.metadata;
   const auto& classes = c.info.class_names;
   auto& model = c.model;
-  Split split(a.data, a.split, Cfg::in_chans, Cfg::img_size, true);
+  Startup start(a.data, "");
+  Split split(a.data, a.split, Cfg::in_chans, Cfg::img_size, true, start);
   const auto& ds = split.dataset();
   if (split.classes() != classes)
     throw mae::Error(ds.name() + ": its classes differ from the ones " + a.checkpoint + " was trained on (" +
                      nlohmann::json(classes).dump() + ")");
   split.verify(a.data.verify);
-  const auto norm = normalization(a.data, meta, ds, a.checkpoint);
+  const auto norm = normalization(a.data, meta, ds, a.checkpoint, start);
+  start.save();
   mae::BatchLoader loader(ds, Cfg::img_size, 1, 0, {}, norm.mean, norm.stddev);
   Stopwatch t;
   const mae::ClassificationReport r = mae::evaluate(

@@ -14,9 +14,11 @@ template <class Cfg>
 int extract(const ExtractArgs& a) {
   set_threads(a.run);
   auto encoder = feature_extractor<Cfg>(a.features, a.run.seed);
-  Split split(a.data, a.split, Cfg::in_chans, Cfg::img_size, false);
+  Startup start(a.data, "");
+  Split split(a.data, a.split, Cfg::in_chans, Cfg::img_size, false, start);
   const auto& ds = split.dataset();
-  const auto norm = normalization(a.data, encoder.metadata(), ds, a.features.checkpoint);
+  const auto norm = normalization(a.data, encoder.metadata(), ds, a.features.checkpoint, start);
+  start.save();
   mae::BatchLoader loader(ds, Cfg::img_size, 1, 0, {}, norm.mean, norm.stddev);
   Stopwatch t;
   const std::vector<float> f =

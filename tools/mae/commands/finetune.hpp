@@ -18,7 +18,8 @@ int finetune(FinetuneArgs a) {
   a.ft.seed = a.run.seed, a.ft.progress = a.run.progress, a.ft.parallel = process_group();
   a.ft.batch_size = per_process_batch(a.run, a.ft.batch_size, a.ft.parallel);
   const auto owned = claim_run_directory(a.ft.out_dir, a.resume, a.overwrite, a.ft.parallel.rank == 0);
-  Split train(a.data, "train", C, S, true), val(a.data, "val", C, S, true);
+  Startup start(a.data, a.ft.out_dir + "/image_index.txt", a.ft.parallel);
+  Split train(a.data, "train", C, S, true, start), val(a.data, "val", C, S, true, start);
   require_same_classes(train, val);
   const std::vector<std::string> classes = train.classes();
   typename Vit::Options vo;
@@ -38,7 +39,8 @@ int finetune(FinetuneArgs a) {
   }
   train.verify(a.data.verify), val.verify(a.data.verify);
   const std::string& ref = a.resume.empty() ? a.init : a.resume;
-  const auto norm = normalization(a.data, metadata_of(ref), train.dataset(), ref);
+  const auto norm = normalization(a.data, metadata_of(ref), train.dataset(), ref, start);
+  start.save();
   print(norm);
   mae::AugmentOptions aug;
   aug.scale_min = a.crop_min, aug.random_resized_crop = a.crop_min < 1.0;

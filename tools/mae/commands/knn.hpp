@@ -11,10 +11,12 @@ template <class Cfg>
 int knn(const KnnArgs& a) {
   set_threads(a.run);
   auto encoder = feature_extractor<Cfg>(a.features, a.run.seed);
-  Split train(a.data, "train", Cfg::in_chans, Cfg::img_size, true),
-      val(a.data, "val", Cfg::in_chans, Cfg::img_size, true);
+  Startup start(a.data, "");
+  Split train(a.data, "train", Cfg::in_chans, Cfg::img_size, true, start),
+      val(a.data, "val", Cfg::in_chans, Cfg::img_size, true, start);
   require_same_classes(train, val);
-  const auto norm = normalization(a.data, encoder.metadata(), train.dataset(), a.features.checkpoint);
+  const auto norm = normalization(a.data, encoder.metadata(), train.dataset(), a.features.checkpoint, start);
+  start.save();
   mae::BatchLoader tl(train.dataset(), Cfg::img_size, 1, 0, {}, norm.mean, norm.stddev);
   mae::BatchLoader vl(val.dataset(), Cfg::img_size, 1, 0, {}, norm.mean, norm.stddev);
   const double cp = crop_pct(a.data, Cfg::img_size);

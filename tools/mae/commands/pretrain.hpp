@@ -26,15 +26,17 @@ int pretrain(PretrainArgs a) {
     model.load_encoder(a.init);
     std::printf("encoder: %s (decoder freshly initialized)\n", a.init.c_str());
   }
-  Split train(a.data, "train", C, S, /*labelled=*/false);
+  Startup start(a.data, out + "/image_index.txt", a.train.parallel);
+  Split train(a.data, "train", C, S, /*labelled=*/false, start);
   train.verify(a.data.verify);
   const bool has_val = a.data.fashion_mnist() || !a.data.val_data.empty() ||
                        (!mae::is_shard_spec(a.data.data) && std::filesystem::is_directory(a.data.data + "/val"));
   std::unique_ptr<Split> val;
-  if (has_val) val = std::make_unique<Split>(a.data, "val", C, S, /*labelled=*/false);
+  if (has_val) val = std::make_unique<Split>(a.data, "val", C, S, /*labelled=*/false, start);
   const mae::ImageDataset& vis_set = val ? val->dataset() : train.dataset();
   const std::string& ref = a.resume.empty() ? a.init : a.resume;
-  const auto norm = normalization(a.data, metadata_of(ref), train.dataset(), ref);
+  const auto norm = normalization(a.data, metadata_of(ref), train.dataset(), ref, start);
+  start.save();
   print(norm);
 
   mae::BatchLoader loader(train.dataset(), S, a.train.batch_size, a.train.seed, {}, norm.mean, norm.stddev);

@@ -26,11 +26,13 @@ int probe(ProbeArgs a) {
   Stopwatch total;
   std::optional<mae::FeatureExtractor<Cfg>> encoder;
   if (!a.raw_pixels) encoder.emplace(feature_extractor<Cfg>(FeatureArgs{a.checkpoint, a.pool, a.block}, a.run.seed));
-  Split train(a.data, "train", C, S, true), val(a.data, "val", C, S, true);
+  Startup start(a.data, a.out + "/image_index.txt");
+  Split train(a.data, "train", C, S, true, start), val(a.data, "val", C, S, true, start);
   require_same_classes(train, val);
   train.verify(a.data.verify), val.verify(a.data.verify);
   const auto norm =
-      normalization(a.data, encoder ? encoder->metadata() : mae::Metadata{}, train.dataset(), a.checkpoint);
+      normalization(a.data, encoder ? encoder->metadata() : mae::Metadata{}, train.dataset(), a.checkpoint, start);
+  start.save();
   mae::BatchLoader tl(train.dataset(), S, 1, 0, {}, norm.mean, norm.stddev);
   mae::BatchLoader vl(val.dataset(), S, 1, 0, {}, norm.mean, norm.stddev);
   const Index nt = train.dataset().size(), nv = val.dataset().size(), K = static_cast<Index>(train.classes().size());

@@ -17,9 +17,11 @@ int reconstruct(const ReconstructArgs& a) {
   const bool norm_pix = mae::metadata_value(meta, mae::keys::norm_pix_loss) == std::optional<std::string>("1");
   Model model(typename Model::Options{norm_pix, a.run.seed});
   model.load(a.checkpoint, /*strict=*/false);  // a training checkpoint's optimizer state is ignored
-  Split split(a.data, a.split, C, S, false);
+  Startup start(a.data, "");
+  Split split(a.data, a.split, C, S, false, start);
   const auto& ds = split.dataset();
-  const auto norm = normalization(a.data, meta, ds, a.checkpoint);
+  const auto norm = normalization(a.data, meta, ds, a.checkpoint, start);
+  start.save();
   mae::BatchLoader loader(ds, S, 1, 0, {}, norm.mean, norm.stddev);
   const Index n = std::min<Index>(a.images, ds.size());
   std::vector<float> f(static_cast<std::size_t>(n * C * S * S));
