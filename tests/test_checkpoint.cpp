@@ -3,9 +3,14 @@
 #include "test_util.hpp"
 
 #include <mae/io/checkpoint.hpp>
+#include <mae/io/interchange.hpp>
+#include <mae/models/masked_autoencoder.hpp>
 #include <mae/training/optim.hpp>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -139,4 +144,115 @@ TEST_CASE("a resume must continue the same trajectory: a changed option named, a
                        doctest::Contains("seed = ?"), mae::Error);
   CHECK_THROWS_WITH_AS(mae::require_same_trajectory(f, mae::keys::finetune, {{"batch", 64}}, "fine-tuned"),
                        doctest::Contains("no 'mae.finetune'"), mae::Error);
+}
+
+TEST_CASE("Hugging Face names: one table both ways, qkv split and joined bit for bit, an HF file or folder loads") {
+  using Cfg = mae::Config<16, 4, 3, 12, 2, 3, 8, 1, 2>;  // D 12 (3 heads), decoder 8 wide, 1 block
+  using M = mae::MaskedAutoencoder<Cfg>;
+  const M model(M::Options{false, 7});
+  const fs::path dir = mae_test::scratch_dir("hugging_face");
+  model.save((dir / "ours.safetensors").string());
+  const mae::safetensors::File ours((dir / "ours.safetensors").string());
+  const std::vector<mae::interchange::Tensor> hf = mae::interchange::to_hugging_face(ours);
+
+  // the names of ViTMAEForPreTraining (convert_vit_mae_to_pytorch.py's), for this configuration
+  std::set<std::string> want = {"vit.embeddings.cls_token",
+                                "vit.embeddings.position_embeddings",
+                                "vit.embeddings.patch_embeddings.projection.weight",
+                                "vit.embeddings.patch_embeddings.projection.bias",
+                                "vit.layernorm.weight",
+                                "vit.layernorm.bias",
+                                "decoder.mask_token",
+                                "decoder.decoder_pos_embed",
+                                "decoder.decoder_embed.weight",
+                                "decoder.decoder_embed.bias",
+                                "decoder.decoder_norm.weight",
+                                "decoder.decoder_norm.bias",
+                                "decoder.decoder_pred.weight",
+                                "decoder.decoder_pred.bias"};
+  for (const auto& [prefix, blocks] :
+       {std::pair<std::string, int>{"vit.encoder.layer.", 2}, {"decoder.decoder_layers.", 1}})
+    for (int b = 0; b < blocks; ++b)
+      for (const char* part :
+           {"layernorm_before", "attention.attention.query", "attention.attention.key", "attention.attention.value",
+            "attention.output.dense", "layernorm_after", "intermediate.dense", "output.dense"})
+        for (const char* kind : {".weight", ".bias"}) want.insert(prefix + std::to_string(b) + "." + part + kind);
+  std::set<std::string> got;
+  for (const auto& t : hf) got.insert(t.name);
+  CHECK(got == want);
+
+  // query, key and value are the rows of qkv, in that order
+  const std::vector<float> qkv = ours.read<float>("blocks.1.attn.qkv.weight");
+  for (const auto& t : hf)
+    if (t.name == "vit.encoder.layer.1.attention.attention.key.weight") {
+      CHECK(t.shape == mae::Shape{12, 12});
+      CHECK(t.values == std::vector<float>(qkv.begin() + 144, qkv.begin() + 288));
+    }
+  const std::vector<float> dec_bias = ours.read<float>("decoder_blocks.0.attn.qkv.bias");
+  for (const auto& t : hf)
+    if (t.name == "decoder.decoder_layers.0.attention.attention.value.bias")
+      CHECK(t.values == std::vector<float>(dec_bias.begin() + 16, dec_bias.end()));
+
+  // and back: every tensor bit for bit, under its official name
+  mae_test::spit(dir / "hf.safetensors", mae::interchange::serialize(hf, {}));
+  const mae::safetensors::File back = mae::interchange::open_weights((dir / "hf.safetensors").string());
+  REQUIRE(back.tensors().size() == ours.tensors().size());
+  for (const auto& [name, e] : ours.tensors()) {
+    REQUIRE(back.contains(name));
+    CHECK(back.entry(name).shape == e.shape);
+    CHECK(back.read<float>(name) == ours.read<float>(name));
+  }
+
+  // a Hugging Face folder loads into a model: the same parameters
+  fs::create_directories(dir / "folder");
+  fs::copy_file(dir / "hf.safetensors", dir / "folder" / "model.safetensors");
+  M other(M::Options{false, 8});
+  REQUIRE(other.parameters().size() == model.parameters().size());
+  CHECK(!std::equal(model.parameters().data(), model.parameters().data() + model.parameters().size(),
+                    other.parameters().data()));
+  other.load((dir / "folder").string());
+  CHECK(std::equal(model.parameters().data(), model.parameters().data() + model.parameters().size(),
+                   other.parameters().data()));
+
+  // a ViTMAEForPreTraining folder written by save_hugging_face: config.json with MAE's eps, the
+  // processor's normalization; it loads back; a config of another model is refused, naming the field
+  const std::string out = (dir / "export").string();
+  mae::interchange::save_hugging_face(model, out, {0.1, 0.2, 0.3}, {0.4, 0.5, 0.6}, false);
+  const auto config = nlohmann::json::parse(mae_test::slurp(out + "/config.json"));
+  CHECK(config.at("hidden_size") == 12);
+  CHECK(config.at("num_attention_heads") == 3);
+  CHECK(config.at("decoder_num_hidden_layers") == 1);
+  CHECK(config.at("intermediate_size") == 48);
+  CHECK(config.at("layer_norm_eps") == 1e-6);
+  const auto pre = nlohmann::json::parse(mae_test::slurp(out + "/preprocessor_config.json"));
+  CHECK(pre.at("image_mean") == nlohmann::json({0.1, 0.2, 0.3}));
+  CHECK(pre.at("size").at("height") == 16);
+  M third(M::Options{false, 9});
+  third.load(out);
+  CHECK(std::equal(model.parameters().data(), model.parameters().data() + model.parameters().size(),
+                   third.parameters().data()));
+  auto wrong = config;
+  wrong["num_attention_heads"] = 4;
+  mae_test::spit(out + "/config.json", wrong.dump());
+  CHECK_THROWS_WITH_AS(third.load(out), doctest::Contains("num_attention_heads is 4, this model's is 3"), mae::Error);
+  wrong = config;
+  wrong["layer_norm_eps"] = 1e-12;  // ViTMAEConfig's default, as published configs say: a note, not a refusal
+  mae_test::spit(out + "/config.json", wrong.dump());
+  third.load(out);
+
+  // refusals, named: a part of qkv missing, a name outside the table, a folder without weights
+  std::vector<mae::interchange::Tensor> cut;
+  for (const auto& t : hf)
+    if (t.name != "vit.encoder.layer.0.attention.attention.key.bias") cut.push_back(t);
+  mae_test::spit(dir / "cut.safetensors", mae::interchange::serialize(cut, {}));
+  CHECK_THROWS_WITH_AS(mae::interchange::open_weights((dir / "cut.safetensors").string()),
+                       doctest::Contains("the key of 'blocks.0.attn.qkv.bias' is missing"), mae::Error);
+  cut = hf;
+  cut.push_back({"vit.pooler.dense.weight", {1}, {0.f}});
+  mae_test::spit(dir / "extra.safetensors", mae::interchange::serialize(cut, {}));
+  CHECK_THROWS_WITH_AS(mae::interchange::open_weights((dir / "extra.safetensors").string()),
+                       doctest::Contains("'vit.pooler.dense.weight' is not one of ViTMAE's"), mae::Error);
+  fs::create_directories(dir / "empty");
+  CHECK_THROWS_WITH_AS(mae::interchange::open_weights((dir / "empty").string()),
+                       doctest::Contains("a folder without model.safetensors"), mae::Error);
 }

@@ -222,6 +222,24 @@ expect_refused "would mix the two" "$mae" pretrain --data png --resume pre2/chec
 grep -q "overwriting the run in pre3: removed checkpoint-1.safetensors, checkpoint.safetensors, log.csv" ow.err || { cat ow.err; fail "no word on --overwrite"; }
 test "$(wc -l < pre3/log.csv)" -eq 3 || fail "the overwritten run's log was kept"
 
+# export to Hugging Face (ViTMAEForPreTraining folder) and timm (encoder folder), and back in:
+# the HF folder draws the same reconstruction as the checkpoint and starts pretraining; the timm
+# folder starts fine-tuning; a folder that is not empty is not written into
+"$mae" export --checkpoint pre/mae_final.safetensors --format hf --out hf_export | tee export.txt
+grep -q "hf_export: ViTMAEForPreTraining" export.txt || fail "no export line"
+for f in model.safetensors config.json preprocessor_config.json; do test -s "hf_export/$f" || fail "hf_export/$f"; done
+grep -q '"layer_norm_eps": 1e-06' hf_export/config.json || fail "the HF config's eps is not MAE's"
+"$mae" reconstruct --data png --checkpoint pre/mae_final.safetensors --normalize dataset --out rec_ours.png "${q[@]}"
+"$mae" reconstruct --data png --checkpoint hf_export --normalize dataset --out rec_hf.png "${q[@]}"
+cmp rec_ours.png rec_hf.png || fail "the exported HF folder draws another reconstruction"
+"$mae" pretrain --data png --init hf_export --max-steps 1 --batch 48 --out pre_hf "${q[@]}" | tee pre_hf.txt
+grep -q "encoder: hf_export (decoder freshly initialized)" pre_hf.txt || fail "--init from an HF folder"
+"$mae" export --checkpoint pre/mae_final.safetensors --format timm --out timm_export > /dev/null
+test -s timm_export/model.safetensors && grep -q '"num_classes": 0' timm_export/config.json || fail "timm export"
+"$mae" finetune --data png --init timm_export --max-steps 1 --batch 40 --out ft_timm "${q[@]}" > /dev/null
+expect_refused "'hf_export' exists and is not empty" "$mae" export --checkpoint pre/mae_final.safetensors \
+  --format hf --out hf_export
+
 # the image index: a run reads each header once and keeps them in OUT/image_index.txt; the next
 # start in that directory (--overwrite, --resume) reads none, then only the files that changed;
 # --index FILE keeps one for several runs; a file that is not an index is not overwritten

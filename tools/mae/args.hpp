@@ -133,4 +133,9 @@ struct ReconstructArgs {
   double mask_ratio = 0.75;
 };
 
+struct ExportArgs {
+  std::string checkpoint, format = "hf", out;
+  bool overwrite = false;
+};
+
 }  // namespace mae_tool

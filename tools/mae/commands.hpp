@@ -5,6 +5,7 @@
 #pragma once
 
 #include "commands/eval.hpp"
+#include "commands/export.hpp"
 #include "commands/extract.hpp"
 #include "commands/finetune.hpp"
 #include "commands/knn.hpp"

@@ -193,7 +193,7 @@ inline void require_same_classes(const Split& train, const Split& val) {
 }
 
 inline std::map<std::string, std::string> metadata_of(const std::string& path) {
-  return path.empty() ? std::map<std::string, std::string>{} : mae::safetensors::File(path).metadata();
+  return path.empty() ? std::map<std::string, std::string>{} : mae::interchange::open_weights(path).metadata();
 }
 
 // --normalize (auto, dataset, imagenet) as the library chooses it (mae::choose_normalization).

@@ -53,6 +53,19 @@ const Preset& choose_preset(const std::string& model, const std::string& checkpo
       throw mae::Error(checkpoint + ": its configuration " + it->second +
                        " is not a preset of this program; build one with the library (README: Presets)");
     }
+    // a Hugging Face folder: the preset of its config.json's sizes
+    const auto hf = meta.find(mae::interchange::kHuggingFaceConfig);
+    if (hf != meta.end()) {
+      const auto c = nlohmann::json::parse(hf->second, nullptr, false);
+      const auto is = [&c](const char* field, int v) { return c.is_object() && c.value(field, -1) == v; };
+      for (const auto& p : presets())
+        if (is("hidden_size", p.embed_dim) && is("num_hidden_layers", p.depth) &&
+            is("num_attention_heads", p.num_heads) && is("decoder_hidden_size", p.decoder_embed_dim) &&
+            is("decoder_num_hidden_layers", p.decoder_depth) && is("image_size", p.img_size) &&
+            is("patch_size", p.patch_size) && is("num_channels", p.in_chans))
+          return p;
+      throw mae::Error(checkpoint + ": its config.json's sizes are no preset of this program; give --model");
+    }
   }
   return find_preset("vit_tiny_28x28_gray");
 }
@@ -461,6 +474,22 @@ int main(int argc, char** argv) {
   rec->add_option("--out", ra.out, "the PNG file")->check(output_file());
   add_run(*rec, ra.run, "seed of the masking");
   rec->callback([&] { run = [&] { return choose_preset(ra_model, ra.checkpoint).reconstruct(ra); }; });
+
+  // --- export
+  ExportArgs xp;
+  std::string xp_model;
+  auto* exp = app.add_subcommand("export", "an MAE checkpoint for other tools: a Hugging Face or timm folder");
+  exp->option_defaults()->always_capture_default();
+  add_model(*exp, xp_model);
+  exp->add_option("--checkpoint", xp.checkpoint, "an MAE checkpoint (mae_final.safetensors, checkpoint.safetensors)")
+      ->required();
+  exp->add_option("--format", xp.format,
+                  "hf: a ViTMAEForPreTraining folder (encoder and decoder); timm: the encoder as timm's "
+                  "VisionTransformer (num_classes 0)")
+      ->check(CLI::IsMember({"hf", "timm"}));
+  exp->add_option("--out", xp.out, "the folder to write")->required();
+  exp->add_flag("--overwrite", xp.overwrite, "replace the files of a folder that is not empty");
+  exp->callback([&] { run = [&] { return choose_preset(xp_model, xp.checkpoint).export_model(xp); }; });
 
   try {
     app.parse(argc, argv);

@@ -23,6 +23,7 @@ struct Preset {
   int (*extract)(const ExtractArgs&);
   int (*knn)(const KnnArgs&);
   int (*reconstruct)(const ReconstructArgs&);
+  int (*export_model)(const ExportArgs&);
 };
 
 // In the order `mae presets` lists them.

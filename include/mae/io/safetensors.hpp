@@ -90,6 +90,16 @@ class File {
     parse();
   }
 
+  // A file's bytes already in memory (converted weights), validated by the same rules; `label`
+  // names it in messages.
+  static File from_bytes(std::string label, std::string bytes) {
+    File f;
+    f.path_ = std::move(label);
+    f.bytes_.assign(bytes.begin(), bytes.end());
+    f.parse();
+    return f;
+  }
+
   const std::string& path() const { return path_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::map<std::string, Entry>& tensors() const { return tensors_; }
@@ -123,6 +133,7 @@ class File {
   [[noreturn]] void fail(const std::string& what) const { throw Error(path_ + ": " + what); }
 
  private:
+  File() = default;
   template <class S>
   void read_as(const Entry& e, const std::string& name, S* dst) const {
     const char* src = bytes_.data() + data_start_ + e.begin;

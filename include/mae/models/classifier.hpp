@@ -17,12 +17,11 @@
 #ifndef MAE_MODELS_CLASSIFIER_HPP
 #define MAE_MODELS_CLASSIFIER_HPP
 
-#include "config.hpp"
 #include "../core/common.hpp"
 #include "../core/params.hpp"
 #include "../core/rng.hpp"
-#include "encoder.hpp"
 #include "../io/checkpoint.hpp"
+#include "../io/interchange.hpp"
 #include "../io/safetensors.hpp"
 #include "../layers/cross_entropy.hpp"
 #include "../layers/layernorm.hpp"
@@ -30,6 +29,8 @@
 #include "../layers/patch.hpp"
 #include "../layers/pos_embed.hpp"
 #include "../layers/tokens.hpp"
+#include "config.hpp"
+#include "encoder.hpp"
 #include "masked_autoencoder.hpp"  // MaskedAutoencoder::check_configuration, for load_encoder
 
 #include <algorithm>
@@ -260,9 +261,7 @@ class VisionTransformer {
   }
 
   // --- weights I/O ---------------------------------------------------------------------
-  std::string name() const {
-    return classifier_description(Cfg::name(), opt_.num_classes, opt_.global_pool);
-  }
+  std::string name() const { return classifier_description(Cfg::name(), opt_.num_classes, opt_.global_pool); }
   std::vector<safetensors::TensorOut> state_dict() const {
     std::vector<safetensors::TensorOut> out;
     for (const auto& t : params_.tensors())
@@ -295,7 +294,7 @@ class VisionTransformer {
   // bad file changes nothing. A checkpoint of another image size (same patch, widths, depth,
   // heads) is accepted: its pos_embed is resized to this grid by interpolate_pos_embed.
   // Returns the checkpoint's patch grid side (== Cfg::grid unless it was interpolated).
-  Index load_encoder(const std::string& path) { return load_encoder(safetensors::File(path)); }
+  Index load_encoder(const std::string& path) { return load_encoder(interchange::open_weights(path)); }
   Index load_encoder(const safetensors::File& f) {
     MaskedAutoencoder<Cfg>::check_configuration(f, /*any_image_size=*/true);
     for (const auto& [tname, e] : f.tensors())  // a deeper encoder would be silently cut

@@ -13,12 +13,11 @@
 #ifndef MAE_MODELS_MASKED_AUTOENCODER_HPP
 #define MAE_MODELS_MASKED_AUTOENCODER_HPP
 
-#include "config.hpp"
 #include "../core/common.hpp"
 #include "../core/params.hpp"
 #include "../core/rng.hpp"
-#include "encoder.hpp"
 #include "../io/checkpoint.hpp"
+#include "../io/interchange.hpp"
 #include "../io/safetensors.hpp"
 #include "../layers/block.hpp"
 #include "../layers/layernorm.hpp"
@@ -28,6 +27,8 @@
 #include "../layers/patch.hpp"
 #include "../layers/pos_embed.hpp"
 #include "../layers/tokens.hpp"
+#include "config.hpp"
+#include "encoder.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -254,6 +255,9 @@ class MaskedAutoencoder {
   // any_image_size: only the image size may differ (an encoder whose pos_embed is recomputed
   // or interpolated for this grid).
   static void check_configuration(const safetensors::File& f, bool any_image_size = false) {
+    if (const auto hf = f.metadata().find(interchange::kHuggingFaceConfig); hf != f.metadata().end())
+      interchange::check_hugging_face_config<Cfg>(nlohmann::json::parse(hf->second, nullptr, false), f.path(),
+                                                  any_image_size);
     auto it = f.metadata().find(keys::config);
     if (it == f.metadata().end() || it->second == Cfg::name()) return;
     const auto without_size = [](const std::string& n) { return n.substr(std::min(n.find('_'), n.size())); };
@@ -266,14 +270,14 @@ class MaskedAutoencoder {
   // not have is an error; otherwise extra tensors (e.g. optimizer state) are ignored.
   // A tensor holding NaN or Inf is refused too, unless allow_non_finite (forensics).
   void load(const std::string& path, bool strict = true, bool allow_non_finite = false) {
-    load(safetensors::File(path), strict, allow_non_finite);
+    load(interchange::open_weights(path), strict, allow_non_finite);
   }
   // The encoder of a checkpoint (cls_token, patch_embed, blocks, norm), e.g. a released
   // encoder-only one converted by scripts/convert_checkpoint.py, to continue pretraining:
   // the decoder keeps its fresh initialization and the fixed position tables are this
   // model's own, so the checkpoint may be of another image size (same patch and widths).
   void load_encoder(const std::string& path) {
-    const safetensors::File f(path);
+    const safetensors::File f = interchange::open_weights(path);
     check_configuration(f, /*any_image_size=*/true);
     for (const auto& [tname, e] : f.tensors())  // a deeper encoder would be silently cut
       if (tname.rfind("blocks.", 0) == 0 && std::stoll(tname.substr(7)) >= kDepth)
