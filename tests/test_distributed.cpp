@@ -258,7 +258,7 @@ TEST_CASE("Trainer on R processes trains the model one process trains at the sam
   CHECK(std::filesystem::exists(mine + "/checkpoint.safetensors") == (g_rank == 0));
   CHECK(std::filesystem::exists(mine + "/log.csv") == (g_rank == 0));
   std::filesystem::remove_all(mine);
-  CHECK_THROWS_WITH_AS(run_trainer(mae::DataParallel{0, 2, {}, {}}, ""), doctest::Contains("needs a mean function"),
+  CHECK_THROWS_WITH_AS(run_trainer(mae::DataParallel{0, 2, {}, {}, {}, {}}, ""), doctest::Contains("needs a mean function"),
                        mae::Error);
   // the mean begun during backward (the default) gives the mean after backward
   const TrainerRun after = run_trainer(mae::mpi::data_parallel(MPI_COMM_WORLD, /*overlap=*/false), "");

@@ -236,7 +236,7 @@ TEST_CASE("resume compares the global batch, so the process count may change; po
     mae::BatchLoader l(data, 8, batch, 1);
     auto o = tiny_options(scratch_dir("global_batch_run"));
     o.batch_size = batch;
-    o.parallel = mae::DataParallel{0, ranks, [](float*, Index) {}, {}};
+    o.parallel = mae::DataParallel{0, ranks, [](float*, Index) {}, {}, {}, {}};
     mae::Trainer<TinyModel> t(m, l, o);
     t.resume(path);
     return t.options().position_noise();
@@ -253,7 +253,7 @@ TEST_CASE("resume compares the global batch, so the process count may change; po
     mae::BatchLoader l(data, 8, 2, 1);
     auto o = tiny_options(two_dir);
     o.batch_size = 2, o.max_steps = 2;
-    o.parallel = mae::DataParallel{0, 2, [](float*, Index) {}, {}};
+    o.parallel = mae::DataParallel{0, 2, [](float*, Index) {}, {}, {}, {}};
     mae::Trainer<TinyModel> t(m, l, o);
     t.run();
   }

@@ -228,7 +228,9 @@ inline DataParallel data_parallel(MPI_Comm comm = MPI_COMM_WORLD, bool overlap =
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  DataParallel p{rank, size, [comm](float* data, Index n) { allreduce_mean(data, n, comm); }, {}};
+  DataParallel p;
+  p.rank = rank, p.ranks = size;
+  p.mean = [comm](float* data, Index n) { allreduce_mean(data, n, comm); };
   p.broadcast = [comm](std::string& data) { broadcast(data, comm); };
   p.sum = [comm](double* data, Index n) { allreduce_sum(data, n, comm); };
   if (overlap) {
