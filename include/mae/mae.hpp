@@ -6,14 +6,15 @@
 //               helpers, and their plain references (kernels/reference.hpp, for tests)
 //   layers/     forward/backward pairs: linear, layernorm, attention, mlp, block, patch,
 //               pos_embed, tokens, masking, loss, cross_entropy
-//   io/         safetensors files and the run's checkpoint keys
+//   io/         safetensors files, the run's checkpoint keys, and other tools' layouts
+//               (Hugging Face, timm: io/interchange.hpp)
 //   models/     the configurations and presets, the encoder, the MaskedAutoencoder, the
 //               VisionTransformer classifier
 //   data/       what feeds training: the dataset interface, the batch loader and its
 //               augmentations (RandAugment, random erasing, mixup / cutmix)
 //   training/   AdamW and LARS, the loop, pretraining, fine-tuning, the linear probe
 //   inference/  a trained model at work: normalization, evaluation, prediction, features,
-//               metrics and the k-NN vote
+//               metrics, the k-NN vote and attention maps
 //
 // Not included: <mae/data.hpp> (datasets/ and figures/: image files, Fashion-MNIST, figures;
 // they need zlib, libspng, libjpeg-turbo and stb, through the mae::data target), and
@@ -41,6 +42,7 @@
 #include "io/checkpoint.hpp"
 #include "io/checkpoint_series.hpp"
 #include "io/files.hpp"
+#include "io/interchange.hpp"
 #include "io/run_directory.hpp"
 #include "io/safetensors.hpp"
 
@@ -61,6 +63,7 @@
 #include "training/progress.hpp"
 #include "training/training_loop.hpp"
 
+#include "inference/attention_maps.hpp"
 #include "inference/classify.hpp"
 #include "inference/features.hpp"
 #include "inference/metrics.hpp"

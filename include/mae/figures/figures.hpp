@@ -1,5 +1,6 @@
 // mae/figures/figures.hpp — pictures of what the model learned: the MAE paper's reconstruction
-// figure as a PNG grid, and the loss curve (drawn by gnuplot when it is installed).
+// figure and the attention maps as PNG grids, and the loss curve (drawn by gnuplot when it is
+// installed).
 //
 // Needs stb_image_write's implementation: link Debian's libstb (the mae::data CMake target).
 #ifndef MAE_FIGURES_FIGURES_HPP
@@ -15,6 +16,7 @@
 
 #include <stb/stb_image_write.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -112,6 +114,55 @@ void save_reconstruction_grid(const std::string& path, Model& model, const Batch
             rgb[(static_cast<std::size_t>(Y) * W + X) * 3 + ch] = v;
           }
   write_png(path, rgb, W, H);
+}
+
+// A heat map's colour for v in [0, 1]: black, red, yellow, white (gnuplot's "hot").
+inline void heat_colour(double v, float* rgb) {
+  v = std::clamp(v, 0.0, 1.0);
+  rgb[0] = static_cast<float>(std::min(1.0, 3 * v));
+  rgb[1] = static_cast<float>(std::clamp(3 * v - 1, 0.0, 1.0));
+  rgb[2] = static_cast<float>(std::clamp(3 * v - 2, 0.0, 1.0));
+}
+
+// The attention figure: one row per image, columns picture | rollout | head 1 .. head H, each
+// map (G x G, one value per patch) scaled to its own maximum and drawn in "hot" colours over the
+// picture in gray (45% picture, 55% map), a patch as a square of pixels. imgs are normalized
+// (N, C, Sz, Sz) as the model saw them; heads (N, H, G*G), rollout (N, G*G).
+inline void save_attention_grid(const std::string& path, const BatchLoader& loader, const std::vector<float>& imgs,
+                                Index N, Index Sz, const std::vector<float>& heads, const std::vector<float>& rollout,
+                                Index H, Index G, int upscale = 0) {
+  const Index C = loader.channels(), L = G * G;
+  if (upscale <= 0) upscale = static_cast<int>(std::max<Index>(1, 128 / Sz));
+  const int cell = static_cast<int>(Sz) * upscale, gap = 2, cols = static_cast<int>(H) + 2;
+  const int W = cols * cell + (cols + 1) * gap, Ht = static_cast<int>(N) * cell + (static_cast<int>(N) + 1) * gap;
+  std::vector<float> rgb(static_cast<std::size_t>(W) * Ht * 3, 1.0f);
+  std::vector<float> pic(static_cast<std::size_t>(C * Sz * Sz));
+  for (Index n = 0; n < N; ++n) {
+    std::copy_n(imgs.data() + n * C * Sz * Sz, C * Sz * Sz, pic.data());
+    loader.denormalize(pic.data());
+    for (int c = 0; c < cols; ++c) {
+      const float* map = c == 0 ? nullptr : c == 1 ? rollout.data() + n * L : heads.data() + (n * H + c - 2) * L;
+      const float top = map ? std::max(*std::max_element(map, map + L), 1e-12f) : 1.0f;
+      for (int y = 0; y < cell; ++y)
+        for (int x = 0; x < cell; ++x) {
+          const Index py = y / upscale, px = x / upscale;
+          float p[3];
+          for (int ch = 0; ch < 3; ++ch) p[ch] = pic[((C == 1 ? 0 : ch) * Sz + py) * Sz + px];
+          float* o = &rgb[(static_cast<std::size_t>(gap + static_cast<int>(n) * (cell + gap) + y) * W + gap +
+                           c * (cell + gap) + x) *
+                          3];
+          if (!map) {
+            std::copy(p, p + 3, o);
+            continue;
+          }
+          const float gray = (p[0] + p[1] + p[2]) / 3;
+          float h[3];
+          heat_colour(map[(py * G / Sz) * G + px * G / Sz] / top, h);
+          for (int ch = 0; ch < 3; ++ch) o[ch] = 0.45f * gray + 0.55f * h[ch];
+        }
+    }
+  }
+  write_png(path, rgb, W, Ht);
 }
 
 namespace detail {

@@ -9,10 +9,11 @@
 
 #include "../core/common.hpp"
 #include "../io/checkpoint.hpp"
+#include "../io/interchange.hpp"
 #include "../io/safetensors.hpp"
 #include "../layers/cross_entropy.hpp"
-#include "metrics.hpp"
 #include "../models/classifier.hpp"
+#include "metrics.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -30,12 +31,12 @@ struct LoadedClassifier {
   Metadata metadata;    // the checkpoint's (its normalization, ...)
 };
 
-// A classifier checkpoint of `mae finetune` (its classes and pooling read from its metadata), in
-// evaluation shape (no drop path), read once. Refused by name if it is not one, or is for
-// another model.
+// A classifier checkpoint of `mae finetune` (its classes and pooling read from its metadata), or
+// a timm or Hugging Face classifier (interchange::open_weights), in evaluation shape (no drop
+// path), read once. Refused by name if it is not one, or is for another model.
 template <class Cfg>
 LoadedClassifier<Cfg> load_classifier(const std::string& path) {
-  const safetensors::File f(path);
+  const safetensors::File f = interchange::open_weights(path);
   LoadedClassifier<Cfg> c;
   c.metadata = f.metadata();
   c.info = read_classifier_info(c.metadata, path);

@@ -7,6 +7,7 @@
 
 #include "../core/common.hpp"
 #include "../io/checkpoint.hpp"
+#include "../io/interchange.hpp"
 #include "../io/safetensors.hpp"
 #include "../layers/tokens.hpp"
 #include "../models/classifier.hpp"
@@ -34,8 +35,9 @@ struct FeatureOptions {
   Index block = 0;
 };
 
-// The encoder of a checkpoint (an MAE's, converted official weights, or a fine-tuned
-// classifier's; none: random init, from seed) and the features it gives. A classifier keeps
+// The encoder of a checkpoint (an MAE's, converted official weights, a fine-tuned classifier's,
+// or a Hugging Face or timm folder or file: interchange::open_weights; none: random init, from
+// seed) and the features it gives. A classifier keeps
 // the pooling it was trained with; Pool::tokens takes every token of it.
 template <class Cfg>
 class FeatureExtractor {
@@ -48,7 +50,7 @@ class FeatureExtractor {
     if (o.block < 0 || o.block > Vit::kDepth)
       throw Error("features: block must be in 1.." + std::to_string(Vit::kDepth) + " (0: after the final norm)");
     std::optional<safetensors::File> f;  // read once
-    if (!checkpoint.empty()) f.emplace(checkpoint), meta_ = f->metadata();
+    if (!checkpoint.empty()) f.emplace(interchange::open_weights(checkpoint)), meta_ = f->metadata();
     typename Vit::Options vo;
     vo.seed = seed, vo.drop_path = 0;
     if (meta_.count(keys::classifier)) {  // a fine-tuned classifier: its own pooling
@@ -63,11 +65,13 @@ class FeatureExtractor {
       if (f) model_->load_encoder(*f);
     }
     const bool tokens = opt_.pool == Pool::tokens, mean = opt_.pool == Pool::mean;
-    description_ = std::string(tokens ? "every token" : mean ? "mean of patch tokens" : "cls token") +
-                   (opt_.block > 0     ? " of block " + std::to_string(opt_.block)
-                    : tokens          ? " of the last block"
-                    : mean            ? " + fc_norm"
-                                      : " + norm") +
+    description_ = std::string(tokens ? "every token"
+                               : mean ? "mean of patch tokens"
+                                      : "cls token") +
+                   (opt_.block > 0 ? " of block " + std::to_string(opt_.block)
+                    : tokens       ? " of the last block"
+                    : mean         ? " + fc_norm"
+                                   : " + norm") +
                    ", encoder " + (checkpoint.empty() ? "random init" : checkpoint);
   }
 

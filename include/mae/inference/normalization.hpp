@@ -23,8 +23,9 @@ struct NormalizationChoice : Normalization {
 };
 
 // The statistics images are normalized with. automatic: those saved in the checkpoint (the ones
-// its model was trained with); ImageNet's for a checkpoint without mae.config (converted official
-// weights, trained on ImageNet); else the images' own. meta: the checkpoint's metadata (empty, and
+// its model was trained with; for a timm or Hugging Face folder, its config's, as
+// interchange::open_weights reads them); ImageNet's for another checkpoint without mae.config
+// (converted official weights, trained on ImageNet); else the images' own. meta: the checkpoint's metadata (empty, and
 // checkpoint "", for none). The images' own are computed as dataset_mean_std does (over the
 // processes p, and from or into the index `cache`, when given).
 inline NormalizationChoice choose_normalization(NormalizeFrom from, const Metadata& meta, const std::string& checkpoint,
@@ -33,17 +34,17 @@ inline NormalizationChoice choose_normalization(NormalizeFrom from, const Metada
   NormalizationChoice n;
   const Index C = images.channels();
   const bool foreign = !checkpoint.empty() && !meta.count(keys::config);
-  if (from == NormalizeFrom::imagenet || (from == NormalizeFrom::automatic && foreign)) {
-    n.mean = {0.485, 0.456, 0.406}, n.stddev = {0.229, 0.224, 0.225}, n.source = "ImageNet";
-    if (C == 1) n.mean = {0.449}, n.stddev = {0.226};  // the channel means
-    return n;
-  }
   if (from == NormalizeFrom::automatic)
     if (const auto saved = read_normalization(meta, checkpoint, C)) {
       n.Normalization::operator=(*saved);
       n.source = checkpoint;
       return n;
     }
+  if (from == NormalizeFrom::imagenet || (from == NormalizeFrom::automatic && foreign)) {
+    n.mean = {0.485, 0.456, 0.406}, n.stddev = {0.229, 0.224, 0.225}, n.source = "ImageNet";
+    if (C == 1) n.mean = {0.449}, n.stddev = {0.226};  // the channel means
+    return n;
+  }
   dataset_mean_std(images, n.mean, n.stddev, kStatisticsImages, p, cache);
   n.source = images.name();
   return n;

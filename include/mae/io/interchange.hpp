@@ -24,6 +24,7 @@
 #define MAE_IO_INTERCHANGE_HPP
 
 #include "../core/common.hpp"
+#include "checkpoint.hpp"
 #include "files.hpp"
 #include "safetensors.hpp"
 
@@ -60,6 +61,8 @@ inline constexpr Rename kModelNames[] = {
     {"decoder_norm.bias", "decoder.decoder_norm.bias"},
     {"decoder_pred.weight", "decoder.decoder_pred.weight"},
     {"decoder_pred.bias", "decoder.decoder_pred.bias"},
+    {"head.weight", "classifier.weight"},  // ViTForImageClassification's head, on the normed cls token
+    {"head.bias", "classifier.bias"},
 };
 // Inside a block (after "blocks.N." / "vit.encoder.layer.N.", and the decoder's).
 inline constexpr Rename kBlockNames[] = {
@@ -127,6 +130,23 @@ inline bool is_hugging_face(const safetensors::File& f) {
   for (const auto& [name, e] : f.tensors())
     if (name.rfind("vit.", 0) == 0 || name.rfind("decoder.", 0) == 0) return true;
   return false;
+}
+
+// Is `name` one of the tensors of timm's VisionTransformer that mae's ViT has (cls_token,
+// pos_embed, patch_embed.proj, blocks.N's norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2,
+// norm, fc_norm, head)? A timm model with more (LayerScale's ls1.gamma, qk_norm, register
+// tokens...) computes something else: refused rather than loaded in part.
+inline bool is_timm_vit_name(const std::string& name) {
+  static const char* const kTop[] = {"cls_token",   "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+                                     "norm.weight", "norm.bias", "fc_norm.weight",          "fc_norm.bias",
+                                     "head.weight", "head.bias"};
+  for (const char* t : kTop)
+    if (name == t) return true;
+  const auto b = detail::split_block(name, "blocks.");
+  if (!b) return false;
+  for (const auto& r : kBlockNames)
+    if (b->second == r.official) return true;
+  return b->second == "attn.qkv.weight" || b->second == "attn.qkv.bias";
 }
 
 // Official -> HF: every tensor renamed, each qkv split into three. A name outside the table is
@@ -269,9 +289,133 @@ void check_hugging_face_config(const nlohmann::json& c, const std::string& where
                  c["layer_norm_eps"].dump().c_str());
 }
 
-// The weights at `path` under the official names: mae's own file or a converted official one as
-// it is; a Hugging Face ViTMAE file renamed (and its qkv joined) in memory. A folder stands for
-// its model.safetensors (a Hugging Face or timm folder).
+// The metadata key under which open_weights keeps a timm folder's config.json.
+inline constexpr char kTimmConfig[] = "mae.timm_config";
+
+// The sizes of timm's VisionTransformer for the configuration Cfg (model_args' names).
+template <class Cfg>
+std::vector<std::pair<const char*, int>> timm_sizes() {
+  return {{"img_size", Cfg::img_size},   {"patch_size", Cfg::patch_size}, {"in_chans", Cfg::in_chans},
+          {"embed_dim", Cfg::embed_dim}, {"depth", Cfg::depth},           {"num_heads", Cfg::num_heads},
+          {"mlp_ratio", Cfg::mlp_ratio}};
+}
+
+// The sizes a timm config.json gives: its architecture's (vit_{tiny,small,base,large,huge}_
+// patchP_S, as timm registers them), overridden by its model_args.
+inline nlohmann::json timm_model_args(const nlohmann::json& c) {
+  nlohmann::json args = nlohmann::json::object();
+  const std::string arch = c.value("architecture", std::string());
+  static const struct {
+    const char* name;
+    int dim, depth, heads;
+  } kWidths[] = {{"tiny", 192, 12, 3},
+                 {"small", 384, 12, 6},
+                 {"base", 768, 12, 12},
+                 {"large", 1024, 24, 16},
+                 {"huge", 1280, 32, 16}};
+  for (const auto& w : kWidths) {
+    const std::string prefix = std::string("vit_") + w.name + "_patch";
+    if (arch.rfind(prefix, 0) != 0) continue;
+    int patch = 0, size = 0;
+    char tail = 0;
+    if (std::sscanf(arch.c_str() + prefix.size(), "%d_%d%c", &patch, &size, &tail) == 2)
+      args = {{"patch_size", patch},  {"img_size", size}, {"embed_dim", w.dim}, {"depth", w.depth},
+              {"num_heads", w.heads}, {"mlp_ratio", 4},   {"in_chans", 3}};
+  }
+  if (c.contains("model_args") && c["model_args"].is_object())
+    for (const auto& [k, v] : c["model_args"].items()) args[k] = v;
+  return args;
+}
+
+// A timm config.json against Cfg: the sizes it gives (timm_model_args) must be Cfg's, the first
+// that is not named; an option that makes another network than mae's ViT is refused (a missing
+// size is not checked: the tensors' shapes still are). With any_image_size, img_size may differ.
+template <class Cfg>
+void check_timm_config(const nlohmann::json& c, const std::string& where, bool any_image_size = false) {
+  if (!c.is_object()) throw Error(where + ": config.json is not a JSON object");
+  const nlohmann::json args = timm_model_args(c);
+  for (const auto& [field, want] : timm_sizes<Cfg>()) {
+    if (!args.contains(field) || (any_image_size && std::string(field) == "img_size")) continue;
+    if (!args[field].is_number() || args[field].template get<double>() != want)
+      throw Error(where + ": " + field + " is " + args[field].dump() + ", this model's is " + std::to_string(want) +
+                  " (" + Cfg::name() + ")");
+  }
+  // what else model_args may say and still describe mae's ViT
+  const std::map<std::string, nlohmann::json> same = {
+      {"class_token", true}, {"qkv_bias", true}, {"no_embed_class", false}, {"pre_norm", false},
+      {"reg_tokens", 0},     {"qk_norm", false}, {"drop_rate", 0.0}};
+  for (const auto& [k, v] : args.items()) {
+    if (k == "num_classes" || k == "drop_path_rate" || k == "fc_norm" || k == "dynamic_img_size") continue;
+    bool size = false;
+    for (const auto& [field, want] : timm_sizes<Cfg>()) size = size || k == field;
+    if (size) continue;
+    if (k == "global_pool") {
+      if (v != "token" && v != "avg" && v != "")
+        throw Error(where + ": global_pool " + v.dump() + " is not mae's (token, avg)");
+      continue;
+    }
+    const auto it = same.find(k);
+    if (it == same.end()) throw Error(where + ": model_args '" + k + "' is not an option of mae's ViT");
+    if (!(v == it->second ||
+          (v.is_number() && it->second.is_number() && v.template get<double>() == it->second.template get<double>())))
+      throw Error(where + ": model_args " + k + " = " + v.dump() + " makes a network mae's ViT is not (" +
+                  it->second.dump() + " here)");
+  }
+}
+
+namespace detail {
+// A classifier's description (keys::classifier) and class names for a head from another tool:
+// `config` is the tool's name in place of the preset's ("timm", "hf").
+inline void describe_head(std::map<std::string, std::string>& meta, const std::vector<Tensor>& tensors,
+                          const char* tool, bool global_pool, const std::vector<std::string>& names) {
+  for (const auto& t : tensors) {
+    if (t.name != "head.weight" || t.shape.size() != 2 || t.shape[0] < 1) continue;
+    meta[keys::classifier] = classifier_description(tool, static_cast<Index>(t.shape[0]), global_pool);
+    if (static_cast<Index>(names.size()) == t.shape[0]) meta[keys::classes] = nlohmann::json(names).dump();
+  }
+}
+// The class names of a config.json: timm's label_names (a list), HF's id2label ({"0": name}).
+inline std::vector<std::string> label_names(const nlohmann::json& c) {
+  std::vector<std::string> names;
+  if (c.contains("label_names") && c["label_names"].is_array())
+    for (const auto& n : c["label_names"]) names.push_back(n.is_string() ? n.get<std::string>() : n.dump());
+  if (c.contains("id2label") && c["id2label"].is_object()) {
+    names.assign(c["id2label"].size(), std::string());
+    for (const auto& [k, v] : c["id2label"].items()) {
+      const long long i = std::atoll(k.c_str());
+      if (i < 0 || i >= static_cast<long long>(names.size())) return {};
+      names[static_cast<std::size_t>(i)] = v.is_string() ? v.get<std::string>() : v.dump();
+    }
+  }
+  return names;
+}
+}  // namespace detail
+
+namespace detail {
+// The normalization a config gives (timm's pretrained_cfg mean and std, HF's preprocessor's
+// image_mean and image_std), into mae's metadata when it is one list of numbers per channel.
+inline void keep_normalization(std::map<std::string, std::string>& meta, const nlohmann::json& c,
+                               const char* mean_field, const char* std_field) {
+  if (!c.is_object() || !c.contains(mean_field) || !c.contains(std_field)) return;
+  const nlohmann::json &m = c[mean_field], &s = c[std_field];
+  if (!m.is_array() || !s.is_array() || m.size() != s.size() || m.empty()) return;
+  for (std::size_t i = 0; i < m.size(); ++i)
+    if (!m[i].is_number() || !s[i].is_number() || !(s[i].get<double>() > 0)) return;
+  meta[keys::normalize_mean] = m.dump();
+  meta[keys::normalize_std] = s.dump();
+}
+}  // namespace detail
+
+// The weights at `path` under the official names, with what mae's metadata would say:
+// - mae's own file, or a converted official one: as it is;
+// - a Hugging Face file (ViTMAEForPreTraining, ViTMAEModel, ViTForImageClassification): renamed
+//   and its qkv joined in memory, its config.json kept under kHuggingFaceConfig;
+// - a timm file with its config.json beside it: its config kept under kTimmConfig, a tensor
+//   mae's ViT does not have refused by name.
+// The normalization of the folder (timm's pretrained_cfg, HF's preprocessor_config.json) becomes
+// the checkpoint's. A head (timm's head, HF's classifier) makes it a classifier (keys::classifier: "timm" or "hf"
+// for the configuration, with its classes and pooling, and the config's class names). A folder
+// stands for its model.safetensors.
 inline safetensors::File open_weights(const std::string& path) {
   std::string file = path;
   std::error_code ec;
@@ -281,12 +425,53 @@ inline safetensors::File open_weights(const std::string& path) {
       throw Error(path + ": a folder without model.safetensors (a Hugging Face or timm folder holds one)");
   }
   safetensors::File f(file);
-  if (!is_hugging_face(f)) return f;
+  const std::filesystem::path config_path = std::filesystem::path(file).parent_path() / "config.json";
+  nlohmann::json config;
+  if (!f.metadata().count(keys::config) && std::filesystem::is_regular_file(config_path, ec)) {
+    config = nlohmann::json::parse(read_file(config_path.string()), nullptr, false);
+    if (config.is_discarded()) throw Error(config_path.string() + ": not JSON");
+  }
   std::map<std::string, std::string> meta = f.metadata();
-  const std::filesystem::path config = std::filesystem::path(file).parent_path() / "config.json";
-  if (std::filesystem::is_regular_file(config, ec)) meta[kHuggingFaceConfig] = read_file(config.string());
-  return safetensors::File::from_bytes(file + " (Hugging Face names)", serialize(from_hugging_face(f), meta));
+  if (is_hugging_face(f)) {
+    if (!config.is_null()) meta[kHuggingFaceConfig] = config.dump();
+    const std::filesystem::path pre = std::filesystem::path(file).parent_path() / "preprocessor_config.json";
+    if (!f.metadata().count(keys::config) && std::filesystem::is_regular_file(pre, ec))
+      detail::keep_normalization(meta, nlohmann::json::parse(read_file(pre.string()), nullptr, false), "image_mean",
+                                 "image_std");
+    const std::vector<Tensor> renamed = from_hugging_face(f);
+    detail::describe_head(meta, renamed, "hf", /*global_pool=*/false, detail::label_names(config));
+    return safetensors::File::from_bytes(file + " (Hugging Face names)", serialize(renamed, meta));
+  }
+  if (!config.is_object() || !config.contains("architecture")) return f;  // not timm's
+  std::vector<Tensor> tensors;
+  for (const auto& [name, e] : f.tensors()) {
+    if (!is_timm_vit_name(name)) f.fail("tensor '" + name + "' is not one of mae's ViT (timm's model has more)");
+    Tensor t{name, {}, {}};
+    t.values = f.read<float>(name, &t.shape);
+    tensors.push_back(std::move(t));
+  }
+  meta[kTimmConfig] = config.dump();
+  if (config.contains("pretrained_cfg")) detail::keep_normalization(meta, config["pretrained_cfg"], "mean", "std");
+  detail::describe_head(meta, tensors, "timm", f.contains("fc_norm.weight"), detail::label_names(config));
+  return safetensors::File::from_bytes(file, serialize(tensors, meta));
 }
+
+namespace detail {
+// preprocessor_config.json (ViTImageProcessor): resize to the model's size, bicubic, the
+// normalization the model was trained with.
+template <class Cfg>
+nlohmann::json image_processor(const std::vector<double>& mean, const std::vector<double>& stddev) {
+  return {{"image_processor_type", "ViTImageProcessor"},
+          {"do_resize", true},
+          {"size", {{"height", Cfg::img_size}, {"width", Cfg::img_size}}},
+          {"resample", 3},
+          {"do_rescale", true},
+          {"rescale_factor", 1.0 / 255.0},
+          {"do_normalize", true},
+          {"image_mean", mean},
+          {"image_std", stddev}};
+}
+}  // namespace detail
 
 // A ViTMAEForPreTraining folder: model.safetensors under HF's names, config.json (ViTMAEConfig),
 // and preprocessor_config.json (ViTImageProcessor: resize to the model's size, bicubic, the
@@ -300,21 +485,36 @@ void save_hugging_face(const Model& model, const std::string& dir, const std::ve
       safetensors::File::from_bytes(dir, safetensors::serialize(model.state_dict(), model.metadata()));
   write_file(dir + "/model.safetensors", serialize(to_hugging_face(ours), {{"format", "pt"}}));
   write_file(dir + "/config.json", hugging_face_config<Cfg>(norm_pix_loss).dump(2) + "\n");
-  const nlohmann::json pre = {{"image_processor_type", "ViTImageProcessor"},
-                              {"do_resize", true},
-                              {"size", {{"height", Cfg::img_size}, {"width", Cfg::img_size}}},
-                              {"resample", 3},
-                              {"do_rescale", true},
-                              {"rescale_factor", 1.0 / 255.0},
-                              {"do_normalize", true},
-                              {"image_mean", mean},
-                              {"image_std", stddev}};
-  write_file(dir + "/preprocessor_config.json", pre.dump(2) + "\n");
+  write_file(dir + "/preprocessor_config.json", detail::image_processor<Cfg>(mean, stddev).dump(2) + "\n");
+}
+
+// timm's config.json for the configuration Cfg: architecture, num_classes, global_pool,
+// model_args (the sizes; timm's create_model builds the network from them), pretrained_cfg (the
+// input size and normalization) and, for a classifier, label_names.
+template <class Cfg>
+nlohmann::json timm_config(Index num_classes, const std::string& global_pool, const std::vector<double>& mean,
+                           const std::vector<double>& stddev, const std::vector<std::string>& label_names = {}) {
+  nlohmann::json args = {{"num_classes", num_classes}, {"global_pool", global_pool}};
+  for (const auto& [field, v] : timm_sizes<Cfg>()) args[field] = v;
+  nlohmann::json c = {{"architecture", "vit_base_patch16_224"},
+                      {"num_classes", num_classes},
+                      {"num_features", Cfg::embed_dim},
+                      {"global_pool", global_pool},
+                      {"model_args", args},
+                      {"pretrained_cfg",
+                       {{"input_size", {Cfg::in_chans, Cfg::img_size, Cfg::img_size}},
+                        {"interpolation", "bicubic"},
+                        {"crop_pct", Cfg::img_size <= 224 ? 0.875 : 1.0},
+                        {"mean", mean},
+                        {"std", stddev},
+                        {"num_classes", num_classes}}}};
+  if (!label_names.empty()) c["label_names"] = label_names;
+  return c;
 }
 
 // timm's VisionTransformer holding an MAE's encoder (num_classes 0, the class token's output, as
 // timm's `vit_base_patch16_224.mae`): model.safetensors with the encoder's official names (timm's
-// own), and config.json (architecture, model_args, pretrained_cfg with the normalization).
+// own) and config.json. `model` is an MaskedAutoencoder or a VisionTransformer.
 template <class Model>
 void save_timm(const Model& model, const std::string& dir, const std::vector<double>& mean,
                const std::vector<double>& stddev) {
@@ -326,27 +526,63 @@ void save_timm(const Model& model, const std::string& dir, const std::vector<dou
         t.name.rfind("blocks.", 0) == 0 || t.name.rfind("norm.", 0) == 0)
       encoder.push_back(t);
   write_file(dir + "/model.safetensors", safetensors::serialize(encoder, {{"format", "pt"}}));
-  const nlohmann::json config = {{"architecture", "vit_base_patch16_224"},
-                                 {"num_classes", 0},
-                                 {"global_pool", "token"},
-                                 {"model_args",
-                                  {{"img_size", Cfg::img_size},
-                                   {"patch_size", Cfg::patch_size},
-                                   {"in_chans", Cfg::in_chans},
-                                   {"embed_dim", Cfg::embed_dim},
-                                   {"depth", Cfg::depth},
-                                   {"num_heads", Cfg::num_heads},
-                                   {"mlp_ratio", Cfg::mlp_ratio},
-                                   {"num_classes", 0},
-                                   {"global_pool", "token"}}},
-                                 {"pretrained_cfg",
-                                  {{"input_size", {Cfg::in_chans, Cfg::img_size, Cfg::img_size}},
-                                   {"interpolation", "bicubic"},
-                                   {"crop_pct", Cfg::img_size <= 224 ? 0.875 : 1.0},
-                                   {"mean", mean},
-                                   {"std", stddev},
-                                   {"num_classes", 0}}}};
-  write_file(dir + "/config.json", config.dump(2) + "\n");
+  write_file(dir + "/config.json", timm_config<Cfg>(0, "token", mean, stddev).dump(2) + "\n");
+}
+
+// A fine-tuned classifier (VisionTransformer) as timm's VisionTransformer: global_pool 'avg'
+// (fc_norm of the patch-token mean, then head) or 'token' (norm, then head on the cls token),
+// with its classes' names. timm's names are the official ones: the state dict as it is.
+template <class Vit>
+void save_timm_classifier(const Vit& model, const std::string& dir, const std::vector<double>& mean,
+                          const std::vector<double>& stddev, const std::vector<std::string>& class_names) {
+  using Cfg = typename Vit::Config;
+  std::filesystem::create_directories(dir);
+  write_file(dir + "/model.safetensors", safetensors::serialize(model.state_dict(), {{"format", "pt"}}));
+  write_file(
+      dir + "/config.json",
+      timm_config<Cfg>(model.num_classes(), model.global_pool() ? "avg" : "token", mean, stddev, class_names).dump(2) +
+          "\n");
+}
+
+// A fine-tuned classifier as Hugging Face's ViTForImageClassification (the normed cls token
+// into the head): model.safetensors under HF's names, config.json (ViTConfig, id2label) and
+// preprocessor_config.json. A classifier with global pooling (fc_norm of the patch-token mean)
+// has no such form in HF's ViT, whose head always reads the cls token: refused, saying so.
+template <class Vit>
+void save_hugging_face_classifier(const Vit& model, const std::string& dir, const std::vector<double>& mean,
+                                  const std::vector<double>& stddev, const std::vector<std::string>& class_names) {
+  using Cfg = typename Vit::Config;
+  if (model.global_pool())
+    throw Error(dir +
+                ": Hugging Face's ViTForImageClassification classifies the normed cls token; this classifier "
+                "pools the patch tokens (fc_norm of their mean), which it cannot hold: export it to timm "
+                "(--format timm, global_pool 'avg'), or fine-tune with --pool cls");
+  std::filesystem::create_directories(dir);
+  const safetensors::File ours = safetensors::File::from_bytes(dir, safetensors::serialize(model.state_dict(), {}));
+  write_file(dir + "/model.safetensors", serialize(to_hugging_face(ours), {{"format", "pt"}}));
+  nlohmann::json c = {{"architectures", {"ViTForImageClassification"}},
+                      {"model_type", "vit"},
+                      {"hidden_act", "gelu"},
+                      {"hidden_dropout_prob", 0.0},
+                      {"attention_probs_dropout_prob", 0.0},
+                      {"initializer_range", 0.02},
+                      {"layer_norm_eps", 1e-6},
+                      {"qkv_bias", true},
+                      {"hidden_size", Cfg::embed_dim},
+                      {"num_hidden_layers", Cfg::depth},
+                      {"num_attention_heads", Cfg::num_heads},
+                      {"intermediate_size", Cfg::mlp_hidden},
+                      {"image_size", Cfg::img_size},
+                      {"patch_size", Cfg::patch_size},
+                      {"num_channels", Cfg::in_chans}};
+  nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+  for (std::size_t k = 0; k < class_names.size(); ++k) {
+    id2label[std::to_string(k)] = class_names[k];
+    label2id[class_names[k]] = k;
+  }
+  c["id2label"] = id2label, c["label2id"] = label2id;
+  write_file(dir + "/config.json", c.dump(2) + "\n");
+  write_file(dir + "/preprocessor_config.json", detail::image_processor<Cfg>(mean, stddev).dump(2) + "\n");
 }
 
 }  // namespace mae::interchange

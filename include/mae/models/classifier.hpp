@@ -103,6 +103,7 @@ class VisionTransformer {
   Params& grads() { return g_; }
   const Options& options() const { return opt_; }
   Index num_classes() const { return opt_.num_classes; }
+  bool global_pool() const { return opt_.global_pool; }  // fc_norm of the patch-token mean; false: norm, cls
   // Options::precision, set once, in the shape every block and the patch embedding run with
   BlockShape encoder_shape() const { return with_precision(block_shape, opt_.precision); }
   std::string norm_name() const { return opt_.global_pool ? "fc_norm" : "norm"; }
@@ -248,6 +249,14 @@ class VisionTransformer {
     if (b < 0 || b > kDepth) throw Error("block_output: no block " + std::to_string(b));
     return ConstMatMap<S>(ws_.enc.stack.x[b].data(), ws_.N * T, D);
   }
+  // Block b's attention probabilities (b = 1..depth): (N*H*(1+L), 1+L), row (n, h, i) the
+  // softmax over keys of query token i in head h of image n (cls first).
+  ConstMatMap<S> attention(Index b) const {
+    if (b < 1 || b > kDepth)
+      throw Error("attention: no block " + std::to_string(b) + " (1.." + std::to_string(kDepth) + ")");
+    return ConstMatMap<S>(ws_.enc.stack.cache[static_cast<std::size_t>(b - 1)].att.data(), ws_.N * Cfg::num_heads * T,
+                          T);
+  }
   // The drop-path scales (N) of block b's attention (branch 0) or MLP (branch 1) branch in
   // the last forward: 0 or 1/(1 - rate) per sample; null when nothing was dropped.
   const S* drop_path_scales(Index b, int branch) const { return ws_.keep_ptrs[2 * b + branch]; }
@@ -278,12 +287,19 @@ class VisionTransformer {
     safetensors::save(path, state_dict(), meta);
   }
 
-  // A classifier checkpoint of this exact model (strict: every tensor, nothing else).
-  void load(const std::string& path) { load(safetensors::File(path)); }
+  // A classifier checkpoint of this exact model (strict: every tensor, nothing else): mae's, or
+  // a timm or Hugging Face classifier (interchange::open_weights) of the same sizes, classes and
+  // pooling.
+  void load(const std::string& path) { load(interchange::open_weights(path)); }
   void load(const safetensors::File& f) {
-    auto it = f.metadata().find(keys::classifier);
-    if (it != f.metadata().end() && it->second != name())
-      f.fail("checkpoint is for another classifier (" + it->second + "); this one is " + name());
+    MaskedAutoencoder<Cfg>::check_configuration(f);
+    if (f.metadata().count(keys::classifier)) {
+      const ClassifierInfo c = read_classifier_info(f.metadata(), f.path());
+      const bool foreign = c.config == "timm" || c.config == "hf";  // sizes checked above, from its config.json
+      if ((c.config != Cfg::name() && !foreign) || c.classes != opt_.num_classes || c.global_pool != opt_.global_pool)
+        f.fail("checkpoint is for another classifier (" + f.metadata().at(keys::classifier) + "); this one is " +
+               name());
+    }
     load_staged(f, store_tensors(params_), /*strict=*/true, name());
   }
 

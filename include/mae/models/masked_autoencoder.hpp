@@ -258,6 +258,9 @@ class MaskedAutoencoder {
     if (const auto hf = f.metadata().find(interchange::kHuggingFaceConfig); hf != f.metadata().end())
       interchange::check_hugging_face_config<Cfg>(nlohmann::json::parse(hf->second, nullptr, false), f.path(),
                                                   any_image_size);
+    if (const auto timm = f.metadata().find(interchange::kTimmConfig); timm != f.metadata().end())
+      interchange::check_timm_config<Cfg>(nlohmann::json::parse(timm->second, nullptr, false), f.path(),
+                                          any_image_size);
     auto it = f.metadata().find(keys::config);
     if (it == f.metadata().end() || it->second == Cfg::name()) return;
     const auto without_size = [](const std::string& n) { return n.substr(std::min(n.find('_'), n.size())); };

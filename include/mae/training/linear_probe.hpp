@@ -37,6 +37,55 @@ namespace mae {
 
 inline constexpr double kProbeBatchNormEps = 1e-6;
 
+// A probe's BatchNorm folded into its linear layer: the evaluation forward
+//   logits = ((x - mean) / sqrt(var + eps)) W^T + b  =  x W'^T + b'
+// with W'[k, f] = W[k, f] / sqrt(var_f + eps) and b'_k = b_k - sum_f W'[k, f] mean_f: one Linear
+// (K, F), which a ViT's head can hold (export). In double.
+struct FoldedProbe {
+  Index classes = 0, features = 0;
+  std::vector<double> weight, bias;  // (K, F), (K)
+};
+template <class S>
+FoldedProbe fold_batch_norm(const S* weight, const S* bias, const S* mean, const S* var, Index K, Index F) {
+  FoldedProbe p{K, F, std::vector<double>(static_cast<std::size_t>(K * F)),
+                std::vector<double>(static_cast<std::size_t>(K))};
+  for (Index k = 0; k < K; ++k) {
+    double b = static_cast<double>(bias[k]);
+    for (Index f = 0; f < F; ++f) {
+      const double w =
+          static_cast<double>(weight[k * F + f]) / std::sqrt(static_cast<double>(var[f]) + kProbeBatchNormEps);
+      p.weight[static_cast<std::size_t>(k * F + f)] = w;
+      b -= w * static_cast<double>(mean[f]);
+    }
+    p.bias[static_cast<std::size_t>(k)] = b;
+  }
+  return p;
+}
+
+// The folded head of a probe file (LinearProbe::save's: head.0.running_mean, head.0.running_var,
+// head.1.weight, head.1.bias), refused by name if a tensor is missing or misshapen.
+inline FoldedProbe read_folded_probe(const safetensors::File& f) {
+  for (const char* t : {"head.0.running_mean", "head.0.running_var", "head.1.weight", "head.1.bias"})
+    if (!f.contains(t)) f.fail(std::string("tensor '") + t + "' is missing (not a linear probe of mae probe?)");
+  Shape ws;
+  const std::vector<double> w = f.read<double>("head.1.weight", &ws);
+  if (ws.size() != 2) f.fail("tensor 'head.1.weight' has shape " + shape_string(ws) + ", not (classes, features)");
+  const Index K = ws[0], F = ws[1];
+  const auto vector_of = [&f](const char* name, Index n) {
+    Shape s;
+    std::vector<double> v = f.read<double>(name, &s);
+    if (s != Shape{n})
+      f.fail(std::string("tensor '") + name + "' has shape " + shape_string(s) + ", expected (" + std::to_string(n) +
+             ")");
+    return v;
+  };
+  const std::vector<double> b = vector_of("head.1.bias", K), m = vector_of("head.0.running_mean", F),
+                            v = vector_of("head.0.running_var", F);
+  for (const double x : v)
+    if (!(x >= 0) || !std::isfinite(x)) f.fail("tensor 'head.0.running_var' holds a negative or non-finite variance");
+  return fold_batch_norm(w.data(), b.data(), m.data(), v.data(), K, F);
+}
+
 template <class S = float>
 class LinearProbe {
  public:
@@ -124,6 +173,11 @@ class LinearProbe {
       }
     }
     return {static_cast<double>(correct) / static_cast<double>(count), loss / static_cast<double>(count)};
+  }
+
+  // The BatchNorm folded into the linear layer (fold_batch_norm): predict's logits as one Linear.
+  FoldedProbe folded() const {
+    return fold_batch_norm(w_.weight, w_.bias, running_mean_.data(), running_var_.data(), K_, F_);
   }
 
   // The head under the reference's names: head.0 (BatchNorm1d buffers), head.1 (Linear).
