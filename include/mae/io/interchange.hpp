@@ -103,27 +103,21 @@ inline std::optional<std::pair<std::string, std::string>> split_block(const std:
 }
 }  // namespace detail
 
-// The HF name of an official one (qkv excepted: it becomes three); nullopt when the table has
-// no such name.
-inline std::optional<std::string> hf_name(const std::string& official) {
+// The HF name of an official one (to_hf), or the official name of an HF one (qkv and query,
+// key, value excepted: one becomes three); nullopt when the table has no such name.
+inline std::optional<std::string> renamed(const std::string& name, bool to_hf) {
+  const auto from = [to_hf](const Rename& r) { return to_hf ? r.official : r.hf; };
+  const auto to = [to_hf](const Rename& r) { return std::string(to_hf ? r.hf : r.official); };
   for (const auto& r : kModelNames)
-    if (official == r.official) return std::string(r.hf);
+    if (name == from(r)) return to(r);
   for (const auto& pre : kBlockPrefixes)
-    if (const auto b = detail::split_block(official, pre.official))
+    if (const auto b = detail::split_block(name, from(pre)))
       for (const auto& r : kBlockNames)
-        if (b->second == r.official) return pre.hf + b->first + "." + r.hf;
+        if (b->second == from(r)) return to(pre) + b->first + "." + to(r);
   return std::nullopt;
 }
-// The official name of an HF one (query, key and value excepted); nullopt when there is none.
-inline std::optional<std::string> official_name(const std::string& hf) {
-  for (const auto& r : kModelNames)
-    if (hf == r.hf) return std::string(r.official);
-  for (const auto& pre : kBlockPrefixes)
-    if (const auto b = detail::split_block(hf, pre.hf))
-      for (const auto& r : kBlockNames)
-        if (b->second == r.hf) return pre.official + b->first + "." + r.official;
-  return std::nullopt;
-}
+inline std::optional<std::string> hf_name(const std::string& official) { return renamed(official, true); }
+inline std::optional<std::string> official_name(const std::string& hf) { return renamed(hf, false); }
 
 // Does the file hold HF's names (any tensor under "vit." or "decoder.")?
 inline bool is_hugging_face(const safetensors::File& f) {
@@ -250,21 +244,30 @@ std::vector<std::pair<const char*, int>> hugging_face_sizes() {
           {"num_channels", Cfg::in_chans}};
 }
 
-// ViTMAEConfig's fields for the configuration Cfg. layer_norm_eps is MAE's 1e-6 (ViTMAEConfig's
-// default, 1e-12, is not what the weights were trained with).
+// The fields of a Hugging Face ViT config.json (ViTMAEConfig's, ViTConfig's) for the
+// configuration Cfg: the architecture and model_type, the encoder's sizes and the decoder's
+// (with_decoder), no dropout, qkv bias. layer_norm_eps is MAE's 1e-6 (the configs' default,
+// 1e-12, is not what the weights were trained with).
 template <class Cfg>
-nlohmann::json hugging_face_config(bool norm_pix_loss, double mask_ratio = 0.75) {
-  nlohmann::json c = {{"architectures", {"ViTMAEForPreTraining"}},
-                      {"model_type", "vit_mae"},
+nlohmann::json hugging_face_fields(const char* architecture, const char* model_type, bool with_decoder) {
+  nlohmann::json c = {{"architectures", {architecture}},
+                      {"model_type", model_type},
                       {"hidden_act", "gelu"},
                       {"hidden_dropout_prob", 0.0},
                       {"attention_probs_dropout_prob", 0.0},
                       {"initializer_range", 0.02},
                       {"layer_norm_eps", 1e-6},
-                      {"qkv_bias", true},
-                      {"mask_ratio", mask_ratio},
-                      {"norm_pix_loss", norm_pix_loss}};
-  for (const auto& [field, v] : hugging_face_sizes<Cfg>()) c[field] = v;
+                      {"qkv_bias", true}};
+  for (const auto& [field, v] : hugging_face_sizes<Cfg>())
+    if (with_decoder || std::string(field).rfind("decoder_", 0) != 0) c[field] = v;
+  return c;
+}
+
+// ViTMAEConfig's fields for the configuration Cfg.
+template <class Cfg>
+nlohmann::json hugging_face_config(bool norm_pix_loss, double mask_ratio = 0.75) {
+  nlohmann::json c = hugging_face_fields<Cfg>("ViTMAEForPreTraining", "vit_mae", /*with_decoder=*/true);
+  c["mask_ratio"] = mask_ratio, c["norm_pix_loss"] = norm_pix_loss;
   return c;
 }
 
@@ -560,21 +563,7 @@ void save_hugging_face_classifier(const Vit& model, const std::string& dir, cons
   std::filesystem::create_directories(dir);
   const safetensors::File ours = safetensors::File::from_bytes(dir, safetensors::serialize(model.state_dict(), {}));
   write_file(dir + "/model.safetensors", serialize(to_hugging_face(ours), {{"format", "pt"}}));
-  nlohmann::json c = {{"architectures", {"ViTForImageClassification"}},
-                      {"model_type", "vit"},
-                      {"hidden_act", "gelu"},
-                      {"hidden_dropout_prob", 0.0},
-                      {"attention_probs_dropout_prob", 0.0},
-                      {"initializer_range", 0.02},
-                      {"layer_norm_eps", 1e-6},
-                      {"qkv_bias", true},
-                      {"hidden_size", Cfg::embed_dim},
-                      {"num_hidden_layers", Cfg::depth},
-                      {"num_attention_heads", Cfg::num_heads},
-                      {"intermediate_size", Cfg::mlp_hidden},
-                      {"image_size", Cfg::img_size},
-                      {"patch_size", Cfg::patch_size},
-                      {"num_channels", Cfg::in_chans}};
+  nlohmann::json c = hugging_face_fields<Cfg>("ViTForImageClassification", "vit", /*with_decoder=*/false);
   nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
   for (std::size_t k = 0; k < class_names.size(); ++k) {
     id2label[std::to_string(k)] = class_names[k];
