@@ -240,6 +240,45 @@ test -s timm_export/model.safetensors && grep -q '"num_classes": 0' timm_export/
 expect_refused "'hf_export' exists and is not empty" "$mae" export --checkpoint pre/mae_final.safetensors \
   --format hf --out hf_export
 
+# a fine-tuned classifier to timm and back evaluates the same; HF's ViT cannot hold global pooling
+# (refused, saying why), a cls-token classifier goes to ViTForImageClassification and back
+scores() { grep -o "TOP-1 .*mean loss [0-9.]*" "$1"; }
+"$mae" export --checkpoint ft/classifier.safetensors --format timm --out timm_cls | tee export_cls.txt
+grep -q "timm VisionTransformer (global_pool 'avg') of the classifier ft/classifier.safetensors, 10 classes" \
+  export_cls.txt || fail "no classifier export line"
+grep -q '"label_names"' timm_cls/config.json || fail "the timm classifier has no class names"
+"$mae" eval --data png --checkpoint timm_cls "${q[@]}" > eval_timm.txt
+test -n "$(scores eval.txt)" && test "$(scores eval.txt)" = "$(scores eval_timm.txt)" \
+  || fail "the timm export evaluates otherwise: $(scores eval.txt) / $(scores eval_timm.txt)"
+expect_refused "classifies the normed cls token" "$mae" export --checkpoint ft/classifier.safetensors --format hf \
+  --out hf_cls
+"$mae" finetune --data png --init pre/mae_final.safetensors --pool cls --max-steps 2 --batch 40 --out ft_cls \
+  "${q[@]}" > /dev/null
+"$mae" export --checkpoint ft_cls/classifier.safetensors --format hf --out hf_cls > /dev/null
+grep -q '"ViTForImageClassification"' hf_cls/config.json && grep -q '"Sneaker"' hf_cls/config.json \
+  || fail "the HF classifier's config.json"
+"$mae" eval --data png --checkpoint ft_cls/classifier.safetensors "${q[@]}" > eval_cls.txt
+"$mae" eval --data png --checkpoint hf_cls "${q[@]}" > eval_hf.txt
+test "$(scores eval_cls.txt)" = "$(scores eval_hf.txt)" || fail "the HF classifier export evaluates otherwise"
+# a linear probe: its BatchNorm folded into the head of its encoder; the classifier scores as the probe
+"$mae" export --checkpoint probe/probe.safetensors --format timm --out timm_probe | tee export_probe.txt
+grep -q "linear probe probe/probe.safetensors on pre/mae_final.safetensors (BatchNorm folded" export_probe.txt \
+  || fail "no probe export line"
+"$mae" eval --data png --checkpoint timm_probe "${q[@]}" > eval_probe.txt
+probe_acc=$(grep -o "VAL ACCURACY [0-9.]*%" probe.txt | grep -o "[0-9.]*%")
+grep -q "TOP-1 $probe_acc" eval_probe.txt || fail "the exported probe scores otherwise ($probe_acc): $(cat eval_probe.txt)"
+
+# where the encoder looks: picture | rollout | 3 heads per image, 4x (112 pixels a cell), and the maps
+"$mae" attention --data png --checkpoint pre/mae_final.safetensors --images 3 --out att.png --maps att.safetensors \
+  "${q[@]}" | tee att.txt
+grep -q "att.png: 3 images of png/val" att.txt || fail "no attention line"
+test "$(od -An -tu1 -j16 -N8 att.png | tr -s ' ')" = " 0 0 2 60 0 0 1 88" || fail "att.png is not 572 x 344"
+head -c 4000 att.safetensors | grep -ao '"cls_attention":{[^}]*}' | grep -q '"shape":\[3,3,7,7\]' \
+  || fail "att.safetensors has no cls_attention (3, 3, 7, 7)"
+"$mae" attention --data png --checkpoint timm_cls --images 1 --out att_timm.png "${q[@]}" > /dev/null
+"$mae" extract --data png --split val --checkpoint timm_export --tokens --out feat_timm.safetensors "${q[@]}" \
+  | grep -q "features (80, 50, 192)" || fail "extract --tokens from a timm folder"
+
 # the image index: a run reads each header once and keeps them in OUT/image_index.txt; the next
 # start in that directory (--overwrite, --resume) reads none, then only the files that changed;
 # --index FILE keeps one for several runs; a file that is not an index is not overwritten

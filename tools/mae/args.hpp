@@ -135,7 +135,15 @@ struct ReconstructArgs {
 
 struct ExportArgs {
   std::string checkpoint, format = "hf", out;
+  std::string encoder;  // a linear probe's encoder (default: the one its features came from)
   bool overwrite = false;
+};
+
+struct AttentionArgs {
+  DataArgs data;
+  RunArgs run;
+  std::string checkpoint, split = "val", out = "attention.png", maps;
+  int images = 8;
 };
 
 }  // namespace mae_tool

@@ -4,6 +4,7 @@
 // FeatureExtractor, fit_linear_probe, knn_classify); a command wires data, files and reports.
 #pragma once
 
+#include "commands/attention.hpp"
 #include "commands/eval.hpp"
 #include "commands/export.hpp"
 #include "commands/extract.hpp"

@@ -192,6 +192,20 @@ inline void require_same_classes(const Split& train, const Split& val) {
                      std::to_string(a.size()) + " and " + std::to_string(b.size()) + ")");
 }
 
+// The encoder a linear probe's features were read from (its mae.features: "<features>, encoder
+// PATH"); "" when `checkpoint` is not a probe's, or its encoder was random.
+inline std::string probe_encoder(const std::string& checkpoint) {
+  std::error_code ec;
+  if (checkpoint.empty() || std::filesystem::is_directory(checkpoint, ec)) return "";
+  const mae::safetensors::File f(checkpoint);
+  const auto it = f.metadata().find(mae::keys::features);
+  if (!f.contains("head.0.running_mean") || it == f.metadata().end()) return "";
+  const std::string& d = it->second;
+  const std::size_t at = d.rfind(", encoder ");
+  if (at == std::string::npos || d.compare(at + 10, std::string::npos, "random init") == 0) return "";
+  return d.substr(at + 10);
+}
+
 inline std::map<std::string, std::string> metadata_of(const std::string& path) {
   return path.empty() ? std::map<std::string, std::string>{} : mae::interchange::open_weights(path).metadata();
 }

@@ -1,5 +1,6 @@
 // mae — pretrain a Masked Autoencoder on your images, fine-tune, probe, evaluate, predict,
-// extract features, draw reconstructions. `mae --help`, `mae <command> --help`.
+// extract features, draw reconstructions and attention, export to Hugging Face and timm.
+// `mae --help`, `mae <command> --help`.
 //
 //   mae presets
 //   mae pretrain --data fashion-mnist --out runs/fashion_mnist
@@ -7,6 +8,8 @@
 //   mae finetune --model vit_tiny_64x64_rgb --data ~/pictures --init runs/pics/mae_final.safetensors
 //   mae eval --checkpoint runs/finetune/classifier.safetensors --data ~/pictures
 //   mae predict --checkpoint runs/finetune/classifier.safetensors new_photos/ --out predictions.csv
+//   mae attention --checkpoint runs/pics/mae_final.safetensors --data ~/pictures --out attention.png
+//   mae export --checkpoint runs/finetune/classifier.safetensors --format timm --out my-vit
 #include "args.hpp"
 #include "commands/shards.hpp"
 #include "data.hpp"
@@ -53,19 +56,36 @@ const Preset& choose_preset(const std::string& model, const std::string& checkpo
       throw mae::Error(checkpoint + ": its configuration " + it->second +
                        " is not a preset of this program; build one with the library (README: Presets)");
     }
-    // a Hugging Face folder: the preset of its config.json's sizes
-    const auto hf = meta.find(mae::interchange::kHuggingFaceConfig);
-    if (hf != meta.end()) {
-      const auto c = nlohmann::json::parse(hf->second, nullptr, false);
-      const auto is = [&c](const char* field, int v) { return c.is_object() && c.value(field, -1) == v; };
-      for (const auto& p : presets())
-        if (is("hidden_size", p.embed_dim) && is("num_hidden_layers", p.depth) &&
-            is("num_attention_heads", p.num_heads) && is("decoder_hidden_size", p.decoder_embed_dim) &&
-            is("decoder_num_hidden_layers", p.decoder_depth) && is("image_size", p.img_size) &&
-            is("patch_size", p.patch_size) && is("num_channels", p.in_chans))
-          return p;
+    // a Hugging Face or timm folder: the preset of its config.json's sizes (the decoder's too
+    // when it gives them; the first preset of the encoder's otherwise)
+    const auto matching = [&](const nlohmann::json& c,
+                              const std::vector<std::pair<const char*, const int Preset::*>>& fields) -> const Preset& {
+      for (const auto& p : presets()) {
+        bool all = c.is_object();
+        for (const auto& [field, member] : fields)
+          all = all && (!c.contains(field) || (c[field].is_number() && c[field].get<double>() == p.*member));
+        if (all) return p;
+      }
       throw mae::Error(checkpoint + ": its config.json's sizes are no preset of this program; give --model");
-    }
+    };
+    if (const auto hf = meta.find(mae::interchange::kHuggingFaceConfig); hf != meta.end())
+      return matching(nlohmann::json::parse(hf->second, nullptr, false),
+                      {{"hidden_size", &Preset::embed_dim},
+                       {"num_hidden_layers", &Preset::depth},
+                       {"num_attention_heads", &Preset::num_heads},
+                       {"decoder_hidden_size", &Preset::decoder_embed_dim},
+                       {"decoder_num_hidden_layers", &Preset::decoder_depth},
+                       {"image_size", &Preset::img_size},
+                       {"patch_size", &Preset::patch_size},
+                       {"num_channels", &Preset::in_chans}});
+    if (const auto timm = meta.find(mae::interchange::kTimmConfig); timm != meta.end())
+      return matching(mae::interchange::timm_model_args(nlohmann::json::parse(timm->second, nullptr, false)),
+                      {{"embed_dim", &Preset::embed_dim},
+                       {"depth", &Preset::depth},
+                       {"num_heads", &Preset::num_heads},
+                       {"img_size", &Preset::img_size},
+                       {"patch_size", &Preset::patch_size},
+                       {"in_chans", &Preset::in_chans}});
   }
   return find_preset("vit_tiny_28x28_gray");
 }
@@ -237,7 +257,8 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{
       "mae: Masked Autoencoders (ViT) on the CPU. Pretrain on your images, fine-tune, probe, evaluate, "
-      "predict, extract features.\nmae <command> --help shows a command's options and defaults."};
+      "predict, extract features, draw attention, export to Hugging Face and timm.\nmae <command> --help shows a "
+      "command's options and defaults."};
   app.option_defaults()->always_capture_default();
   app.require_subcommand(1);
   app.set_version_flag("--version", "mae 0.1.0");
@@ -421,6 +442,9 @@ int main(int argc, char** argv) {
   add_model(*ext, xa_model);
   add_data(*ext, xa.data, false, false);
   add_features(*ext, xa.features, /*tokens=*/true);
+  ext->add_flag_callback(
+      "--tokens", [&xa] { xa.features.pool = "tokens"; },
+      "every token (N, 1+L, D): the same as --pool tokens; with --block, that block's");
   ext->add_option("--split", xa.split, "train or val")->check(CLI::IsMember({"train", "val"}));
   ext->add_option("--out", xa.out, "the safetensors file: features (N, D), labels (N), metadata mae.files")
       ->check(output_file());
@@ -478,18 +502,53 @@ int main(int argc, char** argv) {
   // --- export
   ExportArgs xp;
   std::string xp_model;
-  auto* exp = app.add_subcommand("export", "an MAE checkpoint for other tools: a Hugging Face or timm folder");
+  auto* exp = app.add_subcommand(
+      "export",
+      "a checkpoint for other tools: an MAE, a fine-tuned classifier or a linear probe as a Hugging Face or "
+      "timm folder");
   exp->option_defaults()->always_capture_default();
   add_model(*exp, xp_model);
-  exp->add_option("--checkpoint", xp.checkpoint, "an MAE checkpoint (mae_final.safetensors, checkpoint.safetensors)")
+  exp->add_option("--checkpoint", xp.checkpoint,
+                  "an MAE checkpoint (mae_final.safetensors, checkpoint.safetensors), a classifier "
+                  "(classifier.safetensors of mae finetune) or a linear probe (probe.safetensors)")
       ->required();
   exp->add_option("--format", xp.format,
-                  "hf: a ViTMAEForPreTraining folder (encoder and decoder); timm: the encoder as timm's "
-                  "VisionTransformer (num_classes 0)")
+                  "hf: ViTMAEForPreTraining (an MAE, with its decoder) or ViTForImageClassification (a classifier "
+                  "on the cls token); timm: VisionTransformer (an MAE's encoder with num_classes 0; a classifier "
+                  "with global_pool 'avg' or 'token')")
       ->check(CLI::IsMember({"hf", "timm"}));
+  exp->add_option("--encoder", xp.encoder,
+                  "a linear probe's encoder (default: the checkpoint its features were read from); its BatchNorm is "
+                  "folded into the head");
   exp->add_option("--out", xp.out, "the folder to write")->required();
   exp->add_flag("--overwrite", xp.overwrite, "replace the files of a folder that is not empty");
-  exp->callback([&] { run = [&] { return choose_preset(xp_model, xp.checkpoint).export_model(xp); }; });
+  exp->callback([&] {
+    run = [&] {
+      const std::string encoder = xp.encoder.empty() ? probe_encoder(xp.checkpoint) : xp.encoder;
+      return choose_preset(xp_model, encoder.empty() ? xp.checkpoint : encoder).export_model(xp);
+    };
+  });
+
+  // --- attention
+  AttentionArgs at;
+  std::string at_model;
+  auto* att = app.add_subcommand("attention",
+                                 "where the encoder looks: the last block's cls-token attention per head and the "
+                                 "attention rollout over the pictures (PNG grid), the maps as safetensors");
+  att->option_defaults()->always_capture_default();
+  add_model(*att, at_model);
+  add_data(*att, at.data, false, false);
+  att->add_option("--checkpoint", at.checkpoint,
+                  "the encoder: an MAE checkpoint, a classifier, a Hugging Face or timm folder")
+      ->required();
+  att->add_option("--split", at.split, "train or val")->check(CLI::IsMember({"train", "val"}));
+  att->add_option("--images", at.images, "rows of the figure: the split's first images")->check(whole(1, 256));
+  att->add_option("--out", at.out, "the PNG: picture | rollout | head 1 .. head H per image")->check(output_file());
+  att->add_option("--maps", at.maps,
+                  "also write the maps: cls_attention (N, H, G, G), rollout (N, G, G), metadata mae.files")
+      ->check(output_file());
+  add_run(*att, at.run, "seed of a random encoder");
+  att->callback([&] { run = [&] { return choose_preset(at_model, at.checkpoint).attention(at); }; });
 
   try {
     app.parse(argc, argv);

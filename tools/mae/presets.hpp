@@ -24,6 +24,7 @@ struct Preset {
   int (*knn)(const KnnArgs&);
   int (*reconstruct)(const ReconstructArgs&);
   int (*export_model)(const ExportArgs&);
+  int (*attention)(const AttentionArgs&);
 };
 
 // In the order `mae presets` lists them.

@@ -125,9 +125,9 @@ inline void heat_colour(double v, float* rgb) {
 }
 
 // The attention figure: one row per image, columns picture | rollout | head 1 .. head H, each
-// map (G x G, one value per patch) scaled to its own maximum and drawn in "hot" colours over the
-// picture in gray (45% picture, 55% map), a patch as a square of pixels. imgs are normalized
-// (N, C, Sz, Sz) as the model saw them; heads (N, H, G*G), rollout (N, G*G).
+// map (G x G, one value per patch) stretched between its own minimum and maximum and drawn in
+// "hot" colours over the picture in gray (45% picture, 55% map), a patch as a square of pixels.
+// imgs are normalized (N, C, Sz, Sz) as the model saw them; heads (N, H, G*G), rollout (N, G*G).
 inline void save_attention_grid(const std::string& path, const BatchLoader& loader, const std::vector<float>& imgs,
                                 Index N, Index Sz, const std::vector<float>& heads, const std::vector<float>& rollout,
                                 Index H, Index G, int upscale = 0) {
@@ -142,7 +142,8 @@ inline void save_attention_grid(const std::string& path, const BatchLoader& load
     loader.denormalize(pic.data());
     for (int c = 0; c < cols; ++c) {
       const float* map = c == 0 ? nullptr : c == 1 ? rollout.data() + n * L : heads.data() + (n * H + c - 2) * L;
-      const float top = map ? std::max(*std::max_element(map, map + L), 1e-12f) : 1.0f;
+      const float low = map ? *std::min_element(map, map + L) : 0.0f;
+      const float range = map ? std::max(*std::max_element(map, map + L) - low, 1e-12f) : 1.0f;
       for (int y = 0; y < cell; ++y)
         for (int x = 0; x < cell; ++x) {
           const Index py = y / upscale, px = x / upscale;
@@ -157,7 +158,7 @@ inline void save_attention_grid(const std::string& path, const BatchLoader& load
           }
           const float gray = (p[0] + p[1] + p[2]) / 3;
           float h[3];
-          heat_colour(map[(py * G / Sz) * G + px * G / Sz] / top, h);
+          heat_colour((map[(py * G / Sz) * G + px * G / Sz] - low) / range, h);
           for (int ch = 0; ch < 3; ++ch) o[ch] = 0.45f * gray + 0.55f * h[ch];
         }
     }
