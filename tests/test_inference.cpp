@@ -29,7 +29,9 @@ class Images : public mae::ImageDataset {
   Index channels() const override { return 3; }
   Index height(Index) const override { return 8; }
   Index width(Index) const override { return 8; }
-  void load(Index i, float* out) const override { std::copy(px_.begin() + i * kChw, px_.begin() + (i + 1) * kChw, out); }
+  void load(Index i, float* out) const override {
+    std::copy(px_.begin() + i * kChw, px_.begin() + (i + 1) * kChw, out);
+  }
   int label(Index i) const override { return static_cast<int>(i % K_); }
   std::string name() const override { return "images"; }
 
@@ -57,7 +59,7 @@ void spread_head(Vit& m, std::uint64_t seed) {
 }
 }  // namespace
 
-TEST_CASE("choose_normalization: the checkpoint's, ImageNet's for foreign weights, else the images'") {
+TEST_CASE("choose_normalization: the checkpoint's (a timm or HF folder's too), else ImageNet's or the images'") {
   const Images ds(6, 2, 1);
   std::vector<double> mean, stddev;
   mae::dataset_mean_std(ds, mean, stddev);
@@ -86,6 +88,13 @@ TEST_CASE("choose_normalization: the checkpoint's, ImageNet's for foreign weight
   CHECK(n.stddev == std::vector<double>{0.229, 0.224, 0.225});
   n = mae::choose_normalization(mae::NormalizeFrom::imagenet, meta, "run/mae_final.safetensors", ds);
   CHECK(n.source == "ImageNet");
+  // a timm or HF folder carries its statistics (interchange::open_weights puts them in the
+  // metadata, without mae.config): those, not ImageNet's
+  mae::Metadata foreign{{"format", "pt"}};
+  mae::write_normalization(foreign, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25});
+  n = mae::choose_normalization(mae::NormalizeFrom::automatic, foreign, "timm_folder", ds);
+  CHECK(n.source == "timm_folder");
+  CHECK(n.stddev == std::vector<double>{0.25, 0.25, 0.25});
   // statistics for another channel count are refused, naming the checkpoint
   mae::Metadata gray{{mae::keys::config, Cfg::name()}};
   mae::write_normalization(gray, {0.5}, {0.2});
@@ -142,8 +151,7 @@ TEST_CASE("evaluate: the report of the logits, the cross-entropy without smoothi
     for (Index p = 0; p < 3; ++p) CHECK(r.confusion(t, p) == confusion[t * 3 + p]);
   // a label the classifier does not have is refused, naming the image
   labels[5] = 3;
-  CHECK_THROWS_WITH_AS(mae::evaluate(m, ds.size(), labels.data(), as_is(ds)), doctest::Contains("image 5"),
-                       mae::Error);
+  CHECK_THROWS_WITH_AS(mae::evaluate(m, ds.size(), labels.data(), as_is(ds)), doctest::Contains("image 5"), mae::Error);
 }
 
 TEST_CASE("predict: the k most probable classes of each image, in order, with their probabilities") {
@@ -199,8 +207,8 @@ TEST_CASE("FeatureExtractor: the head's input, a block's pooled tokens, every to
     const std::vector<float> f = head_input.encode(3, as_is(ds), /*batch=*/2);
     REQUIRE(f.size() == static_cast<std::size_t>(3 * kD));
     for (Index i = 0; i < 3 * kD; ++i) CHECK(f[i] == ref.features().data()[i]);
-    CHECK(head_input.description() == std::string(mean ? "mean of patch tokens + fc_norm" : "cls token + norm") +
-                                          ", encoder " + mae_path);
+    CHECK(head_input.description() ==
+          std::string(mean ? "mean of patch tokens + fc_norm" : "cls token + norm") + ", encoder " + mae_path);
 
     // block 1, pooled without a norm
     mae::FeatureExtractor<Cfg> block1(mae_path, {mean ? Pool::mean : Pool::cls, 1});
@@ -259,8 +267,8 @@ TEST_CASE("load_classifier: a fine-tuned classifier's classes and pooling from i
   mae::MaskedAutoencoder<Cfg> m;
   const std::string mae_path = (dir / "mae.safetensors").string();
   m.save(mae_path);
-  CHECK_THROWS_WITH_AS(mae::load_classifier<Cfg>(mae_path), doctest::Contains((mae_path + ": not a classifier").c_str()),
-                       mae::Error);
+  CHECK_THROWS_WITH_AS(mae::load_classifier<Cfg>(mae_path),
+                       doctest::Contains((mae_path + ": not a classifier").c_str()), mae::Error);
 }
 
 TEST_CASE("CSV reports: per class, predictions, fields quoted as RFC 4180") {
