@@ -22,6 +22,12 @@ struct NormalizationChoice : Normalization {
   std::string source;  // the checkpoint's path, "ImageNet", or the dataset's name
 };
 
+// The reference's ImageNet statistics for `channels` channels (gray: the means of the three).
+inline Normalization imagenet_normalization(Index channels) {
+  if (channels == 1) return {{0.449}, {0.226}};
+  return {{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
+}
+
 // The statistics images are normalized with. automatic: those saved in the checkpoint (the ones
 // its model was trained with; for a timm or Hugging Face folder, its config's, as
 // interchange::open_weights reads them); ImageNet's for another checkpoint without mae.config
@@ -41,8 +47,8 @@ inline NormalizationChoice choose_normalization(NormalizeFrom from, const Metada
       return n;
     }
   if (from == NormalizeFrom::imagenet || (from == NormalizeFrom::automatic && foreign)) {
-    n.mean = {0.485, 0.456, 0.406}, n.stddev = {0.229, 0.224, 0.225}, n.source = "ImageNet";
-    if (C == 1) n.mean = {0.449}, n.stddev = {0.226};  // the channel means
+    n.Normalization::operator=(imagenet_normalization(C));
+    n.source = "ImageNet";
     return n;
   }
   dataset_mean_std(images, n.mean, n.stddev, kStatisticsImages, p, cache);

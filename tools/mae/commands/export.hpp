@@ -19,14 +19,8 @@ namespace detail {
 // The statistics a checkpoint's model was trained with, else ImageNet's (weights from elsewhere).
 template <class Cfg>
 mae::Normalization export_normalization(const mae::Metadata& meta, const std::string& path) {
-  mae::Normalization n;
-  if (const auto saved = mae::read_normalization(meta, path, Cfg::in_chans))
-    n = *saved;
-  else if (Cfg::in_chans == 1)
-    n.mean = {0.449}, n.stddev = {0.226};
-  else
-    n.mean = {0.485, 0.456, 0.406}, n.stddev = {0.229, 0.224, 0.225};
-  return n;
+  if (const auto saved = mae::read_normalization(meta, path, Cfg::in_chans)) return *saved;
+  return mae::imagenet_normalization(Cfg::in_chans);
 }
 }  // namespace detail
 
