@@ -392,9 +392,6 @@ inline std::vector<std::string> label_names(const nlohmann::json& c) {
   }
   return names;
 }
-}  // namespace detail
-
-namespace detail {
 // The normalization a config gives (timm's pretrained_cfg mean and std, HF's preprocessor's
 // image_mean and image_std), into mae's metadata when it is one list of numbers per channel.
 inline void keep_normalization(std::map<std::string, std::string>& meta, const nlohmann::json& c,
@@ -416,9 +413,9 @@ inline void keep_normalization(std::map<std::string, std::string>& meta, const n
 // - a timm file with its config.json beside it: its config kept under kTimmConfig, a tensor
 //   mae's ViT does not have refused by name.
 // The normalization of the folder (timm's pretrained_cfg, HF's preprocessor_config.json) becomes
-// the checkpoint's. A head (timm's head, HF's classifier) makes it a classifier (keys::classifier: "timm" or "hf"
-// for the configuration, with its classes and pooling, and the config's class names). A folder
-// stands for its model.safetensors.
+// the checkpoint's. A head (timm's head, HF's classifier) makes it a classifier
+// (keys::classifier: "timm" or "hf" for the configuration, with its classes and pooling, and the
+// config's class names). A folder stands for its model.safetensors.
 inline safetensors::File open_weights(const std::string& path) {
   std::string file = path;
   std::error_code ec;
