@@ -138,18 +138,19 @@ void BM_layernorm_backward(benchmark::State& st) {
 template <mae::Precision P>
 void BM_attention_forward(benchmark::State& st) {
   const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
-  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), att = randv(N * H * T * T, 3);
-  for (auto _ : st) mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H, P);
+  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), stats = randv(N * H * T * mae::kAttentionStats, 3);
+  for (auto _ : st) mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H, P);
   set_flops(st, 4.0 * N * T * T * D);
 }
 template <mae::Precision P>
 void BM_attention_backward(benchmark::State& st) {
   const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
-  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), att = randv(N * H * T * T, 3), dqkv = qkv;
-  mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H, P);
+  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), stats = randv(N * H * T * mae::kAttentionStats, 3),
+       dqkv = qkv;
+  mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H, P);
   for (auto _ : st)
-    mae::attention_backward(dqkv.data(), ctx.data(), qkv.data(), att.data(), N, T, D, H, mae::Grad::accumulate, P);
-  set_flops(st, 8.0 * N * T * T * D);
+    mae::attention_backward(dqkv.data(), ctx.data(), qkv.data(), stats.data(), N, T, D, H, mae::Grad::accumulate, P);
+  set_flops(st, 8.0 * N * T * T * D);  // the gradient's products; the recomputed q k^T is not counted
 }
 void BM_mlp_gelu_forward(benchmark::State& st) {
   auto x = randv(kRows * kHidden, 1), y = x;

@@ -334,25 +334,68 @@ TEST_CASE("small_gemm in bf16: the products of the operands rounded to bf16, sum
   }
 }
 
+namespace {
+// The one-pass attention core (forward, recomputed probabilities, backward) against the
+// reference that keeps the probabilities, for N samples of T tokens, width D, H heads.
+void check_attention_against_reference(Index N, Index T, Index D, Index H, std::uint64_t seed) {
+  const Index hd = D / H, ld = 3 * D;
+  const std::vector<float> qkv = random_floats(N * T * 3 * D, seed), dctx = random_floats(N * T * D, seed + 1),
+                           dqkv_init = random_floats(N * T * 3 * D, seed + 2);
+  std::vector<float> ctx(N * T * D), stats(N * H * T * mae::kAttentionStats), att(N * H * T * T),
+      ctx_ref(ctx.size()), att_ref(att.size());
+  mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H);
+  mae::attention_probabilities(att.data(), qkv.data(), stats.data(), N, T, D, H);
+  K::reference::attention_forward(ctx_ref.data(), att_ref.data(), qkv.data(), N, T, D, H);
+  std::vector<float> dqkv = dqkv_init, dqkv_ref = dqkv_init;
+  mae::attention_backward(dqkv.data(), dctx.data(), qkv.data(), stats.data(), N, T, D, H);
+  K::reference::attention_backward(dqkv_ref.data(), dctx.data(), qkv.data(), att_ref.data(), N, T, D, H);
+  // float sums of at most max(T, hd) terms of size ~1: a few ulps times the term count
+  const auto c = mae_test::compare(ctx.data(), ctx_ref.data(), N * T * D, 1e-5, 1e-5);
+  const auto a = mae_test::compare(att.data(), att_ref.data(), N * H * T * T, 1e-6, 1e-5);
+  const auto g = mae_test::compare(dqkv.data(), dqkv_ref.data(), N * T * 3 * D, 1e-5, 1e-4);
+  INFO("N " << N << " T " << T << " D " << D << " H " << H << ": ctx " << c.str() << "; att " << a.str() << "; dqkv "
+            << g.str());
+  CHECK(c.bad == 0);
+  CHECK(a.bad == 0);
+  CHECK(g.bad == 0);
+  // The recomputed probabilities are the forward's bit for bit: the same product with v gives
+  // the forward's ctx exactly (small_gemm sums each element in k order, as the forward's).
+  std::vector<float> ctx_again(ctx.size());
+  for (Index n = 0; n < N; ++n)
+    for (Index h = 0; h < H; ++h)
+      K::small_gemm<float, false>(ctx_again.data() + n * T * D + h * hd, D, att.data() + (n * H + h) * T * T, T, 1,
+                                  qkv.data() + n * T * ld + 2 * D + h * hd, ld, 1, T, hd, T, 1.0f, K::Out::assign);
+  CHECK(ctx_again == ctx);
+}
+
+// Every preset's encoder (1 + its visible patches at the reference's mask ratio 0.75, and all
+// patches: fine-tuning) and decoder (1 + L) token counts, at its widths and heads.
+template <class Cfg>
+void check_attention_of_preset(std::uint64_t seed) {
+  const Index L = Cfg::num_patches, visible = mae::num_visible(L, 0.75);
+  INFO("preset img " << Cfg::img_size << " patch " << Cfg::patch_size << " D " << Cfg::embed_dim);
+  check_attention_against_reference(1, 1 + visible, Cfg::embed_dim, Cfg::num_heads, seed);
+  check_attention_against_reference(1, 1 + L, Cfg::embed_dim, Cfg::num_heads, seed + 3);
+  check_attention_against_reference(1, 1 + L, Cfg::decoder_embed_dim, Cfg::decoder_num_heads, seed + 6);
+}
+}  // namespace
+
 TEST_CASE("attention core equals the naive reference (softmax(q k^T / sqrt(hd)) v), forward and backward") {
-  // T spanning blocks of query rows (kAttentionRows) with a partial last one, and a short T
-  for (const Index T : {Index(7), mae::kAttentionRows<float> * 2 + 3}) {
-    const Index N = 2, D = 32, H = 2;
-    const std::vector<float> qkv = random_floats(N * T * 3 * D, 80), dctx = random_floats(N * T * D, 81),
-                             dqkv_init = random_floats(N * T * 3 * D, 82);
-    std::vector<float> ctx(N * T * D), att(N * H * T * T), ctx_ref(ctx.size()), att_ref(att.size());
-    mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
-    K::reference::attention_forward(ctx_ref.data(), att_ref.data(), qkv.data(), N, T, D, H);
-    std::vector<float> dqkv = dqkv_init, dqkv_ref = dqkv_init;
-    mae::attention_backward(dqkv.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H);
-    K::reference::attention_backward(dqkv_ref.data(), dctx.data(), qkv.data(), att_ref.data(), N, T, D, H);
-    // float sums of at most max(T, hd) terms of size ~1: a few ulps times the term count
-    const auto c = mae_test::compare(ctx.data(), ctx_ref.data(), N * T * D, 1e-5, 1e-5);
-    const auto a = mae_test::compare(att.data(), att_ref.data(), N * H * T * T, 1e-6, 1e-5);
-    const auto g = mae_test::compare(dqkv.data(), dqkv_ref.data(), N * T * 3 * D, 1e-5, 1e-4);
-    INFO("T " << T << ": ctx " << c.str() << "; att " << a.str() << "; dqkv " << g.str());
-    CHECK(c.bad == 0);
-    CHECK(a.bad == 0);
-    CHECK(g.bad == 0);
-  }
+  // T spanning blocks of query rows (kAttentionRows), one whole block, a partial last one, a
+  // short T
+  const Index R = mae::kAttentionRows<float>;
+  for (const Index T : {Index(7), R, R + 1, 2 * R + 3}) check_attention_against_reference(2, T, 32, 2, 80 + T);
+}
+
+TEST_CASE("attention core equals the naive reference at every preset's token counts") {
+  namespace P = mae::presets;
+  check_attention_of_preset<P::vit_tiny_28x28_gray<float>>(90);
+  check_attention_of_preset<P::vit_tiny_32x32_rgb<float>>(91);
+  check_attention_of_preset<P::vit_tiny_64x64_rgb<float>>(92);
+  check_attention_of_preset<P::vit_tiny_96x96_rgb<float>>(93);
+  check_attention_of_preset<P::vit_tiny_patch16_224<float>>(94);
+  check_attention_of_preset<P::vit_base_patch16_128<float>>(95);
+  check_attention_of_preset<P::vit_base_patch16_dec512d8b<float>>(96);
+  check_attention_of_preset<P::vit_large_patch16_dec512d8b<float>>(97);
+  check_attention_of_preset<P::vit_huge_patch14_dec512d8b<float>>(98);
 }

@@ -119,12 +119,12 @@ TEST_CASE("attention core: gradient check of q, k and v") {
   // AVX-512), the last one partial
   for (const Index T : {Index(5), mae::kAttentionRows<double> + 5}) {
     const Index N = 2, D = 12, H = 3;
-    V qkv = random_vector(N * T * 3 * D, 8), dqkv(qkv.size()), ctx(N * T * D), att(N * H * T * T);
+    V qkv = random_vector(N * T * 3 * D, 8), dqkv(qkv.size()), ctx(N * T * D), stats(N * H * T * mae::kAttentionStats);
     auto fwd = [&] {
-      mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+      mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H);
       return ctx;
     };
-    auto bwd = [&](const V& G) { mae::attention_backward(dqkv.data(), G.data(), qkv.data(), att.data(), N, T, D, H); };
+    auto bwd = [&](const V& G) { mae::attention_backward(dqkv.data(), G.data(), qkv.data(), stats.data(), N, T, D, H); };
     auto rep = grad_check(fwd, bwd, {{"qkv", qkv.data(), dqkv.data(), N * T * 3 * D}});
     INFO("T " << T << ": " << rep.str());
     CHECK(rep.ok);
@@ -337,11 +337,11 @@ TEST_CASE(
   {                                            // attention core
     const Index N = 3, T = 53, D = 32, H = 2;  // blocks of query rows and a partial one
     F qkv = random_floats(N * T * 3 * D, 6), dctx = random_floats(N * T * D, 7);
-    F ctx(N * T * D), att(N * H * T * T);
-    mae::attention_forward(ctx.data(), att.data(), qkv.data(), N, T, D, H);
+    F ctx(N * T * D), stats(N * H * T * mae::kAttentionStats);
+    mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H);
     F d0 = fresh(qkv.size(), 0), d1 = fresh(qkv.size(), nan);
-    mae::attention_backward(d0.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H);
-    mae::attention_backward(d1.data(), dctx.data(), qkv.data(), att.data(), N, T, D, H, mae::Grad::assign);
+    mae::attention_backward(d0.data(), dctx.data(), qkv.data(), stats.data(), N, T, D, H);
+    mae::attention_backward(d1.data(), dctx.data(), qkv.data(), stats.data(), N, T, D, H, mae::Grad::assign);
     CHECK(d0 == d1);
   }
   {  // transformer block

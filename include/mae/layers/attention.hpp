@@ -4,6 +4,13 @@
 //   att  = softmax(q_h k_h^T * hd^-0.5)        (N, H, T, T), softmax over keys (last axis)
 //   ctx  = att v_h, heads concatenated         (N, T, D)
 //   out  = ctx Wproj^T + bproj                 (N, T, D)
+//
+// The core runs in one pass per (sample, head): scores, softmax and the product with v per
+// block of query rows in L1, the (T, T) probabilities never written out. Forward keeps two
+// numbers per row, the softmax's max and 1/sum (stats, (N, H, T, 2)); backward and
+// attention_probabilities recompute the probabilities from q, k and them with the same
+// operations in the same order, so they are the forward's bit for bit (as PyTorch's CPU flash
+// kernel keeps the logsumexp; here max and 1/sum, so that nothing is rounded differently).
 #ifndef MAE_LAYERS_ATTENTION_HPP
 #define MAE_LAYERS_ATTENTION_HPP
 
@@ -23,12 +30,11 @@ struct AttentionParams {
   LinearParams<S> proj;  // (D, D), (D)
 };
 
-// row[0..T) = exp(row - max) / sum, in place. The exponentials are summed in 16 lanes on the
-// way (lane j % 16, then Eigen's fixed reduction of the 16 lanes): an order fixed by T alone.
+// row[0..T) = exp(row - mx) in place; returns their sum, summed in 16 lanes on the way (lane
+// j % 16, then Eigen's fixed reduction of the 16 lanes): an order fixed by T alone.
 template <class S>
-inline void softmax_row(S* row, Index T) {
+inline S exp_row(S* row, Index T, S mx) {
   using namespace kernels;
-  const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
   Block16<S> lanes = Block16<S>::Zero();
   for (Index j = 0; j < T; j += kBlock16) {
     const Index m = std::min(kBlock16, T - j);
@@ -37,8 +43,22 @@ inline void softmax_row(S* row, Index T) {
     store16<S>(row + j, e, m);
     lanes += e;
   }
-  const S inv = S(1) / lanes.sum();
+  return lanes.sum();
+}
+
+// row[0..T) = exp(row - max) / sum, in place; stats[0..2) = (max, 1/sum), from which
+// softmax_row_again gives the same values from the same row.
+template <class S>
+inline void softmax_row(S* row, Index T, S* stats) {
+  const S mx = ConstRowVecMap<S>(row, T).maxCoeff();
+  const S inv = S(1) / exp_row(row, T, mx);
   for (Index j = 0; j < T; ++j) row[j] *= inv;
+  stats[0] = mx, stats[1] = inv;
+}
+template <class S>
+inline void softmax_row_again(S* row, Index T, const S* stats) {
+  exp_row(row, T, stats[0]);
+  for (Index j = 0; j < T; ++j) row[j] *= stats[1];
 }
 
 // Query rows per block: a block's rows of scores (rows x T) are computed, normalized and
@@ -47,43 +67,63 @@ inline void softmax_row(S* row, Index T) {
 template <class S>
 inline constexpr Index kAttentionRows = 4 * kernels::kTileRows;
 
-// Per-thread buffers (kernels::thread_buffer): k and v (or v^T and k) packed for
-// small_gemm_packed, and the backward's (T, T) gradient of the scores.
+// Per-thread buffers (kernels::thread_buffer): k^T, v, v^T and k packed for
+// small_gemm_packed, a block of rows of probabilities (forward), the (T, T) probabilities and
+// the gradient of the scores (backward).
 struct AttentionKeys;
 struct AttentionValues;
+struct AttentionKeysAgain;
 struct AttentionScores;
+struct AttentionProbabilities;
+
+// Values per row of the softmax statistics attention_forward keeps: (max, 1/sum).
+inline constexpr Index kAttentionStats = 2;
 
 namespace attention_detail {
 template <class S, bool Bf16>
-void forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H);
+void forward(S* ctx, S* stats, const S* qkv, Index N, Index T, Index D, Index H);
 template <class S, bool Bf16>
-void backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H, Grad mode);
+void probabilities(S* att, const S* qkv, const S* stats, Index N, Index T, Index D, Index H);
+template <class S, bool Bf16>
+void backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D, Index H, Grad mode);
 }  // namespace attention_detail
 
-// The core, between the two linears: ctx (N, T, D), att (N, H, T, T) from qkv (N, T, 3D).
-// Per sample n and head h, q, k, v are (T, hd) views into qkv with row stride 3D; the products
-// are small_gemm calls (a transposed operand is just swapped strides), k^T and v packed once
-// per head for every block of query rows. Precision::bf16: the four products' operands rounded
-// to bf16, fp32 sums (the softmax and the scores it keeps stay fp32).
+// The core, between the two linears: ctx (N, T, D) and the softmax's row statistics stats
+// (N, H, T, kAttentionStats) from qkv (N, T, 3D). Per sample n and head h, q, k, v are (T, hd)
+// views into qkv with row stride 3D; the products are small_gemm calls (a transposed operand is
+// just swapped strides), k^T and v packed once per head for every block of query rows.
+// Precision::bf16: the four products' operands rounded to bf16, fp32 sums (the softmax stays
+// fp32).
 template <class S>
-inline void attention_forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H,
+inline void attention_forward(S* ctx, S* stats, const S* qkv, Index N, Index T, Index D, Index H,
                               Precision precision = Precision::fp32) {
   dispatch_precision<S>(precision, [&](auto bf16) {
-    attention_detail::forward<S, decltype(bf16)::value>(ctx, att, qkv, N, T, D, H);
+    attention_detail::forward<S, decltype(bf16)::value>(ctx, stats, qkv, N, T, D, H);
   });
 }
 
-// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign).
+// The probabilities att (N, H, T, T) of the attention_forward that gave stats, recomputed: the
+// forward's values bit for bit (with the same qkv and precision).
 template <class S>
-inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D, Index H,
-                               Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
+inline void attention_probabilities(S* att, const S* qkv, const S* stats, Index N, Index T, Index D, Index H,
+                                    Precision precision = Precision::fp32) {
   dispatch_precision<S>(precision, [&](auto bf16) {
-    attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, att, N, T, D, H, mode);
+    attention_detail::probabilities<S, decltype(bf16)::value>(att, qkv, stats, N, T, D, H);
+  });
+}
+
+// Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign), from the qkv
+// and stats of its forward.
+template <class S>
+inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D,
+                               Index H, Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
+  dispatch_precision<S>(precision, [&](auto bf16) {
+    attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, stats, N, T, D, H, mode);
   });
 }
 
 template <class S, bool Bf16>
-inline void attention_detail::forward(S* ctx, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
+inline void attention_detail::forward(S* ctx, S* stats, const S* qkv, Index N, Index T, Index D, Index H) {
   using namespace kernels;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
@@ -93,32 +133,65 @@ inline void attention_detail::forward(S* ctx, S* att, const S* qkv, Index N, Ind
         kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // k^T (hd, T)
     auto* const vp =
         kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // v (T, hd)
+    S* const ai = kernels::thread_buffer<AttentionScores, S>(R * T);  // a block of rows of a (R, T)
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {
       const Index n = nh / H, h = nh % H;
       const S* q = qkv + n * T * ld + h * hd;  // (T, hd), row stride 3D
       const S* k = q + D;                      // (T, hd)
       const S* v = q + 2 * D;                  // (T, hd)
-      S* a = att + nh * T * T;                 // (T, T)
-      S* o = ctx + n * T * D + h * hd;         // (T, hd), row stride D
+      S* st = stats + nh * T * kAttentionStats;  // (T, 2)
+      S* o = ctx + n * T * D + h * hd;           // (T, hd), row stride D
       small_gemm_pack<S, Bf16>(kt, k, 1, ld, hd, T);
       small_gemm_pack<S, Bf16>(vp, v, ld, 1, T, hd);
       for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
         const Index m = std::min(R, T - i0);
-        S* ai = a + i0 * T;  // (m, T)
-        // a = q k^T * scale
+        // a = q k^T * scale                                              (m, T)
         small_gemm_packed<S, Bf16>(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Out::assign);
-        for (Index i = 0; i < m; ++i) softmax_row(ai + i * T, T);  // softmax over keys
-        // o = a v
+        for (Index i = 0; i < m; ++i)  // softmax over keys
+          softmax_row(ai + i * T, T, st + (i0 + i) * kAttentionStats);
+        // o = a v                                                        (m, hd)
         small_gemm_packed<S, Bf16>(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Out::assign);
       }
     }
   }
 }
 
+// Rows [i0, i0 + m) of one head's probabilities a (T, T), from q, k^T packed and the stats:
+// the forward's lines `a = q k^T * scale` and softmax, on the same blocks of rows.
+namespace attention_detail {
 template <class S, bool Bf16>
-inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* att, Index N, Index T, Index D,
-                                       Index H, Grad mode) {
+inline void probability_rows(S* a, const S* q, Index ld, const kernels::SmallPacked<S, Bf16>* kt, const S* st,
+                             Index i0, Index m, Index T, Index hd, S scale) {
+  kernels::small_gemm_packed<S, Bf16>(a + i0 * T, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, kernels::Out::assign);
+  for (Index i = i0; i < i0 + m; ++i) softmax_row_again(a + i * T, T, st + i * kAttentionStats);
+}
+}  // namespace attention_detail
+
+template <class S, bool Bf16>
+inline void attention_detail::probabilities(S* att, const S* qkv, const S* stats, Index N, Index T, Index D, Index H) {
+  using namespace kernels;
+  const Index hd = D / H, ld = 3 * D;
+  const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
+#pragma omp parallel
+  {
+    auto* const kt =
+        kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // k^T (hd, T)
+#pragma omp for schedule(static)
+    for (Index nh = 0; nh < N * H; ++nh) {
+      const Index n = nh / H, h = nh % H;
+      const S* q = qkv + n * T * ld + h * hd;
+      small_gemm_pack<S, Bf16>(kt, q + D, 1, ld, hd, T);
+      for (Index i0 = 0; i0 < T; i0 += kAttentionRows<S>)
+        probability_rows<S, Bf16>(att + nh * T * T, q, ld, kt, stats + nh * T * kAttentionStats, i0,
+                                  std::min(kAttentionRows<S>, T - i0), T, hd, scale);
+    }
+  }
+}
+
+template <class S, bool Bf16>
+inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T,
+                                       Index D, Index H, Grad mode) {
   using namespace kernels;
   const Out out_mode = mode == Grad::assign ? Out::assign : Out::add;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
@@ -129,7 +202,10 @@ inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, con
         kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // v^T (hd, T)
     auto* const kp =
         kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
-    S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);  // (T, T): da, then ds in place
+    auto* const kt = kernels::thread_buffer<AttentionKeysAgain, SmallPacked<S, Bf16>>(
+        small_gemm_packed_size<S>(hd, T));                                   // k^T (hd, T)
+    S* const a = kernels::thread_buffer<AttentionProbabilities, S>(T * T);  // (T, T): the forward's a
+    S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);        // (T, T): da, then ds in place
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {
       const Index n = nh / H, h = nh % H;
@@ -139,13 +215,15 @@ inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, con
       S* dq = dqkv + n * T * ld + h * hd;
       S* dk = dq + D;
       S* dv = dq + 2 * D;
-      const S* a = att + nh * T * T;
       const S* dout = dctx + n * T * D + h * hd;  // (T, hd), row stride D
+      small_gemm_pack<S, Bf16>(kt, k, 1, ld, hd, T);
       small_gemm_pack<S, Bf16>(vt, v, 1, ld, hd, T);
       small_gemm_pack<S, Bf16>(kp, k, ld, 1, T, hd);
       for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
         const Index m = std::min(R, T - i0);
         S* dr0 = da + i0 * T;  // (m, T)
+        // a's rows, recomputed: the forward's bits
+        probability_rows<S, Bf16>(a, q, ld, kt, stats + nh * T * kAttentionStats, i0, m, T, hd, scale);
         // forward: o = a v   =>   da = do v^T
         small_gemm_packed<S, Bf16>(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Out::assign);
         // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)

@@ -81,7 +81,7 @@ template <class S>
 struct BlockCache {
   std::vector<S> ln1, ln1_mean, ln1_rstd;  // (N*T, D), (N*T), (N*T)
   std::vector<S> qkv;                      // (N*T, 3D)
-  std::vector<S> att;                      // (N, H, T, T)
+  std::vector<S> att_stats;                // (N, H, T, 2): the softmax's (max, 1/sum) per row
   std::vector<S> ctx;                      // (N*T, D)
   std::vector<S> x_mid;                    // (N*T, D)
   std::vector<S> ln2, ln2_mean, ln2_rstd;  // (N*T, D), (N*T), (N*T)
@@ -91,7 +91,7 @@ struct BlockCache {
   void reserve(Index N, Index T, const BlockShape& s) {
     const Index R = N * T;
     ensure(ln1, R * s.dim), ensure(ln1_mean, R), ensure(ln1_rstd, R);
-    ensure(qkv, R * 3 * s.dim), ensure(att, N * s.heads * T * T), ensure(ctx, R * s.dim);
+    ensure(qkv, R * 3 * s.dim), ensure(att_stats, N * s.heads * T * kAttentionStats), ensure(ctx, R * s.dim);
     ensure(x_mid, R * s.dim), ensure(ln2, R * s.dim), ensure(ln2_mean, R), ensure(ln2_rstd, R);
     ensure(fc1, R * s.hidden), ensure(act, R * s.hidden);
   }
@@ -139,7 +139,7 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   // --- attention branch: x_mid = x_in + proj(attn(qkv(norm1(x_in))))
   layernorm_forward(c.ln1.data(), c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
   linear_forward(c.qkv.data(), c.ln1.data(), p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D, linear);
-  attention_forward(c.ctx.data(), c.att.data(), c.qkv.data(), N, T, D, s.heads, s.precision);  // (R, D)
+  attention_forward(c.ctx.data(), c.att_stats.data(), c.qkv.data(), N, T, D, s.heads, s.precision);  // (R, D)
   S* x_mid = c.x_mid.data();
   if (keep_attn) {  // drop path scales the branch before the residual add
     linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear);
@@ -204,7 +204,7 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
                   scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
                   linear);
   // forward: ctx = attention(qkv)
-  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att.data(), N, T, D, s.heads, Grad::assign, s.precision);
+  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att_stats.data(), N, T, D, s.heads, Grad::assign, s.precision);
   // forward: qkv = ln1 Wqkv^T + bqkv
   linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(), p.attn.qkv.weight, R,
                   D, 3 * D, linear);

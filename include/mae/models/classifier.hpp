@@ -249,13 +249,20 @@ class VisionTransformer {
     if (b < 0 || b > kDepth) throw Error("block_output: no block " + std::to_string(b));
     return ConstMatMap<S>(ws_.enc.stack.x[b].data(), ws_.N * T, D);
   }
-  // Block b's attention probabilities (b = 1..depth): (N*H*(1+L), 1+L), row (n, h, i) the
-  // softmax over keys of query token i in head h of image n (cls first).
+  // Block b's attention probabilities (b = 1..depth) in the last forward: (N*H*(1+L), 1+L),
+  // row (n, h, i) the softmax over keys of query token i in head h of image n (cls first).
+  // Recomputed from what the forward kept (its qkv and the softmax's row statistics): the
+  // forward's values bit for bit, valid until the next attention() call or forward.
   ConstMatMap<S> attention(Index b) const {
     if (b < 1 || b > kDepth)
       throw Error("attention: no block " + std::to_string(b) + " (1.." + std::to_string(kDepth) + ")");
-    return ConstMatMap<S>(ws_.enc.stack.cache[static_cast<std::size_t>(b - 1)].att.data(), ws_.N * Cfg::num_heads * T,
-                          T);
+    if (!has_forward_) throw Error("attention() needs a forward() first");
+    const auto& c = ws_.enc.stack.cache[static_cast<std::size_t>(b - 1)];
+    const Index rows = ws_.N * Cfg::num_heads * T;
+    ensure(att_, rows * T);
+    attention_probabilities(att_.data(), c.qkv.data(), c.att_stats.data(), ws_.N, T, D, Cfg::num_heads,
+                            opt_.precision);
+    return ConstMatMap<S>(att_.data(), rows, T);
   }
   // The drop-path scales (N) of block b's attention (branch 0) or MLP (branch 1) branch in
   // the last forward: 0 or 1/(1 - rate) per sample; null when nothing was dropped.
@@ -437,6 +444,7 @@ class VisionTransformer {
   TensorStore<S> params_, grads_;
   Params w_, g_;
   Workspace ws_;
+  mutable std::vector<S> att_;  // attention(b)'s probabilities (N*H*(1+L), 1+L)
   bool has_forward_ = false;
 };
 
