@@ -341,8 +341,8 @@ void check_attention_against_reference(Index N, Index T, Index D, Index H, std::
   const Index hd = D / H, ld = 3 * D;
   const std::vector<float> qkv = random_floats(N * T * 3 * D, seed), dctx = random_floats(N * T * D, seed + 1),
                            dqkv_init = random_floats(N * T * 3 * D, seed + 2);
-  std::vector<float> ctx(N * T * D), stats(N * H * T * mae::kAttentionStats), att(N * H * T * T),
-      ctx_ref(ctx.size()), att_ref(att.size());
+  std::vector<float> ctx(N * T * D), stats(N * H * T * mae::kAttentionStats), att(N * H * T * T), ctx_ref(ctx.size()),
+      att_ref(att.size());
   mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H);
   mae::attention_probabilities(att.data(), qkv.data(), stats.data(), N, T, D, H);
   K::reference::attention_forward(ctx_ref.data(), att_ref.data(), qkv.data(), N, T, D, H);

@@ -97,9 +97,8 @@ void backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Ind
 template <class S>
 inline void attention_forward(S* ctx, S* stats, const S* qkv, Index N, Index T, Index D, Index H,
                               Precision precision = Precision::fp32) {
-  dispatch_precision<S>(precision, [&](auto bf16) {
-    attention_detail::forward<S, decltype(bf16)::value>(ctx, stats, qkv, N, T, D, H);
-  });
+  dispatch_precision<S>(
+      precision, [&](auto bf16) { attention_detail::forward<S, decltype(bf16)::value>(ctx, stats, qkv, N, T, D, H); });
 }
 
 // The probabilities att (N, H, T, T) of the attention_forward that gave stats, recomputed: the
@@ -115,8 +114,8 @@ inline void attention_probabilities(S* att, const S* qkv, const S* stats, Index 
 // Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign), from the qkv
 // and stats of its forward.
 template <class S>
-inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D,
-                               Index H, Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
+inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D, Index H,
+                               Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
   dispatch_precision<S>(precision, [&](auto bf16) {
     attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, stats, N, T, D, H, mode);
   });
@@ -161,8 +160,8 @@ inline void attention_detail::forward(S* ctx, S* stats, const S* qkv, Index N, I
 // the forward's lines `a = q k^T * scale` and softmax, on the same blocks of rows.
 namespace attention_detail {
 template <class S, bool Bf16>
-inline void probability_rows(S* a, const S* q, Index ld, const kernels::SmallPacked<S, Bf16>* kt, const S* st,
-                             Index i0, Index m, Index T, Index hd, S scale) {
+inline void probability_rows(S* a, const S* q, Index ld, const kernels::SmallPacked<S, Bf16>* kt, const S* st, Index i0,
+                             Index m, Index T, Index hd, S scale) {
   kernels::small_gemm_packed<S, Bf16>(a + i0 * T, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, kernels::Out::assign);
   for (Index i = i0; i < i0 + m; ++i) softmax_row_again(a + i * T, T, st + i * kAttentionStats);
 }
@@ -190,8 +189,8 @@ inline void attention_detail::probabilities(S* att, const S* qkv, const S* stats
 }
 
 template <class S, bool Bf16>
-inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T,
-                                       Index D, Index H, Grad mode) {
+inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D,
+                                       Index H, Grad mode) {
   using namespace kernels;
   const Out out_mode = mode == Grad::assign ? Out::assign : Out::add;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
@@ -203,7 +202,7 @@ inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, con
     auto* const kp =
         kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
     auto* const kt = kernels::thread_buffer<AttentionKeysAgain, SmallPacked<S, Bf16>>(
-        small_gemm_packed_size<S>(hd, T));                                   // k^T (hd, T)
+        small_gemm_packed_size<S>(hd, T));                                  // k^T (hd, T)
     S* const a = kernels::thread_buffer<AttentionProbabilities, S>(T * T);  // (T, T): the forward's a
     S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);        // (T, T): da, then ds in place
 #pragma omp for schedule(static)

@@ -260,8 +260,7 @@ class VisionTransformer {
     const auto& c = ws_.enc.stack.cache[static_cast<std::size_t>(b - 1)];
     const Index rows = ws_.N * Cfg::num_heads * T;
     ensure(att_, rows * T);
-    attention_probabilities(att_.data(), c.qkv.data(), c.att_stats.data(), ws_.N, T, D, Cfg::num_heads,
-                            opt_.precision);
+    attention_probabilities(att_.data(), c.qkv.data(), c.att_stats.data(), ws_.N, T, D, Cfg::num_heads, opt_.precision);
     return ConstMatMap<S>(att_.data(), rows, T);
   }
   // The drop-path scales (N) of block b's attention (branch 0) or MLP (branch 1) branch in
