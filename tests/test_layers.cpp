@@ -96,6 +96,28 @@ TEST_CASE("layernorm: forward matches the definition (biased variance, eps 1e-6)
   CHECK(y[3] == doctest::Approx(6.0 / std::sqrt(12.5 + 1e-6)).epsilon(1e-14));
 }
 
+TEST_CASE("layernorm backward with dinp_from: dinp = dinp_from + the gradient, as a copy and +=, bit for bit") {
+  using F = std::vector<float>;
+  const Index rows = 37, C = 48;
+  const F x = random_floats(rows * C, 11), w = random_floats(C, 12), b = random_floats(C, 13),
+          dy = random_floats(rows * C, 14), from = random_floats(rows * C, 15);
+  F y(x.size()), mean(rows), rstd(rows);
+  mae::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), rows, C);
+  F dx_copy = from, dw0(C), db0(C), dw1(C), db1(C);
+  mae::layernorm_backward(dx_copy.data(), dw0.data(), db0.data(), dy.data(), x.data(), w.data(), mean.data(),
+                          rstd.data(), rows, C);
+  F dx_fused(x.size(), std::numeric_limits<float>::quiet_NaN()), dx_inplace = from;
+  mae::layernorm_backward(dx_fused.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), mean.data(),
+                          rstd.data(), rows, C, from.data());
+  CHECK(dx_fused == dx_copy);
+  CHECK(dw1 == dw0);
+  CHECK(db1 == db0);
+  // dinp_from may be dinp itself
+  mae::layernorm_backward(dx_inplace.data(), dw1.data(), db1.data(), dy.data(), x.data(), w.data(), mean.data(),
+                          rstd.data(), rows, C, dx_inplace.data());
+  CHECK(dx_inplace == dx_copy);
+}
+
 TEST_CASE("gelu: exact erf form and its gradient") {
   V x{-3.0, -0.5, 0.0, 0.7, 2.0}, y(5);
   mae::gelu_forward(y.data(), x.data(), 5);
@@ -124,7 +146,9 @@ TEST_CASE("attention core: gradient check of q, k and v") {
       mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H);
       return ctx;
     };
-    auto bwd = [&](const V& G) { mae::attention_backward(dqkv.data(), G.data(), qkv.data(), stats.data(), N, T, D, H); };
+    auto bwd = [&](const V& G) {
+      mae::attention_backward(dqkv.data(), G.data(), qkv.data(), stats.data(), N, T, D, H);
+    };
     auto rep = grad_check(fwd, bwd, {{"qkv", qkv.data(), dqkv.data(), N * T * 3 * D}});
     INFO("T " << T << ": " << rep.str());
     CHECK(rep.ok);

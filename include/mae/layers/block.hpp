@@ -174,8 +174,6 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   const auto linear = LinearBackwardOptions::in(s.precision).assigning();
   w.reserve(N, T, s, keep_attn || keep_mlp);
   S* dx_mid = w.dx_mid.data();
-  // forward: x_out = x_mid + keep_mlp * fc2(act)   =>   dx_mid = dx_out + (through the MLP branch below)
-  copy(dx_mid, dx_out, R * D);
   // forward: x_out = ... fc2(act)   =>   dact = dbranch W2;  and, on each block of dact as soon
   // as it is computed, forward: act = gelu(fc1)   =>   dfc1 = dact * gelu'(fc1)
   const auto gelu_grad = [&](Index r0, Index nr, Index j0, Index nc) {
@@ -189,13 +187,13 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   // forward: fc1 = ln2 W1^T + b1
   linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R, D,
                   Hd, linear);
-  // forward: ln2 = norm2(x_mid)
+  // forward: ln2 = norm2(x_mid), and x_out = x_mid + keep_mlp * fc2(act)
+  //   =>   dx_mid = dx_out + (through norm2)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
-                     c.ln2_mean.data(), c.ln2_rstd.data(), R, D);
-  // forward: x_mid = x_in + keep_attn * proj(ctx)   =>   dx_in += dx_mid + (through the attention branch)
-  if (dx_mode == Grad::assign) {
-    copy(dx_in, dx_mid, R * D);
-  } else {
+                     c.ln2_mean.data(), c.ln2_rstd.data(), R, D, dx_out);
+  // forward: x_mid = x_in + keep_attn * proj(ctx)   =>   dx_in += dx_mid + (through the attention
+  // branch; with Grad::assign, dx_in = dx_mid + ... in norm1's pass below)
+  if (dx_mode == Grad::accumulate) {
 #pragma omp parallel for schedule(static)
     for (Index i = 0; i < R * D; ++i) dx_in[i] += dx_mid[i];
   }
@@ -204,13 +202,14 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
                   scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
                   linear);
   // forward: ctx = attention(qkv)
-  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att_stats.data(), N, T, D, s.heads, Grad::assign, s.precision);
+  attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att_stats.data(), N, T, D, s.heads, Grad::assign,
+                     s.precision);
   // forward: qkv = ln1 Wqkv^T + bqkv
   linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(), p.attn.qkv.weight, R,
                   D, 3 * D, linear);
   // forward: ln1 = norm1(x_in)
   layernorm_backward(dx_in, g.norm1.weight, g.norm1.bias, w.dln.data(), x_in, p.norm1.weight, c.ln1_mean.data(),
-                     c.ln1_rstd.data(), R, D);
+                     c.ln1_rstd.data(), R, D, dx_mode == Grad::assign ? dx_mid : nullptr);
 }
 
 // A stack of blocks, x[b + 1] = blocks[b](x[b]) for b < depth: the encoder's and the decoder's.

@@ -46,11 +46,13 @@ inline void layernorm_forward(S* out, S* mean, S* rstd, const S* inp, const S* w
   }
 }
 
-// dinp, dweight, dbias +=
+// dinp, dweight, dbias +=; with dinp_from, dinp = dinp_from + (the same as dinp += after a copy
+// of dinp_from into dinp, bit for bit, in one pass: the gradient of a residual path that
+// joins the normalized one; dinp_from may be dinp)
 struct LayerNormPartials;  // kernels::thread_buffer tag
 template <class S>
 inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight,
-                               const S* mean, const S* rstd, Index rows, Index C) {
+                               const S* mean, const S* rstd, Index rows, Index C, const S* dinp_from = nullptr) {
   using kernels::sum16;
   // One pass over the rows, in fixed chunks: each chunk also sums its rows' share of dweight
   // and dbias into its own partial sums, added up in chunk order at the end (the chunks do
@@ -75,7 +77,11 @@ inline void layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, con
       using Row = Eigen::Array<S, 1, Eigen::Dynamic>;
       const Eigen::Map<const Row> xr(x, C), dyr(dy, C), wr(weight, C);
       const auto norm = (xr - m) * s;
-      Eigen::Map<Row>(dx, C) += (dyr * wr - dnorm_mean - norm * dnorm_norm_mean) * s;
+      if (dinp_from)  // dx = the residual's gradient + this one: the copy fused in
+        Eigen::Map<Row>(dx, C) =
+            Eigen::Map<const Row>(dinp_from + r * C, C) + (dyr * wr - dnorm_mean - norm * dnorm_norm_mean) * s;
+      else
+        Eigen::Map<Row>(dx, C) += (dyr * wr - dnorm_mean - norm * dnorm_norm_mean) * s;
       // => dweight += sum over rows of dy * norm,  dbias += sum over rows of dy
       Eigen::Map<Row>(pw, C) += dyr * norm;
       Eigen::Map<Row>(pb, C) += dyr;
