@@ -5,6 +5,12 @@
 //
 //   ./build/release/benchmarks/bench_mae                       # everything
 //   ./build/release/benchmarks/bench_mae --benchmark_filter=step
+//
+// bench_mae_products is this file built with MAE_PRODUCT_CLOCK (kernels/product_clock.hpp):
+// each model benchmark also reports outside_products_%, the share of the threads' time spent
+// outside the linear layers' products (LayerNorm, attention's core, GELU, AdamW, barrier
+// waits, ...):
+//   ./build/release/benchmarks/bench_mae_products --benchmark_filter='^step'
 #include "flops.hpp"
 
 #include <mae/mae.hpp>
@@ -15,6 +21,7 @@
 #include <sys/resource.h>
 
 #include <immintrin.h>
+#include <omp.h>
 
 #include <vector>
 
@@ -232,6 +239,11 @@ void BM_model(benchmark::State& st) {
   const auto batch = mae::images(imgs.data(), N, Cfg::in_chans, S, S);
   model.forward(batch, 0.75);
   model.backward();  // warm: every buffer allocated
+#ifdef MAE_PRODUCT_CLOCK
+  namespace clock = mae::kernels::product_clock;
+  clock::reset();
+  const std::uint64_t start = clock::now();
+#endif
   for (auto _ : st) {
     if (phase == kForward) {
       benchmark::DoNotOptimize(model.forward(batch, 0.75));
@@ -244,6 +256,11 @@ void BM_model(benchmark::State& st) {
       opt.step(model.parameters(), model.gradients(), 1e-4);
     }
   }
+#ifdef MAE_PRODUCT_CLOCK
+  // bench_mae_products: the share of the threads' time outside the linear layers' products
+  const double threads_ticks = static_cast<double>(clock::now() - start) * omp_get_max_threads();
+  st.counters["outside_products_%"] = 100.0 * (1.0 - static_cast<double>(clock::ticks()) / threads_ticks);
+#endif
   const double f = mae_bench::forward_flops_per_image<Cfg>() * (phase == kForward ? 1 : phase == kBackward ? 2 : 3);
   set_flops(st, f * static_cast<double>(N));
   st.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);

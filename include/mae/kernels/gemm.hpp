@@ -27,6 +27,7 @@
 #include "arch.hpp"
 #include "../core/common.hpp"
 #include "formats.hpp"
+#include "product_clock.hpp"
 
 #include <algorithm>
 #include <string>
@@ -91,6 +92,7 @@ inline void run(typename F::Value* c, Index ldc, GemmOperand<typename F::Value> 
     if (alpha != 1) throw Error("gemm: this operand format adds A B to C (alpha must be 1)");
   if constexpr (HasFaster<F>::value)
     if (F::faster_available()) return run<typename F::Faster>(c, ldc, A, B, packed, M, N, K, alpha, jb, je);
+  MAE_PRODUCT_SCOPE;
   using Word = typename F::Word;
   constexpr Index P = F::P, MR = F::MR, NR = F::NR, MC = F::MC, NC = F::NC;
   constexpr int NV = F::NV;
