@@ -156,9 +156,9 @@ inline void attention_detail::forward(S* ctx, S* stats, const S* qkv, Index N, I
   }
 }
 
+namespace attention_detail {
 // Rows [i0, i0 + m) of one head's probabilities a (T, T), from q, k^T packed and the stats:
 // the forward's lines `a = q k^T * scale` and softmax, on the same blocks of rows.
-namespace attention_detail {
 template <class S, bool Bf16>
 inline void probability_rows(S* a, const S* q, Index ld, const kernels::SmallPacked<S, Bf16>* kt, const S* st, Index i0,
                              Index m, Index T, Index hd, S scale) {
