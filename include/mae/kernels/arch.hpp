@@ -12,6 +12,7 @@
 
 #include "../core/common.hpp"
 
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -61,15 +62,19 @@ inline void transpose8x8(float* out, Index ldo, const float* in, Index ldi, int 
 #endif
 
 // out[k * ldo + i] = in[i * ldi + k] for i < rows, k < cols: a transposing copy, by 8 x 8
-// blocks of AVX registers where there are some.
+// blocks of AVX registers where there are some. S: float, or 32-bit words (bf16 pairs), moved
+// through the same registers as bits (loads, shuffles and stores: no arithmetic, NaNs intact).
 template <class S>
 inline void transpose_copy(S* out, Index ldo, const S* in, Index ldi, Index rows, Index cols) {
   Index i0 = 0;
 #ifdef EIGEN_VECTORIZE_AVX
-  if constexpr (std::is_same_v<S, float>) {
+  if constexpr (std::is_same_v<S, float> || std::is_same_v<S, std::uint32_t>) {
+    // the intrinsics behind ploadu / pstoreu may alias any type
+    float* const fout = reinterpret_cast<float*>(out);
+    const float* const fin = reinterpret_cast<const float*>(in);
     for (; i0 + 8 <= rows; i0 += 8) {
       Index k0 = 0;
-      for (; k0 + 8 <= cols; k0 += 8) transpose8x8(out + k0 * ldo + i0, ldo, in + i0 * ldi + k0, ldi, 8);
+      for (; k0 + 8 <= cols; k0 += 8) transpose8x8(fout + k0 * ldo + i0, ldo, fin + i0 * ldi + k0, ldi, 8);
       for (Index i = i0; i < i0 + 8; ++i)
         for (Index k = k0; k < cols; ++k) out[k * ldo + i] = in[i * ldi + k];
     }

@@ -154,17 +154,18 @@ MAE_ALWAYS_INLINE void pack_panels(Word* out, const float* b, Index rs, Index cs
   for (Index c0 = 0; c0 < nc; c0 += NR, out += NR * np) {
     const Index ncols = std::min(NR, nc - c0), w = num_chunks(ncols, P) * P;
     if (ncols < w) std::fill(out, out + w * np, Word(0));
-    if (rs == 1) {  // column j's steps of k contiguous: pairs along it, then across the panel
-      constexpr Index kChunk = 256;
-      Word col[kChunk];
-      for (Index j = 0; j < ncols; ++j) {
-        const float* src = b + (c0 + j) * cs;
+    if (rs == 1) {  // column j's steps of k contiguous: pairs along 8 columns, transposed into the panel
+      constexpr Index kChunk = 128, kCols = 8;
+      alignas(64) Word cols[kCols * kChunk];  // (column, pair)
+      for (Index j0 = 0; j0 < ncols; j0 += kCols) {
+        const Index nj = std::min(kCols, ncols - j0);
         for (Index q0 = 0; q0 < whole; q0 += kChunk) {
           const Index n = std::min(kChunk, whole - q0);
-          pair_along(col, src + 2 * q0, n);
-          for (Index q = 0; q < n; ++q) out[(q0 + q) * w + j] = col[q];
+          for (Index j = 0; j < nj; ++j) pair_along(cols + j * kChunk, b + (c0 + j0 + j) * cs + 2 * q0, n);
+          transpose_copy(out + q0 * w + j0, w, cols, kChunk, nj, n);  // out[(q0 + q) w + j0 + j] = cols[j][q]
         }
-        if (kc % 2) out[whole * w + j] = pair(src[kc - 1], 0.0f);
+        if (kc % 2)
+          for (Index j = j0; j < j0 + nj; ++j) out[whole * w + j] = pair(b[(c0 + j) * cs + kc - 1], 0.0f);
       }
     } else if (cs == 1) {  // each step's columns contiguous: pairs across two of B's rows
       for (Index q = 0; q < whole; ++q) pair_rows(out + q * w, b + 2 * q * rs + c0, b + (2 * q + 1) * rs + c0, ncols);
