@@ -228,6 +228,51 @@ TEST_CASE("gemm_bf16 equals the reference (operands rounded to bf16, products su
   }
 }
 
+// B (K, N) packed by rows [0, K) cut at `cuts` (gemm_pack_rows) equals its packing by units
+// (gemm_pack_unit), word for word, over buffers filled with different garbage.
+template <class Fmt>
+static void check_pack_rows(const std::vector<typename Fmt::Value>& b, bool transposed, Index K, Index N,
+                            const std::vector<Index>& cuts) {
+  using Word = typename Fmt::Word;
+  const K::GemmOperand<typename Fmt::Value> B{b.data(), transposed ? K : N, transposed};
+  const auto n = static_cast<std::size_t>(K::gemm_packed_size<Fmt>(K, N));
+  std::vector<Word, Eigen::aligned_allocator<Word>> units(n, Word(7)), by_rows(n, Word(9));
+  for (Index u = 0; u < K::gemm_pack_units<Fmt>(K, N); ++u) K::gemm_pack_unit<Fmt>(units.data(), B, K, N, u);
+  Index k0 = 0;
+  for (const Index k1 : cuts) K::gemm_pack_rows<Fmt>(by_rows.data(), B, K, N, k0, k1), k0 = k1;
+  INFO("K " << K << " N " << N << " transposed " << transposed << " pieces " << cuts.size());
+  CHECK(std::memcmp(units.data(), by_rows.data(), n * sizeof(Word)) == 0);
+}
+
+TEST_CASE("gemm_pack_rows: B packed by pieces of rows gives gemm_pack_unit's words, in fp32 and bf16") {
+  // K spanning several k blocks (512 steps in bf16, KC in fp32) with an odd last row; N with a
+  // partial panel; cuts inside and on the blocks' edges
+  for (const auto& [K, N] : std::vector<std::array<Index, 2>>{{1, 5}, {7, 48}, {1030, 130}, {2081, 97}}) {
+    for (const bool transposed : {false, true}) {
+      const std::vector<float> b = random_floats(K * N, 40 + K);
+      std::vector<std::vector<Index>> splits{{K}};
+      for (const Index step : {Index(2), Index(256), Index(600)}) {
+        std::vector<Index> cuts;
+        for (Index k = step; k < K; k += step) cuts.push_back(k);
+        cuts.push_back(K);
+        splits.push_back(cuts);
+      }
+      for (const auto& cuts : splits) {
+        check_pack_rows<F32>(b, transposed, K, N, cuts);
+        check_pack_rows<Bf16>(b, transposed, K, N, cuts);
+      }
+    }
+  }
+  const std::vector<float> b(8 * 8, 1.f);
+  std::vector<std::uint32_t, Eigen::aligned_allocator<std::uint32_t>> out(
+      static_cast<std::size_t>(K::gemm_packed_size<Bf16>(8, 8)));
+  CHECK_THROWS_WITH_AS(K::gemm_pack_rows<Bf16>(out.data(), {b.data(), 8}, 8, 8, 1, 8),
+                       doctest::Contains("pairs of rows"),
+                       mae::Error);  // a bf16 pair would straddle two calls
+  CHECK_THROWS_AS(K::gemm_pack_rows<Bf16>(out.data(), {b.data(), 8}, 8, 8, 0, 3), mae::Error);
+  CHECK_THROWS_AS(K::gemm_pack_rows<Bf16>(out.data(), {b.data(), 8}, 8, 8, 0, 10), mae::Error);
+}
+
 TEST_CASE("gemm_columns refuses a column range that does not start and end on B's panels") {
   const Index step = K::kGemmColumnStep<F32>, M = 3, N = step + 16, K = 5;  // one panel and a partial one
   const std::vector<float> a(M * K, 1.f), b(K * N, 1.f);

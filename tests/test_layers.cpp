@@ -335,6 +335,47 @@ TEST_CASE("linear in bf16: gemm_bf16's products (operands rounded to bf16, fp32 
   }
 }
 
+TEST_CASE("linear: the input kept packed by the forward gives the backward's bits, in fp32 and bf16") {
+  // Both thread splits (few rows: by columns; many: by chunks of rows), odd rows (a bf16 pair
+  // padded), against the backward reading x itself; a kept input of another shape or
+  // precision, or none, is refused.
+  using F = std::vector<float>;
+  const Index in = 200, out = 170;
+  for (const auto precision : {mae::Precision::fp32, mae::Precision::bf16})
+    for (const Index rows : {Index(71), Index(301), Index(1100)}) {
+      INFO("rows " << rows << " bf16 " << (precision == mae::Precision::bf16));
+      const F x = random_floats(rows * in, 1), w = random_floats(out * in, 2), b = random_floats(out, 3),
+              dy = random_floats(rows * out, 5), dw0 = random_floats(out * in, 6), db0 = random_floats(out, 7);
+      F y(rows * out), y_kept(rows * out), dx(rows * in), dx_kept(rows * in), dw = dw0, db = db0, dw_kept = dw0,
+                                                                              db_kept = db0;
+      mae::KeptInput<float> kept;
+      const auto fwd = mae::LinearForwardOptions<float>::in(precision);
+      mae::linear_forward(y.data(), x.data(), w.data(), b.data(), rows, in, out, fwd);
+      mae::linear_forward(y_kept.data(), x.data(), w.data(), b.data(), rows, in, out, fwd.keeping(kept));
+      CHECK(y_kept == y);
+      const auto bwd = mae::LinearBackwardOptions::in(precision).assigning();
+      mae::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), rows, in, out, bwd);
+      mae::linear_backward(dx_kept.data(), dw_kept.data(), db_kept.data(), dy.data(), kept, w.data(), rows, in, out,
+                           bwd);
+      CHECK(dx_kept == dx);
+      CHECK(dw_kept == dw);
+      CHECK(db_kept == db);
+      CHECK(dw != dw0);
+      const auto other = mae::LinearBackwardOptions::in(precision == mae::Precision::bf16 ? mae::Precision::fp32
+                                                                                          : mae::Precision::bf16);
+      CHECK_THROWS_WITH_AS(mae::linear_backward(dx_kept.data(), dw_kept.data(), db_kept.data(), dy.data(), kept,
+                                                w.data(), rows, in, out, other),
+                           doctest::Contains("kept by the forward"), mae::Error);
+      CHECK_THROWS_AS(mae::linear_backward(dx_kept.data(), dw_kept.data(), db_kept.data(), dy.data(), kept, w.data(),
+                                           rows - 1, in, out, bwd),
+                      mae::Error);
+    }
+  mae::KeptInput<float> none;
+  F g(10 * 4), dw(4 * 4), db(4), w(4 * 4);
+  CHECK_THROWS_WITH_AS(mae::linear_backward(g.data(), dw.data(), db.data(), g.data(), none, w.data(), 10, 4, 4),
+                       doctest::Contains("was the forward run"), mae::Error);
+}
+
 TEST_CASE(
     "Grad::assign on an input gradient gives the same bits as accumulating into zeros (linear, gelu, attention, "
     "block)") {

@@ -177,6 +177,27 @@ inline void gemm_pack_unit(typename F::Word* out, GemmOperand<typename F::Value>
   F::pack_b(out + gemm_detail::packed_offset<F>(N, p0, kc, j0), B, p0, kc, j0, std::min(F::NR, N - j0));
 }
 
+// Rows [k_begin, k_end) of B (K, N), packed into the same buffer and words as gemm_pack_unit
+// packs them: the part of B a thread packs while it has those rows in cache (a linear layer's
+// forward packs its input, the B of the weight gradient, by its chunks of rows). k_begin and
+// k_end are even (a bf16 pair never straddles two calls), or k_end is K.
+template <class F>
+inline void gemm_pack_rows(typename F::Word* out, GemmOperand<typename F::Value> B, Index K, Index N, Index k_begin,
+                           Index k_end) {
+  if (k_begin % 2 || (k_end % 2 && k_end != K) || k_begin > k_end || k_end > K)
+    throw Error("gemm_pack_rows: rows [" + std::to_string(k_begin) + ", " + std::to_string(k_end) + ") of " +
+                std::to_string(K) + " do not start and end on pairs of rows");
+  const Index kb = F::block_k(K);
+  for (Index p0 = k_begin / kb * kb; p0 < k_end; p0 += kb) {
+    const Index kc = std::min(kb, K - p0), s0 = std::max(p0, k_begin), s1 = std::min(p0 + kc, k_end);
+    for (Index j0 = 0; j0 < N; j0 += F::NR) {  // panel by panel: row r of a panel at r times its width
+      const Index ncols = std::min(F::NR, N - j0), width = num_chunks(ncols, F::P) * F::P;
+      F::pack_b(out + gemm_detail::packed_offset<F>(N, p0, kc, j0) + F::rows(s0 - p0) * width, B, s0, s1 - s0, j0,
+                ncols);
+    }
+  }
+}
+
 // C (M, N; row stride ldc) += alpha A B, B packed as above.
 template <class F>
 inline void gemm(typename F::Value* c, Index ldc, GemmOperand<typename F::Value> A, const PackedB<F>& B, Index M,

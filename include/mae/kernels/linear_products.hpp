@@ -4,8 +4,10 @@
 //   backward:  dX (rows, in) (+)= dY W,   dW (out, in) += dY^T X,   db (out) += sum over rows of dY
 //
 // with optional work fused on each finished block of Y (or dX) while it is in cache: the MLP
-// runs GELU this way. The caller sees only these two functions; how they split the work and
-// pack the operands is below.
+// runs GELU this way. The forward can also keep X packed for the backward's dW (KeptInput),
+// so that a transformer block's activations that only the weight gradients read are stored
+// once, in the products' format. The caller sees only these functions; how they split the
+// work and pack the operands is below.
 //
 // Precision::bf16 runs the same products with bf16 operands and fp32 sums (formats.hpp):
 // the recipe of PyTorch's CPU autocast for a linear layer; the outputs and gradients stay fp32.
@@ -27,6 +29,8 @@
 #include "gemm.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -72,11 +76,58 @@ inline typename F::Word* packed_buffer(Index K, Index N) {
 
 }  // namespace linear_detail
 
+// A linear layer's input X (rows, in) kept by its forward for the backward's dW = dY^T X,
+// already packed as that product's B operand (gemm's panels, in the products' format): the
+// backward reads it instead of packing X again, and the forward packs it by the rows each
+// thread has just used, while they are in cache. In bf16 it holds X's bf16 pairs: half the
+// bytes of X. Grow-only (a steady-state step allocates nothing).
+template <class S>
+class KeptInput {
+ public:
+  Index rows() const { return rows_; }
+  Index in() const { return in_; }
+
+  // Room for X (rows, in) in format F, for the forward to fill
+  template <class F>
+  typename F::Word* reserve(Index rows, Index in) {
+    rows_ = rows, in_ = in, bf16_ = !std::is_same_v<typename F::Word, S>;
+    const auto n = static_cast<std::size_t>(gemm_packed_size<F>(rows, in));
+    auto& buf = storage<F>(*this);
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+  }
+  // The packed X for a backward of this shape in format F (an Error if the forward kept
+  // another shape or precision, or nothing)
+  template <class F>
+  const typename F::Word* packed(Index rows, Index in) const {
+    const bool bf16 = !std::is_same_v<typename F::Word, S>;
+    if (rows != rows_ || in != in_ || bf16 != bf16_ || rows_ == 0)
+      throw Error("linear backward: the input kept by the forward is (" + std::to_string(rows_) + ", " +
+                  std::to_string(in_) + (bf16_ ? ") in bf16" : ")") + ", the backward is (" + std::to_string(rows) +
+                  ", " + std::to_string(in) + (bf16 ? ") in bf16" : ")") + " (was the forward run?)");
+    return storage<F>(*this).data();
+  }
+
+ private:
+  template <class F, class Self>
+  static auto& storage(Self& self) {
+    if constexpr (std::is_same_v<typename F::Word, S>)
+      return self.values_;
+    else
+      return self.words_;
+  }
+  AlignedVector<S> values_;             // fp32 (fp64) products: X's values in panels
+  AlignedVector<std::uint32_t> words_;  // bf16 products: X's bf16 pairs in panels
+  Index rows_ = 0, in_ = 0;
+  bool bf16_ = false;
+};
+
 // Y (rows, out) = X (rows, in) W^T + bias (+ residual (rows, out)); bias and residual may be
-// null. W is (out, in) row-major (PyTorch's Linear weight).
+// null. W is (out, in) row-major (PyTorch's Linear weight). With keep_x, X is also packed into
+// it for the backward (KeptInput).
 template <class S, Precision P = Precision::fp32>
 inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias, const S* residual, Index rows,
-                                    Index in, Index out, BlockFn after_block = {}) {
+                                    Index in, Index out, BlockFn after_block = {}, KeptInput<S>* keep_x = nullptr) {
   using namespace linear_detail;
   using F = ProductFormat<S, P>;
   static_assert(std::is_same_v<typename F::Value, S>, "mae::kernels: bf16 products take float operands");
@@ -96,6 +147,7 @@ inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias,
     product();
     after_block(r0, nr, j0, nc);
   };
+  typename F::Word* const kept = keep_x ? keep_x->template reserve<F>(rows, in) : nullptr;
   if (rows <= kFewRows) {  // by columns, each thread packing its part of W^T
 #pragma omp parallel
     {
@@ -103,6 +155,11 @@ inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias,
       if (cols.end > cols.begin)
         block(0, rows, cols.begin, cols.end - cols.begin,
               [&] { gemm_columns<F>(y, out, X, Wt, rows, out, in, cols.begin, cols.end); });
+      if (kept) {  // X for the backward, in pieces the threads share
+        const Index units = gemm_pack_units<F>(rows, in);
+#pragma omp for schedule(static) nowait
+        for (Index u = 0; u < units; ++u) gemm_pack_unit<F>(kept, X, rows, in, u);
+      }
     }
     return;
   }
@@ -116,6 +173,7 @@ inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias,
 #pragma omp for schedule(static)
     for (Index c = 0; c < chunks; ++c) {
       const Index r0 = c * rc, nr = std::min(rc, rows - r0);
+      if (kept) gemm_pack_rows<F>(kept, X, rows, in, r0, r0 + nr);  // this chunk's X for the backward
       block(r0, nr, 0, out, [&] {
         gemm<F>(y + r0 * out, out, GemmOperand<S>{x + r0 * in, in}, PackedB<F>{packed, in, out}, nr);
       });
@@ -125,10 +183,11 @@ inline void linear_products_forward(S* y, const S* x, const S* w, const S* bias,
 
 // dX (rows, in) += dY W (assigned instead with assign_dx; dx may be null: no input gradient),
 // then after_dx_block on each finished block of dX;  dW (out, in) += dY^T X;  db += sum of dY
-// over rows (db may be null).
+// over rows (db may be null). X is x, or (x null) the input x_kept its forward kept.
 template <class S, Precision P = Precision::fp32>
 inline void linear_products_backward(S* dx, bool assign_dx, BlockFn after_dx_block, S* dw, S* db, const S* dy,
-                                     const S* x, const S* w, Index rows, Index in, Index out) {
+                                     const S* x, const S* w, Index rows, Index in, Index out,
+                                     const KeptInput<S>* x_kept = nullptr) {
   using namespace linear_detail;
   using F = ProductFormat<S, P>;
   static_assert(std::is_same_v<typename F::Value, S>, "mae::kernels: bf16 products take float operands");
@@ -140,8 +199,10 @@ inline void linear_products_backward(S* dx, bool assign_dx, BlockFn after_dx_blo
   // thread for its columns with few rows), X (rows, in) of dW = dY^T X (packed once)
   const GemmOperand<S> W{w, in}, X{x, in};
   auto* const w_packed = row_chunks ? packed_buffer<PackedWeight, F>(out, in) : nullptr;
-  auto* const x_packed = packed_buffer<PackedInput, F>(rows, in);
-  const Index w_units = row_chunks ? gemm_pack_units<F>(out, in) : 0, x_units = gemm_pack_units<F>(rows, in);
+  if (!x == !x_kept) throw Error("linear backward: give the input either as values or as kept by the forward");
+  typename F::Word* const x_buf = x ? packed_buffer<PackedInput, F>(rows, in) : nullptr;  // packed here
+  const typename F::Word* const x_packed = x ? x_buf : x_kept->template packed<F>(rows, in);
+  const Index w_units = row_chunks ? gemm_pack_units<F>(out, in) : 0, x_units = x ? gemm_pack_units<F>(rows, in) : 0;
   // dX (+)= dY W on rows [r0, r0 + nr) x columns [j0, j0 + nc)
   const auto dx_block = [&](Index r0, Index nr, Index j0, Index nc, auto&& product) {
     if (assign_dx) StridedMap<S>(dx + r0 * in + j0, nr, nc, Eigen::OuterStride<>(in)).setZero();
@@ -162,7 +223,7 @@ inline void linear_products_backward(S* dx, bool assign_dx, BlockFn after_dx_blo
       if (u < w_units)
         gemm_pack_unit<F>(w_packed, W, out, in, u);
       else
-        gemm_pack_unit<F>(x_packed, X, rows, in, u - w_units);
+        gemm_pack_unit<F>(x_buf, X, rows, in, u - w_units);
     }
     // threads own row chunks of dX
 #pragma omp for schedule(static) nowait

@@ -76,26 +76,36 @@ inline void init_block(BlockParams<S>& b, const BlockShape& s, Rng& r) {
   init_linear(b.mlp.fc2, s.dim, s.hidden, r);
 }
 
-// What forward keeps for backward (x_in is the caller's: the previous block's output).
+// What forward keeps for backward (x_in is the caller's: the previous block's output). The
+// inputs of the four linear layers, which only their weight gradients read, are kept packed
+// as those products' operands (KeptInput: in bf16, half the bytes); the forward computes them
+// in scratch it reuses from block to block.
 template <class S>
 struct BlockCache {
-  std::vector<S> ln1, ln1_mean, ln1_rstd;  // (N*T, D), (N*T), (N*T)
-  std::vector<S> qkv;                      // (N*T, 3D)
-  std::vector<S> att_stats;                // (N, H, T, 2): the softmax's (max, 1/sum) per row
-  std::vector<S> ctx;                      // (N*T, D)
-  std::vector<S> x_mid;                    // (N*T, D)
-  std::vector<S> ln2, ln2_mean, ln2_rstd;  // (N*T, D), (N*T), (N*T)
-  std::vector<S> fc1;                      // (N*T, hidden), before GELU
-  std::vector<S> act;                      // (N*T, hidden), after GELU
+  KeptInput<S> ln1;                   // (N*T, D): norm1(x_in), qkv's input
+  std::vector<S> ln1_mean, ln1_rstd;  // (N*T), (N*T)
+  std::vector<S> qkv;                 // (N*T, 3D)
+  std::vector<S> att_stats;           // (N, H, T, 2): the softmax's (max, 1/sum) per row
+  KeptInput<S> ctx;                   // (N*T, D): proj's input
+  std::vector<S> x_mid;               // (N*T, D)
+  KeptInput<S> ln2;                   // (N*T, D): norm2(x_mid), fc1's input
+  std::vector<S> ln2_mean, ln2_rstd;  // (N*T), (N*T)
+  std::vector<S> fc1;                 // (N*T, hidden), before GELU
+  KeptInput<S> act;                   // (N*T, hidden), after GELU: fc2's input
 
   void reserve(Index N, Index T, const BlockShape& s) {
     const Index R = N * T;
-    ensure(ln1, R * s.dim), ensure(ln1_mean, R), ensure(ln1_rstd, R);
-    ensure(qkv, R * 3 * s.dim), ensure(att_stats, N * s.heads * T * kAttentionStats), ensure(ctx, R * s.dim);
-    ensure(x_mid, R * s.dim), ensure(ln2, R * s.dim), ensure(ln2_mean, R), ensure(ln2_rstd, R);
-    ensure(fc1, R * s.hidden), ensure(act, R * s.hidden);
+    ensure(ln1_mean, R), ensure(ln1_rstd, R);
+    ensure(qkv, R * 3 * s.dim), ensure(att_stats, N * s.heads * T * kAttentionStats);
+    ensure(x_mid, R * s.dim), ensure(ln2_mean, R), ensure(ln2_rstd, R);
+    ensure(fc1, R * s.hidden);
   }
 };
+
+namespace block_detail {
+struct Rows;    // kernels::thread_buffer tags of block_forward's scratch: (N*T, D),
+struct Hidden;  // and (N*T, hidden)
+}  // namespace block_detail
 
 // Gradient scratch shared by all blocks of the same shape (reused block after block).
 template <class S>
@@ -136,29 +146,35 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   const Index R = N * T, D = s.dim, Hd = s.hidden;
   const auto linear = LinearForwardOptions<S>::in(s.precision);  // every product in the block's precision
   c.reserve(N, T, s);
+  // ln1, ctx, ln2 in turn (each read only by the next product, which keeps it), and act
+  S* const ln = kernels::thread_buffer<block_detail::Rows, S>(R * D);
+  S* const act = kernels::thread_buffer<block_detail::Hidden, S>(R * Hd);
   // --- attention branch: x_mid = x_in + proj(attn(qkv(norm1(x_in))))
-  layernorm_forward(c.ln1.data(), c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
-  linear_forward(c.qkv.data(), c.ln1.data(), p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D, linear);
-  attention_forward(c.ctx.data(), c.att_stats.data(), c.qkv.data(), N, T, D, s.heads, s.precision);  // (R, D)
+  S* const ln1 = ln;
+  layernorm_forward(ln1, c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
+  linear_forward(c.qkv.data(), ln1, p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D, linear.keeping(c.ln1));
+  S* const ctx = ln;
+  attention_forward(ctx, c.att_stats.data(), c.qkv.data(), N, T, D, s.heads, s.precision);  // (R, D)
   S* x_mid = c.x_mid.data();
   if (keep_attn) {  // drop path scales the branch before the residual add
-    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear);
+    linear_forward(x_mid, ctx, p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear.keeping(c.ctx));
     add_residual(x_mid, x_in, keep_attn, N, T, D);
   } else {  // the residual add fused into the product: x_mid = x_in + b + ctx Wproj^T
-    linear_forward(x_mid, c.ctx.data(), p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear.plus(x_in));
+    linear_forward(x_mid, ctx, p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear.plus(x_in).keeping(c.ctx));
   }
   // --- MLP branch: x_out = x_mid + fc2(gelu(fc1(norm2(x_mid))))
-  layernorm_forward(c.ln2.data(), c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
+  S* const ln2 = ln;
+  layernorm_forward(ln2, c.ln2_mean.data(), c.ln2_rstd.data(), x_mid, p.norm2.weight, p.norm2.bias, R, D);
   // fc1 (R, hidden), and act = gelu(fc1) on each block of it as soon as it is computed
   const auto gelu = [&](Index r0, Index nr, Index j0, Index nc) {
-    for (Index r = r0; r < r0 + nr; ++r) gelu_forward(c.act.data() + r * Hd + j0, c.fc1.data() + r * Hd + j0, nc);
+    for (Index r = r0; r < r0 + nr; ++r) gelu_forward(act + r * Hd + j0, c.fc1.data() + r * Hd + j0, nc);
   };
-  linear_forward(c.fc1.data(), c.ln2.data(), p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, linear.then(gelu));
+  linear_forward(c.fc1.data(), ln2, p.mlp.fc1.weight, p.mlp.fc1.bias, R, D, Hd, linear.then(gelu).keeping(c.ln2));
   if (keep_mlp) {
-    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, linear);
+    linear_forward(x_out, act, p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, linear.keeping(c.act));
     add_residual(x_out, x_mid, keep_mlp, N, T, D);
   } else {
-    linear_forward(x_out, c.act.data(), p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, linear.plus(x_mid));
+    linear_forward(x_out, act, p.mlp.fc2.weight, p.mlp.fc2.bias, R, Hd, D, linear.plus(x_mid).keeping(c.act));
   }
 }
 
@@ -182,11 +198,11 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
                     Grad::assign);
   };
   linear_backward(w.dact.data(), g.mlp.fc2.weight, g.mlp.fc2.bias,
-                  scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D), c.act.data(), p.mlp.fc2.weight, R, Hd, D,
+                  scale_residual_grad(w.dbranch, dx_out, keep_mlp, N, T, D), c.act, p.mlp.fc2.weight, R, Hd, D,
                   linear.then(gelu_grad));
   // forward: fc1 = ln2 W1^T + b1
-  linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2.data(), p.mlp.fc1.weight, R, D,
-                  Hd, linear);
+  linear_backward(w.dln.data(), g.mlp.fc1.weight, g.mlp.fc1.bias, w.dfc1.data(), c.ln2, p.mlp.fc1.weight, R, D, Hd,
+                  linear);
   // forward: ln2 = norm2(x_mid), and x_out = x_mid + keep_mlp * fc2(act)
   //   =>   dx_mid = dx_out + (through norm2)
   layernorm_backward(dx_mid, g.norm2.weight, g.norm2.bias, w.dln.data(), c.x_mid.data(), p.norm2.weight,
@@ -199,14 +215,14 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
   }
   // forward: x_mid = ... proj(ctx)
   linear_backward(w.dctx.data(), g.attn.proj.weight, g.attn.proj.bias,
-                  scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx.data(), p.attn.proj.weight, R, D, D,
+                  scale_residual_grad(w.dbranch, dx_mid, keep_attn, N, T, D), c.ctx, p.attn.proj.weight, R, D, D,
                   linear);
   // forward: ctx = attention(qkv)
   attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att_stats.data(), N, T, D, s.heads, Grad::assign,
                      s.precision);
   // forward: qkv = ln1 Wqkv^T + bqkv
-  linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1.data(), p.attn.qkv.weight, R,
-                  D, 3 * D, linear);
+  linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1, p.attn.qkv.weight, R, D,
+                  3 * D, linear);
   // forward: ln1 = norm1(x_in)
   layernorm_backward(dx_in, g.norm1.weight, g.norm1.bias, w.dln.data(), x_in, p.norm1.weight, c.ln1_mean.data(),
                      c.ln1_rstd.data(), R, D, dx_mode == Grad::assign ? dx_mid : nullptr);

@@ -43,6 +43,10 @@ using kernels::Precision;
 // f(r0, nr, j0, nc) on the block rows [r0, r0 + nr) x columns [j0, j0 + nc) of a finished output.
 using kernels::BlockFn;
 
+// A layer's input kept by its forward, packed, for the weight gradient of its backward
+// (LinearForwardOptions::keeping): what a block stores of the activations only dW reads.
+using kernels::KeptInput;
+
 // Precision::bf16 is for float layers only: a double layer (the gradient checks) is always
 // computed in double.
 inline void check_precision_for_scalar(Precision p, bool is_float) {
@@ -68,6 +72,7 @@ struct LinearForwardOptions {
   Precision precision = Precision::fp32;  // the products' arithmetic
   const S* residual = nullptr;            // (rows, out): out = x W^T + b + residual
   BlockFn after_block;                    // on each finished block of out
+  KeptInput<S>* keep_input = nullptr;     // inp, packed for the backward's weight gradient
 
   static LinearForwardOptions in(Precision p) {
     LinearForwardOptions o;
@@ -84,6 +89,12 @@ struct LinearForwardOptions {
     o.after_block = f;
     return o;
   }
+  // The input kept (packed) in k for linear_backward, which then needs no copy of inp
+  LinearForwardOptions keeping(KeptInput<S>& k) const {
+    LinearForwardOptions o = *this;
+    o.keep_input = &k;
+    return o;
+  }
 };
 
 // out (rows, out_dim) = inp (rows, in_dim) W^T + b  (+ residual)
@@ -92,8 +103,8 @@ inline void linear_forward(S* out, const S* inp, const S* weight, const S* bias,
                            Index out_dim, LinearForwardOptions<S> opt = {}) {
   dispatch_precision<S>(opt.precision, [&](auto bf16) {
     constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
-    kernels::linear_products_forward<S, P>(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim,
-                                           opt.after_block);
+    kernels::linear_products_forward<S, P>(out, inp, weight, bias, opt.residual, rows, in_dim, out_dim, opt.after_block,
+                                           opt.keep_input);
   });
 }
 
@@ -131,6 +142,17 @@ inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const 
     constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
     kernels::linear_products_backward<S, P>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, inp, weight, rows,
                                             in_dim, out_dim);
+  });
+}
+// The same with the input as its forward kept it (LinearForwardOptions::keeping).
+template <class S>
+inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const KeptInput<S>& inp, const S* weight,
+                            Index rows, Index in_dim, Index out_dim, LinearBackwardOptions opt = {}) {
+  const bool assign = opt.dinp == Grad::assign;
+  dispatch_precision<S>(opt.precision, [&](auto bf16) {
+    constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
+    kernels::linear_products_backward<S, P>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, nullptr, weight,
+                                            rows, in_dim, out_dim, &inp);
   });
 }
 
