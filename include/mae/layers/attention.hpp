@@ -30,21 +30,35 @@ struct AttentionParams {
   LinearParams<S> proj;  // (D, D), (D)
 };
 
-// row[0..T) = exp(row - mx) in place; returns their sum, summed in 16 lanes on the way (lane
-// j % 16, then Eigen's fixed reduction of the 16 lanes): an order fixed by T alone.
-template <class S>
+// GCC 12 with AVX-512 warns "'__Y' is used uninitialized" inside Eigen's vectorized exp (as
+// in mlp.hpp): silenced for exp_row only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+// row[0..T) = exp(row - mx) in place; returns their sum (kSum), summed in 16 lanes on the way
+// (lane j % 16, then Eigen's fixed reduction of the 16 lanes): an order fixed by T alone.
+// Without kSum (a recomputation that has the sum already) the same values, and 0.
+template <class S, bool kSum = true>
 inline S exp_row(S* row, Index T, S mx) {
   using namespace kernels;
   Block16<S> lanes = Block16<S>::Zero();
   for (Index j = 0; j < T; j += kBlock16) {
     const Index m = std::min(kBlock16, T - j);
     Block16<S> e = (load16(row + j, m) - mx).exp();
-    for (Index t = m; t < kBlock16; ++t) e[t] = S(0);  // the padding of a last partial block
     store16<S>(row + j, e, m);
-    lanes += e;
+    if constexpr (kSum) {
+      for (Index t = m; t < kBlock16; ++t) e[t] = S(0);  // the padding of a last partial block
+      lanes += e;
+    }
   }
-  return lanes.sum();
+  return kSum ? lanes.sum() : S(0);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 // row[0..T) = exp(row - max) / sum, in place; stats[0..2) = (max, 1/sum), from which
 // softmax_row_again gives the same values from the same row.
@@ -57,7 +71,7 @@ inline void softmax_row(S* row, Index T, S* stats) {
 }
 template <class S>
 inline void softmax_row_again(S* row, Index T, const S* stats) {
-  exp_row(row, T, stats[0]);
+  exp_row<S, false>(row, T, stats[0]);
   for (Index j = 0; j < T; ++j) row[j] *= stats[1];
 }
 
