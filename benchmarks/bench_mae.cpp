@@ -141,23 +141,32 @@ void BM_layernorm_backward(benchmark::State& st) {
     mae::layernorm_backward(dx.data(), dw.data(), db.data(), y.data(), x.data(), w.data(), m.data(), r.data(), kRows,
                             kD);
 }
-// Attention core at (N, T, D, H): the toy encoder, the decoders of the 32x32, 224 and base models.
+// Attention core at (N, T, D, H): the toy encoder, the decoders of the 32x32, 224 and base
+// models. As a block runs it: the probabilities kept by the forward where
+// keeps_attention_probabilities says so (short T), else recomputed by the backward.
 template <mae::Precision P>
 void BM_attention_forward(benchmark::State& st) {
   const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
-  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), stats = randv(N * H * T * mae::kAttentionStats, 3);
-  for (auto _ : st) mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H, P);
+  const bool keep = mae::keeps_attention_probabilities(T, D, H);
+  auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), stats = randv(N * H * T * mae::kAttentionStats, 3),
+       att = randv(keep ? N * H * T * T : 0, 4);
+  for (auto _ : st)
+    mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H, P, keep ? att.data() : nullptr);
   set_flops(st, 4.0 * N * T * T * D);
+  st.counters["kept"] = keep;
 }
 template <mae::Precision P>
 void BM_attention_backward(benchmark::State& st) {
   const Index N = st.range(0), T = st.range(1), D = st.range(2), H = st.range(3);
+  const bool keep = mae::keeps_attention_probabilities(T, D, H);
   auto qkv = randv(N * T * 3 * D, 1), ctx = randv(N * T * D, 2), stats = randv(N * H * T * mae::kAttentionStats, 3),
-       dqkv = qkv;
-  mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H, P);
+       att = randv(keep ? N * H * T * T : 0, 4), dqkv = qkv;
+  mae::attention_forward(ctx.data(), stats.data(), qkv.data(), N, T, D, H, P, keep ? att.data() : nullptr);
   for (auto _ : st)
-    mae::attention_backward(dqkv.data(), ctx.data(), qkv.data(), stats.data(), N, T, D, H, mae::Grad::accumulate, P);
-  set_flops(st, 8.0 * N * T * T * D);  // the gradient's products; the recomputed q k^T is not counted
+    mae::attention_backward(dqkv.data(), ctx.data(), qkv.data(), stats.data(), N, T, D, H, mae::Grad::accumulate, P,
+                            keep ? att.data() : nullptr);
+  set_flops(st, 8.0 * N * T * T * D);  // the gradient's products; a recomputed q k^T is not counted
+  st.counters["kept"] = keep;
 }
 void BM_mlp_gelu_forward(benchmark::State& st) {
   auto x = randv(kRows * kHidden, 1), y = x;

@@ -411,6 +411,26 @@ void check_attention_against_reference(Index N, Index T, Index D, Index H, std::
       K::small_gemm<float, false>(ctx_again.data() + n * T * D + h * hd, D, att.data() + (n * H + h) * T * T, T, 1,
                                   qkv.data() + n * T * ld + 2 * D + h * hd, ld, 1, T, hd, T, 1.0f, K::Out::assign);
   CHECK(ctx_again == ctx);
+  // Kept by the forward instead (short sequences): the same probabilities, ctx and gradients,
+  // bit for bit, in both precisions
+  for (const auto precision : {mae::Precision::fp32, mae::Precision::bf16}) {
+    std::vector<float> ctx_r(ctx.size()), stats_r(stats.size()), att_r(att.size()), ctx_k(ctx.size()),
+        stats_k(stats.size()), att_k(att.size(), std::numeric_limits<float>::quiet_NaN());
+    mae::attention_forward(ctx_r.data(), stats_r.data(), qkv.data(), N, T, D, H, precision);
+    mae::attention_probabilities(att_r.data(), qkv.data(), stats_r.data(), N, T, D, H, precision);
+    mae::attention_forward(ctx_k.data(), stats_k.data(), qkv.data(), N, T, D, H, precision, att_k.data());
+    std::vector<float> dqkv_r = dqkv_init, dqkv_k = dqkv_init;
+    mae::attention_backward(dqkv_r.data(), dctx.data(), qkv.data(), stats_r.data(), N, T, D, H, mae::Grad::accumulate,
+                            precision);
+    mae::attention_backward(dqkv_k.data(), dctx.data(), qkv.data(), stats_k.data(), N, T, D, H, mae::Grad::accumulate,
+                            precision, att_k.data());
+    INFO("bf16 " << (precision == mae::Precision::bf16));
+    CHECK(ctx_k == ctx_r);
+    CHECK(stats_k == stats_r);
+    CHECK(att_k == att_r);
+    CHECK(dqkv_k == dqkv_r);
+    CHECK(dqkv_k != dqkv_init);
+  }
 }
 
 // Every preset's encoder (1 + its visible patches at the reference's mask ratio 0.75, and all

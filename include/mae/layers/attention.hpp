@@ -11,6 +11,8 @@
 // attention_probabilities recompute the probabilities from q, k and them with the same
 // operations in the same order, so they are the forward's bit for bit (as PyTorch's CPU flash
 // kernel keeps the logsumexp; here max and 1/sum, so that nothing is rounded differently).
+// Where they are small (keeps_attention_probabilities: short sequences) a block asks the
+// forward to keep the probabilities too, and its backward reads them instead: the same bits.
 #ifndef MAE_LAYERS_ATTENTION_HPP
 #define MAE_LAYERS_ATTENTION_HPP
 
@@ -95,11 +97,12 @@ inline constexpr Index kAttentionStats = 2;
 
 namespace attention_detail {
 template <class S, bool Bf16>
-void forward(S* ctx, S* stats, const S* qkv, Index N, Index T, Index D, Index H);
+void forward(S* ctx, S* stats, S* att, const S* qkv, Index N, Index T, Index D, Index H);
 template <class S, bool Bf16>
 void probabilities(S* att, const S* qkv, const S* stats, Index N, Index T, Index D, Index H);
 template <class S, bool Bf16>
-void backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D, Index H, Grad mode);
+void backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, const S* att, Index N, Index T, Index D, Index H,
+              Grad mode);
 }  // namespace attention_detail
 
 // The core, between the two linears: ctx (N, T, D) and the softmax's row statistics stats
@@ -107,13 +110,21 @@ void backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Ind
 // views into qkv with row stride 3D; the products are small_gemm calls (a transposed operand is
 // just swapped strides), k^T and v packed once per head for every block of query rows.
 // Precision::bf16: the four products' operands rounded to bf16, fp32 sums (the softmax stays
-// fp32).
+// fp32). With att (N, H, T, T), the probabilities are also kept there, for a backward that
+// then reads them instead of recomputing them (keeps_attention_probabilities says when).
 template <class S>
 inline void attention_forward(S* ctx, S* stats, const S* qkv, Index N, Index T, Index D, Index H,
-                              Precision precision = Precision::fp32) {
-  dispatch_precision<S>(
-      precision, [&](auto bf16) { attention_detail::forward<S, decltype(bf16)::value>(ctx, stats, qkv, N, T, D, H); });
+                              Precision precision = Precision::fp32, S* att = nullptr) {
+  dispatch_precision<S>(precision, [&](auto bf16) {
+    attention_detail::forward<S, decltype(bf16)::value>(ctx, stats, att, qkv, N, T, D, H);
+  });
 }
+
+// Whether a block keeps its attention probabilities for the backward rather than recomputing
+// them there: when they take no more room than the qkv it keeps anyway (H T <= 3 D values per
+// token), as for short sequences (an encoder's visible tokens); long ones (a decoder's 1 + L
+// at 224 pixels) are recomputed, their (T, T) per head being what the recomputation saves.
+inline bool keeps_attention_probabilities(Index T, Index D, Index H) { return H * T <= 3 * D; }
 
 // The probabilities att (N, H, T, T) of the attention_forward that gave stats, recomputed: the
 // forward's values bit for bit (with the same qkv and precision).
@@ -126,17 +137,18 @@ inline void attention_probabilities(S* att, const S* qkv, const S* stats, Index 
 }
 
 // Gradient of attention_forward: dqkv (N, T, 3D) += (or = with Grad::assign), from the qkv
-// and stats of its forward.
+// and stats of its forward, and the probabilities it kept (att) if it did: the same bits.
 template <class S>
 inline void attention_backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D, Index H,
-                               Grad mode = Grad::accumulate, Precision precision = Precision::fp32) {
+                               Grad mode = Grad::accumulate, Precision precision = Precision::fp32,
+                               const S* att = nullptr) {
   dispatch_precision<S>(precision, [&](auto bf16) {
-    attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, stats, N, T, D, H, mode);
+    attention_detail::backward<S, decltype(bf16)::value>(dqkv, dctx, qkv, stats, att, N, T, D, H, mode);
   });
 }
 
 template <class S, bool Bf16>
-inline void attention_detail::forward(S* ctx, S* stats, const S* qkv, Index N, Index T, Index D, Index H) {
+inline void attention_detail::forward(S* ctx, S* stats, S* att, const S* qkv, Index N, Index T, Index D, Index H) {
   using namespace kernels;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
   const S scale = static_cast<S>(1.0 / std::sqrt(static_cast<double>(hd)));
@@ -159,12 +171,13 @@ inline void attention_detail::forward(S* ctx, S* stats, const S* qkv, Index N, I
       small_gemm_pack<S, Bf16>(vp, v, ld, 1, T, hd);
       for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
         const Index m = std::min(R, T - i0);
+        S* const a = att ? att + nh * T * T + i0 * T : ai;  // the rows kept, or scratch
         // a = q k^T * scale                                              (m, T)
-        small_gemm_packed<S, Bf16>(ai, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Out::assign);
+        small_gemm_packed<S, Bf16>(a, T, q + i0 * ld, ld, 1, kt, m, T, hd, scale, Out::assign);
         for (Index i = 0; i < m; ++i)  // softmax over keys
-          softmax_row(ai + i * T, T, st + (i0 + i) * kAttentionStats);
+          softmax_row(a + i * T, T, st + (i0 + i) * kAttentionStats);
         // o = a v                                                        (m, hd)
-        small_gemm_packed<S, Bf16>(o + i0 * D, D, ai, T, 1, vp, m, hd, T, S(1), Out::assign);
+        small_gemm_packed<S, Bf16>(o + i0 * D, D, a, T, 1, vp, m, hd, T, S(1), Out::assign);
       }
     }
   }
@@ -203,8 +216,8 @@ inline void attention_detail::probabilities(S* att, const S* qkv, const S* stats
 }
 
 template <class S, bool Bf16>
-inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, Index N, Index T, Index D,
-                                       Index H, Grad mode) {
+inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, const S* stats, const S* att, Index N,
+                                       Index T, Index D, Index H, Grad mode) {
   using namespace kernels;
   const Out out_mode = mode == Grad::assign ? Out::assign : Out::add;
   const Index hd = D / H, ld = 3 * D, R = kAttentionRows<S>;
@@ -217,7 +230,7 @@ inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, con
         kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
     auto* const kt = kernels::thread_buffer<AttentionKeysAgain, SmallPacked<S, Bf16>>(
         small_gemm_packed_size<S>(hd, T));                                  // k^T (hd, T)
-    S* const a = kernels::thread_buffer<AttentionProbabilities, S>(T * T);  // (T, T): the forward's a
+    S* const a_again = att ? nullptr : kernels::thread_buffer<AttentionProbabilities, S>(T * T);  // (T, T)
     S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);        // (T, T): da, then ds in place
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {
@@ -229,14 +242,15 @@ inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, con
       S* dk = dq + D;
       S* dv = dq + 2 * D;
       const S* dout = dctx + n * T * D + h * hd;  // (T, hd), row stride D
-      small_gemm_pack<S, Bf16>(kt, k, 1, ld, hd, T);
+      const S* const a = att ? att + nh * T * T : a_again;  // (T, T): the forward's a, kept or recomputed
+      if (!att) small_gemm_pack<S, Bf16>(kt, k, 1, ld, hd, T);
       small_gemm_pack<S, Bf16>(vt, v, 1, ld, hd, T);
       small_gemm_pack<S, Bf16>(kp, k, ld, 1, T, hd);
       for (Index i0 = 0; i0 < T; i0 += R) {  // query rows [i0, i0 + m)
         const Index m = std::min(R, T - i0);
         S* dr0 = da + i0 * T;  // (m, T)
-        // a's rows, recomputed: the forward's bits
-        probability_rows<S, Bf16>(a, q, ld, kt, stats + nh * T * kAttentionStats, i0, m, T, hd, scale);
+        // a's rows, recomputed where not kept: the forward's bits
+        if (!att) probability_rows<S, Bf16>(a_again, q, ld, kt, stats + nh * T * kAttentionStats, i0, m, T, hd, scale);
         // forward: o = a v   =>   da = do v^T
         small_gemm_packed<S, Bf16>(dr0, T, dout + i0 * D, D, 1, vt, m, T, hd, S(1), Out::assign);
         // forward: a = softmax(s) row-wise   =>   ds = a * (da - sum_j(da * a))   (in place)

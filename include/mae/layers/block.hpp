@@ -86,6 +86,7 @@ struct BlockCache {
   std::vector<S> ln1_mean, ln1_rstd;  // (N*T), (N*T)
   std::vector<S> qkv;                 // (N*T, 3D)
   std::vector<S> att_stats;           // (N, H, T, 2): the softmax's (max, 1/sum) per row
+  std::vector<S> att;                 // (N, H, T, T): the probabilities, where kept (short T)
   KeptInput<S> ctx;                   // (N*T, D): proj's input
   std::vector<S> x_mid;               // (N*T, D)
   KeptInput<S> ln2;                   // (N*T, D): norm2(x_mid), fc1's input
@@ -97,6 +98,7 @@ struct BlockCache {
     const Index R = N * T;
     ensure(ln1_mean, R), ensure(ln1_rstd, R);
     ensure(qkv, R * 3 * s.dim), ensure(att_stats, N * s.heads * T * kAttentionStats);
+    if (keeps_attention_probabilities(T, s.dim, s.heads)) ensure(att, N * s.heads * T * T);
     ensure(x_mid, R * s.dim), ensure(ln2_mean, R), ensure(ln2_rstd, R);
     ensure(fc1, R * s.hidden);
   }
@@ -154,7 +156,8 @@ inline void block_forward(S* x_out, BlockCache<S>& c, const S* x_in, const Block
   layernorm_forward(ln1, c.ln1_mean.data(), c.ln1_rstd.data(), x_in, p.norm1.weight, p.norm1.bias, R, D);
   linear_forward(c.qkv.data(), ln1, p.attn.qkv.weight, p.attn.qkv.bias, R, D, 3 * D, linear.keeping(c.ln1));
   S* const ctx = ln;
-  attention_forward(ctx, c.att_stats.data(), c.qkv.data(), N, T, D, s.heads, s.precision);  // (R, D)
+  S* const att = keeps_attention_probabilities(T, D, s.heads) ? c.att.data() : nullptr;  // (N, H, T, T), or none
+  attention_forward(ctx, c.att_stats.data(), c.qkv.data(), N, T, D, s.heads, s.precision, att);  // (R, D)
   S* x_mid = c.x_mid.data();
   if (keep_attn) {  // drop path scales the branch before the residual add
     linear_forward(x_mid, ctx, p.attn.proj.weight, p.attn.proj.bias, R, D, D, linear.keeping(c.ctx));
@@ -219,7 +222,7 @@ inline void block_backward(S* dx_in, BlockParams<S>& g, BlockScratch<S>& w, cons
                   linear);
   // forward: ctx = attention(qkv)
   attention_backward(w.dqkv.data(), w.dctx.data(), c.qkv.data(), c.att_stats.data(), N, T, D, s.heads, Grad::assign,
-                     s.precision);
+                     s.precision, keeps_attention_probabilities(T, D, s.heads) ? c.att.data() : nullptr);
   // forward: qkv = ln1 Wqkv^T + bqkv
   linear_backward(w.dln.data(), g.attn.qkv.weight, g.attn.qkv.bias, w.dqkv.data(), c.ln1, p.attn.qkv.weight, R, D,
                   3 * D, linear);
