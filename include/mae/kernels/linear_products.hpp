@@ -84,9 +84,6 @@ inline typename F::Word* packed_buffer(Index K, Index N) {
 template <class S>
 class KeptInput {
  public:
-  Index rows() const { return rows_; }
-  Index in() const { return in_; }
-
   // Room for X (rows, in) in format F, for the forward to fill
   template <class F>
   typename F::Word* reserve(Index rows, Index in) {

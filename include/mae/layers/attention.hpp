@@ -228,9 +228,11 @@ inline void attention_detail::backward(S* dqkv, const S* dctx, const S* qkv, con
         kernels::thread_buffer<AttentionKeys, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));  // v^T (hd, T)
     auto* const kp =
         kernels::thread_buffer<AttentionValues, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(T, hd));  // k (T, hd)
-    auto* const kt = kernels::thread_buffer<AttentionKeysAgain, SmallPacked<S, Bf16>>(
-        small_gemm_packed_size<S>(hd, T));                                  // k^T (hd, T)
-    S* const a_again = att ? nullptr : kernels::thread_buffer<AttentionProbabilities, S>(T * T);  // (T, T)
+    // k^T (hd, T) and the probabilities (T, T), for recomputing them where they were not kept
+    auto* const kt =
+        att ? nullptr
+            : kernels::thread_buffer<AttentionKeysAgain, SmallPacked<S, Bf16>>(small_gemm_packed_size<S>(hd, T));
+    S* const a_again = att ? nullptr : kernels::thread_buffer<AttentionProbabilities, S>(T * T);
     S* const da = kernels::thread_buffer<AttentionScores, S>(T * T);        // (T, T): da, then ds in place
 #pragma omp for schedule(static)
     for (Index nh = 0; nh < N * H; ++nh) {

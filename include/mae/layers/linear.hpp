@@ -132,28 +132,32 @@ struct LinearBackwardOptions {
   }
 };
 
+namespace linear_layer_detail {
+// The backward's dispatch, with the input as values (inp) or as its forward kept it (kept)
+template <class S>
+inline void backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const KeptInput<S>* kept,
+                     const S* weight, Index rows, Index in_dim, Index out_dim, const LinearBackwardOptions& opt) {
+  const bool assign = opt.dinp == Grad::assign;
+  dispatch_precision<S>(opt.precision, [&](auto bf16) {
+    constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
+    kernels::linear_products_backward<S, P>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, inp, weight, rows,
+                                            in_dim, out_dim, kept);
+  });
+}
+}  // namespace linear_layer_detail
+
 // The gradients of linear_forward (dinp may be null: no gradient wanted for the input):
 //   forward: out = inp W^T + b   =>   dinp += dout W,   dW += dout^T inp,   db += sum over rows of dout
 template <class S>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp, const S* weight, Index rows,
                             Index in_dim, Index out_dim, LinearBackwardOptions opt = {}) {
-  const bool assign = opt.dinp == Grad::assign;
-  dispatch_precision<S>(opt.precision, [&](auto bf16) {
-    constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
-    kernels::linear_products_backward<S, P>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, inp, weight, rows,
-                                            in_dim, out_dim);
-  });
+  linear_layer_detail::backward<S>(dinp, dweight, dbias, dout, inp, nullptr, weight, rows, in_dim, out_dim, opt);
 }
 // The same with the input as its forward kept it (LinearForwardOptions::keeping).
 template <class S>
 inline void linear_backward(S* dinp, S* dweight, S* dbias, const S* dout, const KeptInput<S>& inp, const S* weight,
                             Index rows, Index in_dim, Index out_dim, LinearBackwardOptions opt = {}) {
-  const bool assign = opt.dinp == Grad::assign;
-  dispatch_precision<S>(opt.precision, [&](auto bf16) {
-    constexpr Precision P = decltype(bf16)::value ? Precision::bf16 : Precision::fp32;
-    kernels::linear_products_backward<S, P>(dinp, assign, opt.after_dinp_block, dweight, dbias, dout, nullptr, weight,
-                                            rows, in_dim, out_dim, &inp);
-  });
+  linear_layer_detail::backward<S>(dinp, dweight, dbias, dout, nullptr, &inp, weight, rows, in_dim, out_dim, opt);
 }
 
 }  // namespace mae
